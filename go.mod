@@ -1,0 +1,3 @@
+module siem-recovery
+
+go 1.26.0
