@@ -1,0 +1,45 @@
+// Package mcastest is an in-process emulator of the Microsoft Defender for
+// Cloud Apps (MCAS) activities API, for tests of siem-recovery's API source
+// and of the command that uses it. It is an httptest server on 127.0.0.1
+// (plain HTTP, or HTTPS with Options.TLS) that holds a fixed set of
+// activities and answers POST /api/v1/activities/ the way the real API
+// does, as far as siem-recovery relies on it:
+//
+//   - Auth: "Authorization: Token <t>" for a legacy token, "Bearer <t>" when
+//     the server's token is a JWT; any other header answers 401.
+//   - The trailing slash: POST /api/v1/activities (no slash) ignores the
+//     body, as the real API does, and lists the first 100 activities of the
+//     tenant, newest first, unfiltered. Stats.NoSlash counts such requests.
+//   - Filters: {"field":{"op":value}} ANDed. The "date" field takes eq, gt,
+//     gte, lt, lte and range ([{"start":ms,"end":ms}], both ends included);
+//     every other field (service, activity.eventType, user.username, …) is
+//     matched by recovery.Filter, with the same operators and field names.
+//   - Sorting by "date" (or "created", taken as the same field here) "asc"
+//     or "desc" (the default), ties broken by _id so the order is stable.
+//   - Plain paging: "skip" and "limit" with limit ≤ 100 and skip+limit ≤
+//     5000, else 400. The answer has "data", "total" and "hasNext".
+//   - Scan mode ("isScan": true): limit 500–5000 (default 500), else 400.
+//     While more records follow, the server drops the last records of the
+//     page that share its final millisecond and answers "hasNext": true
+//     with "nextQueryFilters": the request's filters with the date bound
+//     moved to that millisecond, so each record is listed exactly once.
+//     When every record of a page shares one millisecond nothing can be
+//     dropped; the page is kept whole and nextQueryFilters carries a private
+//     "_scanAfter" key ({"timestamp":ms,"id":lastId}) that resumes inside
+//     the millisecond. Options.NoScan makes the server refuse isScan with
+//     400, like an API without scan support.
+//   - Throttling: Options.RequestsPerMinute requests per Options.BudgetPeriod
+//     (default one minute, a fixed window from the first request); past
+//     it the server answers 429 with Retry-After in whole seconds until the
+//     window ends.
+//   - Faults, injected with FailNext (the next n requests) or FailEvery
+//     (every k-th request): any status (500, 503, 429 with a Retry-After),
+//     a slow answer (Delay), or a 200 with a truncated JSON body
+//     (Malformed).
+//   - Counting: Stats tells how many requests came and how each was
+//     answered; Requests lists them with their bodies and headers.
+//
+// Generate makes activities with realistic fields, including many that
+// share one millisecond. StartTinyproxy runs a real tinyproxy for proxy
+// tests, and DeadAddr gives a loopback address where nothing listens.
+package mcastest

@@ -1,0 +1,577 @@
+package mcastest
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// DefaultToken is the legacy API token the emulator accepts when
+// Options.Token is empty: 64 characters of the legacy alphabet.
+const DefaultToken = "mcastest-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRS"
+
+// Options configure a Server. The zero value is a plain-HTTP server with
+// no activities, DefaultToken, scan mode supported and no throttling.
+type Options struct {
+	// Token is the one token the server accepts. A JWT (three base64url
+	// parts) must come as "Bearer", anything else as "Token".
+	Token string
+	// Activities are the tenant's activities, one JSON object each with at
+	// least "_id" and a numeric "timestamp". The server keeps them sorted
+	// by timestamp, then _id.
+	Activities []json.RawMessage
+	// TLS serves HTTPS with httptest's self-signed certificate (for
+	// 127.0.0.1 and example.com); see TLSConfig and CAPEM.
+	TLS bool
+	// NoScan refuses "isScan": true with 400, like an API without scan
+	// support.
+	NoScan bool
+	// RequestsPerMinute is the tenant's request budget per BudgetPeriod;
+	// past it the server answers 429. Zero means no budget.
+	RequestsPerMinute int
+	// BudgetPeriod is the length of the budget window; default one minute.
+	// Tests shorten it.
+	BudgetPeriod time.Duration
+}
+
+// Fault is an answer the server gives instead of the normal one.
+type Fault struct {
+	// Status is the HTTP status to answer (500, 502, 503, 429, …), with a
+	// small JSON error body. Zero answers normally, after Delay, unless
+	// Malformed is set.
+	Status int
+	// RetryAfter is the Retry-After header sent with Status ("" for none).
+	RetryAfter string
+	// Delay holds the answer back this long (or until the client gives up).
+	Delay time.Duration
+	// Malformed answers 200 with a JSON body cut in the middle.
+	Malformed bool
+}
+
+type faultRule struct {
+	fault     Fault
+	remaining int // FailNext: how many more requests it applies to
+	every     int // FailEvery: applies to request numbers divisible by it
+}
+
+// Stats counts the requests that reached the activities endpoint (with or
+// without its trailing slash), by how they were answered.
+type Stats struct {
+	Requests     int // every request, whatever the answer
+	Served       int // answered 200 with activities (Malformed faults excluded)
+	Throttled    int // answered 429, by the budget or an injected fault
+	Faults       int // answered with an injected fault (including 429s and slow answers)
+	Unauthorized int // answered 401
+	BadRequests  int // answered 400
+	NoSlash      int // POST /api/v1/activities without the trailing slash
+	Activities   int // activities sent in all 200 answers
+}
+
+// Request is one request the server received, as recorded for assertions.
+type Request struct {
+	At       time.Time
+	Path     string
+	Auth     string // the Authorization scheme ("Token", "Bearer"), never the secret
+	Via      string // the Via header a proxy adds to plain-HTTP requests
+	Body     json.RawMessage
+	Status   int
+	Returned int // activities in the answer
+}
+
+// Server is a running emulator. Its methods are safe for concurrent use.
+type Server struct {
+	// URL is the base URL to give the client (the --source), e.g.
+	// http://127.0.0.1:41234, without a trailing slash.
+	URL string
+
+	srv     *httptest.Server
+	token   string
+	bearer  bool
+	records []record // sorted by (ts, id); read-only after New
+	noScan  bool
+	rpm     int
+	period  time.Duration
+
+	mu          sync.Mutex
+	faults      []*faultRule
+	stats       Stats
+	log         []Request
+	budgetStart time.Time
+	budgetUsed  int
+}
+
+type record struct {
+	ts  int64
+	id  string
+	raw json.RawMessage
+}
+
+// New starts an emulator on 127.0.0.1 holding opts.Activities; it is
+// closed when the test ends. An activity without "_id" or a numeric
+// "timestamp" fails the test.
+func New(tb testing.TB, opts Options) *Server {
+	tb.Helper()
+	s := &Server{
+		token:  opts.Token,
+		noScan: opts.NoScan,
+		rpm:    opts.RequestsPerMinute,
+		period: opts.BudgetPeriod,
+	}
+	if s.token == "" {
+		s.token = DefaultToken
+	}
+	s.bearer = IsJWT(s.token)
+	if s.period <= 0 {
+		s.period = time.Minute
+	}
+	s.records = make([]record, 0, len(opts.Activities))
+	for i, raw := range opts.Activities {
+		var a struct {
+			ID        string      `json:"_id"`
+			Timestamp json.Number `json:"timestamp"`
+		}
+		err := json.Unmarshal(raw, &a)
+		ts, terr := a.Timestamp.Int64()
+		if err != nil || a.ID == "" || terr != nil {
+			tb.Fatalf("mcastest: activity %d has no \"_id\" or no numeric \"timestamp\" (%v): %.200s", i, err, raw)
+		}
+		s.records = append(s.records, record{ts: ts, id: a.ID, raw: bytes.Clone(raw)})
+	}
+	sort.Slice(s.records, func(i, j int) bool { return s.records[i].less(s.records[j]) })
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/v1/activities/", s.serveActivities)
+	mux.HandleFunc("/api/v1/activities", s.serveActivities)
+	if opts.TLS {
+		s.srv = httptest.NewTLSServer(mux)
+	} else {
+		s.srv = httptest.NewServer(mux)
+	}
+	s.URL = s.srv.URL
+	tb.Cleanup(s.Close)
+	return s
+}
+
+func (r record) less(o record) bool {
+	if r.ts != o.ts {
+		return r.ts < o.ts
+	}
+	return r.id < o.id
+}
+
+// Close stops the server; the test's cleanup does it too.
+func (s *Server) Close() {
+	s.srv.CloseClientConnections()
+	s.srv.Close()
+}
+
+// Endpoint is the activities endpoint, with its trailing slash.
+func (s *Server) Endpoint() string { return s.URL + "/api/v1/activities/" }
+
+// Token is the token the server accepts.
+func (s *Server) Token() string { return s.token }
+
+// TLSConfig trusts the server's certificate (nil for a plain-HTTP server).
+func (s *Server) TLSConfig() *tls.Config {
+	cert := s.srv.Certificate()
+	if cert == nil {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{RootCAs: pool}
+}
+
+// CAPEM is the server's certificate in PEM, for a process that reads its
+// trusted roots from a file (SSL_CERT_FILE); nil for plain HTTP.
+func (s *Server) CAPEM() []byte {
+	cert := s.srv.Certificate()
+	if cert == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
+}
+
+// Len is the number of activities the server holds.
+func (s *Server) Len() int { return len(s.records) }
+
+// FailNext answers the next n requests with f.
+func (s *Server) FailNext(n int, f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, &faultRule{fault: f, remaining: n})
+}
+
+// FailEvery answers every k-th request (counting every request the server
+// receives, from the first) with f, until ClearFaults.
+func (s *Server) FailEvery(k int, f Fault) {
+	if k <= 0 {
+		panic("mcastest: FailEvery needs k > 0")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, &faultRule{fault: f, every: k})
+}
+
+// ClearFaults removes every injected fault.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
+// Stats returns the counters so far.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Requests returns the requests received so far, oldest first.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Request(nil), s.log...)
+}
+
+// query is the request body of the activities API.
+type query struct {
+	Filters       json.RawMessage `json:"filters"`
+	SortField     string          `json:"sortField"`
+	SortDirection string          `json:"sortDirection"`
+	Skip          *int            `json:"skip"`
+	Limit         *int            `json:"limit"`
+	IsScan        bool            `json:"isScan"`
+}
+
+func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	req := Request{At: time.Now(), Path: r.URL.Path, Via: r.Header.Get("Via"), Body: json.RawMessage(body)}
+	if scheme, _, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok {
+		req.Auth = scheme
+	}
+
+	s.mu.Lock()
+	s.stats.Requests++
+	seq := s.stats.Requests
+	noSlash := r.URL.Path == "/api/v1/activities"
+	if noSlash {
+		s.stats.NoSlash++
+	}
+	s.mu.Unlock()
+
+	rec := &recorder{ResponseWriter: w}
+	defer func() {
+		req.Status = rec.status
+		req.Returned = rec.returned
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.log = append(s.log, req)
+		switch {
+		case rec.status == http.StatusOK && !rec.malformed:
+			s.stats.Served++
+			s.stats.Activities += rec.returned
+		case rec.status == http.StatusTooManyRequests:
+			s.stats.Throttled++
+		case rec.status == http.StatusUnauthorized:
+			s.stats.Unauthorized++
+		case rec.status == http.StatusBadRequest:
+			s.stats.BadRequests++
+		}
+	}()
+
+	if r.Method != http.MethodPost {
+		rec.error(http.StatusMethodNotAllowed, "use POST")
+		return
+	}
+	if !s.authorized(r.Header.Get("Authorization")) {
+		rec.error(http.StatusUnauthorized, "Invalid token")
+		return
+	}
+	if f, ok := s.takeFault(seq); ok {
+		if !s.applyFault(rec, r, f) {
+			return
+		}
+	}
+	if wait, ok := s.spend(); !ok {
+		rec.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		rec.error(http.StatusTooManyRequests, "Request was throttled. Expected available in "+wait.Round(time.Second).String())
+		return
+	}
+
+	var q query
+	if noSlash {
+		// The real API ignores the body of a request to the URL without
+		// its trailing slash and lists with its defaults.
+		q = query{}
+	} else if err := json.Unmarshal(body, &q); err != nil {
+		rec.error(http.StatusBadRequest, "the body is not JSON: "+err.Error())
+		return
+	}
+	ans, status, msg := s.answer(q)
+	if status != http.StatusOK {
+		rec.error(status, msg)
+		return
+	}
+	rec.json(ans)
+}
+
+func (s *Server) authorized(header string) bool {
+	scheme, secret, ok := strings.Cut(header, " ")
+	if !ok || secret != s.token {
+		return false
+	}
+	if s.bearer {
+		return scheme == "Bearer"
+	}
+	return scheme == "Token"
+}
+
+// takeFault returns the fault that applies to request number seq, if any.
+func (s *Server) takeFault(seq int) (Fault, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, r := range s.faults {
+		switch {
+		case r.remaining > 0:
+			r.remaining--
+			if r.remaining == 0 {
+				s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
+			}
+			s.stats.Faults++
+			return r.fault, true
+		case r.every > 0 && seq%r.every == 0:
+			s.stats.Faults++
+			return r.fault, true
+		}
+	}
+	return Fault{}, false
+}
+
+// applyFault answers with f; it reports whether the normal answer should
+// follow (a fault that only delays).
+func (s *Server) applyFault(rec *recorder, r *http.Request, f Fault) bool {
+	if f.Delay > 0 {
+		t := time.NewTimer(f.Delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			rec.status = 499 // the client went away; nothing can be written
+			return false
+		}
+	}
+	switch {
+	case f.Malformed:
+		rec.malformed = true
+		rec.Header().Set("Content-Type", "application/json")
+		rec.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(rec, `{"total":3,"hasNext":true,"data":[{"_id":"1511373015679_167ae3eb","timest`)
+		return false
+	case f.Status != 0:
+		if f.RetryAfter != "" {
+			rec.Header().Set("Retry-After", f.RetryAfter)
+		}
+		rec.error(f.Status, fmt.Sprintf("injected fault: %d %s", f.Status, http.StatusText(f.Status)))
+		return false
+	}
+	return true
+}
+
+// spend takes one request from the budget; when none is left it reports
+// how long until the window ends.
+func (s *Server) spend() (time.Duration, bool) {
+	if s.rpm <= 0 {
+		return 0, true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if s.budgetStart.IsZero() || !now.Before(s.budgetStart.Add(s.period)) {
+		s.budgetStart, s.budgetUsed = now, 0
+	}
+	if s.budgetUsed >= s.rpm {
+		return s.budgetStart.Add(s.period).Sub(now), false
+	}
+	s.budgetUsed++
+	return 0, true
+}
+
+// answer is the body of a 200 answer: the activities are written as
+// stored, without re-encoding.
+type answer struct {
+	total   int
+	hasNext bool
+	data    []record
+	next    json.RawMessage // nil: no nextQueryFilters
+}
+
+func (s *Server) answer(q query) (answer, int, string) {
+	var c conditions
+	if err := c.parse(q.Filters); err != nil {
+		return answer{}, http.StatusBadRequest, err.Error()
+	}
+	switch q.SortField {
+	case "", "date", "created":
+	default:
+		return answer{}, http.StatusBadRequest, fmt.Sprintf("sortField %q: use date or created", q.SortField)
+	}
+	desc := true
+	switch q.SortDirection {
+	case "", "desc":
+	case "asc":
+		desc = false
+	default:
+		return answer{}, http.StatusBadRequest, fmt.Sprintf("sortDirection %q: use asc or desc", q.SortDirection)
+	}
+	if q.IsScan {
+		if s.noScan {
+			return answer{}, http.StatusBadRequest, "isScan is not supported"
+		}
+		return s.scan(q, c, desc)
+	}
+	return s.plain(q, c, desc)
+}
+
+func (s *Server) plain(q query, c conditions, desc bool) (answer, int, string) {
+	skip, limit := 0, 100
+	if q.Skip != nil {
+		skip = *q.Skip
+	}
+	if q.Limit != nil {
+		limit = *q.Limit
+	}
+	switch {
+	case skip < 0 || limit < 0:
+		return answer{}, http.StatusBadRequest, "skip and limit must not be negative"
+	case limit > 100:
+		return answer{}, http.StatusBadRequest, fmt.Sprintf("limit %d: at most 100 without isScan", limit)
+	case skip+limit > 5000:
+		return answer{}, http.StatusBadRequest, fmt.Sprintf("skip %d + limit %d: at most 5000 without isScan", skip, limit)
+	}
+	var a answer
+	s.each(c, desc, func(r record) bool {
+		if a.total >= skip && len(a.data) < limit {
+			a.data = append(a.data, r)
+		}
+		a.total++
+		return true
+	})
+	a.hasNext = skip+len(a.data) < a.total
+	return a, http.StatusOK, ""
+}
+
+func (s *Server) scan(q query, c conditions, desc bool) (answer, int, string) {
+	limit := 500
+	if q.Limit != nil {
+		limit = *q.Limit
+	}
+	if limit < 500 || limit > 5000 {
+		return answer{}, http.StatusBadRequest, fmt.Sprintf("limit %d: scan mode takes 500 to 5000", limit)
+	}
+	if q.Skip != nil && *q.Skip != 0 {
+		return answer{}, http.StatusBadRequest, "skip is not supported with isScan"
+	}
+	var a answer
+	s.each(c, desc, func(r record) bool {
+		a.data = append(a.data, r)
+		return len(a.data) <= limit
+	})
+	a.total = len(a.data)
+	if len(a.data) <= limit {
+		return a, http.StatusOK, ""
+	}
+	// More follow: drop the records that share the page's final
+	// millisecond, so the next query, which starts at that millisecond,
+	// lists them whole.
+	a.data = a.data[:limit]
+	a.hasNext = true
+	final := a.data[limit-1]
+	k := sort.Search(len(a.data), func(i int) bool { return a.data[i].ts == final.ts })
+	var after *scanAfter
+	if k == 0 {
+		after = &scanAfter{Timestamp: final.ts, ID: final.id}
+	} else {
+		a.data = a.data[:k]
+	}
+	next, err := nextFilters(q.Filters, final.ts, desc, after)
+	if err != nil {
+		return answer{}, http.StatusInternalServerError, err.Error()
+	}
+	a.next = next
+	return a, http.StatusOK, ""
+}
+
+// each calls fn with the records that match c, in order, until fn returns
+// false.
+func (s *Server) each(c conditions, desc bool, fn func(record) bool) {
+	lo := sort.Search(len(s.records), func(i int) bool { return s.records[i].ts >= c.date.lo })
+	hi := sort.Search(len(s.records), func(i int) bool { return s.records[i].ts > c.date.hi })
+	visit := func(i int) bool {
+		r := s.records[i]
+		return !c.match(r, desc) || fn(r)
+	}
+	if desc {
+		for i := hi - 1; i >= lo && visit(i); i-- {
+		}
+		return
+	}
+	for i := lo; i < hi && visit(i); i++ {
+	}
+}
+
+// recorder remembers what was answered, for the request log and stats.
+type recorder struct {
+	http.ResponseWriter
+	status    int
+	returned  int
+	malformed bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) error(code int, msg string) {
+	r.Header().Set("Content-Type", "application/json")
+	r.WriteHeader(code)
+	b, _ := json.Marshal(map[string]string{"detail": msg})
+	_, _ = r.Write(b)
+}
+
+func (r *recorder) json(a answer) {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `{"total":%d,"hasNext":%t,"data":[`, a.total, a.hasNext)
+	for i, rec := range a.data {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(rec.raw)
+	}
+	b.WriteByte(']')
+	if a.next != nil {
+		b.WriteString(`,"nextQueryFilters":`)
+		b.Write(a.next)
+	}
+	b.WriteByte('}')
+	r.returned = len(a.data)
+	r.Header().Set("Content-Type", "application/json")
+	r.WriteHeader(http.StatusOK)
+	_, _ = r.Write(b.Bytes())
+}
