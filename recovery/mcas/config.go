@@ -1,0 +1,168 @@
+package mcas
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"siem-recovery/recovery"
+)
+
+// Remedies printed after the problem (SPEC §3, the "Solution" column of
+// the SIEM agent's troubleshooting table).
+const (
+	remedySource = "give the tenant's API URL, https://TENANT.REGION.portal.cloudappsecurity.com"
+	remedyToken  = "check you copied the right token, or generate a new one"
+	remedyNoTok  = "give the API token with --token-file, the MCAS_TOKEN environment variable or --token"
+	remedyProxy  = "check you entered the right proxy and port"
+	remedyFilter = "check the --filter file uses fields and operators the activities API accepts"
+	remedyPaging = "use --page-size 500 to 5000 (scan mode), or 1 to 100 (plain paging)"
+	remedyRetry  = "run again later: the recovery resumes where it stopped; if it keeps failing, contact support"
+)
+
+// endpointPath is the activities endpoint under the tenant's URL. The
+// trailing slash matters: without it the API ignores the request body.
+const endpointPath = "/api/v1/activities/"
+
+// parseSource checks the --source URL and returns the activities endpoint.
+// Any https host is accepted (tenants live under several domains); plain
+// http only to a loopback address, for tests. A path the operator copied
+// from the portal ("/api", "/api/v1", "/api/v1/activities") is tolerated.
+func parseSource(raw string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %q is not an https:// URL", redactURL(raw))
+	}
+	if u.User != nil {
+		return nil, recovery.Problemf(recovery.ErrUsage, remedySource+"; the token goes in --token-file, MCAS_TOKEN or --token", "--source %s carries a user name or password", u.Redacted())
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %s has a query or fragment", u.Redacted())
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %s: plain http is allowed only to a loopback address (for tests); the API is https", u.Redacted())
+		}
+	default:
+		return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %s: scheme %q is neither https nor file", u.Redacted(), u.Scheme)
+	}
+	path := strings.TrimRight(u.Path, "/")
+	for _, suffix := range []string{"/api/v1/activities", "/api/v1", "/api"} {
+		if strings.HasSuffix(path, suffix) {
+			path = strings.TrimSuffix(path, suffix)
+			break
+		}
+	}
+	u.Path, u.RawPath = path+endpointPath, ""
+	return u, nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// legacyToken is the shape of an MCAS API token.
+var legacyToken = regexp.MustCompile(`^[0-9A-Za-z\-_=.+]{64,}$`)
+
+// authorization returns the Authorization scheme for the token: "Bearer"
+// for a JWT (an Entra ID application token), "Token" for a legacy MCAS API
+// token. Any other shape is refused before a request is made; the
+// message describes the token without showing any of it.
+func authorization(t recovery.Token) (string, error) {
+	secret := strings.TrimSpace(t.Reveal())
+	switch {
+	case secret == "":
+		return "", recovery.Problemf(recovery.ErrInvalidToken, remedyNoTok, "no API token was given")
+	case isJWT(secret):
+		return "Bearer", nil
+	case legacyToken.MatchString(secret):
+		return "Token", nil
+	}
+	var why string
+	switch {
+	case strings.ContainsAny(secret, " \t\r\n"):
+		why = "it contains white space"
+	case len(secret) < 64:
+		why = fmt.Sprintf("it has %d characters", len(secret))
+	default:
+		why = "it contains other characters"
+	}
+	return "", recovery.Problemf(recovery.ErrInvalidToken, remedyToken,
+		"the token is neither an MCAS API token (64 or more of 0-9 A-Z a-z - _ = . +) nor a JWT: %s", why)
+}
+
+// isJWT reports whether s is three base64url parts whose first (the
+// header) decodes to a JSON object.
+func isJWT(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
+		return false
+	}
+	head, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[0], "="))
+	if err != nil {
+		return false
+	}
+	var obj map[string]json.RawMessage
+	return json.Unmarshal(head, &obj) == nil
+}
+
+// parseProxy reads --proxy: http://host:port, https://host:port or
+// host:port (taken as http). "" means no --proxy.
+func parseProxy(raw string) (*url.URL, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return nil, nil
+	}
+	shown := redactURL(raw)
+	s := raw
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, recovery.Problemf(recovery.ErrInvalidProxy, remedyProxy, "the proxy %q is not an address: want http://host:port or host:port", shown)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, recovery.Problemf(recovery.ErrInvalidProxy, remedyProxy, "the proxy %q: scheme %q is not supported: want http://host:port or host:port", shown, u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return nil, recovery.Problemf(recovery.ErrInvalidProxy, remedyProxy, "the proxy %q has no host: want http://host:port or host:port", shown)
+	}
+	port := u.Port()
+	if port == "" {
+		return nil, recovery.Problemf(recovery.ErrInvalidProxy, remedyProxy, "the proxy %q has no port: want http://host:port or host:port", shown)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return nil, recovery.Problemf(recovery.ErrInvalidProxy, remedyProxy, "the proxy %q: port %q is not 1 to 65535", shown, port)
+	}
+	if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, recovery.Problemf(recovery.ErrInvalidProxy, remedyProxy, "the proxy %q has a path or query: want http://host:port or host:port", shown)
+	}
+	return u, nil
+}
+
+// redactURL hides a password in a URL that may not parse.
+func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	if at := strings.LastIndex(raw, "@"); at >= 0 {
+		scheme := ""
+		if i := strings.Index(raw, "://"); i >= 0 && i < at {
+			scheme = raw[:i+3]
+		}
+		return scheme + "xxxxx@" + raw[at+1:]
+	}
+	return raw
+}

@@ -1,0 +1,18 @@
+// Package mcas is siem-recovery's source for the Microsoft Defender for
+// Cloud Apps (MCAS) activities API: POST {source}/api/v1/activities/,
+// paged in scan mode (nextQueryFilters, kept in the cursor as the API sent
+// it) or, where scan mode cannot be used, by a date cursor that is exact
+// when many activities share one millisecond.
+//
+// Every request of a Source goes through one client-side rate limit.
+// Throttled requests (429) wait for Retry-After and are retried without
+// limit; 5xx answers, timeouts, network errors and malformed answers are
+// critical and retried with exponential backoff until MaxCriticalErrors
+// fail in a row. A wrong token, an unreachable proxy and a refused request
+// end the fetch at once with a *recovery.Error the command maps to its
+// exit code. The token is sent only in the Authorization header: no error
+// and no log line carries it.
+//
+// docs/api-source.md describes the protocol, the resume semantics and the
+// retry policy for operators; package mcastest emulates the API for tests.
+package mcas

@@ -1,0 +1,277 @@
+package mcas_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"siem-recovery/recovery"
+	"siem-recovery/recovery/mcas"
+	"siem-recovery/recovery/mcas/mcastest"
+)
+
+// requestBody is the body the source sends, as the emulator recorded it.
+type requestBody struct {
+	Filters       json.RawMessage `json:"filters"`
+	SortField     string          `json:"sortField"`
+	SortDirection string          `json:"sortDirection"`
+	IsScan        bool            `json:"isScan"`
+	Skip          *int            `json:"skip"`
+	Limit         int             `json:"limit"`
+}
+
+func bodyOf(t *testing.T, r mcastest.Request) requestBody {
+	t.Helper()
+	var b requestBody
+	if err := json.Unmarshal(r.Body, &b); err != nil {
+		t.Fatalf("request body %s: %v", r.Body, err)
+	}
+	return b
+}
+
+func TestScanDeliversEachActivityExactlyOnce(t *testing.T) {
+	const n, burst = 20000, 300
+	for _, pageSize := range []int{5000, 1000} {
+		t.Run(fmt.Sprintf("page=%d", pageSize), func(t *testing.T) {
+			// The burst straddles the end of the first page.
+			acts, want := generate(n, burst, pageSize-burst/2)
+			srv := mcastest.New(t, mcastest.Options{Activities: acts})
+			src, _ := newSource(t, srv, func(c *mcas.Config) { c.PageSize = pageSize })
+
+			d, err := drain(ctxFor(t, 60*time.Second), t, src, recovery.Cursor{}, 0)
+			if err != nil {
+				t.Fatalf("Fetch: %v", err)
+			}
+			assertExactlyOnce(t, d.ids, want)
+
+			stats := srv.Stats()
+			if limit := ceilDiv(n, pageSize) + 2; stats.Requests > limit {
+				t.Errorf("%d activity requests, want at most ceil(%d/%d)+2 = %d", stats.Requests, n, pageSize, limit)
+			}
+			if d.requests != stats.Requests {
+				t.Errorf("pages counted %d requests, the API received %d", d.requests, stats.Requests)
+			}
+			if stats.NoSlash != 0 {
+				t.Errorf("%d requests without the trailing slash", stats.NoSlash)
+			}
+
+			reqs := srv.Requests()
+			first := bodyOf(t, reqs[0])
+			wantFilters := fmt.Sprintf(`{"date":{"gte":%d,"lte":%d}}`, testWindow.Start, testWindow.End-1)
+			if string(first.Filters) != wantFilters || first.SortField != "date" || first.SortDirection != "asc" || !first.IsScan || first.Limit != pageSize {
+				t.Errorf("first request %s, want filters %s, sortField date, sortDirection asc, isScan, limit %d", reqs[0].Body, wantFilters, pageSize)
+			}
+			for i, r := range reqs {
+				if r.Auth != "Token" || r.Path != "/api/v1/activities/" {
+					t.Errorf("request %d: %s with %q auth, want /api/v1/activities/ with Token", i, r.Path, r.Auth)
+				}
+				// Each request's filters are the previous answer's
+				// nextQueryFilters, byte for byte.
+				if i > 0 {
+					got := bodyOf(t, r).Filters
+					prev := d.pages[i-1].Next.NextFilters
+					if !bytes.Equal(got, prev) {
+						t.Errorf("request %d filters %s, want the previous nextQueryFilters %s", i, got, prev)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestPlainPagingDeliversEachActivityExactlyOnce(t *testing.T) {
+	const n, burst, pageSize = 20000, 300, 100
+	// 300 activities in one millisecond cover three page boundaries.
+	acts, want := generate(n, burst, 1150)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	src, _ := newSource(t, srv, func(c *mcas.Config) { c.Paging = mcas.PagingPlain })
+
+	d, err := drain(ctxFor(t, 60*time.Second), t, src, recovery.Cursor{}, 0)
+	if err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	assertExactlyOnce(t, d.ids, want)
+	stats := srv.Stats()
+	if limit := ceilDiv(n, pageSize) + 2; stats.Requests > limit {
+		t.Errorf("%d activity requests, want at most %d", stats.Requests, limit)
+	}
+	for i, r := range srv.Requests() {
+		b := bodyOf(t, r)
+		if b.IsScan || b.Limit > 100 || b.Skip == nil || *b.Skip+b.Limit > 5000 || b.SortDirection != "asc" {
+			t.Fatalf("request %d: %s is not plain paging within the API's limits", i, r.Body)
+		}
+	}
+	// Inside the burst, the cursor stays at its millisecond and lists
+	// every id delivered there.
+	var inBurst int
+	for _, p := range d.pages {
+		if len(p.Next.SeenIDs) > 1 {
+			inBurst++
+			if len(p.Next.NextFilters) != 0 {
+				t.Errorf("a date cursor with NextFilters: %v", p.Next)
+			}
+		}
+	}
+	if inBurst != 3 {
+		t.Errorf("%d pages ended inside the burst, want 3", inBurst)
+	}
+}
+
+func TestPageSizeChoosesPaging(t *testing.T) {
+	acts, want := generate(1200, 0, 0)
+	for _, tc := range []struct {
+		pageSize int
+		scan     bool
+	}{{0, true}, {500, true}, {100, false}, {7, false}} {
+		t.Run(fmt.Sprint(tc.pageSize), func(t *testing.T) {
+			srv := mcastest.New(t, mcastest.Options{Activities: acts})
+			src, _ := newSource(t, srv, func(c *mcas.Config) { c.PageSize = tc.pageSize })
+			d, err := drain(ctxFor(t, 30*time.Second), t, src, recovery.Cursor{}, 0)
+			if err != nil {
+				t.Fatalf("Fetch: %v", err)
+			}
+			assertExactlyOnce(t, d.ids, want)
+			if b := bodyOf(t, srv.Requests()[0]); b.IsScan != tc.scan {
+				t.Errorf("isScan %v, want %v (%s)", b.IsScan, tc.scan, srv.Requests()[0].Body)
+			}
+		})
+	}
+	for _, bad := range []int{101, 499, 5001, -1} {
+		_, err := mcas.New(mcas.Config{BaseURL: "https://contoso.us2.portal.cloudappsecurity.com", Token: recovery.NewToken(mcastest.DefaultToken), Window: testWindow, PageSize: bad})
+		if !errorsIs(err, recovery.ErrUsage) {
+			t.Errorf("PageSize %d: error %v, want a usage error", bad, err)
+		}
+	}
+}
+
+func TestResumeContinuesWhereItStopped(t *testing.T) {
+	acts, want := generate(3000, 300, 950)
+	for _, tc := range []struct {
+		name   string
+		paging mcas.Paging
+		size   int
+		pages  int // the first run's, well before the end
+	}{{"scan", mcas.PagingScan, 500, 3}, {"plain", mcas.PagingPlain, 100, 11}} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := mcastest.New(t, mcastest.Options{Activities: acts})
+			edit := func(c *mcas.Config) { c.Paging, c.PageSize = tc.paging, tc.size }
+			ctx := ctxFor(t, 30*time.Second)
+			src, _ := newSource(t, srv, edit)
+			first, err := drain(ctx, t, src, recovery.Cursor{}, tc.pages) // inside the burst in plain mode
+			if err != nil {
+				t.Fatalf("first run: %v", err)
+			}
+			// The cursor goes through the checkpoint as JSON.
+			saved, err := json.Marshal(first.next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cur recovery.Cursor
+			if err := json.Unmarshal(saved, &cur); err != nil {
+				t.Fatal(err)
+			}
+			if first.pages[len(first.pages)-1].Last || tc.paging == mcas.PagingScan && len(cur.NextFilters) == 0 || tc.paging == mcas.PagingPlain && len(cur.SeenIDs) < 2 {
+				t.Fatalf("cursor after the first run: %s", saved)
+			}
+			// A new run (a new Source, configured in another mode even)
+			// continues in the cursor's mode.
+			other, _ := newSource(t, srv, nil)
+			second, err := drain(ctx, t, other, cur, 0)
+			if err != nil {
+				t.Fatalf("second run: %v", err)
+			}
+			assertExactlyOnce(t, append(first.ids, second.ids...), want)
+		})
+	}
+}
+
+func TestAutoPagingFallsBackWhenScanIsRefused(t *testing.T) {
+	acts, want := generate(1000, 150, 50)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts, NoScan: true})
+	src, logs := newSource(t, srv, nil)
+	d, err := drain(ctxFor(t, 30*time.Second), t, src, recovery.Cursor{}, 0)
+	if err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	assertExactlyOnce(t, d.ids, want)
+	reqs := srv.Requests()
+	if !bodyOf(t, reqs[0]).IsScan || reqs[0].Status != 400 || bodyOf(t, reqs[1]).IsScan {
+		t.Errorf("want a refused scan request, then plain paging; got %s (%d), %s", reqs[0].Body, reqs[0].Status, reqs[1].Body)
+	}
+	if d.pages[0].Requests != 2 {
+		t.Errorf("the first page cost %d requests, want 2 (refused scan + plain)", d.pages[0].Requests)
+	}
+	if !strings.Contains(logs.String(), "refused scan mode") {
+		t.Errorf("no warning about the fallback in the log:\n%s", logs)
+	}
+	// PagingScan does not fall back: the refusal is the answer.
+	strict, _ := newSource(t, srv, func(c *mcas.Config) { c.Paging = mcas.PagingScan })
+	if _, err := strict.Fetch(t.Context(), recovery.Cursor{}); !errorsIs(err, recovery.ErrUsage) {
+		t.Errorf("PagingScan against an API without scan: %v, want a usage error", err)
+	}
+}
+
+func TestFilterIsANDedWithTheWindow(t *testing.T) {
+	acts, _ := generate(3000, 40, 700)
+	filter, err := recovery.ParseFilter([]byte(`{"service":{"eq":[11161,20893]},"activity.eventType":{"neq":["EVENT_O365_LOGOUT"]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, raw := range acts {
+		a, _ := recovery.ParseActivity(raw)
+		if ok, _ := filter.Match(raw); ok && testWindow.Contains(a.Timestamp) {
+			want = append(want, a.ID)
+		}
+	}
+	if len(want) < 500 || len(want) > 2000 {
+		t.Fatalf("the filter keeps %d of 3000: a poor test", len(want))
+	}
+	for _, paging := range []mcas.Paging{mcas.PagingScan, mcas.PagingPlain} {
+		t.Run(paging.String(), func(t *testing.T) {
+			srv := mcastest.New(t, mcastest.Options{Activities: acts})
+			src, _ := newSource(t, srv, func(c *mcas.Config) { c.Filter, c.Paging, c.PageSize = filter, paging, 0 })
+			d, err := drain(ctxFor(t, 30*time.Second), t, src, recovery.Cursor{}, 0)
+			if err != nil {
+				t.Fatalf("Fetch: %v", err)
+			}
+			assertExactlyOnce(t, d.ids, want)
+			wantFilters := fmt.Sprintf(`{"activity.eventType":{"neq":["EVENT_O365_LOGOUT"]},"date":{"gte":%d,"lte":%d},"service":{"eq":[11161,20893]}}`, testWindow.Start, testWindow.End-1)
+			if got := string(bodyOf(t, srv.Requests()[0]).Filters); got != wantFilters {
+				t.Errorf("filters %s, want %s", got, wantFilters)
+			}
+		})
+	}
+}
+
+func TestScanThroughOneMillisecondLargerThanAPage(t *testing.T) {
+	// 1200 activities in one millisecond, pages of 500: the API cannot drop
+	// the final millisecond and continues inside it.
+	acts, want := generate(1500, 1200, 100)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	src, _ := newSource(t, srv, func(c *mcas.Config) { c.PageSize = 500 })
+	d, err := drain(ctxFor(t, 30*time.Second), t, src, recovery.Cursor{}, 0)
+	if err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	assertExactlyOnce(t, d.ids, want)
+}
+
+func TestPlainPagingStopsAtTheSkipLimit(t *testing.T) {
+	// More than 4,900 activities in one millisecond cannot be paged
+	// through with skip+limit ≤ 5000: the source says so instead of
+	// looping or skipping them.
+	acts, _ := generate(5200, 5100, 10)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	src, _ := newSource(t, srv, func(c *mcas.Config) { c.Paging = mcas.PagingPlain })
+	d, err := drain(ctxFor(t, 30*time.Second), t, src, recovery.Cursor{}, 0)
+	if err == nil || !strings.Contains(err.Error(), "share the millisecond") {
+		t.Fatalf("error %v, want one about too many activities in one millisecond", err)
+	}
+	if len(d.ids) != 5010 {
+		t.Errorf("delivered %d before stopping, want the 10 before the burst and 5000 of it", len(d.ids))
+	}
+}

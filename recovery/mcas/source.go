@@ -1,0 +1,515 @@
+package mcas
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"golang.org/x/time/rate"
+
+	"siem-recovery/recovery"
+)
+
+// Paging chooses how the source pages through the window.
+type Paging int
+
+const (
+	// PagingAuto uses scan mode, unless the page size is 100 or less, or
+	// the API refuses scan mode on the first request of a run (400): then
+	// it pages by date cursor. A resumed cursor keeps the mode it was made
+	// in.
+	PagingAuto Paging = iota
+	// PagingScan always uses scan mode ("isScan": true, nextQueryFilters).
+	PagingScan
+	// PagingPlain always pages by date cursor (skip/limit, limit ≤ 100).
+	PagingPlain
+)
+
+func (p Paging) String() string {
+	switch p {
+	case PagingScan:
+		return "scan"
+	case PagingPlain:
+		return "plain"
+	}
+	return "auto"
+}
+
+// Limits of the activities API.
+const (
+	ScanMinLimit   = 500  // smallest scan-mode page
+	ScanMaxLimit   = 5000 // largest scan-mode page
+	PlainMaxLimit  = 100  // largest plain page
+	PlainMaxWindow = 5000 // skip+limit of plain paging
+)
+
+// Defaults of Config.
+const (
+	DefaultRateLimit         = 20 // requests per minute; the tenant allows 30
+	DefaultPageSize          = ScanMaxLimit
+	DefaultMaxCriticalErrors = 10
+	DefaultRetryInitial      = time.Second
+	DefaultRetryMax          = time.Minute
+	DefaultRequestTimeout    = 2 * time.Minute
+	// MaxRetryAfter caps the wait a 429's Retry-After can ask for.
+	MaxRetryAfter = 15 * time.Minute
+)
+
+// Config is what New needs to build a Source. Zero values take the
+// defaults above.
+type Config struct {
+	// BaseURL is --source: https://TENANT.REGION.portal.cloudappsecurity.com.
+	BaseURL string
+	// Token is the API token: a legacy MCAS token or an Entra ID JWT.
+	Token recovery.Token
+	// Proxy is --proxy, http://host:port or host:port. Empty: the
+	// HTTPS_PROXY / NO_PROXY environment, as any Go program.
+	Proxy string
+	// RateLimit is the most API requests per minute, for every request of
+	// this Source (retries included). Default 20.
+	RateLimit int
+	// PageSize is the limit of each request: 500–5000 in scan mode
+	// (default 5000), 1–100 in plain paging (default 100).
+	PageSize int
+	// MaxCriticalErrors is how many consecutive requests may fail (5xx,
+	// timeout, network error, malformed answer) before Fetch gives up
+	// with ErrTooManyCriticalErrors. Default 10.
+	MaxCriticalErrors int
+	// Window is the recovery window; Filter the original agent's filter.
+	Window recovery.Window
+	Filter recovery.Filter
+	// Paging selects scan mode, plain paging, or the automatic choice.
+	Paging Paging
+	// Logger receives retry reasons and mode changes; nil discards them.
+	// The token never reaches it.
+	Logger *slog.Logger
+
+	// RetryInitial and RetryMax bound the exponential backoff between
+	// retries (defaults 1s and 1m); tests shorten them.
+	RetryInitial, RetryMax time.Duration
+	// RequestTimeout bounds one request, answer included (default 2m).
+	RequestTimeout time.Duration
+	// TLSConfig overrides the TLS settings of the API connection (tests
+	// trust the emulator's certificate with it); nil: system roots.
+	TLSConfig *tls.Config
+}
+
+// Source reads a window's activities from the MCAS activities API. It
+// implements recovery.Source. Fetch calls must not overlap; Probe may run
+// beside them, sharing the rate limit.
+type Source struct {
+	endpoint    *url.URL
+	token       recovery.Token
+	scheme      string // Authorization scheme: Token or Bearer
+	proxy       *url.URL
+	client      *http.Client
+	limiter     *rate.Limiter
+	window      recovery.Window
+	filter      map[string]json.RawMessage // the operator's filter, without date
+	paging      Paging
+	scanLimit   int
+	plainLimit  int
+	maxCritical int
+	timeout     time.Duration
+	retryMin    time.Duration
+	retryMax    time.Duration
+	log         *slog.Logger
+
+	mu       sync.Mutex
+	critical int  // consecutive critical errors, across pages
+	fellBack bool // auto paging switched to plain for this run
+	// lastNext and lastIDs let Fetch drop a record the API lists again
+	// right after a scan page boundary (it should not): the ids of the
+	// final millisecond of the page whose continuation was lastNext.
+	lastNext json.RawMessage
+	lastIDs  map[string]bool
+}
+
+// New checks cfg and builds a Source. It makes no request. Errors are
+// *recovery.Error of kind ErrUsage (source URL, window, page size),
+// ErrInvalidToken (missing or malformed token) or ErrInvalidProxy (a
+// proxy that does not parse).
+func New(cfg Config) (*Source, error) {
+	endpoint, err := parseSource(cfg.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Window.Validate(); err != nil {
+		return nil, recovery.Problemf(recovery.ErrUsage, "give a window whose end is after its start", "%w", err)
+	}
+	s := &Source{
+		endpoint:    endpoint,
+		token:       cfg.Token,
+		window:      cfg.Window,
+		paging:      cfg.Paging,
+		maxCritical: orDefault(cfg.MaxCriticalErrors, DefaultMaxCriticalErrors),
+		timeout:     orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
+		retryMin:    orDefault(cfg.RetryInitial, DefaultRetryInitial),
+		retryMax:    orDefault(cfg.RetryMax, DefaultRetryMax),
+		log:         cfg.Logger,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.retryMax < s.retryMin {
+		s.retryMax = s.retryMin
+	}
+	if err := s.setPageSize(cfg.PageSize); err != nil {
+		return nil, err
+	}
+	if cfg.RateLimit < 0 || cfg.MaxCriticalErrors < 0 {
+		return nil, recovery.Problemf(recovery.ErrUsage, "give a positive number", "--rate-limit %d and --max-critical-errors %d must not be negative", cfg.RateLimit, cfg.MaxCriticalErrors)
+	}
+	perMinute := orDefault(cfg.RateLimit, DefaultRateLimit)
+	// Burst 1: requests are spaced evenly, so no minute ever holds more
+	// than the budget plus one.
+	s.limiter = rate.NewLimiter(rate.Every(time.Minute/time.Duration(perMinute)), 1)
+	if f := cfg.Filter.JSON(); f != "" {
+		if err := json.Unmarshal([]byte(f), &s.filter); err != nil {
+			return nil, recovery.Problemf(recovery.ErrUsage, remedyFilter, "the filter is not a JSON object: %w", err)
+		}
+	}
+	if s.scheme, err = authorization(cfg.Token); err != nil {
+		return nil, err
+	}
+	if s.proxy, err = parseProxy(cfg.Proxy); err != nil {
+		return nil, err
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if s.proxy != nil {
+		transport.Proxy = http.ProxyURL(s.proxy)
+	}
+	if cfg.TLSConfig != nil {
+		transport.TLSClientConfig = cfg.TLSConfig.Clone()
+	}
+	s.client = &http.Client{
+		Transport: transport,
+		// A redirect means --source is not the API (a portal login page,
+		// say); following it would also drop the Authorization header.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return s, nil
+}
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func (s *Source) setPageSize(n int) error {
+	switch {
+	case n == 0:
+		s.scanLimit, s.plainLimit = DefaultPageSize, PlainMaxLimit
+		if s.paging == PagingPlain {
+			s.scanLimit = 0
+		}
+	case n >= 1 && n <= PlainMaxLimit && s.paging != PagingScan:
+		s.scanLimit, s.plainLimit = 0, n // too small for scan mode
+	case n >= ScanMinLimit && n <= ScanMaxLimit && s.paging != PagingPlain:
+		s.scanLimit, s.plainLimit = n, PlainMaxLimit
+	default:
+		return recovery.Problemf(recovery.ErrUsage, remedyPaging, "--page-size %d does not fit %s paging", n, s.paging)
+	}
+	return nil
+}
+
+// Endpoint is the URL every request goes to.
+func (s *Source) Endpoint() string { return s.endpoint.String() }
+
+// Fetch returns the page of activities that starts at cur (see
+// recovery.Source). A cursor with NextFilters continues a scan exactly
+// where it stopped; one with a Timestamp continues plain paging after the
+// ids it lists at that millisecond; the zero cursor starts the window in
+// the configured mode. Errors are *recovery.Error (ErrInvalidToken,
+// ErrInvalidProxy, ErrTooManyCriticalErrors, ErrUsage for a request the
+// API refuses) or the context's error.
+func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page, error) {
+	switch {
+	case len(cur.NextFilters) > 0:
+		return s.fetchScan(ctx, cur)
+	case cur.Timestamp != 0 || len(cur.SeenIDs) > 0:
+		return s.fetchPlain(ctx, cur)
+	case s.usePlain():
+		return s.fetchPlain(ctx, cur)
+	}
+	page, err := s.fetchScan(ctx, cur)
+	if err == nil || s.paging != PagingAuto || !isRefused(err) {
+		return page, err
+	}
+	// The API refused scan mode itself (the same filters work in plain
+	// paging, checked by the request below): page by date cursor for the
+	// rest of this run.
+	s.log.Warn("the API refused scan mode; paging by date cursor instead (100 activities a request)",
+		"endpoint", s.Endpoint(), "answer", err)
+	s.mu.Lock()
+	s.fellBack = true
+	s.mu.Unlock()
+	plain, perr := s.fetchPlain(ctx, cur)
+	plain.Requests += page.Requests
+	return plain, perr
+}
+
+func (s *Source) usePlain() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.scanLimit == 0 || s.fellBack
+}
+
+// dateFilters is the operator's filter ANDed with the window, from gte on.
+// The API documents gte and lte (not lt) for date; timestamps are whole
+// milliseconds, so lte End-1 is the half-open window's end.
+func (s *Source) dateFilters(gte int64) (json.RawMessage, error) {
+	m := make(map[string]json.RawMessage, len(s.filter)+1)
+	for k, v := range s.filter {
+		m[k] = v
+	}
+	m["date"] = json.RawMessage(`{"gte":` + strconv.FormatInt(gte, 10) + `,"lte":` + strconv.FormatInt(s.window.End-1, 10) + `}`)
+	return json.Marshal(m) // sorted keys: the same window and filter give the same bytes
+}
+
+// scanRequest and plainRequest are the bodies of the two paging modes.
+type scanRequest struct {
+	Filters       json.RawMessage `json:"filters"`
+	SortField     string          `json:"sortField"`
+	SortDirection string          `json:"sortDirection"`
+	IsScan        bool            `json:"isScan"`
+	Limit         int             `json:"limit"`
+}
+
+type plainRequest struct {
+	Filters       json.RawMessage `json:"filters"`
+	SortField     string          `json:"sortField"`
+	SortDirection string          `json:"sortDirection"`
+	Skip          int             `json:"skip"`
+	Limit         int             `json:"limit"`
+}
+
+func (s *Source) fetchScan(ctx context.Context, cur recovery.Cursor) (recovery.Page, error) {
+	filters := cur.NextFilters
+	if len(filters) == 0 {
+		var err error
+		if filters, err = s.dateFilters(s.window.Start); err != nil {
+			return recovery.Page{}, err
+		}
+	}
+	limit := s.scanLimit
+	if limit == 0 { // a scan cursor resumed with a plain page size
+		limit = ScanMinLimit
+	}
+	body, err := json.Marshal(scanRequest{Filters: filters, SortField: "date", SortDirection: "asc", IsScan: true, Limit: limit})
+	if err != nil {
+		return recovery.Page{}, err
+	}
+	ans, requests, err := s.post(ctx, body, true)
+	page := recovery.Page{Requests: requests}
+	if err != nil {
+		return page, err
+	}
+	hasNext := ans.HasNext != nil && *ans.HasNext
+	if hasNext && bytes.Equal(compact(ans.NextQueryFilters), compact(filters)) && len(ans.activities) == 0 {
+		return page, fmt.Errorf("the API answered %s with no activity and the same nextQueryFilters it was given: stopping rather than asking forever", s.Endpoint())
+	}
+
+	s.mu.Lock()
+	repeat := s.lastIDs
+	if !bytes.Equal(s.lastNext, cur.NextFilters) || len(cur.NextFilters) == 0 {
+		repeat = nil
+	}
+	s.mu.Unlock()
+	acts := s.inWindow(ans.activities)
+	if repeat != nil {
+		kept := acts[:0]
+		for _, a := range acts {
+			if !repeat[a.ID] {
+				kept = append(kept, a)
+			}
+		}
+		if n := len(acts) - len(kept); n > 0 {
+			s.log.Warn("the API listed activities again across a scan page boundary; dropped the repeats", "count", n)
+		}
+		acts = kept
+	}
+	page.Activities = acts
+	page.Last = !hasNext
+	if page.Last {
+		page.Progress = 1
+		page.Next = cur
+		return page, nil
+	}
+	page.Next = recovery.Cursor{NextFilters: ans.NextQueryFilters}
+	page.Progress = s.progress(ans.activities, cur)
+
+	ids := map[string]bool{}
+	if n := len(ans.activities); n > 0 {
+		final := ans.activities[n-1].Timestamp
+		for i := n - 1; i >= 0 && ans.activities[i].Timestamp == final; i-- {
+			ids[ans.activities[i].ID] = true
+		}
+	}
+	s.mu.Lock()
+	s.lastNext, s.lastIDs = page.Next.NextFilters, ids
+	s.mu.Unlock()
+	return page, nil
+}
+
+func (s *Source) fetchPlain(ctx context.Context, cur recovery.Cursor) (recovery.Page, error) {
+	gte, skip := s.window.Start, 0
+	if cur.Timestamp != 0 || len(cur.SeenIDs) > 0 {
+		gte, skip = max(cur.Timestamp, s.window.Start), len(cur.SeenIDs)
+	}
+	limit := s.plainLimit
+	if skip+limit > PlainMaxWindow {
+		limit = PlainMaxWindow - skip
+	}
+	if limit <= 0 {
+		return recovery.Page{}, fmt.Errorf("more than %d activities share the millisecond %s, which plain paging (skip+limit ≤ %d) cannot page through: use scan mode (--page-size %d or more)",
+			PlainMaxWindow-1, recovery.FormatMillis(cur.Timestamp), PlainMaxWindow, ScanMinLimit)
+	}
+	filters, err := s.dateFilters(gte)
+	if err != nil {
+		return recovery.Page{}, err
+	}
+	body, err := json.Marshal(plainRequest{Filters: filters, SortField: "date", SortDirection: "asc", Skip: skip, Limit: limit})
+	if err != nil {
+		return recovery.Page{}, err
+	}
+	ans, requests, err := s.post(ctx, body, false)
+	page := recovery.Page{Requests: requests}
+	if err != nil {
+		return page, err
+	}
+	all := ans.activities
+	page.Last = len(all) < limit || ans.HasNext != nil && !*ans.HasNext
+
+	// The records at cur.Timestamp come first; those already delivered
+	// are skipped by "skip", and dropped here should the API's order
+	// within one millisecond not be stable.
+	seen := make(map[string]bool, len(cur.SeenIDs))
+	for _, id := range cur.SeenIDs {
+		seen[id] = true
+	}
+	fresh := make([]recovery.Activity, 0, len(all))
+	for _, a := range all {
+		if a.Timestamp == gte && seen[a.ID] {
+			continue
+		}
+		fresh = append(fresh, a)
+	}
+	if len(fresh) < len(all) {
+		s.log.Warn("the API listed activities already delivered at the cursor's millisecond; dropped them",
+			"count", len(all)-len(fresh), "millisecond", recovery.FormatMillis(gte))
+	}
+	page.Activities = s.inWindow(fresh)
+	if page.Last {
+		page.Progress = 1
+		page.Next = cur
+		return page, nil
+	}
+	if len(fresh) == 0 {
+		return page, fmt.Errorf("the API answered %s with only activities already delivered at %s: its order within one millisecond is not stable, so plain paging cannot go on; use scan mode",
+			s.Endpoint(), recovery.FormatMillis(gte))
+	}
+	// The next cursor: the last millisecond listed, and every id listed
+	// at it (all of them, so skip stays the count of records before).
+	last := all[len(all)-1].Timestamp
+	var ids []string
+	if last == gte {
+		ids = append(ids, cur.SeenIDs...)
+	}
+	for _, a := range all {
+		if a.Timestamp == last && !(last == gte && seen[a.ID]) {
+			ids = append(ids, a.ID)
+		}
+	}
+	page.Next = recovery.Cursor{Timestamp: last, SeenIDs: ids}
+	page.Progress = s.window.Fraction(last)
+	return page, nil
+}
+
+// inWindow drops what the API should not have sent: activities outside
+// the window.
+func (s *Source) inWindow(acts []recovery.Activity) []recovery.Activity {
+	kept := acts[:0:0]
+	for _, a := range acts {
+		if s.window.Contains(a.Timestamp) {
+			kept = append(kept, a)
+		}
+	}
+	if n := len(acts) - len(kept); n > 0 {
+		s.log.Warn("the API sent activities outside the window; dropped them", "count", n, "window", s.window.String())
+	}
+	return kept
+}
+
+// progress is how far into the window the page's last activity lies.
+func (s *Source) progress(acts []recovery.Activity, cur recovery.Cursor) float64 {
+	if n := len(acts); n > 0 {
+		return s.window.Fraction(acts[n-1].Timestamp)
+	}
+	return s.window.Fraction(cur.Timestamp)
+}
+
+func compact(b []byte) []byte {
+	var out bytes.Buffer
+	if json.Compact(&out, b) != nil {
+		return b
+	}
+	return out.Bytes()
+}
+
+// Probe makes one cheap request (one activity of the window, plain
+// paging) to check the token, the proxy and the route to the API, for a
+// doctor command. It does not retry and does not count toward
+// MaxCriticalErrors; it shares the rate limit. A nil error means the API
+// accepted the token.
+func (s *Source) Probe(ctx context.Context) error {
+	filters, err := s.dateFilters(s.window.Start)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(plainRequest{Filters: filters, SortField: "date", SortDirection: "asc", Limit: 1})
+	if err != nil {
+		return err
+	}
+	if err := s.limiter.Wait(ctx); err != nil {
+		return fmt.Errorf("probe %s: %w", s.Endpoint(), err)
+	}
+	_, err = s.once(ctx, body, false)
+	if err == nil {
+		return nil
+	}
+	var f *failure
+	if asFailure(err, &f) {
+		if f.permanent != nil {
+			return f.permanent
+		}
+		return fmt.Errorf("probe %s: %s: %w", s.Endpoint(), f.reason, f.cause)
+	}
+	return fmt.Errorf("probe %s: %w", s.Endpoint(), err)
+}
+
+// newBackOff is the retry policy of one request: exponential from
+// RetryInitial to RetryMax, with jitter, and no overall deadline (the
+// critical-error count and the context end it).
+func (s *Source) newBackOff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(s.retryMin),
+		backoff.WithMaxInterval(s.retryMax),
+		backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0.2),
+		backoff.WithMaxElapsedTime(0),
+	)
+	b.Reset()
+	return b
+}
