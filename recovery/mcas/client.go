@@ -242,11 +242,15 @@ func (s *Source) transportFailure(ctx context.Context, err error) error {
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "proxyconnect" {
+		shown, host, port := s.proxyAddress()
 		var dns *net.DNSError
-		if errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dns) {
-			shown, host, port := s.proxyAddress()
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
 			return &failure{permanent: recovery.Problemf(recovery.ErrInvalidProxy, remedyProxy,
 				"nothing answers at the proxy %s (address %s, port %s): %w", shown, host, port, op.Err)}
+		case errors.As(err, &dns) && dns.IsNotFound:
+			return &failure{permanent: recovery.Problemf(recovery.ErrInvalidProxy, remedyProxy,
+				"the proxy %s does not resolve (address %s, port %s): %w", shown, host, port, op.Err)}
 		}
 		return &failure{reason: "proxy error", cause: err}
 	}

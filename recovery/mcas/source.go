@@ -247,16 +247,19 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 	if err == nil || s.paging != PagingAuto || !isRefused(err) {
 		return page, err
 	}
-	// The API refused scan mode itself (the same filters work in plain
-	// paging, checked by the request below): page by date cursor for the
-	// rest of this run.
-	s.log.Warn("the API refused scan mode; paging by date cursor instead (100 activities a request)",
-		"endpoint", s.Endpoint(), "answer", err)
-	s.mu.Lock()
-	s.fellBack = true
-	s.mu.Unlock()
+	// A 400 to the first scan request: if the same filters work in plain
+	// paging, the API refused scan mode itself, and this run pages by date
+	// cursor from here on. If they do not, the filter is at fault and
+	// plain paging's refusal is the answer.
 	plain, perr := s.fetchPlain(ctx, cur)
 	plain.Requests += page.Requests
+	if perr == nil {
+		s.log.Warn("the API refused scan mode; paging by date cursor instead",
+			"endpoint", s.Endpoint(), "page_size", s.plainLimit, "answer", err.Error())
+		s.mu.Lock()
+		s.fellBack = true
+		s.mu.Unlock()
+	}
 	return plain, perr
 }
 
