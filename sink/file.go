@@ -50,8 +50,8 @@ func (s *writerSink) Send(ctx context.Context, batch []recovery.Activity) (int, 
 		return 0, fmt.Errorf("write to %s: %w", s.name, err)
 	}
 	if s.file != nil {
-		// A pipe or terminal cannot be synced, and need not be.
-		if err := s.file.Sync(); err != nil && (s.own || !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP)) {
+		// A pipe, FIFO or terminal cannot be synced, and need not be.
+		if err := s.file.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP) {
 			return 0, fmt.Errorf("sync %s: %w", s.name, err)
 		}
 	}
@@ -68,4 +68,32 @@ func (s *writerSink) Close() error {
 		err = errors.Join(err, s.file.Close())
 	}
 	return err
+}
+
+// endTornLine ends with a newline a file whose last line was cut short (a
+// run killed in the middle of a write), so that the next event starts a
+// line of its own instead of gluing onto the fragment, which a SIEM would
+// drop with it. The fragment's activity is in the batch the next run sends
+// again, since the checkpoint never passed it.
+func endTornLine(f *os.File) error {
+	info, err := f.Stat()
+	if err != nil || info.Size() == 0 || !info.Mode().IsRegular() {
+		return err
+	}
+	r, err := os.Open(f.Name())
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	last := make([]byte, 1)
+	if _, err := r.ReadAt(last, info.Size()-1); err != nil {
+		return fmt.Errorf("read the end of %s: %w", f.Name(), err)
+	}
+	if last[0] == '\n' {
+		return nil
+	}
+	if _, err := f.Write([]byte{'\n'}); err != nil {
+		return fmt.Errorf("end the torn last line of %s: %w", f.Name(), err)
+	}
+	return f.Sync()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -121,6 +122,10 @@ func Open(ctx context.Context, target string, opts Options) (recovery.Sink, erro
 		if err != nil {
 			return nil, recovery.Problemf(recovery.ErrUsage, "check the path and its permissions",
 				"--sink %q: cannot open the file: %w", target, err)
+		}
+		if err := endTornLine(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("--sink %q: %w", target, err)
 		}
 		return newWriterSink(f.Name(), f, f, enc), nil
 	case "udp":

@@ -115,11 +115,12 @@ func statusJSON(t *testing.T, dir, checkpoint string) statusReport {
 	return s
 }
 
-// TestKill9HalfwayLosesNothing kills the real binary with SIGKILL halfway
-// through a 1,000,000-line export, re-runs it, and checks that every
-// activity of the window was delivered and that what was sent twice is at
-// most one checkpoint interval (one page) and is reported.
-func TestKill9HalfwayLosesNothing(t *testing.T) {
+// TestKill9LosesNothing kills the real binary with SIGKILL at a quarter,
+// half and three quarters of a 1,000,000-line export, re-running it after
+// each kill, and checks that every activity of the window was delivered and
+// that each kill re-sent at most one checkpoint interval (one page), as the
+// next run reported.
+func TestKill9LosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("1,000,000 activities: not in -short")
 	}
@@ -127,38 +128,49 @@ func TestKill9HalfwayLosesNothing(t *testing.T) {
 	dir := t.TempDir()
 	want := writeBigExport(t, filepath.Join(dir, "big.jsonl"), n)
 	lineBytes := int64(len(`{"_id":"c0000000","timestamp":1715673600000,"appName":"Box","description":"crash test 500000"}` + "\n"))
+	args := bigArgs(dir, "--page-size", strconv.Itoa(pageSize))
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, bigArgs(dir, "--page-size", strconv.Itoa(pageSize))...)
-	cmd.Env = cleanEnv()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	waitForSize(t, filepath.Join(dir, "out.jsonl"), int64(len(want))/2*lineBytes, done)
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-done
-	if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("the first run was not killed: %v\n%s", cmd.ProcessState, stderr.String())
-	}
-	mid := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
-	if mid.State != "running" || mid.RunActive || mid.Sent == 0 || mid.Sent >= int64(len(want)) {
-		t.Fatalf("status after kill -9: %+v", mid)
+	var reported int64
+	for _, share := range []int64{1, 2, 3} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		cmd := exec.CommandContext(ctx, binary, args...)
+		cmd.Env = cleanEnv()
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		waitForSize(t, filepath.Join(dir, "out.jsonl"), int64(len(want))*share/4*lineBytes, done)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		cancel()
+		if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("run %d was not killed: %v\n%s", share, cmd.ProcessState, stderr.String())
+		}
+		mid := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
+		if mid.State != "running" || mid.RunActive || mid.InFlight > pageSize {
+			t.Fatalf("status after kill %d: %+v", share, mid)
+		}
+		t.Logf("kill %d at %d sent, %d in flight", share, mid.Sent, mid.InFlight)
+		reported += mid.InFlight
+		if share == 3 {
+			break
+		}
+		// The next run resumes and is killed in its turn; the first thing
+		// it does is report the batch the kill left unconfirmed.
+		r := runBin(t, dir, nil, append(args, "--max-duration", "1ms")...)
+		if mid.InFlight > 0 {
+			wantStderr(t, r, "the previous run stopped before the sink confirmed its last batch; that batch is sent again",
+				fmt.Sprintf("activities=%d", mid.InFlight))
+		}
 	}
 
-	r := runBin(t, dir, nil, bigArgs(dir, "--page-size", strconv.Itoa(pageSize))...)
+	r := runBin(t, dir, nil, args...)
 	wantCode(t, r, 0)
-	if mid.InFlight > 0 { // killed mid-batch rather than between batches
-		wantStderr(t, r, "the previous run stopped before the sink confirmed its last batch; that batch is sent again",
-			fmt.Sprintf("activities=%d", mid.InFlight))
-	}
-
 	counts, torn := deliveredIDs(t, filepath.Join(dir, "out.jsonl"))
 	var missing, dups int
 	for id := range want {
@@ -173,9 +185,9 @@ func TestKill9HalfwayLosesNothing(t *testing.T) {
 		t.Fatalf("%d of %d activities missing; %d distinct ids delivered", missing, len(want), len(counts))
 	}
 	end := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
-	t.Logf("kill -9 at %d sent: %d activities re-sent, %d reported, %d torn lines", mid.Sent, dups, end.Resent, torn)
-	if dups > pageSize || end.Resent != mid.InFlight || int64(dups) > end.Resent || torn > 1 {
-		t.Fatalf("re-sent %d (reported %d, torn lines %d): more than one checkpoint interval of %d, or unreported", dups, end.Resent, torn, pageSize)
+	t.Logf("3 kills: %d activities re-sent, %d reported, %d torn lines", dups, end.Resent, torn)
+	if dups > 3*pageSize || end.Resent != reported || int64(dups) > end.Resent || torn > 3 {
+		t.Fatalf("re-sent %d (reported %d, expected %d; torn lines %d): more than one page per kill, or unreported", dups, end.Resent, reported, torn)
 	}
 	if end.State != "completed" || end.Sent != int64(len(want)) || end.Percent != 100 {
 		t.Fatalf("final status %+v", end)
@@ -231,5 +243,122 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 	st := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
 	if st.Sent >= int64(len(want)) || st.RunActive {
 		t.Fatalf("status after SIGTERM: %+v", st)
+	}
+}
+
+// fifoReceiver reads a named pipe the way a syslog receiver reads its
+// connections: each writer's stream ends at a line boundary (a line torn by
+// the writer's death is ended there), and reading can be paused to hold a
+// writer blocked in the middle of a batch.
+type fifoReceiver struct {
+	path   string
+	out    bytes.Buffer
+	paused chan struct{} // closed once pauseAt bytes were read
+	resume chan struct{} // close to read on
+	done   chan error
+}
+
+func startFIFOReceiver(t *testing.T, path string, pauseAt int, writers int) *fifoReceiver {
+	t.Helper()
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := &fifoReceiver{path: path, paused: make(chan struct{}), resume: make(chan struct{}), done: make(chan error, 1)}
+	go func() {
+		buf := make([]byte, 32<<10)
+		pausing := true
+		for range writers {
+			r, err := os.Open(path) // blocks until a writer opens it
+			if err != nil {
+				f.done <- err
+				return
+			}
+			for {
+				want := len(buf)
+				if pausing && f.out.Len() < pauseAt {
+					want = min(want, pauseAt-f.out.Len())
+				}
+				n, err := r.Read(buf[:want])
+				f.out.Write(buf[:n])
+				if pausing && f.out.Len() >= pauseAt {
+					pausing = false
+					close(f.paused)
+					<-f.resume
+				}
+				if err != nil { // io.EOF: the writer is gone
+					break
+				}
+			}
+			r.Close()
+			if b := f.out.Bytes(); len(b) > 0 && b[len(b)-1] != '\n' {
+				f.out.WriteByte('\n')
+			}
+		}
+		f.done <- nil
+	}()
+	return f
+}
+
+// TestKill9MidBatchResendsOnePage kills the binary while it is blocked in
+// the middle of sending a page (its receiver stopped reading), so the kill
+// certainly leaves a batch unconfirmed: the next run must report it, send
+// it again, and lose nothing.
+func TestKill9MidBatchResendsOnePage(t *testing.T) {
+	const n, pageSize = 200_000, 5000
+	dir := t.TempDir()
+	want := writeBigExport(t, filepath.Join(dir, "big.jsonl"), n)
+	fifo := filepath.Join(dir, "siem.fifo")
+	lineBytes := len(`{"_id":"c0000000","timestamp":1715673600000,"appName":"Box","description":"crash test 100000"}` + "\n")
+	recv := startFIFOReceiver(t, fifo, len(want)/2*lineBytes+lineBytes/2, 2)
+	args := []string{"run", "--start", strconv.FormatInt(bigStart, 10), "--end", strconv.FormatInt(bigEnd, 10),
+		"--source", "file:" + filepath.Join(dir, "big.jsonl"), "--format", "json", "--sink", "file:" + fifo,
+		"--checkpoint", filepath.Join(dir, "cp.db"), "--page-size", strconv.Itoa(pageSize)}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = cleanEnv()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-recv.paused:
+	case <-ctx.Done():
+		t.Fatal("the receiver never got half the window")
+	}
+	// The binary now blocks writing the rest of its page into the full pipe.
+	var mid statusReport
+	for mid = statusJSON(t, dir, filepath.Join(dir, "cp.db")); mid.InFlight == 0; mid = statusJSON(t, dir, filepath.Join(dir, "cp.db")) {
+		if ctx.Err() != nil {
+			t.Fatalf("no batch in flight: %+v", mid)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	close(recv.resume)
+
+	r := runBin(t, dir, nil, args...)
+	wantCode(t, r, 0)
+	wantStderr(t, r, "the previous run stopped before the sink confirmed its last batch; that batch is sent again",
+		fmt.Sprintf("activities=%d", mid.InFlight))
+	if err := <-recv.done; err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "received.jsonl")
+	if err := os.WriteFile(out, recv.out.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	counts, torn := deliveredIDs(t, out)
+	var dups int
+	for id := range want {
+		if counts[id] == 0 {
+			t.Fatalf("%s was lost", id)
+		}
+		dups += counts[id] - 1
+	}
+	end := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
+	t.Logf("killed with %d in flight: %d re-sent, %d torn lines", mid.InFlight, dups, torn)
+	if mid.InFlight != pageSize || dups == 0 || dups > pageSize || end.Resent != pageSize || torn > 1 || end.Sent != int64(len(want)) {
+		t.Fatalf("in flight %d, re-sent %d, reported %d, torn %d, sent %d", mid.InFlight, dups, end.Resent, torn, end.Sent)
 	}
 }

@@ -56,7 +56,7 @@ func explain(err error) string {
 		return e.Error()
 	}
 	if code, _ := exitCode(err); code == exitGeneral {
-		return err.Error() + "; this is unexpected: re-run with --log-format json and report the output with the command line (without the token)"
+		return err.Error() + "; fix the cause and re-run (progress is kept); if the cause is unclear, re-run with --log-format json and report the output with the command line (without the token)"
 	}
 	return err.Error()
 }
