@@ -50,8 +50,8 @@ type activityJSON struct {
 	PolicyIDs           json.RawMessage `json:"policyIDs"`
 }
 
-// ParseActivity decodes one activity object. It keeps a copy of raw, so the
-// caller may reuse its buffer. An activity without an _id or a numeric
+// ParseActivity decodes one activity object. Raw of the result is raw
+// itself: a caller that reuses its buffer must clone it. An activity without an _id or a numeric
 // timestamp is an error: it could be neither placed in the window nor
 // recognised again on a resume.
 func ParseActivity(raw []byte) (Activity, error) {
@@ -86,7 +86,7 @@ func ParseActivity(raw []byte) (Activity, error) {
 		UniqueServiceAppIDs: listText(j.UniqueServiceAppIDs),
 		TargetObjects:       listText(j.TargetObjects),
 		PolicyIDs:           listText(j.PolicyIDs),
-		Raw:                 bytes.Clone(raw),
+		Raw:                 raw,
 	}, nil
 }
 

@@ -58,7 +58,7 @@ func ParseFilter(data []byte) (Filter, error) {
 	var f Filter
 	for field, raw := range top {
 		if strings.EqualFold(field, "date") {
-			return Filter{}, fmt.Errorf(`it has a "date" key, but the window (--alert or --start/--end) is the only date range of a recovery: remove "date" from the filter`)
+			return Filter{}, fmt.Errorf(`it has a "date" key, but the window (--alert or --start/--end) is the only date range of a recovery`)
 		}
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()

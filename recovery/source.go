@@ -35,16 +35,16 @@ func (c Cursor) IsZero() bool {
 func (c Cursor) String() string {
 	var parts []string
 	if len(c.NextFilters) > 0 {
-		parts = append(parts, "scan continuation "+shorten(string(c.NextFilters), 80))
+		parts = append(parts, "at scan continuation "+shorten(string(c.NextFilters), 80))
 	}
 	if c.Timestamp != 0 {
 		parts = append(parts, fmt.Sprintf("after %s (%d ids at that ms)", FormatMillis(c.Timestamp), len(c.SeenIDs)))
 	}
 	if c.Offset != 0 || c.Line != 0 {
-		parts = append(parts, fmt.Sprintf("line %d (byte %d)", c.Line+1, c.Offset))
+		parts = append(parts, fmt.Sprintf("after line %d (byte %d)", c.Line, c.Offset))
 	}
 	if len(parts) == 0 {
-		return "start of window"
+		return "at the start of the window"
 	}
 	return strings.Join(parts, ", ")
 }

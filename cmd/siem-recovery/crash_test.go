@@ -1,0 +1,364 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	bigStart = int64(1715673600000)
+	bigEnd   = bigStart + 3600_000
+)
+
+// writeBigExport writes n activities, one in every 100 outside the window,
+// up to 50 sharing one millisecond, and returns the ids in the window.
+func writeBigExport(t *testing.T, path string, n int) map[string]bool {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	want := make(map[string]bool, n)
+	for i := range n {
+		ts := bigStart + int64(i/50)
+		if i%100 == 99 {
+			ts = bigEnd + int64(i)
+		} else {
+			want[fmt.Sprintf("c%07d", i)] = true
+		}
+		fmt.Fprintf(w, `{"_id":"c%07d","timestamp":%d,"appName":"Box","description":"crash test %d"}`+"\n", i, ts, i)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
+var jsonID = regexp.MustCompile(`^\{"_id":"(c\d{7})"`)
+
+// deliveredIDs counts each id in a json-format sink file. A line torn by a
+// kill -9 is not an activity and is returned apart.
+func deliveredIDs(t *testing.T, path string) (counts map[string]int, torn int) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	counts = map[string]int{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		m := jsonID.FindSubmatch(sc.Bytes())
+		if m == nil || !json.Valid(sc.Bytes()) {
+			torn++
+			continue
+		}
+		counts[string(m[1])]++
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return counts, torn
+}
+
+func bigArgs(dir string, extra ...string) []string {
+	return append([]string{"run",
+		"--start", strconv.FormatInt(bigStart, 10), "--end", strconv.FormatInt(bigEnd, 10),
+		"--source", "file:" + filepath.Join(dir, "big.jsonl"),
+		"--format", "json", "--sink", "file:" + filepath.Join(dir, "out.jsonl"),
+		"--checkpoint", filepath.Join(dir, "cp.db"),
+	}, extra...)
+}
+
+// waitForSize polls until path is at least size bytes, or fails the test.
+func waitForSize(t *testing.T, path string, size int64, done <-chan struct{}) {
+	t.Helper()
+	deadline := time.After(2 * time.Minute)
+	for {
+		if info, err := os.Stat(path); err == nil && info.Size() >= size {
+			return
+		}
+		select {
+		case <-done:
+			t.Fatalf("the run ended before %s reached %d bytes", path, size)
+		case <-deadline:
+			t.Fatalf("%s never reached %d bytes", path, size)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// statusJSON reads a checkpoint through the status command.
+func statusJSON(t *testing.T, dir, checkpoint string) statusReport {
+	t.Helper()
+	r := runBin(t, dir, nil, "status", "--checkpoint", checkpoint, "--json")
+	wantCode(t, r, 0)
+	var s statusReport
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	}
+	return s
+}
+
+// TestKill9LosesNothing kills the real binary with SIGKILL at a quarter,
+// half and three quarters of a 1,000,000-line export, re-running it after
+// each kill, and checks that every activity of the window was delivered and
+// that each kill re-sent at most one checkpoint interval (one page), as the
+// next run reported.
+func TestKill9LosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1,000,000 activities: not in -short")
+	}
+	const n, pageSize = 1_000_000, 5000
+	dir := t.TempDir()
+	want := writeBigExport(t, filepath.Join(dir, "big.jsonl"), n)
+	lineBytes := int64(len(`{"_id":"c0000000","timestamp":1715673600000,"appName":"Box","description":"crash test 500000"}` + "\n"))
+	args := bigArgs(dir, "--page-size", strconv.Itoa(pageSize))
+
+	var reported int64
+	for _, share := range []int64{1, 2, 3} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		cmd := exec.CommandContext(ctx, binary, args...)
+		cmd.Env = cleanEnv()
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		waitForSize(t, filepath.Join(dir, "out.jsonl"), int64(len(want))*share/4*lineBytes, done)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		cancel()
+		if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("run %d was not killed: %v\n%s", share, cmd.ProcessState, stderr.String())
+		}
+		mid := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
+		if mid.State != "running" || mid.RunActive || mid.InFlight > pageSize {
+			t.Fatalf("status after kill %d: %+v", share, mid)
+		}
+		t.Logf("kill %d at %d sent, %d in flight", share, mid.Sent, mid.InFlight)
+		reported += mid.InFlight
+		if share == 3 {
+			break
+		}
+		// The next run resumes and is killed in its turn; the first thing
+		// it does is report the batch the kill left unconfirmed.
+		r := runBin(t, dir, nil, append(args, "--max-duration", "1ms")...)
+		if mid.InFlight > 0 {
+			wantStderr(t, r, "the previous run stopped before the sink confirmed its last batch; that batch is sent again",
+				fmt.Sprintf("activities=%d", mid.InFlight))
+		}
+	}
+
+	r := runBin(t, dir, nil, args...)
+	wantCode(t, r, 0)
+	counts, torn := deliveredIDs(t, filepath.Join(dir, "out.jsonl"))
+	var missing, dups int
+	for id := range want {
+		switch c := counts[id]; {
+		case c == 0:
+			missing++
+		case c > 1:
+			dups += c - 1
+		}
+	}
+	if len(counts) != len(want) || missing != 0 {
+		t.Fatalf("%d of %d activities missing; %d distinct ids delivered", missing, len(want), len(counts))
+	}
+	end := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
+	t.Logf("3 kills: %d activities re-sent, %d reported, %d torn lines", dups, end.Resent, torn)
+	if dups > 3*pageSize || end.Resent != reported || int64(dups) > end.Resent || torn > 3 {
+		t.Fatalf("re-sent %d (reported %d, expected %d; torn lines %d): more than one page per kill, or unreported", dups, end.Resent, reported, torn)
+	}
+	if end.State != "completed" || end.Sent != int64(len(want)) || end.Percent != 100 {
+		t.Fatalf("final status %+v", end)
+	}
+}
+
+// TestMaxDurationStopsAndResumes stops a run with --max-duration (exit 75,
+// progress saved), and a re-run finishes the window.
+func TestMaxDurationStopsAndResumes(t *testing.T) {
+	dir := t.TempDir()
+	want := writeBigExport(t, filepath.Join(dir, "big.jsonl"), 300_000)
+	r := runBin(t, dir, nil, bigArgs(dir, "--max-duration", "300ms", "--page-size", "1000")...)
+	wantCode(t, r, exitStopped)
+	wantStderr(t, r, "--max-duration 300ms reached", "Stopped before the end date: stopped after line ", "progress is saved; re-run the same command to resume")
+	mid := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
+	if mid.Sent == 0 || mid.Sent >= int64(len(want)) || mid.Percent >= 100 {
+		t.Fatalf("status after the stop: %+v", mid)
+	}
+	r = runBin(t, dir, nil, bigArgs(dir, "--page-size", "1000")...)
+	wantCode(t, r, 0)
+	counts, _ := deliveredIDs(t, filepath.Join(dir, "out.jsonl"))
+	for id := range want {
+		if counts[id] == 0 {
+			t.Fatalf("%s never delivered", id)
+		}
+	}
+}
+
+// TestSIGTERMStopsCleanly sends SIGTERM mid-run: exit 75, state saved.
+func TestSIGTERMStopsCleanly(t *testing.T) {
+	dir := t.TempDir()
+	want := writeBigExport(t, filepath.Join(dir, "big.jsonl"), 300_000)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, bigArgs(dir, "--page-size", "1000")...)
+	cmd.Env = cleanEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	waitForSize(t, filepath.Join(dir, "out.jsonl"), 1, done)
+	cmd.Process.Signal(syscall.SIGTERM)
+	<-done
+	if code := cmd.ProcessState.ExitCode(); code != exitStopped {
+		t.Fatalf("exit code %d after SIGTERM, want 75\n%s", code, stderr.String())
+	}
+	if !bytes.Contains(stderr.Bytes(), []byte("Stopped before the end date: ")) || !bytes.Contains(stderr.Bytes(), []byte("reason=\"signal received\"")) {
+		t.Fatalf("stderr: %s", stderr.String())
+	}
+	st := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
+	if st.Sent >= int64(len(want)) || st.RunActive {
+		t.Fatalf("status after SIGTERM: %+v", st)
+	}
+}
+
+// fifoReceiver reads a named pipe the way a syslog receiver reads its
+// connections: each writer's stream ends at a line boundary (a line torn by
+// the writer's death is ended there), and reading can be paused to hold a
+// writer blocked in the middle of a batch.
+type fifoReceiver struct {
+	path   string
+	out    bytes.Buffer
+	paused chan struct{} // closed once pauseAt bytes were read
+	resume chan struct{} // close to read on
+	done   chan error
+}
+
+func startFIFOReceiver(t *testing.T, path string, pauseAt int, writers int) *fifoReceiver {
+	t.Helper()
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := &fifoReceiver{path: path, paused: make(chan struct{}), resume: make(chan struct{}), done: make(chan error, 1)}
+	go func() {
+		buf := make([]byte, 32<<10)
+		pausing := true
+		for range writers {
+			r, err := os.Open(path) // blocks until a writer opens it
+			if err != nil {
+				f.done <- err
+				return
+			}
+			for {
+				want := len(buf)
+				if pausing && f.out.Len() < pauseAt {
+					want = min(want, pauseAt-f.out.Len())
+				}
+				n, err := r.Read(buf[:want])
+				f.out.Write(buf[:n])
+				if pausing && f.out.Len() >= pauseAt {
+					pausing = false
+					close(f.paused)
+					<-f.resume
+				}
+				if err != nil { // io.EOF: the writer is gone
+					break
+				}
+			}
+			r.Close()
+			if b := f.out.Bytes(); len(b) > 0 && b[len(b)-1] != '\n' {
+				f.out.WriteByte('\n')
+			}
+		}
+		f.done <- nil
+	}()
+	return f
+}
+
+// TestKill9MidBatchResendsOnePage kills the binary while it is blocked in
+// the middle of sending a page (its receiver stopped reading), so the kill
+// certainly leaves a batch unconfirmed: the next run must report it, send
+// it again, and lose nothing.
+func TestKill9MidBatchResendsOnePage(t *testing.T) {
+	const n, pageSize = 200_000, 5000
+	dir := t.TempDir()
+	want := writeBigExport(t, filepath.Join(dir, "big.jsonl"), n)
+	fifo := filepath.Join(dir, "siem.fifo")
+	lineBytes := len(`{"_id":"c0000000","timestamp":1715673600000,"appName":"Box","description":"crash test 100000"}` + "\n")
+	recv := startFIFOReceiver(t, fifo, len(want)/2*lineBytes+lineBytes/2, 2)
+	args := []string{"run", "--start", strconv.FormatInt(bigStart, 10), "--end", strconv.FormatInt(bigEnd, 10),
+		"--source", "file:" + filepath.Join(dir, "big.jsonl"), "--format", "json", "--sink", "file:" + fifo,
+		"--checkpoint", filepath.Join(dir, "cp.db"), "--page-size", strconv.Itoa(pageSize)}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = cleanEnv()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-recv.paused:
+	case <-ctx.Done():
+		t.Fatal("the receiver never got half the window")
+	}
+	// The binary now blocks writing the rest of its page into the full pipe.
+	var mid statusReport
+	for mid = statusJSON(t, dir, filepath.Join(dir, "cp.db")); mid.InFlight == 0; mid = statusJSON(t, dir, filepath.Join(dir, "cp.db")) {
+		if ctx.Err() != nil {
+			t.Fatalf("no batch in flight: %+v", mid)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	close(recv.resume)
+
+	r := runBin(t, dir, nil, args...)
+	wantCode(t, r, 0)
+	wantStderr(t, r, "the previous run stopped before the sink confirmed its last batch; that batch is sent again",
+		fmt.Sprintf("activities=%d", mid.InFlight))
+	if err := <-recv.done; err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "received.jsonl")
+	if err := os.WriteFile(out, recv.out.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	counts, torn := deliveredIDs(t, out)
+	var dups int
+	for id := range want {
+		if counts[id] == 0 {
+			t.Fatalf("%s was lost", id)
+		}
+		dups += counts[id] - 1
+	}
+	end := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
+	t.Logf("killed with %d in flight: %d re-sent, %d torn lines", mid.InFlight, dups, torn)
+	if mid.InFlight != pageSize || dups == 0 || dups > pageSize || end.Resent != pageSize || torn > 1 || end.Sent != int64(len(want)) {
+		t.Fatalf("in flight %d, re-sent %d, reported %d, torn %d, sent %d", mid.InFlight, dups, end.Resent, torn, end.Sent)
+	}
+}

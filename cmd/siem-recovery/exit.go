@@ -1,0 +1,67 @@
+package main
+
+import (
+	"errors"
+
+	"siem-recovery/recovery"
+)
+
+// The exit codes of SPEC §3. Scripts and cron rely on them: never renumber.
+const (
+	exitCompleted          = 0
+	exitGeneral            = 1
+	exitUsage              = 2
+	exitInvalidToken       = 3
+	exitInvalidProxy       = 4
+	exitTooManyCritical    = 5
+	exitCheckpointUnusable = 6
+	exitStopped            = 75
+	// exitMissing is verify's "the SIEM lacks activities"; not an error of
+	// the tool, so it has its own code.
+	exitMissing = 10
+)
+
+// exitCode maps an error to its exit code and the name printed before it.
+// It is the only place that does.
+func exitCode(err error) (int, string) {
+	switch {
+	case err == nil:
+		return exitCompleted, "Completed"
+	case errors.Is(err, recovery.ErrUsage):
+		return exitUsage, "Usage error"
+	case errors.Is(err, recovery.ErrInvalidToken):
+		return exitInvalidToken, "Invalid token"
+	case errors.Is(err, recovery.ErrInvalidProxy):
+		return exitInvalidProxy, "Invalid proxy"
+	case errors.Is(err, recovery.ErrTooManyCriticalErrors):
+		return exitTooManyCritical, "Too many critical errors"
+	case errors.Is(err, recovery.ErrCheckpointUnavailable):
+		return exitCheckpointUnusable, "Checkpoint unavailable"
+	case errors.Is(err, recovery.ErrStopped):
+		return exitStopped, "Stopped before the end date"
+	}
+	var missing *missingError
+	if errors.As(err, &missing) {
+		return exitMissing, "Activities missing"
+	}
+	return exitGeneral, "General error during bootstrap"
+}
+
+// explain returns what to print after the error's name: the detail and
+// remedy of the operator-facing error, without the wrapping context the
+// code added on the way up.
+func explain(err error) string {
+	var e *recovery.Error
+	if errors.As(err, &e) {
+		return e.Error()
+	}
+	if code, _ := exitCode(err); code == exitGeneral {
+		return err.Error() + "; fix the cause and re-run (progress is kept); if the cause is unclear, re-run with --log-format json and report the output with the command line (without the token)"
+	}
+	return err.Error()
+}
+
+// usageError marks err as a usage error (exit 2).
+func usageError(err error) error {
+	return recovery.Problemf(recovery.ErrUsage, "see siem-recovery --help", "%w", err)
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// golden compares got with testdata/<name>, or rewrites it with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Fatalf("%s differs:\n got: %s\nwant: %s", path, got, want)
+	}
+}
+
+// lastLine is the error line the binary prints last on stderr.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1] + "\n"
+}
+
+const (
+	goodAlert  = `{"startDate":"2024-05-14T08:00:00Z","endDate":"2024-05-14T09:00:00Z"}`
+	goodExport = `{"_id":"a","timestamp":1715673600000,"description":"x"}` + "\n" +
+		`{"_id":"b","timestamp":1715673600001,"description":"y"}` + "\n"
+)
+
+// TestExitCodes runs the binary on each kind of bad input and checks the
+// exit code and the exact line it prints (golden files under
+// testdata/run/<case>/stderr). Each case runs in its own directory holding
+// alert.json and export.jsonl, so paths in messages are stable.
+func TestExitCodes(t *testing.T) {
+	base := []string{"run", "--alert", "alert.json", "--source", "file:export.jsonl", "--checkpoint", "cp.db"}
+	tests := []struct {
+		name  string
+		args  []string
+		files map[string]string
+		setup func(t *testing.T, dir string)
+		code  int
+	}{
+		{name: "alert-missing", args: []string{"run", "--alert", "nope.json", "--source", "file:export.jsonl"}, code: exitUsage},
+		{name: "alert-not-json", args: base, files: map[string]string{"alert.json": "startDate: today"}, code: exitUsage},
+		{name: "alert-no-end", args: base, files: map[string]string{"alert.json": `{"startDate":"2024-05-14T08:00:00Z"}`}, code: exitUsage},
+		{name: "alert-bad-date", args: base, files: map[string]string{"alert.json": `{"startDate":"14/05/2024","endDate":"2024-05-14T09:00:00Z"}`}, code: exitUsage},
+		{name: "alert-reversed", args: base, files: map[string]string{"alert.json": `{"startDate":"2024-05-14T09:00:00Z","endDate":"2024-05-14T08:00:00Z"}`}, code: exitUsage},
+		{name: "window-empty", args: []string{"run", "--start", "1715673600000", "--end", "2024-05-14T08:00:00Z", "--source", "file:export.jsonl"}, code: exitUsage},
+		{name: "window-missing", args: []string{"run", "--source", "file:export.jsonl"}, code: exitUsage},
+		{name: "unknown-flag", args: []string{"run", "--alrt", "alert.json"}, code: exitUsage},
+		{name: "unknown-command", args: []string{"recover"}, code: exitUsage},
+		{name: "filter-date", args: append(base, "--filter", "filter.json"), files: map[string]string{"filter.json": `{"date":{"gte":0}}`}, code: exitUsage},
+		{name: "filter-missing", args: append(base, "--filter", "nope.json"), code: exitUsage},
+		{name: "source-missing", args: []string{"run", "--alert", "alert.json"}, code: exitUsage},
+		{name: "source-plain-http", args: []string{"run", "--alert", "alert.json", "--source", "http://contoso.portal.cloudappsecurity.com"}, code: exitUsage},
+		{name: "export-missing", args: []string{"run", "--alert", "alert.json", "--source", "file:nope.jsonl", "--checkpoint", "cp.db"}, code: exitUsage},
+		{name: "export-malformed-line", args: base, files: map[string]string{"export.jsonl": goodExport + `{"_id":"c","timestamp":` + "\n"}, code: exitUsage},
+		{name: "format-unknown", args: append(base, "--format", "leef"), code: exitUsage},
+		{name: "sink-write-fails", args: append(base, "--sink", "file:/dev/full"), code: exitGeneral},
+		{name: "checkpoint-corrupt", args: base, files: map[string]string{"cp.db": "not a database"}, code: exitCheckpointUnusable},
+		{name: "checkpoint-other-window", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
+			r := runBin(t, dir, nil, "run", "--start", "2024-05-14T07:00:00Z", "--end", "2024-05-14T09:00:00Z", "--source", "file:export.jsonl", "--checkpoint", "cp.db")
+			wantCode(t, r, 0)
+		}},
+		{name: "checkpoint-locked", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
+			holdLock(t, filepath.Join(dir, "cp.db.lock"), 4242)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, dir, "alert.json", goodAlert)
+			writeFile(t, dir, "export.jsonl", goodExport)
+			for name, content := range tt.files {
+				writeFile(t, dir, name, content)
+			}
+			if tt.setup != nil {
+				tt.setup(t, dir)
+			}
+			var before []byte
+			if tt.code == exitCheckpointUnusable {
+				before, _ = os.ReadFile(filepath.Join(dir, "cp.db"))
+			}
+			r := runBin(t, dir, nil, tt.args...)
+			wantCode(t, r, tt.code)
+			golden(t, filepath.Join("run", tt.name, "stderr"), lastLine(r.stderr))
+			if tt.code == exitCheckpointUnusable {
+				after, _ := os.ReadFile(filepath.Join(dir, "cp.db"))
+				if string(before) != string(after) {
+					t.Fatal("the checkpoint changed")
+				}
+			}
+			if tt.code == exitUsage && strings.Contains(r.stdout, "CEF:") {
+				t.Fatalf("a usage error sent events: %s", r.stdout)
+			}
+		})
+	}
+}
+
+// holdLock takes the run lock of a checkpoint as another run would.
+func holdLock(t *testing.T, path string, pid int) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(strconv.Itoa(pid) + "\n"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// env names the environment variable that may set a flag (SPEC §2).
+func env(flag string) []string {
+	return []string{"SIEM_RECOVERY_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))}
+}
+
+const (
+	defaultPageSize   = 5000
+	defaultRateLimit  = 20
+	defaultCritical   = 10
+	defaultCheckpoint = "siem-recovery.db"
+)
+
+// windowFlags choose the recovery window.
+func windowFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "alert", Category: "Window", EnvVars: env("alert"), TakesFile: true,
+			Usage: "the MCAS system alert as JSON; the window is its `FILE`'s startDate and endDate (RFC 3339 or epoch ms; start/end accepted)"},
+		&cli.StringFlag{Name: "start", Category: "Window", EnvVars: env("start"),
+			Usage: "window start `T`, inclusive (RFC 3339 or epoch ms); overrides --alert"},
+		&cli.StringFlag{Name: "end", Category: "Window", EnvVars: env("end"),
+			Usage: "window end `T`, exclusive (RFC 3339 or epoch ms); overrides --alert"},
+	}
+}
+
+// sourceFlags choose where activities come from and which ones.
+func sourceFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "source", Category: "Source", EnvVars: env("source"),
+			Usage: "the MCAS API `URL` (https://TENANT.REGION.portal.cloudappsecurity.com), or file:PATH for a JSON-lines export of activities"},
+		&cli.StringFlag{Name: "token-file", Category: "Source", EnvVars: env("token-file"), TakesFile: true,
+			Usage: "read the API token from `FILE` (preferred: the token stays out of the process list)"},
+		&cli.StringFlag{Name: "token", Category: "Source", EnvVars: append(env("token"), "MCAS_TOKEN"),
+			Usage: "the API `TOKEN`; prefer --token-file or the MCAS_TOKEN variable, since arguments are visible to other users"},
+		&cli.StringFlag{Name: "proxy", Category: "Source", EnvVars: env("proxy"),
+			Usage: "HTTP(S) proxy for the API, `URL` http://host:port or host:port"},
+		&cli.StringFlag{Name: "filter", Category: "Source", EnvVars: env("filter"), TakesFile: true,
+			Usage: "the original agent's activity filter, a JSON `FILE` in MCAS filter syntax ({\"service\":{\"eq\":[11161]}}); ANDed with the window"},
+		&cli.IntFlag{Name: "rate-limit", Category: "Source", EnvVars: env("rate-limit"), Value: defaultRateLimit,
+			Usage: "API requests per minute (MCAS allows 30 per tenant; leave room for other clients)"},
+		&cli.IntFlag{Name: "page-size", Category: "Source", EnvVars: env("page-size"), Value: defaultPageSize,
+			Usage: "activities per page: up to 5000 in scan mode, at most 100 in plain paging; also the checkpoint interval"},
+		&cli.IntFlag{Name: "max-critical-errors", Category: "Source", EnvVars: env("max-critical-errors"), Value: defaultCritical,
+			Usage: "consecutive failed API requests before giving up"},
+	}
+}
+
+// sinkFlags choose where and how activities are sent.
+func sinkFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "sink", Category: "Sink", EnvVars: env("sink"), Value: "stdout",
+			Usage: "where to send: tcp://host:port, udp://host:port, tls://host:port (syslog), file:PATH, or stdout (-)"},
+		&cli.StringFlag{Name: "format", Category: "Sink", EnvVars: env("format"), Value: "cef",
+			Usage: "cef (as the MCAS SIEM agent) or json (each activity as the source returned it)"},
+		&cli.StringFlag{Name: "syslog", Category: "Sink", EnvVars: env("syslog"),
+			Usage: "syslog header: rfc5424, rfc3164 or none (default: rfc5424 on network sinks, none on file and stdout)"},
+		&cli.StringFlag{Name: "framing", Category: "Sink", EnvVars: env("framing"), Value: "lf",
+			Usage: "TCP/TLS framing: lf (newline) or octet (RFC 6587 octet counting)"},
+		&cli.StringFlag{Name: "portal-url", Category: "Sink", EnvVars: env("portal-url"),
+			Usage: "the tenant's portal `URL` for the cs1 link of each CEF event (default: --source when it is the API)"},
+		&cli.StringFlag{Name: "ca-file", Category: "Sink", EnvVars: env("ca-file"), TakesFile: true,
+			Usage: "CA certificates (PEM) that sign the SIEM's TLS certificate; default: the system's"},
+		&cli.StringFlag{Name: "tls-cert", Category: "Sink", EnvVars: env("tls-cert"), TakesFile: true,
+			Usage: "client certificate (PEM) for TLS to the SIEM"},
+		&cli.StringFlag{Name: "tls-key", Category: "Sink", EnvVars: env("tls-key"), TakesFile: true,
+			Usage: "client key (PEM) for TLS to the SIEM"},
+		&cli.StringFlag{Name: "tls-server-name", Category: "Sink", EnvVars: env("tls-server-name"),
+			Usage: "name to verify the SIEM's certificate against (default: the host of --sink)"},
+		&cli.BoolFlag{Name: "tls-insecure-skip-verify", Category: "Sink", EnvVars: env("tls-insecure-skip-verify"),
+			Usage: "do not verify the SIEM's TLS certificate (only for a lab: anyone on the path can read the events)"},
+	}
+}
+
+// checkpointFlag names the checkpoint file.
+func checkpointFlag() cli.Flag {
+	return &cli.StringFlag{Name: "checkpoint", Category: "Progress", EnvVars: env("checkpoint"), Value: defaultCheckpoint, TakesFile: true,
+		Usage: "the bbolt `FILE` that records progress (created with mode 0600; a run also holds FILE.lock)"}
+}
+
+// logFlags choose how logs look; logs always go to stderr.
+func logFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "log-format", Category: "Logging", EnvVars: env("log-format"), Value: "text",
+			Usage: "text or json (for log shippers); logs go to stderr"},
+		&cli.BoolFlag{Name: "quiet", Category: "Logging", EnvVars: env("quiet"),
+			Usage: "log warnings and errors only"},
+		&cli.BoolFlag{Name: "verbose", Category: "Logging", EnvVars: env("verbose"),
+			Usage: "log every page"},
+	}
+}

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"siem-recovery/checkpoint"
+	"siem-recovery/recovery"
+)
+
+func runCommand(stderr io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "recover one window (resumes if the checkpoint exists)",
+		UsageText: "siem-recovery run --alert ALERT.json --source URL|file:PATH [--filter FILTER.json] [--sink URL] [flags]",
+		Description: "Sends every activity of the window [start, end) that matches the filter to the sink, page by page,\n" +
+			"recording progress in the checkpoint only once the sink has accepted a page. Re-running the same\n" +
+			"command resumes; once the window is complete a re-run does nothing and exits 0.\n\n" +
+			"Exit codes: 0 completed, 1 general error, 2 usage error, 3 invalid token, 4 invalid proxy,\n" +
+			"5 too many critical errors, 6 checkpoint unavailable, 75 stopped before the end date (re-run to resume).",
+		Flags: slices.Concat(windowFlags(), sourceFlags(), sinkFlags(), []cli.Flag{
+			checkpointFlag(),
+			&cli.DurationFlag{Name: "max-duration", Category: "Progress", EnvVars: env("max-duration"),
+				Usage: "stop cleanly after `D` (e.g. 50m for an hourly cron slot); progress is kept, exit 75"},
+			&cli.StringFlag{Name: "exclude-ids", Category: "Progress", EnvVars: env("exclude-ids"), TakesFile: true,
+				Usage: "activities already in the SIEM: a `FILE` of ids, one per line (or CEF lines with externalId=, or JSON lines with _id); those are not sent again"},
+			&cli.BoolFlag{Name: "dry-run", Category: "Progress", EnvVars: env("dry-run"),
+				Usage: "fetch and count the window's activities; send nothing, write no checkpoint"},
+		}, logFlags()),
+		Action: func(c *cli.Context) error { return runRecovery(c, stderr) },
+	}
+}
+
+func runRecovery(c *cli.Context, stderr io.Writer) error {
+	if c.Args().Present() {
+		return recovery.Problemf(recovery.ErrUsage, "see siem-recovery run --help", "unexpected argument %q (run takes flags only)", c.Args().First())
+	}
+	log, err := newLogger(c, stderr)
+	if err != nil {
+		return err
+	}
+	window, err := readWindow(c)
+	if err != nil {
+		return err
+	}
+	filter, err := readFilter(c)
+	if err != nil {
+		return err
+	}
+	src, err := parseSource(c.String("source"))
+	if err != nil {
+		return err
+	}
+	exclude, err := readIDs(c, "exclude-ids", log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if d := c.Duration("max-duration"); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+
+	if c.Bool("dry-run") {
+		return dryRun(ctx, c, log, src, window, filter)
+	}
+
+	ident := checkpoint.Identity{Window: window, Source: src.display, Filter: filter.JSON(), Fingerprint: fingerprint(src, filter)}
+	store, err := checkpoint.Open(ctx, c.String("checkpoint"), ident)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	st, err := store.Load(ctx)
+	if err != nil {
+		return err
+	}
+	if st.State == recovery.StateCompleted {
+		log.Info("already completed, nothing to do", "checkpoint", store.Path(), "window", window.String(),
+			"sent", st.Sent, "completed_at", st.CompletedAt)
+		return nil
+	}
+
+	source, err := openSource(ctx, c, log, src, window, filter)
+	if err != nil {
+		return err
+	}
+	if cl, ok := source.(io.Closer); ok {
+		defer cl.Close()
+	}
+	sink, err := openSink(ctx, c, log, src)
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+
+	r := &recovery.Replayer{Source: source, Sink: sink, Checkpoint: store, Logger: log}
+	if exclude != nil {
+		r.Exclude = exclude.Contains
+	}
+	progress := newProgressReporter(stderr, log, !c.Bool("quiet") && c.String("log-format") != "json", st)
+	r.Progress = progress.Update
+	res, err := r.Run(ctx)
+	progress.Close()
+	if err != nil {
+		if errors.Is(err, recovery.ErrStopped) {
+			log.Warn("stopped before the end date", "reason", stopReason(ctx, c), "sent", res.Sent)
+		}
+		return err
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("close the sink: %w", err)
+	}
+	if res.AlreadyCompleted {
+		log.Info("already completed, nothing to do", "checkpoint", store.Path())
+		return nil
+	}
+	log.Info("completed", "sent_this_run", res.Sent, "skipped_this_run", res.Skipped, "resent_this_run", res.Resent,
+		"sent_total", res.State.Sent, "checkpoint", store.Path())
+	return nil
+}
+
+func stopReason(ctx context.Context, c *cli.Context) string {
+	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return "--max-duration " + c.Duration("max-duration").String() + " reached"
+	}
+	return "signal received"
+}
+
+func dryRun(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, w recovery.Window, f recovery.Filter) error {
+	source, err := openSource(ctx, c, log, src, w, f)
+	if err != nil {
+		return err
+	}
+	if cl, ok := source.(io.Closer); ok {
+		defer cl.Close()
+	}
+	start := time.Now()
+	n, requests, err := recovery.Count(ctx, source, nil)
+	if err != nil {
+		if ctx.Err() != nil {
+			return recovery.Problemf(recovery.ErrStopped, "re-run to count again", "dry run stopped after counting %d activities: %v", n, err)
+		}
+		return err
+	}
+	log.Info("dry run: nothing sent, no checkpoint written", "window", w.String(), "activities", n,
+		"api_requests", requests, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// readWindow takes the window from --start/--end, else from --alert.
+func readWindow(c *cli.Context) (recovery.Window, error) {
+	var w recovery.Window
+	alert := c.String("alert")
+	if alert != "" {
+		data, err := os.ReadFile(alert)
+		if err != nil {
+			return w, recovery.Problemf(recovery.ErrUsage, "check the path given to --alert", "cannot read the alert file %s: %w", alert, err)
+		}
+		if w, err = recovery.ParseAlert(data); err != nil && (c.String("start") == "" || c.String("end") == "") {
+			return w, recovery.Problemf(recovery.ErrUsage, "give the MCAS system alert as JSON with startDate and endDate, or use --start and --end", "the alert file %s: %w", alert, err)
+		}
+	}
+	for _, b := range []struct {
+		flag string
+		dst  *int64
+	}{{"start", &w.Start}, {"end", &w.End}} {
+		if v := c.String(b.flag); v != "" {
+			ms, err := recovery.ParseTime(v)
+			if err != nil {
+				return w, recovery.Problemf(recovery.ErrUsage, "use e.g. 2024-05-01T10:00:00Z or 1714557600000", "--%s: %w", b.flag, err)
+			}
+			*b.dst = ms
+		} else if alert == "" {
+			return w, recovery.Problemf(recovery.ErrUsage, "give --alert ALERT.json, or both --start and --end",
+				"no window: --%s is missing", b.flag)
+		}
+	}
+	if err := w.Validate(); err != nil {
+		where := "--start/--end"
+		if alert != "" && (c.String("start") == "" || c.String("end") == "") {
+			where = "the alert file " + alert
+		}
+		return w, recovery.Problemf(recovery.ErrUsage, "check the dates: the window is [start, end)", "%s: %w", where, err)
+	}
+	return w, nil
+}
+
+func readFilter(c *cli.Context) (recovery.Filter, error) {
+	path := c.String("filter")
+	if path == "" {
+		return recovery.Filter{}, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return recovery.Filter{}, recovery.Problemf(recovery.ErrUsage, "check the path given to --filter", "cannot read the filter file %s: %w", path, err)
+	}
+	f, err := recovery.ParseFilter(data)
+	if err != nil {
+		return f, recovery.Problemf(recovery.ErrUsage, "give the original SIEM agent's activity filter as a JSON object in MCAS filter syntax, without a date key", "the filter file %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// fingerprint identifies what a checkpoint recovers: the source and the
+// filter (the window is stored and compared as is). The token is no part of
+// it: a new token for the same tenant resumes the same recovery.
+func fingerprint(src sourceSpec, f recovery.Filter) string {
+	sum := sha256.Sum256([]byte(src.identity + "\n" + f.JSON()))
+	return hex.EncodeToString(sum[:])
+}
+
+func newLogger(c *cli.Context, stderr io.Writer) (*slog.Logger, error) {
+	level := slog.LevelInfo
+	switch {
+	case c.Bool("quiet"):
+		level = slog.LevelWarn
+	case c.Bool("verbose"):
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.String("log-format") {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(stderr, opts)), nil
+	}
+	return nil, recovery.Problemf(recovery.ErrUsage, "use --log-format text or json", "--log-format %q is not a log format", c.String("log-format"))
+}
+
+// readIDs reads the id file a flag names (nil when the flag is unset).
+func readIDs(c *cli.Context, flag string, log *slog.Logger) (*recovery.IDSet, error) {
+	path := c.String(flag)
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, recovery.Problemf(recovery.ErrUsage, "check the path given to --"+flag, "cannot read --%s: %w", flag, err)
+	}
+	defer f.Close()
+	set, err := recovery.ReadIDSet(f)
+	if err != nil {
+		return nil, recovery.Problemf(recovery.ErrUsage,
+			"give one activity id per line, or the CEF or JSON lines the SIEM received", "--%s %s: %w", flag, path, err)
+	}
+	log.Info("read the ids the SIEM already holds", "file", path, "ids", set.Len())
+	return set, nil
+}

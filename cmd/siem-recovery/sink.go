@@ -1,0 +1,32 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/urfave/cli/v2"
+
+	"siem-recovery/recovery"
+	"siem-recovery/sink"
+)
+
+// openSink opens the sink --sink names, formatting as --format says.
+func openSink(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec) (recovery.Sink, error) {
+	portal := c.String("portal-url")
+	if portal == "" && src.api != nil {
+		portal = src.api.String()
+	}
+	return sink.Open(ctx, c.String("sink"), sink.Options{
+		Format:             c.String("format"),
+		Syslog:             c.String("syslog"),
+		Framing:            c.String("framing"),
+		CAFile:             c.String("ca-file"),
+		CertFile:           c.String("tls-cert"),
+		KeyFile:            c.String("tls-key"),
+		ServerName:         c.String("tls-server-name"),
+		InsecureSkipVerify: c.Bool("tls-insecure-skip-verify"),
+		Version:            version,
+		PortalURL:          portal,
+		Logger:             log,
+	})
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"siem-recovery/recovery"
+	"siem-recovery/recovery/export"
+)
+
+// sourceSpec is a parsed --source.
+type sourceSpec struct {
+	file     string   // the export's path, for file: sources
+	api      *url.URL // the MCAS portal, for API sources
+	display  string   // how logs and the checkpoint name it
+	identity string   // what the checkpoint fingerprint hashes
+}
+
+func parseSource(raw string) (sourceSpec, error) {
+	const remedy = "use --source https://TENANT.REGION.portal.cloudappsecurity.com, or file:PATH for a JSON-lines export"
+	switch {
+	case raw == "":
+		return sourceSpec{}, recovery.Problemf(recovery.ErrUsage, remedy, "no --source given")
+	case strings.HasPrefix(raw, "file:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(raw, "file:"), "//")
+		if path == "" {
+			return sourceSpec{}, recovery.Problemf(recovery.ErrUsage, remedy, "--source %q names no file", raw)
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return sourceSpec{}, fmt.Errorf("resolve %s: %w", path, err)
+		}
+		return sourceSpec{file: path, display: "file:" + path, identity: "file:" + abs}, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return sourceSpec{}, recovery.Problemf(recovery.ErrUsage, remedy, "--source %q is neither an https URL nor file:PATH", raw)
+	}
+	if u.User != nil {
+		return sourceSpec{}, recovery.Problemf(recovery.ErrUsage, "give the token with --token-file or MCAS_TOKEN, never in the URL", "--source must not carry credentials")
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return sourceSpec{}, recovery.Problemf(recovery.ErrUsage, "use https:// (plain http is for a loopback test server only)",
+				"--source %s would send the token in clear text", u.Redacted())
+		}
+	default:
+		return sourceSpec{}, recovery.Problemf(recovery.ErrUsage, remedy, "--source %q: unknown scheme %q", raw, u.Scheme)
+	}
+	base := &url.URL{Scheme: u.Scheme, Host: strings.ToLower(u.Host)}
+	return sourceSpec{api: base, display: base.String(), identity: base.String()}, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// openSource opens the source --source names.
+func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, w recovery.Window, f recovery.Filter) (recovery.Source, error) {
+	pageSize := c.Int("page-size")
+	if pageSize <= 0 {
+		return nil, recovery.Problemf(recovery.ErrUsage, "use a positive --page-size (default 5000)", "--page-size %d", pageSize)
+	}
+	if src.file != "" {
+		return export.Open(src.file, w, f, pageSize)
+	}
+	if _, err := readToken(c); err != nil {
+		return nil, err
+	}
+	return nil, recovery.Problemf(recovery.ErrUsage, "use a file: source for now", "the MCAS API source %s is not supported yet", src.display)
+}
+
+// readToken returns the API token from --token-file, or --token / MCAS_TOKEN.
+func readToken(c *cli.Context) (recovery.Token, error) {
+	file, direct := c.String("token-file"), c.String("token")
+	if file != "" && direct != "" {
+		return recovery.Token{}, recovery.Problemf(recovery.ErrUsage, "give the token one way only",
+			"both --token-file and --token (or MCAS_TOKEN) are set")
+	}
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return recovery.Token{}, recovery.Problemf(recovery.ErrInvalidToken, "check the path given to --token-file",
+				"cannot read the token file %s: %v", file, err)
+		}
+		direct = strings.TrimSpace(string(data))
+	}
+	if direct == "" {
+		return recovery.Token{}, recovery.Problemf(recovery.ErrInvalidToken,
+			"generate an API token in the MCAS portal (Settings > Security extensions > API tokens) and pass it with --token-file or MCAS_TOKEN",
+			"no API token given for %s", c.String("source"))
+	}
+	return recovery.NewToken(direct), nil
+}

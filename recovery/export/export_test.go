@@ -1,0 +1,149 @@
+package export
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"siem-recovery/recovery"
+)
+
+func writeExport(t *testing.T, lines ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "export.jsonl")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func act(id string, ts int64, app int) string {
+	return fmt.Sprintf(`{"_id":%q,"timestamp":%d,"appId":%d,"description":"d"}`, id, ts, app)
+}
+
+// drain fetches every page, returning the ids and the pages' sizes.
+func drain(t *testing.T, s *Source, cur recovery.Cursor) ([]string, []int, recovery.Cursor) {
+	t.Helper()
+	var ids []string
+	var sizes []int
+	for range 1000 {
+		p, err := s.Fetch(context.Background(), cur)
+		if err != nil {
+			t.Fatalf("Fetch at %v: %v", cur, err)
+		}
+		for _, a := range p.Activities {
+			ids = append(ids, a.ID)
+		}
+		sizes = append(sizes, len(p.Activities))
+		cur = p.Next
+		if p.Last {
+			if p.Progress != 1 {
+				t.Fatalf("last page progress %v", p.Progress)
+			}
+			return ids, sizes, cur
+		}
+	}
+	t.Fatal("no last page")
+	return nil, nil, cur
+}
+
+func TestWindowFilterAndPaging(t *testing.T) {
+	path := writeExport(t,
+		act("before", 999, 1),
+		act("a", 1000, 1),
+		"",
+		act("b", 1500, 2),
+		act("c", 1500, 1),
+		act("d", 1999, 1),
+		act("end", 2000, 1),
+		act("e", 1600, 1)+"   ",
+	)
+	f, _ := recovery.ParseFilter([]byte(`{"service":{"eq":[1]}}`))
+	s, err := Open(path, recovery.Window{Start: 1000, End: 2000}, f, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ids, sizes, _ := drain(t, s, recovery.Cursor{})
+	if !slices.Equal(ids, []string{"a", "c", "d", "e"}) || !slices.Equal(sizes, []int{2, 2}) {
+		t.Fatalf("ids %v sizes %v", ids, sizes)
+	}
+}
+
+func TestResumeFromCursor(t *testing.T) {
+	var lines []string
+	for i := range 10 {
+		lines = append(lines, act(fmt.Sprint(i), 1000+int64(i), 1))
+	}
+	path := writeExport(t, lines...)
+	s, _ := Open(path, recovery.Window{Start: 0, End: 5000}, recovery.Filter{}, 3)
+	defer s.Close()
+	p, err := s.Fetch(context.Background(), recovery.Cursor{})
+	if err != nil || p.Next.Line != 3 || p.Last {
+		t.Fatalf("page 1: %+v %v", p.Next, err)
+	}
+	ids, _, _ := drain(t, s, p.Next)
+	if !slices.Equal(ids, []string{"3", "4", "5", "6", "7", "8", "9"}) {
+		t.Fatalf("resumed ids %v", ids)
+	}
+}
+
+func TestChangedExportRefusedOnResume(t *testing.T) {
+	path := writeExport(t, act("a", 1, 1), act("b", 2, 1), act("c", 3, 1))
+	s, _ := Open(path, recovery.Window{Start: 0, End: 10}, recovery.Filter{}, 1)
+	p, err := s.Fetch(context.Background(), recovery.Cursor{})
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Someone rewrites the first line with one of the same length.
+	if err := os.WriteFile(path, []byte(strings.Join([]string{act("z", 1, 1), act("b", 2, 1), act("c", 3, 1)}, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, _ = Open(path, recovery.Window{Start: 0, End: 10}, recovery.Filter{}, 1)
+	defer s.Close()
+	_, err = s.Fetch(context.Background(), p.Next)
+	if !errors.Is(err, recovery.ErrCheckpointUnavailable) || !strings.Contains(err.Error(), "changed since the checkpoint was written: line 1 is not the line delivered there") {
+		t.Fatalf("resume on changed export: %v", err)
+	}
+}
+
+func TestMalformedLineNamed(t *testing.T) {
+	tests := []struct{ line, want string }{
+		{`{"_id":"x","timestamp":`, "export.jsonl line 3: not valid JSON"},
+		{`{"timestamp":5}`, `export.jsonl line 3: the activity has no "_id"`},
+		{`hello`, "export.jsonl line 3: not valid JSON"},
+	}
+	for _, tt := range tests {
+		path := writeExport(t, act("a", 1, 1), act("b", 2, 1), tt.line, act("c", 3, 1))
+		s, _ := Open(path, recovery.Window{Start: 0, End: 10}, recovery.Filter{}, 100)
+		_, err := s.Fetch(context.Background(), recovery.Cursor{})
+		s.Close()
+		if !errors.Is(err, recovery.ErrUsage) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "fix or remove that line") {
+			t.Errorf("line %s: %v", tt.line, err)
+		}
+	}
+}
+
+func TestLongLines(t *testing.T) {
+	long := fmt.Sprintf(`{"_id":"long","timestamp":5,"description":%q}`, strings.Repeat("é|=\\", 200_000)) // ~1.2 MB
+	path := writeExport(t, act("a", 1, 1), long, act("b", 6, 1))
+	s, _ := Open(path, recovery.Window{Start: 0, End: 10}, recovery.Filter{}, 100)
+	defer s.Close()
+	p, err := s.Fetch(context.Background(), recovery.Cursor{})
+	if err != nil || len(p.Activities) != 3 || string(p.Activities[1].Raw) != long || p.Activities[2].ID != "b" {
+		t.Fatalf("long line: %v, %d activities", err, len(p.Activities))
+	}
+}
+
+func TestMissingExport(t *testing.T) {
+	_, err := Open(filepath.Join(t.TempDir(), "nope.jsonl"), recovery.Window{Start: 0, End: 1}, recovery.Filter{}, 1)
+	if !errors.Is(err, recovery.ErrUsage) || !strings.Contains(err.Error(), "cannot open the export") {
+		t.Fatalf("missing: %v", err)
+	}
+}

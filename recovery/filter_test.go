@@ -1,0 +1,76 @@
+package recovery
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestFilterMatch(t *testing.T) {
+	act := `{"_id":"a1","timestamp":1714557600000,"appId":11161,"appName":"Office 365","eventTypeValue":"EVENT_CATEGORY_LOGIN",
+		"user":{"userName":"Alice@Contoso.com"},"device":{"clientIP":"10.0.0.1"},"tags":["x","y"],"description":"Log on to Exchange"}`
+	tests := []struct {
+		filter string
+		want   bool
+	}{
+		{`{}`, true},
+		{``, true},
+		{`{"service":{"eq":[11161]}}`, true},
+		{`{"service":{"eq":11161}}`, true},
+		{`{"service":{"eq":[20595, 11161]}}`, true},
+		{`{"service":{"eq":[20595]}}`, false},
+		{`{"service":{"neq":[11161]}}`, false},
+		{`{"service":{"neq":[20595]}}`, true},
+		{`{"appName":{"eq":"office 365"}}`, true},
+		{`{"user.username":{"eq":["alice@contoso.com"]}}`, true},
+		{`{"user.userName":{"eq":["bob@contoso.com"]}}`, false},
+		{`{"activity.eventType":{"eq":["EVENT_CATEGORY_LOGIN"]}}`, true},
+		{`{"ip.address":{"eq":["10.0.0.1"]}}`, true},
+		{`{"tags":{"eq":["y"]}}`, true},
+		{`{"missing.field":{"eq":["y"]}}`, false},
+		{`{"missing.field":{"isnotset":true}}`, true},
+		{`{"appId":{"gte":11161,"lt":11162}}`, true},
+		{`{"appId":{"gt":11161}}`, false},
+		{`{"appId":{"range":[{"start":1,"end":2},{"start":11000,"end":12000}]}}`, true},
+		{`{"description":{"contains":"exchange"}}`, true},
+		{`{"description":{"startswith":["Log off","Log on"]}}`, true},
+		{`{"service":{"eq":[11161]},"user.username":{"eq":["bob@contoso.com"]}}`, false},
+	}
+	for _, tt := range tests {
+		f, err := ParseFilter([]byte(tt.filter))
+		if err != nil {
+			t.Fatalf("ParseFilter(%s): %v", tt.filter, err)
+		}
+		got, err := f.Match([]byte(act))
+		if err != nil || got != tt.want {
+			t.Errorf("filter %s: Match = %v, %v; want %v", tt.filter, got, err, tt.want)
+		}
+	}
+}
+
+func TestParseFilterErrors(t *testing.T) {
+	tests := []struct{ filter, wantErr string }{
+		{`{"date":{"gte":1}}`, `"date" key`},
+		{`{"Date":{"gte":1}}`, `"date" key`},
+		{`[1,2]`, "not a JSON object"},
+		{`{"service":[11161]}`, `field "service": want an object of operators`},
+		{`{"service":{"like":"x"}}`, `unknown operator "like"`},
+	}
+	for _, tt := range tests {
+		_, err := ParseFilter([]byte(tt.filter))
+		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("ParseFilter(%s) = %v, want error containing %q", tt.filter, err, tt.wantErr)
+		}
+	}
+}
+
+func TestFilterCanonicalJSON(t *testing.T) {
+	a, _ := ParseFilter([]byte(`{ "user.username": {"eq": ["a"]}, "service": {"eq": [11161]} }`))
+	b, _ := ParseFilter([]byte(`{"service":{"eq":[11161]},"user.username":{"eq":["a"]}}`))
+	want := `{"service":{"eq":[11161]},"user.username":{"eq":["a"]}}`
+	if a.JSON() != want || b.JSON() != want {
+		t.Fatalf("canonical forms %s and %s, want %s", a.JSON(), b.JSON(), want)
+	}
+	if e, _ := ParseFilter([]byte(" {} ")); e.JSON() != "" || !e.IsEmpty() {
+		t.Fatalf("empty filter: JSON %q", e.JSON())
+	}
+}

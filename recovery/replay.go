@@ -1,0 +1,195 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Replayer moves one window's activities from a Source to a Sink. The
+// checkpoint advances only after the sink has accepted everything before the
+// new position, so a crash at any point loses nothing and re-sends at most
+// the batch that was in flight.
+type Replayer struct {
+	Source     Source
+	Sink       Sink
+	Checkpoint Checkpoint
+	// Exclude, when set, reports ids the SIEM already holds; those are
+	// counted as skipped and not sent.
+	Exclude func(id string) bool
+	Logger  *slog.Logger
+	// Progress, when set, is told after every delivered page.
+	Progress func(State)
+}
+
+// Result sums up a run.
+type Result struct {
+	State            State
+	AlreadyCompleted bool  // the checkpoint was completed before this run: nothing was done
+	Sent             int64 // delivered by this run
+	Skipped          int64 // excluded by this run
+	Resent           int64 // possibly duplicated by this run (crash recovery, reconnects)
+}
+
+// Run recovers the window from where the checkpoint stands to its end, then
+// marks the checkpoint completed. A cancelled ctx stops it between pages or
+// during a sink retry; the progress made is kept and the error wraps
+// ErrStopped.
+func (r *Replayer) Run(ctx context.Context) (Result, error) {
+	log := r.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var res Result
+	st, err := r.Checkpoint.Load(ctx)
+	if err != nil {
+		return res, err
+	}
+	if st.State == StateCompleted {
+		res.State, res.AlreadyCompleted = st, true
+		return res, nil
+	}
+	// Writes must survive the cancellation that stops the run.
+	save := context.WithoutCancel(ctx)
+	err = r.Checkpoint.Update(save, func(s *State) error {
+		s.Runs++
+		s.State = StateRunning
+		if s.InFlight > 0 {
+			log.Warn("the previous run stopped before the sink confirmed its last batch; that batch is sent again",
+				"activities", s.InFlight, "position", s.Cursor.String())
+			s.Resent += s.InFlight
+			res.Resent += s.InFlight
+			s.InFlight = 0
+		}
+		st = *s
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("start run: %w", err)
+	}
+	log.Info("recovering", "window", st.Window.String(), "source", st.Source, "position", st.Cursor.String(),
+		"sent_before", st.Sent)
+
+	for {
+		page, err := r.Source.Fetch(ctx, st.Cursor)
+		if err != nil {
+			return r.fail(ctx, &res, fmt.Errorf("fetch the page %s: %w", st.Cursor, err), page.Requests)
+		}
+		batch := page.Activities
+		var skipped int64
+		if r.Exclude != nil {
+			kept := batch[:0]
+			for _, a := range batch {
+				if r.Exclude(a.ID) {
+					skipped++
+					continue
+				}
+				kept = append(kept, a)
+			}
+			batch = kept
+		}
+		if len(batch) > 0 {
+			err := r.Checkpoint.Update(save, func(s *State) error {
+				s.InFlight = int64(len(batch))
+				s.APIRequests += int64(page.Requests)
+				return nil
+			})
+			if err != nil {
+				return res, fmt.Errorf("record batch in flight: %w", err)
+			}
+			page.Requests = 0 // counted
+			resent, err := r.Sink.Send(ctx, batch)
+			if err != nil {
+				return r.fail(ctx, &res, fmt.Errorf("send %d activities %s: %w", len(batch), st.Cursor, err), 0)
+			}
+			res.Resent += int64(resent)
+			res.Sent += int64(len(batch))
+			st.Resent += int64(resent)
+		}
+		res.Skipped += skipped
+		now := time.Now().UTC()
+		err = r.Checkpoint.Update(save, func(s *State) error {
+			s.Cursor = page.Next
+			s.Progress = page.Progress
+			s.Sent += int64(len(batch))
+			s.Skipped += skipped
+			s.Resent = st.Resent
+			s.APIRequests += int64(page.Requests)
+			s.InFlight = 0
+			s.LastSuccessAt = now
+			if page.Last {
+				s.State = StateCompleted
+				s.Progress = 1
+				s.CompletedAt = now
+			}
+			st = *s
+			return nil
+		})
+		if err != nil {
+			return res, fmt.Errorf("advance checkpoint to %s: %w", page.Next, err)
+		}
+		if r.Progress != nil {
+			r.Progress(st)
+		}
+		log.Debug("page delivered", "activities", len(batch), "skipped", skipped, "position", st.Cursor.String())
+		if page.Last {
+			res.State = st
+			log.Info("window recovered: checkpoint completed and disabled", "sent", st.Sent, "skipped", st.Skipped,
+				"resent", st.Resent, "api_requests", st.APIRequests)
+			return res, nil
+		}
+	}
+}
+
+// fail records why the run ended: stopped (ctx cancelled) or failed.
+// A batch the sink did not confirm stays in flight: the next run sends it
+// again and counts it as possibly duplicated.
+func (r *Replayer) fail(ctx context.Context, res *Result, cause error, requests int) (Result, error) {
+	stopped := ctx.Err() != nil
+	err := r.Checkpoint.Update(context.WithoutCancel(ctx), func(s *State) error {
+		s.APIRequests += int64(requests)
+		if stopped {
+			s.State = StateStopped
+		} else {
+			s.State = StateFailed
+			s.LastError = cause.Error()
+			s.LastErrorAt = time.Now().UTC()
+		}
+		res.State = *s
+		return nil
+	})
+	if err != nil {
+		return *res, errors.Join(cause, fmt.Errorf("record the failure in the checkpoint: %w", err))
+	}
+	if stopped {
+		return *res, Problemf(ErrStopped, "re-run the same command to resume",
+			"stopped %s with %.1f%% of the window done (%d sent in all); progress is saved", res.State.Cursor, 100*res.State.Progress, res.State.Sent)
+	}
+	return *res, cause
+}
+
+// Count pages through src from the start of the window and returns how many
+// activities it yields and how many API requests that took. It sends
+// nothing and records nothing (--dry-run, verify).
+func Count(ctx context.Context, src Source, each func(Activity)) (activities, requests int64, err error) {
+	var cur Cursor
+	for {
+		page, err := src.Fetch(ctx, cur)
+		requests += int64(page.Requests)
+		if err != nil {
+			return activities, requests, fmt.Errorf("fetch the page %s: %w", cur, err)
+		}
+		activities += int64(len(page.Activities))
+		if each != nil {
+			for _, a := range page.Activities {
+				each(a)
+			}
+		}
+		if page.Last {
+			return activities, requests, nil
+		}
+		cur = page.Next
+	}
+}

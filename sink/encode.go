@@ -1,0 +1,117 @@
+package sink
+
+import (
+	"strconv"
+
+	"siem-recovery/recovery"
+)
+
+// Syslog headers (Options.Syslog).
+const (
+	SyslogRFC5424 = "rfc5424"
+	SyslogRFC3164 = "rfc3164"
+	SyslogNone    = "none"
+)
+
+// Framings of a TCP or TLS stream (Options.Framing).
+const (
+	FramingLF    = "lf"    // each message ends with LF
+	FramingOctet = "octet" // RFC 6587 octet counting: "LEN SP MSG"
+)
+
+// Formats of the message (Options.Format).
+const (
+	FormatCEF  = "cef"
+	FormatJSON = "json"
+)
+
+// pri is the PRI of every syslog header: facility local0 (16), severity
+// informational (6): 16*8+6. An activity is a record, not an alarm; local0
+// keeps it apart from the host's own logs in a receiver's rules.
+const pri = "<134>"
+
+// encoder turns an activity into the bytes a sink writes: the payload
+// (CEF or JSON), behind a syslog header or the agent's timestamp, framed
+// for the transport. It is shared by every sink, so a line written to a
+// file is byte for byte the message sent to a syslog receiver.
+type encoder struct {
+	format   Formatter
+	json     bool
+	syslog   string // SyslogRFC5424, SyslogRFC3164 or SyslogNone
+	framing  string // FramingLF, FramingOctet, or "" for a datagram
+	hostname string // sanitised for the header
+	appName  string // sanitised for the header
+}
+
+// appendMessage appends a's message without framing: syslog header (or,
+// without one, the agent's timestamp before a CEF line) and payload.
+func (e *encoder) appendMessage(dst []byte, a recovery.Activity) []byte {
+	switch e.syslog {
+	case SyslogRFC5424:
+		// <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG
+		dst = append(dst, pri+"1 "...)
+		dst = AppendTime(dst, a.Timestamp)
+		dst = append(dst, ' ')
+		dst = append(dst, e.hostname...)
+		dst = append(dst, ' ')
+		dst = append(dst, e.appName...)
+		dst = append(dst, " - - - "...)
+	case SyslogRFC3164:
+		// <PRI>Mmm dd hh:mm:ss HOSTNAME TAG: MSG, the time in UTC.
+		dst = append(dst, pri...)
+		dst = timeUTC(a.Timestamp).AppendFormat(dst, "Jan _2 15:04:05")
+		dst = append(dst, ' ')
+		dst = append(dst, e.hostname...)
+		dst = append(dst, ' ')
+		dst = append(dst, e.appName...)
+		dst = append(dst, ": "...)
+	default:
+		if !e.json {
+			dst = AppendTime(dst, a.Timestamp)
+			dst = append(dst, ' ')
+		}
+	}
+	if e.json {
+		return e.format.AppendJSON(dst, a)
+	}
+	return e.format.AppendCEF(dst, a)
+}
+
+// appendFrame appends a's message framed for the stream.
+func (e *encoder) appendFrame(dst []byte, a recovery.Activity) []byte {
+	start := len(dst)
+	dst = e.appendMessage(dst, a)
+	switch e.framing {
+	case FramingOctet:
+		// Make room for "LEN " in front of the message, in place.
+		var digits [20]byte
+		prefix := strconv.AppendInt(digits[:0], int64(len(dst)-start), 10)
+		prefix = append(prefix, ' ')
+		n := len(dst) - start
+		dst = append(dst, prefix...)
+		copy(dst[start+len(prefix):], dst[start:start+n])
+		copy(dst[start:], prefix)
+	case FramingLF:
+		dst = append(dst, '\n')
+	}
+	return dst
+}
+
+// headerName keeps what RFC 5424 allows in HOSTNAME and APP-NAME: printable
+// US-ASCII without space, at most max bytes; anything else becomes '_'.
+// An empty name is the NILVALUE "-".
+func headerName(s string, max int) string {
+	if s == "" {
+		return "-"
+	}
+	b := []byte(s)
+	if len(b) > max {
+		b = b[:max]
+	}
+	for i, c := range b {
+		if c < 33 || c > 126 {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}

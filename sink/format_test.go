@@ -1,0 +1,121 @@
+package sink
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"siem-recovery/recovery"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/format/*.golden (check every changed line by hand)")
+
+// specReference is the reference line of SPEC §5, from the MCAS agent.
+const specReference = `2017-11-22T17:50:04.000Z CEF:0|MCAS|SIEM_Agent|0.111.85|EVENT_CATEGORY_LOGOUT|Log out|0|externalId=1511373015679_167ae3eb-ed33-454a-b548-c2ed6cea6ef0 rt=1511373004000 start=1511373004000 end=1511373004000 msg=Log out suser=admin@contoso.com destinationServiceName=ServiceNow dvc=13.82.149.151 requestClientApplication= cs1Label=portalURL cs1=https://contoso.portal.cloudappsecurity.com/#/audits?activity.id\=eq(1511373015679_167ae3eb-ed33-454a-b548-c2ed6cea6ef0,) cs2Label=uniqueServiceAppIds cs2=APPID_SERVICENOW cs3Label=targetObjects cs3=admin@contoso.com,admin@contoso.com,admin@contoso.com cs4Label=policyIDs cs4= c6a1Label="Device IPv6 Address" c6a1=`
+
+// Activities as the MCAS API returns them.
+const (
+	referenceJSON = `{"_id":"1511373015679_167ae3eb-ed33-454a-b548-c2ed6cea6ef0","timestamp":1511373004000,"eventTypeName":"EVENT_CATEGORY_LOGOUT","eventTypeValue":"EVENT_CATEGORY_LOGOUT","description":"Log out","appName":"ServiceNow","appId":11161,"user":{"userName":"admin@contoso.com"},"device":{"clientIP":"13.82.149.151","userAgent":""},"uniqueServiceAppIds":["APPID_SERVICENOW"],"targetObjects":[{"name":"admin@contoso.com","type":1},{"name":"admin@contoso.com"},{"name":"admin@contoso.com"}],"policyIDs":[]}`
+	specialJSON   = `{"_id":"id-special","timestamp":1700000000123,"eventTypeName":"EVENT_A|B","description":"a|b=c\\d\r\nnext","appName":"Box=Cloud","user":{"userName":"dom\\user"},"device":{"clientIP":"10.0.0.1","userAgent":"Mozilla/5.0 (X11; a=b)"}}`
+	ipv6JSON      = `{"_id":"id-v6","timestamp":1700000000000,"eventTypeName":"EVENT_CATEGORY_LOGIN","description":"Log on","appName":"Microsoft 365","user":{"userName":"bob@contoso.com"},"device":{"clientIP":"2001:db8::1","userAgent":"curl/8.0"},"policyIDs":["pol1","pol2"]}`
+	minimalJSON   = `{"_id":"id-min","timestamp":86400000,"eventTypeValue":"EVENT_X"}`
+	nonASCIIJSON  = `{"_id":"id-utf8","timestamp":1700000000000,"eventTypeName":"EVENT_CATEGORY_DOWNLOAD_FILE","description":"Téléchargement du fichier « Rapport_Q3.xlsx » — 東京","appName":"OneDrive for Business","user":{"userName":"jörg.müller@contoso.com"},"device":{"clientIP":"198.51.100.7","userAgent":"Mozilla/5.0"},"targetObjects":["Rapport_Q3.xlsx","jörg.müller@contoso.com"]}`
+	jsonOneLine   = `{"_id":"id-j1","timestamp":1700000000000,"description":"a\nb | c=d"}`
+	jsonMultiLine = "{\n  \"_id\": \"id-j2\",\r\n  \"timestamp\": 1700000000000\n}"
+)
+
+func parse(t testing.TB, raw string) recovery.Activity {
+	t.Helper()
+	a, err := recovery.ParseActivity([]byte(raw))
+	if err != nil {
+		t.Fatalf("ParseActivity(%s): %v", raw, err)
+	}
+	return a
+}
+
+func TestFormatGolden(t *testing.T) {
+	contoso := Formatter{Version: "1.2.3", PortalURL: "https://contoso.portal.cloudappsecurity.com"}
+	reference := Formatter{Version: "0.111.85", PortalURL: "contoso.portal.cloudappsecurity.com/"}
+	tests := []struct {
+		name     string
+		activity string
+		enc      encoder
+	}{
+		{"reference", referenceJSON, encoder{format: reference, syslog: SyslogNone, framing: FramingLF}},
+		{"reference-rfc5424", referenceJSON, encoder{format: reference, syslog: SyslogRFC5424, framing: FramingLF, hostname: "siem-host", appName: "siem-recovery"}},
+		{"reference-rfc3164", referenceJSON, encoder{format: reference, syslog: SyslogRFC3164, framing: FramingLF, hostname: "siem-host", appName: "siem-recovery"}},
+		{"special", specialJSON, encoder{format: contoso, syslog: SyslogNone, framing: FramingLF}},
+		{"ipv6", ipv6JSON, encoder{format: contoso, syslog: SyslogNone, framing: FramingLF}},
+		{"minimal", minimalJSON, encoder{format: contoso, syslog: SyslogNone, framing: FramingLF}},
+		{"minimal-rfc3164", minimalJSON, encoder{format: contoso, syslog: SyslogRFC3164, framing: FramingLF, hostname: "siem-host", appName: "siem-recovery"}},
+		{"nonascii", nonASCIIJSON, encoder{format: contoso, syslog: SyslogNone, framing: FramingLF}},
+		{"json-oneline", jsonOneLine, encoder{json: true, syslog: SyslogNone, framing: FramingLF}},
+		{"json-multiline", jsonMultiLine, encoder{json: true, syslog: SyslogNone, framing: FramingLF}},
+		{"json-oneline-rfc5424-octet", jsonOneLine, encoder{json: true, syslog: SyslogRFC5424, framing: FramingOctet, hostname: "siem-host", appName: "siem-recovery"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := parse(t, tt.activity)
+			// Append after existing bytes: the appenders must not touch them.
+			got := tt.enc.appendFrame([]byte("keep"), a)
+			if !bytes.HasPrefix(got, []byte("keep")) {
+				t.Fatalf("appendFrame overwrote dst: %q", got)
+			}
+			got = got[len("keep"):]
+			path := filepath.Join("testdata", "format", tt.name+".golden")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("got\n%s\nwant\n%s", got, want)
+			}
+			if tt.enc.framing == FramingLF && bytes.Count(got, []byte("\n")) != 1 || bytes.IndexByte(got, '\r') >= 0 {
+				t.Errorf("not exactly one line: %q", got)
+			}
+		})
+	}
+}
+
+func TestCEFReferenceLine(t *testing.T) {
+	enc := encoder{format: Formatter{Version: "0.111.85", PortalURL: "https://contoso.portal.cloudappsecurity.com"}, syslog: SyslogNone}
+	got := string(enc.appendMessage(nil, parse(t, referenceJSON)))
+	if got != specReference {
+		t.Errorf("reference line differs from SPEC §5:\ngot  %s\nwant %s", got, specReference)
+	}
+}
+
+func TestCEFDefaultPortal(t *testing.T) {
+	got := string(Formatter{}.AppendCEF(nil, parse(t, minimalJSON)))
+	want := `cs1=https://portal.cloudappsecurity.com/#/audits?activity.id\=eq(id-min,) `
+	if !bytes.Contains([]byte(got), []byte(want)) {
+		t.Errorf("no default portal link %q in\n%s", want, got)
+	}
+}
+
+func TestJSONKeepsBytes(t *testing.T) {
+	// Insignificant spaces and key order stay as the source sent them.
+	raw := `{ "b" : 1,  "_id":"x", "timestamp": 5 ,"description":"t\u00e9\r\n"}`
+	got := Formatter{}.AppendJSON(nil, parse(t, raw))
+	if string(got) != raw {
+		t.Errorf("got %s, want %s", got, raw)
+	}
+}
+
+func BenchmarkCEF(b *testing.B) {
+	a := parse(b, referenceJSON)
+	enc := encoder{format: Formatter{Version: "1.0.0", PortalURL: "https://contoso.portal.cloudappsecurity.com"}, syslog: SyslogRFC5424, framing: FramingOctet, hostname: "siem-host", appName: "siem-recovery"}
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = enc.appendFrame(buf[:0], a)
+	}
+	b.SetBytes(int64(len(buf)))
+}

@@ -1,0 +1,305 @@
+package sink
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"siem-recovery/recovery"
+)
+
+// Options say how Open's sink formats and delivers activities. The zero
+// value is the default of every field.
+type Options struct {
+	// Format is FormatCEF ("cef", the default) or FormatJSON ("json").
+	Format string
+	// Syslog is the header before each message: SyslogRFC5424,
+	// SyslogRFC3164 or SyslogNone. Empty means rfc5424 on network sinks and
+	// none on stdout and files.
+	Syslog string
+	// Framing is FramingLF (the default) or FramingOctet (RFC 6587). Octet
+	// counting applies to tcp:// and tls:// only.
+	Framing string
+
+	// TLS to the receiver (tls:// only). CAFile is a PEM bundle of the CAs
+	// to trust instead of the system's; CertFile and KeyFile, given
+	// together, are the client certificate; ServerName is the name the
+	// server certificate must carry (default: the host of the target).
+	CAFile, CertFile, KeyFile, ServerName string
+	// InsecureSkipVerify accepts any server certificate. Never the default.
+	InsecureSkipVerify bool
+
+	// Version is the Device Version of the CEF header: this tool's version.
+	Version string
+	// PortalURL is the tenant's portal that cs1 links to (see Formatter).
+	PortalURL string
+	// Hostname is the HOSTNAME of the syslog header (default os.Hostname).
+	Hostname string
+	// AppName is the APP-NAME (RFC 5424) or TAG (RFC 3164) of the syslog
+	// header (default "siem-recovery").
+	AppName string
+
+	// Logger receives connection failures (each distinct one once) and
+	// recoveries. Nil discards them.
+	Logger *slog.Logger
+	// Stdout is where the stdout sink writes (default os.Stdout).
+	Stdout io.Writer
+
+	// InitialBackoff and MaxBackoff bound the wait between two attempts to
+	// reach the receiver (defaults 500ms and 30s); the wait doubles, with
+	// jitter, from one to the other, and retries go on until ctx is done.
+	InitialBackoff, MaxBackoff time.Duration
+	// DialTimeout bounds a connection attempt, TLS handshake included
+	// (default 10s).
+	DialTimeout time.Duration
+	// WriteTimeout is how long a write may make no progress before the
+	// connection is deemed broken (default 30s).
+	WriteTimeout time.Duration
+	// ConfirmTimeout is how long the receiver has, once a batch has been
+	// written, to read it to its end and close its side (default 60s).
+	ConfirmTimeout time.Duration
+	// MaxDatagram is the largest UDP message sent, syslog header included
+	// (default 2048, the size RFC 5426 says receivers should accept; at
+	// least 480, at most 65507). Larger events are shortened: see
+	// docs/delivery.md.
+	MaxDatagram int
+}
+
+// Defaults of Options.
+const (
+	DefaultAppName        = "siem-recovery"
+	DefaultInitialBackoff = 500 * time.Millisecond
+	DefaultMaxBackoff     = 30 * time.Second
+	DefaultDialTimeout    = 10 * time.Second
+	DefaultWriteTimeout   = 30 * time.Second
+	DefaultConfirmTimeout = 60 * time.Second
+	DefaultMaxDatagram    = 2048
+)
+
+const sinkRemedy = "use stdout, -, file:PATH, tcp://HOST:PORT, udp://HOST:PORT or tls://HOST:PORT"
+
+// Open returns the sink target names: "stdout" or "-" (also ""),
+// "file:PATH" or "file://PATH" (appended to, created with mode 0600),
+// "tcp://HOST:PORT", "udp://HOST:PORT" or "tls://HOST:PORT" (syslog). It
+// checks the target and opts and reads the TLS files; a bad value is a
+// recovery.ErrUsage. Network sinks connect on the first Send, so Open does
+// not fail when the receiver is down.
+func Open(ctx context.Context, target string, opts Options) (recovery.Sink, error) {
+	scheme, addr, err := parseTarget(target)
+	if err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	enc, err := opts.encoder(scheme)
+	if err != nil {
+		return nil, err
+	}
+	if scheme != "tls" {
+		for _, f := range []struct{ flag, value string }{
+			{"--ca-file", opts.CAFile}, {"--tls-cert", opts.CertFile},
+			{"--tls-key", opts.KeyFile}, {"--tls-server-name", opts.ServerName},
+		} {
+			if f.value != "" {
+				return nil, recovery.Problemf(recovery.ErrUsage, "use a tls:// sink, or leave out the TLS flags",
+					"%s is set but --sink %q is not tls://", f.flag, target)
+			}
+		}
+	}
+	switch scheme {
+	case "stdout":
+		return newWriterSink("stdout", opts.Stdout, nil, enc), nil
+	case "file":
+		f, err := os.OpenFile(addr, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, recovery.Problemf(recovery.ErrUsage, "check the path and its permissions",
+				"--sink %q: cannot open the file: %w", target, err)
+		}
+		if err := endTornLine(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("--sink %q: %w", target, err)
+		}
+		return newWriterSink(f.Name(), f, f, enc), nil
+	case "udp":
+		return newDatagramSink(target, addr, enc, opts), nil
+	case "tcp":
+		d := &net.Dialer{Timeout: opts.DialTimeout}
+		return newStreamSink(target, enc, opts, func(ctx context.Context) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", addr)
+		}), nil
+	case "tls":
+		cfg, err := opts.tlsConfig(addr)
+		if err != nil {
+			return nil, err
+		}
+		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: opts.DialTimeout}, Config: cfg}
+		return newStreamSink(target, enc, opts, func(ctx context.Context) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", addr)
+		}), nil
+	}
+	panic("unreachable: parseTarget returned scheme " + scheme)
+}
+
+// parseTarget splits a --sink value into its kind and its path or
+// host:port.
+func parseTarget(target string) (scheme, addr string, err error) {
+	switch {
+	case target == "" || target == "stdout" || target == "-":
+		return "stdout", "", nil
+	case strings.HasPrefix(target, "file:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(target, "file:"), "//")
+		if path == "" {
+			return "", "", recovery.Problemf(recovery.ErrUsage, sinkRemedy, "--sink %q: no file path", target)
+		}
+		return "file", path, nil
+	}
+	u, err := url.Parse(target)
+	if err != nil || (u.Scheme != "tcp" && u.Scheme != "udp" && u.Scheme != "tls") {
+		return "", "", recovery.Problemf(recovery.ErrUsage, sinkRemedy, "--sink %q: not a sink address", target)
+	}
+	if u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return "", "", recovery.Problemf(recovery.ErrUsage, sinkRemedy, "--sink %q: expected %s://HOST:PORT and nothing else", target, u.Scheme)
+	}
+	port, perr := strconv.Atoi(u.Port())
+	if u.Hostname() == "" || perr != nil || port < 1 || port > 65535 {
+		return "", "", recovery.Problemf(recovery.ErrUsage, sinkRemedy, "--sink %q: needs a host and a port from 1 to 65535", target)
+	}
+	return u.Scheme, net.JoinHostPort(u.Hostname(), u.Port()), nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	if o.Hostname == "" {
+		o.Hostname, _ = os.Hostname()
+	}
+	if o.AppName == "" {
+		o.AppName = DefaultAppName
+	}
+	if o.InitialBackoff <= 0 {
+		o.InitialBackoff = DefaultInitialBackoff
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = DefaultMaxBackoff
+	}
+	if o.MaxBackoff < o.InitialBackoff {
+		o.MaxBackoff = o.InitialBackoff
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.ConfirmTimeout <= 0 {
+		o.ConfirmTimeout = DefaultConfirmTimeout
+	}
+	if o.MaxDatagram == 0 {
+		o.MaxDatagram = DefaultMaxDatagram
+	}
+	return o
+}
+
+// encoder checks the format, header and framing for a sink of the given
+// kind and returns the encoder it uses.
+func (o Options) encoder(scheme string) (*encoder, error) {
+	network := scheme == "tcp" || scheme == "udp" || scheme == "tls"
+	e := &encoder{
+		format:   Formatter{Version: o.Version, PortalURL: o.PortalURL},
+		syslog:   o.Syslog,
+		framing:  o.Framing,
+		hostname: headerName(o.Hostname, 255),
+		appName:  headerName(o.AppName, 48),
+	}
+	switch o.Format {
+	case "", FormatCEF:
+	case FormatJSON:
+		e.json = true
+	default:
+		return nil, recovery.Problemf(recovery.ErrUsage, "use cef or json", "--format %q is not a format", o.Format)
+	}
+	switch o.Syslog {
+	case "":
+		e.syslog = SyslogNone
+		if network {
+			e.syslog = SyslogRFC5424
+		}
+	case SyslogRFC5424, SyslogRFC3164, SyslogNone:
+	default:
+		return nil, recovery.Problemf(recovery.ErrUsage, "use rfc5424, rfc3164 or none", "--syslog %q is not a syslog header", o.Syslog)
+	}
+	switch o.Framing {
+	case "", FramingLF:
+		e.framing = FramingLF
+	case FramingOctet:
+		if scheme != "tcp" && scheme != "tls" {
+			return nil, recovery.Problemf(recovery.ErrUsage, "use --framing lf, or a tcp:// or tls:// sink",
+				"--framing octet applies to tcp:// and tls:// sinks only")
+		}
+	default:
+		return nil, recovery.Problemf(recovery.ErrUsage, "use lf or octet", "--framing %q is not a framing", o.Framing)
+	}
+	if scheme == "udp" {
+		e.framing = "" // one message per datagram (RFC 5426)
+		if o.MaxDatagram < 480 || o.MaxDatagram > 65507 {
+			return nil, recovery.Problemf(recovery.ErrUsage, "use a size from 480 to 65507 bytes",
+				"UDP message size %d is out of range", o.MaxDatagram)
+		}
+	}
+	return e, nil
+}
+
+// tlsConfig builds the client TLS configuration: the server certificate is
+// verified unless InsecureSkipVerify, against CAFile or the system roots.
+func (o Options) tlsConfig(addr string) (*tls.Config, error) {
+	host, _, _ := net.SplitHostPort(addr)
+	cfg := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         host,
+		InsecureSkipVerify: o.InsecureSkipVerify,
+		// One connection per batch: resuming sessions saves the full
+		// handshake on all but the first.
+		ClientSessionCache: tls.NewLRUClientSessionCache(4),
+	}
+	if o.ServerName != "" {
+		cfg.ServerName = o.ServerName
+	}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, recovery.Problemf(recovery.ErrUsage, "check the path and its permissions",
+				"--ca-file %s: %w", o.CAFile, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, recovery.Problemf(recovery.ErrUsage, "give a PEM file of CA certificates",
+				"--ca-file %s: no PEM certificate in it", o.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	switch {
+	case o.CertFile != "" && o.KeyFile != "":
+		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return nil, recovery.Problemf(recovery.ErrUsage, "give a PEM certificate and its private key",
+				"--tls-cert %s / --tls-key %s: %w", o.CertFile, o.KeyFile, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	case o.CertFile != "" || o.KeyFile != "":
+		return nil, recovery.Problemf(recovery.ErrUsage, "give both --tls-cert and --tls-key, or neither",
+			"a client certificate needs both --tls-cert and --tls-key")
+	}
+	return cfg, nil
+}

@@ -1,0 +1,162 @@
+package sink
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"siem-recovery/recovery"
+)
+
+// writeChunk is how much of a batch one Write hands the kernel, so the
+// write deadline measures progress rather than the whole batch.
+const writeChunk = 256 << 10
+
+// streamSink delivers to a syslog receiver over TCP or TLS. Each batch goes
+// on its own connection, confirmed before Send returns:
+//
+//  1. write every frame of the batch;
+//  2. half-close (TLS close_notify, then TCP FIN) and read until the
+//     receiver closes its side: a receiver such as rsyslog does so only
+//     once it has read and processed everything before our FIN;
+//  3. connect once more: a receiver that died while processing the end of
+//     the batch closes our connection just as if it had finished, but it
+//     no longer accepts connections, so this probe tells the two apart.
+//
+// Any failure sends the whole batch again on a new connection, after
+// backoff; the frames the failed attempt had started to write are counted
+// as resent. See docs/delivery.md.
+type streamSink struct {
+	mu             sync.Mutex
+	dial           func(context.Context) (net.Conn, error)
+	enc            *encoder
+	retry          reconnector
+	writeTimeout   time.Duration
+	confirmTimeout time.Duration
+	buf            []byte // the batch's frames, reused from batch to batch
+	ends           []int  // ends[i] is the offset just after frame i
+}
+
+func newStreamSink(target string, enc *encoder, opts Options, dial func(context.Context) (net.Conn, error)) *streamSink {
+	return &streamSink{
+		dial:           dial,
+		enc:            enc,
+		retry:          newReconnector(target, opts, true),
+		writeTimeout:   opts.WriteTimeout,
+		confirmTimeout: opts.ConfirmTimeout,
+	}
+}
+
+// Send delivers batch and returns once the receiver confirmed it, retrying
+// until ctx is done.
+func (s *streamSink) Send(ctx context.Context, batch []recovery.Activity) (resent int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(batch) == 0 {
+		return 0, nil
+	}
+	s.buf, s.ends = s.buf[:0], s.ends[:0]
+	for _, a := range batch {
+		s.buf = s.enc.appendFrame(s.buf, a)
+		s.ends = append(s.ends, len(s.buf))
+	}
+	err = s.retry.do(ctx, func() error {
+		written, err := s.deliver(ctx)
+		if err != nil {
+			resent += s.framesStarted(written)
+		}
+		return err
+	})
+	return resent, err
+}
+
+// framesStarted counts the frames of which at least the first byte is
+// among the first n bytes of the batch: those the receiver may have got.
+func (s *streamSink) framesStarted(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	return min(len(s.ends), sort.SearchInts(s.ends, n)+1)
+}
+
+// deliver makes one attempt: connect, write, confirm, probe. It returns
+// how many bytes of the batch were handed to the connection.
+func (s *streamSink) deliver(ctx context.Context) (written int, err error) {
+	conn, err := s.dial(ctx)
+	if err != nil {
+		return 0, &failure{stage: stageConnect, target: s.retry.target, err: err}
+	}
+	defer conn.Close()
+	g := &deadlines{conn: conn}
+	defer context.AfterFunc(ctx, g.cancel)()
+
+	for written < len(s.buf) {
+		end := min(written+writeChunk, len(s.buf))
+		g.set(conn.SetWriteDeadline, s.writeTimeout)
+		n, err := conn.Write(s.buf[written:end])
+		written += n
+		if err != nil {
+			return written, &failure{stage: stageSend, target: s.retry.target, err: err}
+		}
+	}
+	if err := closeWrite(conn); err != nil {
+		return written, &failure{stage: stageConfirm, target: s.retry.target, err: err}
+	}
+	g.set(conn.SetReadDeadline, s.confirmTimeout)
+	if _, err := io.Copy(io.Discard, conn); err != nil {
+		return written, &failure{stage: stageConfirm, target: s.retry.target, err: err}
+	}
+	probe, err := s.dial(ctx)
+	if err != nil {
+		return written, &failure{stage: stageProbe, target: s.retry.target, err: err}
+	}
+	probe.Close()
+	return written, nil
+}
+
+// closeWrite says "end of batch" to the receiver and keeps the reading
+// side open for its answer.
+func closeWrite(conn net.Conn) error {
+	if c, ok := conn.(*tls.Conn); ok {
+		if err := c.CloseWrite(); err != nil {
+			return err
+		}
+		conn = c.NetConn() // a TLS receiver may wait for the TCP FIN, too
+	}
+	if c, ok := conn.(interface{ CloseWrite() error }); ok {
+		return c.CloseWrite()
+	}
+	return nil
+}
+
+// deadlines sets a connection's deadlines so that a cancelled ctx wins:
+// once cancel ran, every deadline is in the past and blocked I/O returns.
+type deadlines struct {
+	mu        sync.Mutex
+	conn      net.Conn
+	cancelled bool
+}
+
+func (g *deadlines) set(setDeadline func(time.Time) error, timeout time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	t := time.Now().Add(timeout)
+	if g.cancelled {
+		t = time.Unix(1, 0)
+	}
+	setDeadline(t)
+}
+
+func (g *deadlines) cancel() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cancelled = true
+	g.conn.SetDeadline(time.Unix(1, 0))
+}
+
+// Close releases nothing: no connection outlives a Send.
+func (s *streamSink) Close() error { return nil }
