@@ -14,6 +14,7 @@ import (
 
 	"siem-recovery/recovery"
 	"siem-recovery/recovery/export"
+	"siem-recovery/recovery/mcas"
 )
 
 // sourceSpec is a parsed --source.
@@ -78,10 +79,26 @@ func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourc
 	if src.file != "" {
 		return export.Open(src.file, w, f, pageSize)
 	}
-	if _, err := readToken(c); err != nil {
+	token, err := readToken(c)
+	if err != nil {
 		return nil, err
 	}
-	return nil, recovery.Problemf(recovery.ErrUsage, "use a file: source for now", "the MCAS API source %s is not supported yet", src.display)
+	for _, name := range []string{"rate-limit", "max-critical-errors"} {
+		if n := c.Int(name); n <= 0 {
+			return nil, recovery.Problemf(recovery.ErrUsage, "give a positive number", "--%s %d", name, n)
+		}
+	}
+	return mcas.New(mcas.Config{
+		BaseURL:           src.api.String(),
+		Token:             token,
+		Proxy:             c.String("proxy"),
+		RateLimit:         c.Int("rate-limit"),
+		PageSize:          pageSize,
+		MaxCriticalErrors: c.Int("max-critical-errors"),
+		Window:            w,
+		Filter:            f,
+		Logger:            log,
+	})
 }
 
 // readToken returns the API token from --token-file, or --token / MCAS_TOKEN.
