@@ -112,7 +112,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 	if exclude != nil {
 		r.Exclude = exclude.Contains
 	}
-	progress := newProgressReporter(stderr, log, !c.Bool("quiet") && c.String("log-format") != "json", st)
+	progress := newProgressReporter(stderr, log, !c.Bool("quiet") && c.String("log-format") != "json", c.Duration("progress-interval"), st)
 	r.Progress = progress.Update
 	res, err := r.Run(ctx)
 	progress.Close()
