@@ -333,6 +333,11 @@ func TestKill9MidBatchResendsOnePage(t *testing.T) {
 			t.Fatalf("no batch in flight: %+v", mid)
 		}
 	}
+	// status tells the truth during the run: a run holds the checkpoint,
+	// half the window is confirmed, one page is in flight.
+	if mid.State != "running" || !mid.RunActive || mid.Sent == 0 || mid.Sent >= int64(len(want)) || mid.Percent >= 100 {
+		t.Fatalf("status during the run: %+v", mid)
+	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	close(recv.resume)

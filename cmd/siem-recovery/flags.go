@@ -2,6 +2,7 @@ package main
 
 import (
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -93,5 +94,7 @@ func logFlags() []cli.Flag {
 			Usage: "log warnings and errors only"},
 		&cli.BoolFlag{Name: "verbose", Category: "Logging", EnvVars: env("verbose"),
 			Usage: "log every page"},
+		&cli.DurationFlag{Name: "progress-interval", Category: "Logging", EnvVars: env("progress-interval"), Value: 30 * time.Second,
+			Usage: "without a terminal, log progress every `D` (on a terminal a progress bar shows instead)"},
 	}
 }

@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -32,7 +33,8 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, args)
 	code, name := exitCode(err)
-	if err != nil {
+	var reported *reportedError
+	if err != nil && !errors.As(err, &reported) {
 		fmt.Fprintf(stderr, "%s: %s\n", name, explain(err))
 	}
 	return code
@@ -54,6 +56,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			runCommand(stderr),
 			statusCommand(stdout),
 			verifyCommand(stdout, stderr),
+			checkCommand(stdout, stderr),
 			versionCommand(stdout),
 		),
 		// Usage errors are reported once, by execute, with exit code 2.
@@ -61,7 +64,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler: func(*cli.Context, error) {},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return usageError(fmt.Errorf("no command %q; the commands are run, status, verify and version", c.Args().First()))
+				return usageError(fmt.Errorf("no command %q; the commands are run, status, verify, check and version", c.Args().First()))
 			}
 			return cli.ShowAppHelp(c)
 		},

@@ -13,21 +13,19 @@ import (
 	"siem-recovery/recovery"
 )
 
-// progressLogEvery is how often a run without a terminal logs its progress.
-const progressLogEvery = 30 * time.Second
-
 // progressReporter shows a run's progress: a bar when stderr is a terminal
-// (and logs are text and not --quiet), else a log line every 30 s.
+// (and logs are text and not --quiet), else a log line every interval.
 type progressReporter struct {
 	bar      *progressbar.ProgressBar
 	log      *slog.Logger
 	start    time.Time
 	lastLog  time.Time
+	every    time.Duration
 	sentAtGo int64 // sent before this run, so the rate is this run's
 }
 
-func newProgressReporter(stderr io.Writer, log *slog.Logger, interactive bool, st recovery.State) *progressReporter {
-	p := &progressReporter{log: log, start: time.Now(), lastLog: time.Now(), sentAtGo: st.Sent}
+func newProgressReporter(stderr io.Writer, log *slog.Logger, interactive bool, every time.Duration, st recovery.State) *progressReporter {
+	p := &progressReporter{log: log, start: time.Now(), lastLog: time.Now(), every: every, sentAtGo: st.Sent}
 	if interactive && isTerminal(stderr) {
 		p.bar = progressbar.NewOptions(1000,
 			progressbar.OptionSetWriter(stderr),
@@ -63,7 +61,7 @@ func (p *progressReporter) Update(st recovery.State) {
 		p.bar.Set(int(st.Progress * 1000))
 		return
 	}
-	if time.Since(p.lastLog) >= progressLogEvery {
+	if p.every > 0 && time.Since(p.lastLog) >= p.every {
 		p.lastLog = time.Now()
 		p.log.Info("progress", "percent", fmt.Sprintf("%.1f", 100*st.Progress), "sent", st.Sent,
 			"per_second", int(rate), "position", st.Cursor.String())

@@ -44,25 +44,11 @@ func runCommand(stderr io.Writer) *cli.Command {
 }
 
 func runRecovery(c *cli.Context, stderr io.Writer) error {
-	if c.Args().Present() {
-		return recovery.Problemf(recovery.ErrUsage, "see siem-recovery run --help", "unexpected argument %q (run takes flags only)", c.Args().First())
-	}
-	log, err := newLogger(c, stderr)
+	in, err := readInputs(c, stderr)
 	if err != nil {
 		return err
 	}
-	window, err := readWindow(c)
-	if err != nil {
-		return err
-	}
-	filter, err := readFilter(c)
-	if err != nil {
-		return err
-	}
-	src, err := parseSource(c.String("source"))
-	if err != nil {
-		return err
-	}
+	log, window, filter, src := in.log, in.window, in.filter, in.src
 	exclude, err := readIDs(c, "exclude-ids", log)
 	if err != nil {
 		return err
@@ -112,7 +98,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 	if exclude != nil {
 		r.Exclude = exclude.Contains
 	}
-	progress := newProgressReporter(stderr, log, !c.Bool("quiet") && c.String("log-format") != "json", st)
+	progress := newProgressReporter(stderr, log, !c.Bool("quiet") && c.String("log-format") != "json", c.Duration("progress-interval"), st)
 	r.Progress = progress.Update
 	res, err := r.Run(ctx)
 	progress.Close()
@@ -160,6 +146,36 @@ func dryRun(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpe
 	log.Info("dry run: nothing sent, no checkpoint written", "window", w.String(), "activities", n,
 		"api_requests", requests, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// inputs are what run, verify and check read from their common flags.
+type inputs struct {
+	log    *slog.Logger
+	window recovery.Window
+	filter recovery.Filter
+	src    sourceSpec
+}
+
+// readInputs reads the logging, window, filter and source flags, refusing
+// positional arguments: every command but status takes flags only.
+func readInputs(c *cli.Context, stderr io.Writer) (inputs, error) {
+	var in inputs
+	if c.Args().Present() {
+		return in, recovery.Problemf(recovery.ErrUsage, "see siem-recovery "+c.Command.Name+" --help",
+			"unexpected argument %q (%s takes flags only)", c.Args().First(), c.Command.Name)
+	}
+	var err error
+	if in.log, err = newLogger(c, stderr); err != nil {
+		return in, err
+	}
+	if in.window, err = readWindow(c); err != nil {
+		return in, err
+	}
+	if in.filter, err = readFilter(c); err != nil {
+		return in, err
+	}
+	in.src, err = parseSource(c.String("source"))
+	return in, err
 }
 
 // readWindow takes the window from --start/--end, else from --alert.

@@ -144,3 +144,44 @@ func TestRunEnvironmentVariables(t *testing.T) {
 		t.Fatalf("SIEM_RECOVERY_CHECKPOINT ignored: %v", err)
 	}
 }
+
+func TestDryRunCountsAndWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	r := runBin(t, dir, nil, exampleArgs(t, dir, "--dry-run", "--sink", "file:"+filepath.Join(dir, "out"))...)
+	wantCode(t, r, 0)
+	wantStderr(t, r, "dry run: nothing sent, no checkpoint written", "activities=102")
+	for _, name := range []string{"cp.db", "cp.db.lock", "out"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			t.Errorf("the dry run created %s", name)
+		}
+	}
+	if r.stdout != "" {
+		t.Fatalf("the dry run sent %q", r.stdout)
+	}
+}
+
+// TestHelpExplainsEachCommand: every command's --help says what it does,
+// how to call it, and (for the working commands) the exit codes.
+func TestHelpExplainsEachCommand(t *testing.T) {
+	for cmd, want := range map[string][]string{
+		"run":     {"USAGE:", "siem-recovery run --alert ALERT.json", "Exit codes: 0 completed", "75 stopped", "--exclude-ids FILE", "[$SIEM_RECOVERY_PAGE_SIZE]"},
+		"status":  {"siem-recovery status --checkpoint PATH", "connection_error (no progress for over 2 h)", "--json"},
+		"verify":  {"step 2 of the MCAS recovery procedure", "--received FILE", "10 activities missing"},
+		"check":   {"OK or FAIL", "Nothing is sent", "--proxy URL"},
+		"version": {"version field of every CEF header"},
+	} {
+		r := runBin(t, t.TempDir(), nil, cmd, "--help")
+		wantCode(t, r, 0)
+		for _, w := range want {
+			if !strings.Contains(r.stdout, w) {
+				t.Errorf("%s --help lacks %q", cmd, w)
+			}
+		}
+	}
+	top := runBin(t, t.TempDir(), nil, "--help")
+	for _, w := range []string{"system alert", "disables itself", "run ", "status ", "verify ", "check "} {
+		if !strings.Contains(top.stdout, w) {
+			t.Errorf("--help lacks %q", w)
+		}
+	}
+}

@@ -77,7 +77,11 @@ func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourc
 		return nil, recovery.Problemf(recovery.ErrUsage, "use a positive --page-size (default 5000)", "--page-size %d", pageSize)
 	}
 	if src.file != "" {
-		return export.Open(src.file, w, f, pageSize)
+		s, err := export.Open(src.file, w, f, pageSize)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 	token, err := readToken(c)
 	if err != nil {

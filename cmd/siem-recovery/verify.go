@@ -34,25 +34,11 @@ func verifyCommand(stdout, stderr io.Writer) *cli.Command {
 }
 
 func verify(c *cli.Context, stdout, stderr io.Writer) error {
-	if c.Args().Present() {
-		return recovery.Problemf(recovery.ErrUsage, "see siem-recovery verify --help", "unexpected argument %q (verify takes flags only)", c.Args().First())
-	}
-	log, err := newLogger(c, stderr)
+	in, err := readInputs(c, stderr)
 	if err != nil {
 		return err
 	}
-	window, err := readWindow(c)
-	if err != nil {
-		return err
-	}
-	filter, err := readFilter(c)
-	if err != nil {
-		return err
-	}
-	src, err := parseSource(c.String("source"))
-	if err != nil {
-		return err
-	}
+	log, window, filter, src := in.log, in.window, in.filter, in.src
 	received, err := readIDs(c, "received", log)
 	if err != nil {
 		return err

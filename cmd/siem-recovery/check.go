@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"siem-recovery/checkpoint"
+	"siem-recovery/recovery"
+)
+
+func checkCommand(stdout, stderr io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:      "check",
+		Usage:     "doctor: check the window, filter, token, proxy, sink and checkpoint without sending anything",
+		UsageText: "siem-recovery check [the same flags as run]",
+		Description: "Takes the same flags as run and checks, in order: the window and the filter; the source (for the API:\n" +
+			"one request of a single activity, which proves the token, the proxy and the route); the sink (TCP connect,\n" +
+			"TLS handshake, or the file opened for appending); and the checkpoint (belongs to this recovery, writable,\n" +
+			"not held by a run). Each line says OK or FAIL, with the MCAS error name and the remedy on failure.\n" +
+			"Nothing is sent and nothing is written. The exit code is that of the first failure (as for run), or 0.",
+		Flags: runCommand(stderr).Flags,
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return recovery.Problemf(recovery.ErrUsage, "see siem-recovery check --help", "unexpected argument %q (check takes flags only)", c.Args().First())
+			}
+			return check(c, stdout)
+		},
+	}
+}
+
+// prober is a source or sink that can test its connection without moving
+// any activity.
+type prober interface {
+	Probe(ctx context.Context) error
+}
+
+// checkLine is one checked item of the report.
+type checkLine struct {
+	item, detail string
+	err          error
+}
+
+func check(c *cli.Context, stdout io.Writer) error {
+	// The report is the output; retry logs would only repeat it.
+	log, err := newLogger(c, io.Discard)
+	if err != nil {
+		return err
+	}
+	ctx := c.Context
+	var lines []checkLine
+	add := func(item, detail string, err error) bool {
+		lines = append(lines, checkLine{item, detail, err})
+		return err == nil
+	}
+	defer func() { printCheck(stdout, lines) }()
+
+	window, err := readWindow(c)
+	if !add("window", window.String(), err) {
+		return firstFailure(lines)
+	}
+	filter, err := readFilter(c)
+	filterText := filter.JSON()
+	if filterText == "" {
+		filterText = "none: every activity of the window"
+	}
+	if !add("filter", filterText, err) {
+		return firstFailure(lines)
+	}
+	src, err := parseSource(c.String("source"))
+	if err != nil {
+		add("source", c.String("source"), err)
+	} else {
+		checkSource(ctx, c, log, src, window, filter, add)
+	}
+
+	sink, err := openSink(ctx, c, log, src)
+	if err == nil {
+		detail := c.String("sink")
+		if p, ok := sink.(prober); ok {
+			err = p.Probe(ctx)
+			detail += ": reachable"
+		}
+		sink.Close()
+		add("sink", detail, err)
+	} else {
+		add("sink", c.String("sink"), err)
+	}
+
+	if !c.Bool("dry-run") {
+		detail, err := checkCheckpoint(ctx, c.String("checkpoint"), checkpoint.Identity{
+			Window: window, Source: src.display, Filter: filter.JSON(), Fingerprint: fingerprint(src, filter)})
+		add("checkpoint", detail, err)
+	}
+	return firstFailure(lines)
+}
+
+// checkSource opens the source and, for the API, makes the one request
+// that proves the proxy and the token.
+func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, w recovery.Window, f recovery.Filter,
+	add func(item, detail string, err error) bool) {
+	source, err := openSource(ctx, c, log, src, w, f)
+	if err != nil {
+		add(failedItem(err, "source"), src.display, err)
+		return
+	}
+	if cl, ok := source.(io.Closer); ok {
+		defer cl.Close()
+	}
+	if src.api == nil {
+		add("source", src.display+": readable", nil)
+		return
+	}
+	add("source", src.display, nil)
+	if p, ok := source.(prober); ok {
+		err = p.Probe(ctx)
+	}
+	if proxy := c.String("proxy"); proxy != "" {
+		var proxyErr error
+		if errors.Is(err, recovery.ErrInvalidProxy) {
+			proxyErr = err
+		}
+		if !add("proxy", proxy+": the API answers through it", proxyErr) {
+			return
+		}
+	}
+	add(failedItem(err, "token"), "the API accepted the token (one request)", err)
+}
+
+// failedItem names the line of a failure by what it is about.
+func failedItem(err error, fallback string) string {
+	switch {
+	case errors.Is(err, recovery.ErrInvalidToken):
+		return "token"
+	case errors.Is(err, recovery.ErrInvalidProxy):
+		return "proxy"
+	}
+	return fallback
+}
+
+// checkCheckpoint tells whether a run could use the checkpoint at path,
+// without creating, locking or changing it.
+func checkCheckpoint(ctx context.Context, path string, id checkpoint.Identity) (string, error) {
+	st, active, err := checkpoint.Read(ctx, path)
+	if errors.Is(err, fs.ErrNotExist) {
+		dir := filepath.Dir(path)
+		probe, err := os.CreateTemp(dir, ".siem-recovery-check-*")
+		if err != nil {
+			return path, recovery.Problemf(recovery.ErrCheckpointUnavailable, "choose a --checkpoint in a directory this user can write",
+				"%s cannot be created: %v", path, err)
+		}
+		probe.Close()
+		os.Remove(probe.Name())
+		return path + ": new; a run will create it (mode 0600)", nil
+	}
+	if err != nil {
+		return path, err
+	}
+	if st.Fingerprint != id.Fingerprint || st.Window != id.Window {
+		have := checkpoint.Identity{Window: st.Window, Source: st.Source, Filter: st.Filter}
+		return path, recovery.Problemf(recovery.ErrCheckpointUnavailable,
+			"use another --checkpoint for this recovery, or delete the old file once its recovery is over",
+			"%s was made for %s, but these flags ask for %s", path, have, id)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return path, recovery.Problemf(recovery.ErrCheckpointUnavailable, "run as the user that owns it", "%s is not writable: %v", path, err)
+	}
+	f.Close()
+	if active {
+		return path, recovery.Problemf(recovery.ErrCheckpointUnavailable, "wait for that run to finish; status shows its progress",
+			"%s is held by a run right now (%.1f%% done)", path, 100*st.Progress)
+	}
+	if st.State == recovery.StateCompleted {
+		return fmt.Sprintf("%s: completed (%d sent); a run will do nothing", path, st.Sent), nil
+	}
+	return fmt.Sprintf("%s: resumable, %.1f%% done, %d sent", path, 100*st.Progress, st.Sent), nil
+}
+
+func printCheck(w io.Writer, lines []checkLine) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, l := range lines {
+		if l.err == nil {
+			fmt.Fprintf(tw, "OK\t%s\t%s\n", l.item, l.detail)
+			continue
+		}
+		_, name := exitCode(l.err)
+		fmt.Fprintf(tw, "FAIL\t%s\t%s: %s\n", l.item, name, explain(l.err))
+	}
+	tw.Flush()
+}
+
+// firstFailure returns the first failed line's error, which sets the exit
+// code; the report already printed it, so the message is not repeated.
+func firstFailure(lines []checkLine) error {
+	i := slices.IndexFunc(lines, func(l checkLine) bool { return l.err != nil })
+	if i < 0 {
+		return nil
+	}
+	return &reportedError{lines[i].err}
+}
+
+// reportedError is an error already shown to the operator: it sets the
+// exit code, and execute does not print it again.
+type reportedError struct{ err error }
+
+func (e *reportedError) Error() string { return e.err.Error() }
+func (e *reportedError) Unwrap() error { return e.err }

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestCheck runs the doctor on good and bad setups; its report (stdout) is
+// compared with testdata/check/<case>/stdout, and its exit code is that of
+// the first failure.
+func TestCheck(t *testing.T) {
+	base := []string{"check", "--alert", "alert.json", "--source", "file:export.jsonl", "--checkpoint", "cp.db"}
+	tests := []struct {
+		name  string
+		args  []string
+		setup func(t *testing.T, dir string)
+		code  int
+	}{
+		{name: "all-ok", args: append(base, "--sink", "file:out.cef"), code: 0},
+		{name: "bad-alert", args: []string{"check", "--alert", "nope.json", "--source", "file:export.jsonl"}, code: exitUsage},
+		{name: "bad-source-and-sink", args: []string{"check", "--alert", "alert.json", "--source", "file:nope.jsonl", "--sink", "file:no/such/dir/out", "--checkpoint", "cp.db"}, code: exitUsage},
+		{name: "checkpoint-other-window", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
+			r := runBin(t, dir, nil, "run", "--start", "2024-05-14T07:00:00Z", "--end", "2024-05-14T09:00:00Z", "--source", "file:export.jsonl", "--checkpoint", "cp.db")
+			wantCode(t, r, 0)
+		}},
+		{name: "checkpoint-held", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
+			r := runBin(t, dir, nil, "run", "--alert", "alert.json", "--source", "file:export.jsonl", "--checkpoint", "cp.db", "--max-duration", "1ns")
+			wantCode(t, r, exitStopped)
+			holdLock(t, filepath.Join(dir, "cp.db.lock"), 4242)
+		}},
+		{name: "checkpoint-completed", args: base, code: 0, setup: func(t *testing.T, dir string) {
+			r := runBin(t, dir, nil, "run", "--alert", "alert.json", "--source", "file:export.jsonl", "--checkpoint", "cp.db")
+			wantCode(t, r, 0)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, dir, "alert.json", goodAlert)
+			writeFile(t, dir, "export.jsonl", goodExport)
+			if tt.setup != nil {
+				tt.setup(t, dir)
+			}
+			r := runBin(t, dir, nil, tt.args...)
+			wantCode(t, r, tt.code)
+			golden(t, filepath.Join("check", tt.name, "stdout"), r.stdout)
+			if r.stderr != "" {
+				t.Fatalf("check wrote to stderr: %s", r.stderr)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "out.cef")); err == nil {
+				info, _ := os.Stat(filepath.Join(dir, "out.cef"))
+				if info.Size() != 0 {
+					t.Fatal("check sent something")
+				}
+			}
+		})
+	}
+}

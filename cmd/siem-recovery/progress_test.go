@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+)
+
+// TestProgressBarOnTerminal runs the binary with its stderr on a
+// pseudo-terminal, as an operator would, and checks the bar was drawn.
+func TestProgressBarOnTerminal(t *testing.T) {
+	dir := t.TempDir()
+	writeBigExport(t, filepath.Join(dir, "big.jsonl"), 200_000)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, bigArgs(dir, "--page-size", "2000")...)
+	cmd.Env = cleanEnv()
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 120})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var screen bytes.Buffer
+	_, err = io.Copy(&screen, tty) // until the binary exits and the pty closes
+	if err != nil && !errors.Is(err, syscall.EIO) {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("run: %v\n%s", err, screen.String())
+	}
+	out := screen.String()
+	for _, want := range []string{"recovering: ", " sent, ", "/s", "%", "█", "window recovered"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("the terminal lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestProgressLogWithoutTerminal: with stderr on a pipe there is no bar,
+// and progress comes as log lines.
+func TestProgressLogWithoutTerminal(t *testing.T) {
+	dir := t.TempDir()
+	writeBigExport(t, filepath.Join(dir, "big.jsonl"), 100_000)
+	r := runBin(t, dir, nil, bigArgs(dir, "--page-size", "1000", "--progress-interval", "1ns")...)
+	wantCode(t, r, 0)
+	if strings.Contains(r.stderr, "█") || strings.Contains(r.stderr, "\r") {
+		t.Fatalf("a bar was drawn on a pipe:\n%.2000s", r.stderr)
+	}
+	wantStderr(t, r, "level=INFO msg=progress percent=", "sent=1000 ")
+	json := runBin(t, dir, nil, "run", "--start", "1", "--end", "2", "--source", "file:big.jsonl", "--checkpoint", "j.db", "--log-format", "json")
+	wantCode(t, json, 0)
+	wantStderr(t, json, `"level":"INFO","msg":"completed"`)
+}
