@@ -221,3 +221,29 @@ func TestAPIRunThroughTinyproxy(t *testing.T) {
 	}
 	t.Logf("through tinyproxy in %v", time.Since(start))
 }
+
+func TestAPICheckProbesTokenAndProxy(t *testing.T) {
+	proxy := mcastest.StartTinyproxy(t)
+	srv := mcastest.New(t, mcastest.Options{Activities: mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 10})})
+
+	a := newAPIRun(t, srv, srv.Token())
+	args := append([]string{"check"}, a.args[1:]...)
+	r := runBin(t, a.dir, nil, append(args, "--proxy", proxy.URL())...)
+	wantCode(t, r, 0)
+	for _, want := range []string{"OK  proxy", "OK  token"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("check output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if got := srv.Stats().Requests; got != 1 {
+		t.Errorf("check made %d API requests, want 1", got)
+	}
+	proxy.WaitLog(t, "POST http://"+hostPort(srv.URL)+"/api/v1/activities/", 5*time.Second)
+
+	bad := newAPIRun(t, srv, strings.Repeat("x", 64))
+	r = runBin(t, bad.dir, nil, append([]string{"check"}, bad.args[1:]...)...)
+	wantCode(t, r, exitInvalidToken)
+	if !strings.Contains(r.stdout, "FAIL  token") || strings.Contains(r.stdout+r.stderr, strings.Repeat("x", 64)) {
+		t.Errorf("check with a wrong token:\n%s%s", r.stdout, r.stderr)
+	}
+}

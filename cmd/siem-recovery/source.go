@@ -92,7 +92,7 @@ func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourc
 			return nil, recovery.Problemf(recovery.ErrUsage, "give a positive number", "--%s %d", name, n)
 		}
 	}
-	return mcas.New(mcas.Config{
+	s, err := mcas.New(mcas.Config{
 		BaseURL:           src.api.String(),
 		Token:             token,
 		Proxy:             c.String("proxy"),
@@ -103,6 +103,10 @@ func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourc
 		Filter:            f,
 		Logger:            log,
 	})
+	if err != nil {
+		return nil, err // not a typed nil inside the interface
+	}
+	return s, nil
 }
 
 // readToken returns the API token from --token-file, or --token / MCAS_TOKEN.
