@@ -39,7 +39,7 @@ func sourceFlags() []cli.Flag {
 		&cli.StringFlag{Name: "token-file", Category: "Source", EnvVars: env("token-file"), TakesFile: true,
 			Usage: "read the API token from `FILE` (preferred: the token stays out of the process list)"},
 		&cli.StringFlag{Name: "token", Category: "Source", EnvVars: append(env("token"), "MCAS_TOKEN"),
-			Usage: "the API `TOKEN`; prefer --token-file or the MCAS_TOKEN variable, since arguments are visible to other users"},
+			Usage: "the API `TOKEN`; prefer --token-file or MCAS_TOKEN: an argument is blanked from the process title at start, but is visible until then"},
 		&cli.StringFlag{Name: "proxy", Category: "Source", EnvVars: env("proxy"),
 			Usage: "HTTP(S) proxy for the API, `URL` http://host:port or host:port"},
 		&cli.StringFlag{Name: "filter", Category: "Source", EnvVars: env("filter"), TakesFile: true,

@@ -25,7 +25,8 @@ import (
 var version = "0.1.0"
 
 func main() {
-	os.Exit(execute(context.Background(), os.Args, os.Stdout, os.Stderr))
+	args := hideSecrets(os.Args)
+	os.Exit(execute(context.Background(), args, os.Stdout, os.Stderr))
 }
 
 // execute runs the command line and returns the exit code.
