@@ -116,7 +116,11 @@ func (s *datagramSink) fit(dst []byte, a recovery.Activity) ([]byte, bool) {
 			if *longest == "" {
 				break
 			}
-			*longest = shorten(*longest, len(dst)-s.max)
+			over := len(dst) - s.max
+			if longest == &a.Description {
+				over = (over + 1) / 2 // it is written twice: header name and msg
+			}
+			*longest = shorten(*longest, over)
 			dst = s.enc.appendMessage(dst[:0], a)
 		}
 		if len(dst) <= s.max {

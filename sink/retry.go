@@ -121,14 +121,16 @@ type reconnector struct {
 	target           string
 	log              *slog.Logger
 	initial, max     time.Duration
-	successConfirms  bool   // false for UDP: a datagram sent proves nothing
+	successConfirms  bool // false for UDP: a datagram sent proves nothing
+	onFailure        func(string)
 	lastKey          string // the failure logged last; "" when healthy
 	failedAttempts   int
 	failedAttemptsAt time.Time
 }
 
 func newReconnector(target string, opts Options, successConfirms bool) reconnector {
-	return reconnector{target: target, log: opts.Logger, initial: opts.InitialBackoff, max: opts.MaxBackoff, successConfirms: successConfirms}
+	return reconnector{target: target, log: opts.Logger, initial: opts.InitialBackoff, max: opts.MaxBackoff,
+		successConfirms: successConfirms, onFailure: opts.OnFailure}
 }
 
 // do runs attempt until it returns nil or ctx is done. The error it returns
@@ -176,6 +178,9 @@ func (r *reconnector) failed(err error, wait time.Duration) {
 	if k := f.key(); k != r.lastKey {
 		r.lastKey = k
 		r.log.Warn(msg, "sink", r.target, "retry_in", wait.Round(time.Millisecond))
+		if r.onFailure != nil {
+			r.onFailure(msg)
+		}
 		return
 	}
 	r.log.Debug(msg, "sink", r.target, "attempt", r.failedAttempts, "retry_in", wait.Round(time.Millisecond))

@@ -51,6 +51,10 @@ type Options struct {
 	// Logger receives connection failures (each distinct one once) and
 	// recoveries. Nil discards them.
 	Logger *slog.Logger
+	// OnFailure, when set, is told each distinct connection failure once,
+	// as the line the Logger gets ("Data server connection error: ...; fix"),
+	// so that the caller can record it (the checkpoint's last error).
+	OnFailure func(message string)
 	// Stdout is where the stdout sink writes (default os.Stdout).
 	Stdout io.Writer
 

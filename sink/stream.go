@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"sort"
@@ -160,3 +161,22 @@ func (g *deadlines) cancel() {
 
 // Close releases nothing: no connection outlives a Send.
 func (s *streamSink) Close() error { return nil }
+
+// Probe connects once (TCP connect, TLS handshake included) and closes
+// without sending anything: the check command's test of the route to the
+// receiver. It does not retry.
+func (s *streamSink) Probe(ctx context.Context) error {
+	conn, err := s.dial(ctx)
+	if err != nil {
+		f := &failure{stage: stageConnect, target: s.retry.target, err: err}
+		return fmt.Errorf("Data server connection error: %s; %s", f.Error(), f.remedy())
+	}
+	if c, ok := conn.(*tls.Conn); ok {
+		if err := c.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			f := &failure{stage: stageConnect, target: s.retry.target, err: err}
+			return fmt.Errorf("Data server connection error: %s; %s", f.Error(), f.remedy())
+		}
+	}
+	return conn.Close()
+}

@@ -115,6 +115,29 @@ func statusJSON(t *testing.T, dir, checkpoint string) statusReport {
 	return s
 }
 
+// awaitStatus polls the status command until the checkpoint exists and
+// ok accepts its report, or fails the test when ctx ends.
+func awaitStatus(ctx context.Context, t *testing.T, dir, checkpoint string, ok func(statusReport) bool) statusReport {
+	t.Helper()
+	for {
+		r := runBin(t, dir, nil, "status", "--checkpoint", checkpoint, "--json")
+		var s statusReport
+		if r.code == 0 {
+			if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+				t.Fatalf("status --json: %v\n%s", err, r.stdout)
+			}
+			if ok(s) {
+				return s
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("status never got there; last: %+v %s", s, r.stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // TestKill9LosesNothing kills the real binary with SIGKILL at a quarter,
 // half and three quarters of a 1,000,000-line export, re-running it after
 // each kill, and checks that every activity of the window was delivered and
@@ -327,12 +350,7 @@ func TestKill9MidBatchResendsOnePage(t *testing.T) {
 		t.Fatal("the receiver never got half the window")
 	}
 	// The binary now blocks writing the rest of its page into the full pipe.
-	var mid statusReport
-	for mid = statusJSON(t, dir, filepath.Join(dir, "cp.db")); mid.InFlight == 0; mid = statusJSON(t, dir, filepath.Join(dir, "cp.db")) {
-		if ctx.Err() != nil {
-			t.Fatalf("no batch in flight: %+v", mid)
-		}
-	}
+	mid := awaitStatus(ctx, t, dir, filepath.Join(dir, "cp.db"), func(s statusReport) bool { return s.InFlight > 0 })
 	// status tells the truth during the run: a run holds the checkpoint,
 	// half the window is confirmed, one page is in flight.
 	if mid.State != "running" || !mid.RunActive || mid.Sent == 0 || mid.Sent >= int64(len(want)) || mid.Percent >= 100 {

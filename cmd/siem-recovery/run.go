@@ -88,7 +88,17 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 	if cl, ok := source.(io.Closer); ok {
 		defer cl.Close()
 	}
-	sink, err := openSink(ctx, c, log, src)
+	// A sink outage shows in status as the last error while the run waits.
+	recordFailure := func(msg string) {
+		err := store.Update(context.WithoutCancel(ctx), func(s *recovery.State) error {
+			s.LastError, s.LastErrorAt = msg, time.Now().UTC()
+			return nil
+		})
+		if err != nil {
+			log.Warn("cannot record the sink failure in the checkpoint", "error", err)
+		}
+	}
+	sink, err := openSink(ctx, c, log, src, recordFailure)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,8 @@ import (
 )
 
 // openSink opens the sink --sink names, formatting as --format says.
-func openSink(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec) (recovery.Sink, error) {
+// onFailure, if not nil, is told each distinct connection failure.
+func openSink(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, onFailure func(string)) (recovery.Sink, error) {
 	portal := c.String("portal-url")
 	if portal == "" && src.api != nil {
 		portal = src.api.String()
@@ -28,5 +29,6 @@ func openSink(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceS
 		Version:            version,
 		PortalURL:          portal,
 		Logger:             log,
+		OnFailure:          onFailure,
 	})
 }
