@@ -1,12 +1,12 @@
 package recovery
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
+
+	"github.com/valyala/fastjson"
 )
 
 // Activity is one MCAS activity record. Raw is the object exactly as the
@@ -30,103 +30,116 @@ type Activity struct {
 	Raw                 json.RawMessage
 }
 
-// activityJSON is the decoding shape of an MCAS activity.
-type activityJSON struct {
-	ID             *string         `json:"_id"`
-	Timestamp      json.RawMessage `json:"timestamp"`
-	EventTypeName  string          `json:"eventTypeName"`
-	EventTypeValue string          `json:"eventTypeValue"`
-	Description    string          `json:"description"`
-	AppName        string          `json:"appName"`
-	User           struct {
-		UserName string `json:"userName"`
-	} `json:"user"`
-	Device struct {
-		ClientIP  string `json:"clientIP"`
-		UserAgent string `json:"userAgent"`
-	} `json:"device"`
-	UniqueServiceAppIDs json.RawMessage `json:"uniqueServiceAppIds"`
-	TargetObjects       json.RawMessage `json:"targetObjects"`
-	PolicyIDs           json.RawMessage `json:"policyIDs"`
-}
+// parsers are reused from activity to activity: decoding is the hot path
+// of a recovery, and a fastjson Parser allocates only while it grows.
+var parsers fastjson.ParserPool
 
 // ParseActivity decodes one activity object. Raw of the result is raw
-// itself: a caller that reuses its buffer must clone it. An activity without an _id or a numeric
-// timestamp is an error: it could be neither placed in the window nor
-// recognised again on a resume.
+// itself: a caller that reuses its buffer must clone it. An activity
+// without an _id or a numeric timestamp is an error: it could be neither
+// placed in the window nor recognised again on a resume. The other fields
+// are read when they have the expected type and left empty otherwise: one
+// odd field must not stop a recovery.
 func ParseActivity(raw []byte) (Activity, error) {
-	var j activityJSON
-	if err := json.Unmarshal(raw, &j); err != nil {
-		var syn *json.SyntaxError
-		if errors.As(err, &syn) {
-			return Activity{}, fmt.Errorf("not valid JSON (offset %d): %w", syn.Offset, err)
-		}
-		return Activity{}, fmt.Errorf("not an activity object: %w", err)
-	}
-	if j.ID == nil || *j.ID == "" {
-		return Activity{}, errors.New(`the activity has no "_id"`)
-	}
-	ts, err := strconv.ParseInt(string(bytes.TrimSpace(j.Timestamp)), 10, 64)
+	p := parsers.Get()
+	defer parsers.Put(p)
+	v, err := p.ParseBytes(raw)
 	if err != nil {
-		if len(j.Timestamp) == 0 {
-			return Activity{}, fmt.Errorf(`activity %s has no "timestamp"`, *j.ID)
+		return Activity{}, fmt.Errorf("not valid JSON: %w", err)
+	}
+	if v.Type() != fastjson.TypeObject {
+		return Activity{}, fmt.Errorf("not an activity object but a JSON %s", v.Type())
+	}
+	id := v.Get("_id")
+	if id == nil || id.Type() != fastjson.TypeString || len(id.GetStringBytes()) == 0 {
+		return Activity{}, errors.New(`the activity has no "_id" string`)
+	}
+	ts := v.Get("timestamp")
+	if ts == nil {
+		return Activity{}, fmt.Errorf(`activity %s has no "timestamp"`, id.GetStringBytes())
+	}
+	timestamp, err := ts.Int64()
+	if err != nil || ts.Type() != fastjson.TypeNumber {
+		return Activity{}, fmt.Errorf(`activity %s: "timestamp" %s is not epoch milliseconds`, id.GetStringBytes(), ts)
+	}
+	// Every text field is written into one string and sliced out of it:
+	// one allocation an activity instead of one a field.
+	var b strings.Builder
+	b.Grow(len(raw) / 3) // the fields are a part of the object
+	var ends [11]int
+	b.Write(id.GetStringBytes())
+	ends[0] = b.Len()
+	for i, keys := range [...][]string{
+		{"eventTypeName"}, {"eventTypeValue"}, {"description"}, {"appName"},
+		{"user", "userName"}, {"device", "clientIP"}, {"device", "userAgent"},
+	} {
+		writeText(&b, v, keys...)
+		ends[1+i] = b.Len()
+	}
+	for i, key := range [...]string{"uniqueServiceAppIds", "targetObjects", "policyIDs"} {
+		writeList(&b, v.Get(key))
+		ends[8+i] = b.Len()
+	}
+	all := b.String()
+	field := func(i int) string {
+		if i == 0 {
+			return all[:ends[0]]
 		}
-		return Activity{}, fmt.Errorf(`activity %s: "timestamp" %s is not epoch milliseconds`, *j.ID, j.Timestamp)
+		return all[ends[i-1]:ends[i]]
 	}
 	return Activity{
-		ID:                  *j.ID,
-		Timestamp:           ts,
-		EventTypeName:       j.EventTypeName,
-		EventTypeValue:      j.EventTypeValue,
-		Description:         j.Description,
-		AppName:             j.AppName,
-		UserName:            j.User.UserName,
-		ClientIP:            j.Device.ClientIP,
-		UserAgent:           j.Device.UserAgent,
-		UniqueServiceAppIDs: listText(j.UniqueServiceAppIDs),
-		TargetObjects:       listText(j.TargetObjects),
-		PolicyIDs:           listText(j.PolicyIDs),
-		Raw:                 raw,
+		ID: field(0), Timestamp: timestamp,
+		EventTypeName: field(1), EventTypeValue: field(2), Description: field(3), AppName: field(4),
+		UserName: field(5), ClientIP: field(6), UserAgent: field(7),
+		UniqueServiceAppIDs: field(8), TargetObjects: field(9), PolicyIDs: field(10),
+		Raw: raw,
 	}, nil
 }
 
-// listText renders a JSON list the way the agent does in cs2–cs4: its items
-// comma-joined. Items may be strings, numbers, or objects with a name.
-func listText(raw json.RawMessage) string {
-	if len(raw) == 0 || string(raw) == "null" {
-		return ""
+// writeText writes the string at keys; nothing when it is absent or no
+// string.
+func writeText(b *strings.Builder, v *fastjson.Value, keys ...string) {
+	if f := v.Get(keys...); f != nil && f.Type() == fastjson.TypeString {
+		b.Write(f.GetStringBytes())
 	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
-		return scalarText(raw)
-	}
-	parts := make([]string, 0, len(items))
-	for _, it := range items {
-		parts = append(parts, scalarText(it))
-	}
-	return strings.Join(parts, ",")
 }
 
-func scalarText(raw json.RawMessage) string {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
+// writeList writes a JSON list the way the agent renders it in cs2–cs4:
+// its items comma-joined. Items may be strings, numbers, or objects with a
+// name.
+func writeList(b *strings.Builder, v *fastjson.Value) {
+	if v == nil || v.Type() == fastjson.TypeNull {
+		return
 	}
-	var named struct {
-		Name        string `json:"name"`
-		DisplayName string `json:"displayName"`
-		ID          any    `json:"id"`
+	if v.Type() != fastjson.TypeArray {
+		writeItem(b, v)
+		return
 	}
-	if json.Unmarshal(raw, &named) == nil {
-		switch {
-		case named.Name != "":
-			return named.Name
-		case named.DisplayName != "":
-			return named.DisplayName
-		case named.ID != nil:
-			return fmt.Sprint(named.ID)
+	for i, it := range v.GetArray() {
+		if i > 0 {
+			b.WriteByte(',')
 		}
-		return ""
+		writeItem(b, it)
 	}
-	return string(bytes.TrimSpace(raw)) // a number or boolean, as written
+}
+
+func writeItem(b *strings.Builder, v *fastjson.Value) {
+	switch v.Type() {
+	case fastjson.TypeString:
+		b.Write(v.GetStringBytes())
+		return
+	case fastjson.TypeObject:
+		for _, k := range []string{"name", "displayName", "id"} {
+			if f := v.Get(k); f != nil {
+				if f.Type() == fastjson.TypeString {
+					b.Write(f.GetStringBytes())
+				} else {
+					b.Write(f.MarshalTo(nil))
+				}
+				return
+			}
+		}
+		return
+	}
+	b.Write(v.MarshalTo(nil)) // a number or boolean, as written
 }

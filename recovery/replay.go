@@ -72,10 +72,26 @@ func (r *Replayer) Run(ctx context.Context) (Result, error) {
 	log.Info("recovering", "window", st.Window.String(), "source", st.Source, "position", st.Cursor.String(),
 		"sent_before", st.Sent)
 
+	// The next page is fetched while the sink takes the current one, so
+	// decoding and delivery overlap; at most one page is read ahead.
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	var next <-chan fetched
+	defer func() {
+		stopFetch()
+		if next != nil {
+			<-next // never leave a fetch running behind the caller
+		}
+	}()
+	next = r.prefetch(fetchCtx, st.Cursor)
 	for {
-		page, err := r.Source.Fetch(ctx, st.Cursor)
+		f := <-next
+		next = nil
+		page, err := f.page, f.err
 		if err != nil {
 			return r.fail(ctx, &res, fmt.Errorf("fetch the page %s: %w", st.Cursor, err), page.Requests)
+		}
+		if !page.Last {
+			next = r.prefetch(fetchCtx, page.Next)
 		}
 		batch := page.Activities
 		var skipped int64
@@ -141,6 +157,22 @@ func (r *Replayer) Run(ctx context.Context) (Result, error) {
 			return res, nil
 		}
 	}
+}
+
+// fetched is the outcome of one Fetch.
+type fetched struct {
+	page Page
+	err  error
+}
+
+// prefetch fetches the page at cur in the background.
+func (r *Replayer) prefetch(ctx context.Context, cur Cursor) <-chan fetched {
+	ch := make(chan fetched, 1)
+	go func() {
+		page, err := r.Source.Fetch(ctx, cur)
+		ch <- fetched{page, err}
+	}()
+	return ch
 }
 
 // fail records why the run ended: stopped (ctx cancelled) or failed.

@@ -128,40 +128,47 @@ func indexNewline(b []byte) int {
 	return -1
 }
 
-// appendHeaderValue escapes a CEF header field: \ and | get a backslash;
-// CR and LF, which the header must not hold, become \r and \n.
-func appendHeaderValue(dst []byte, s string) []byte {
+// headerSpecial and extSpecial mark the bytes a CEF header value (\ and |)
+// or extension value (\ and =) escapes, and CR and LF, which neither may
+// hold raw.
+var headerSpecial, extSpecial = specials(`\|`), specials(`\=`)
+
+func specials(chars string) (t [256]bool) {
+	for _, c := range []byte(chars + "\r\n") {
+		t[c] = true
+	}
+	return t
+}
+
+// appendEscaped appends s, escaping the bytes special marks: runs of plain
+// bytes, the common case, are copied whole.
+func appendEscaped(dst []byte, s string, special *[256]bool) []byte {
+	start := 0
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '\\', '|':
-			dst = append(dst, '\\', c)
+		c := s[i]
+		if !special[c] {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
 		case '\r':
 			dst = append(dst, '\\', 'r')
 		case '\n':
 			dst = append(dst, '\\', 'n')
 		default:
-			dst = append(dst, c)
+			dst = append(dst, '\\', c)
 		}
+		start = i + 1
 	}
-	return dst
+	return append(dst, s[start:]...)
 }
+
+// appendHeaderValue escapes a CEF header field: \ and | get a backslash;
+// CR and LF, which the header must not hold, become \r and \n.
+func appendHeaderValue(dst []byte, s string) []byte { return appendEscaped(dst, s, &headerSpecial) }
 
 // appendExtValue escapes a CEF extension value: \ and = get a backslash,
 // CR and LF become \r and \n.
-func appendExtValue(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '\\', '=':
-			dst = append(dst, '\\', c)
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return dst
-}
+func appendExtValue(dst []byte, s string) []byte { return appendEscaped(dst, s, &extSpecial) }
 
 func timeUTC(ms int64) time.Time { return time.UnixMilli(ms).UTC() }

@@ -77,6 +77,7 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 	r := bufio.NewReaderSize(s.f, 256<<10)
 	page := recovery.Page{Next: cur}
 	var long []byte // a line longer than the reader's buffer, assembled
+	var raws arena  // the kept lines, copied out of the reader's buffer
 	for scanned := 0; scanned < scanLinesPerPage && len(page.Activities) < s.pageSize; scanned++ {
 		if scanned%4096 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -106,7 +107,7 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 		if act, keep, perr := s.accept(line); perr != nil {
 			return recovery.Page{}, s.badLine(lineNo, perr)
 		} else if keep {
-			act.Raw = bytes.Clone(act.Raw)
+			act.Raw = raws.clone(act.Raw)
 			page.Activities = append(page.Activities, act)
 		}
 		page.Next.Offset += int64(len(line))
@@ -220,4 +221,19 @@ func lineBefore(f *os.File, off int64) ([]byte, error) {
 func hashLine(line []byte) string {
 	sum := sha256.Sum256(line)
 	return hex.EncodeToString(sum[:8])
+}
+
+// arena copies the lines a page keeps into a few large blocks instead of
+// one allocation each; a block lives as long as the page does.
+type arena struct{ block []byte }
+
+const arenaBlock = 1 << 20
+
+func (a *arena) clone(b []byte) []byte {
+	if len(b) > cap(a.block)-len(a.block) {
+		a.block = make([]byte, 0, max(arenaBlock, len(b)))
+	}
+	start := len(a.block)
+	a.block = append(a.block, b...)
+	return a.block[start:len(a.block):len(a.block)]
 }

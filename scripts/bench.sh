@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Measures siem-recovery against baselines run in the same script and prints
+# one table of ratios (absolute figures on a shared machine are noise).
+# Needs Go and rsyslog (installed with apt-get when missing and root).
+# Network: 127.0.0.1 only. Usage: scripts/bench.sh [N activities, default 1000000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-1000000}
+KILLS=${KILLS:-5}
+START=1715673600000
+END=$((START + 3600000))
+
+if ! command -v rsyslogd >/dev/null 2>&1; then
+  [ "$(id -u)" -eq 0 ] || { echo "bench.sh needs rsyslog (apt-get install rsyslog)" >&2; exit 1; }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsyslog >/dev/null
+fi
+
+work=$(mktemp -d /tmp/siem-recovery-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for f in "$work"/rsyslog-*/pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+bin=$work/bin
+go build -o "$bin/" ./cmd/siem-recovery ./scripts/benchtools/...
+sr=$bin/siem-recovery
+now() { date +%s.%N; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+rate() { awk -v n="$1" -v t0="$2" -v t1="$3" 'BEGIN { printf "%.0f", n / (t1 - t0) }'; }
+run_args() { echo run --start "$START" --end "$END" --source "file:$1" --checkpoint "$2" --quiet; }
+
+echo "generating $N activities..." >&2
+"$bin/gen" -n "$N" -o "$work/act.jsonl"
+"$bin/gen" -n $((N / 10)) -o "$work/act-small.jsonl"
+# The exact bytes our TCP sink sends (RFC 5424 + LF): the baseline sends the same.
+$sr $(run_args "$work/act.jsonl" "$work/fmt.db") --sink "file:$work/lines.txt" --syslog rfc5424
+bytes=$(stat -c %s "$work/lines.txt")
+
+# A receiver that discards.
+"$bin/recv" > "$work/recv.out" &
+pids+=($!)
+until [ -s "$work/recv.out" ]; do sleep 0.05; done
+recv_addr=$(head -1 "$work/recv.out")
+
+echo "1. pipeline into a discarding receiver..." >&2
+t0=$(now); "$bin/rawsend" -addr "$recv_addr" -i "$work/lines.txt"; t1=$(now)
+wire_rate=$(rate "$N" "$t0" "$t1")
+t0=$(now); $sr $(run_args "$work/act.jsonl" "$work/wire.db") --sink "tcp://$recv_addr"; t1=$(now)
+ours_wire_rate=$(rate "$N" "$t0" "$t1")
+
+# rsyslog writing what it receives over TCP to a file, as a SIEM's collector.
+start_rsyslog() { # $1: name
+  local dir=$work/rsyslog-$1 port
+  mkdir -p "$dir/work"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  cat > "$dir/rsyslog.conf" <<CONF
+global(workDirectory="$dir/work" maxMessageSize="64k")
+template(name="raw" type="string" string="%rawmsg%\n")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="$port" ruleset="in")
+ruleset(name="in") { action(type="omfile" file="$dir/out.log" template="raw") }
+CONF
+  # Started from a subshell: cleanup finds it by its pid file.
+  rsyslogd -n -f "$dir/rsyslog.conf" -i "$dir/pid" >"$dir/log" 2>&1 &
+  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.05; done
+  echo "127.0.0.1:$port $dir/out.log"
+}
+await_size() { while [ "$(stat -c %s "$1" 2>/dev/null || echo 0)" -lt "$2" ]; do sleep 0.02; done; }
+
+echo "2. into rsyslog..." >&2
+read -r rs_addr rs_out < <(start_rsyslog raw)
+t0=$(now); "$bin/rawsend" -addr "$rs_addr" -i "$work/lines.txt"; await_size "$rs_out" "$bytes"; t1=$(now)
+rsyslog_rate=$(rate "$N" "$t0" "$t1")
+read -r rs2_addr rs2_out < <(start_rsyslog ours)
+t0=$(now); $sr $(run_args "$work/act.jsonl" "$work/rs.db") --sink "tcp://$rs2_addr"; await_size "$rs2_out" "$bytes"; t1=$(now)
+ours_rsyslog_rate=$(rate "$N" "$t0" "$t1")
+
+echo "3. memory..." >&2
+rss_small=$("$bin/peakrss" $sr $(run_args "$work/act-small.jsonl" "$work/m1.db") --sink file:/dev/null 2>&1 >/dev/null | awk '/peakrss_kib/ {print $2}')
+rss_big=$("$bin/peakrss" $sr $(run_args "$work/act.jsonl" "$work/m2.db") --sink file:/dev/null 2>&1 >/dev/null | awk '/peakrss_kib/ {print $2}')
+
+echo "4. API budget (MCAS emulator)..." >&2
+go test -run '^$' -bench 'BenchmarkFetchWindow/scan-5000' -benchtime 1x ./recovery/mcas/ > "$work/api.txt"
+per_k=$(awk '/requests\/1k-activities/ { for (i = 1; i < NF; i++) if ($(i+1) == "requests/1k-activities") print $i }' "$work/api.txt" | head -1)
+min_per_k=0.20 # ceil(n / 5000) requests per 1000 activities, at best
+req_2m=$(awk -v p="$per_k" 'BEGIN { printf "%.0f", p * 2000 }')
+minutes_2m=$(awk -v r="$req_2m" 'BEGIN { printf "%.1f", r / 30 }')
+
+echo "5. crash cost ($KILLS kills)..." >&2
+args=$(run_args "$work/act.jsonl" "$work/crash.db")
+for _ in $(seq "$KILLS"); do
+  $sr $args --sink "file:$work/crash.out" --format json &
+  p=$!
+  sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.3 + (r % 100) / 100 }')"
+  kill -9 "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+done
+$sr $args --sink "file:$work/crash.out" --format json
+resent=$($sr status --checkpoint "$work/crash.db" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["resent"])')
+resent_per_kill=$(awk -v r="$resent" -v k="$KILLS" 'BEGIN { printf "%.0f", r / k }')
+
+cat <<TABLE
+
+siem-recovery benchmark: $N activities, $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+| measure | figure | ratio | goal |
+|---|---|---|---|
+| pipeline (file → CEF → TCP, discarding receiver) vs rsyslog's ingest | $ours_wire_rate vs $rsyslog_rate events/s | $(ratio "$ours_wire_rate" "$rsyslog_rate") | ≥ 1.5 |
+| pipeline vs the wire's ceiling (raw writer, same receiver) | $ours_wire_rate vs $wire_rate events/s | $(ratio "$ours_wire_rate" "$wire_rate") | report |
+| into rsyslog (TCP → file): siem-recovery vs raw writer | $ours_rsyslog_rate vs $rsyslog_rate events/s | $(ratio "$ours_rsyslog_rate" "$rsyslog_rate") | ≥ 0.9 |
+| peak RSS, $((N / 10)) vs $N activities | $((rss_small / 1024)) vs $((rss_big / 1024)) MiB | $(ratio "$rss_big" "$rss_small") | ≤ 1.2, < 100 MiB |
+| API requests per 1,000 activities (scan, page 5000) vs the minimum | $per_k vs $min_per_k | $(ratio "$per_k" "$min_per_k") | ≈ 1 |
+| 2,000,000-activity window at 30 requests/min | $req_2m requests | $minutes_2m min | report |
+| activities re-sent per kill -9 (page 5000, $KILLS kills) | $resent_per_kill | $(ratio "$resent_per_kill" 5000) of a page | ≤ 1 page |
+TABLE
