@@ -93,19 +93,7 @@ func (r *Replayer) Run(ctx context.Context) (Result, error) {
 		if !page.Last {
 			next = r.prefetch(fetchCtx, page.Next)
 		}
-		batch := page.Activities
-		var skipped int64
-		if r.Exclude != nil {
-			kept := batch[:0]
-			for _, a := range batch {
-				if r.Exclude(a.ID) {
-					skipped++
-					continue
-				}
-				kept = append(kept, a)
-			}
-			batch = kept
-		}
+		batch, skipped := f.batch, f.skipped
 		if len(batch) > 0 {
 			err := r.Checkpoint.Update(save, func(s *State) error {
 				s.InFlight = int64(len(batch))
@@ -159,18 +147,37 @@ func (r *Replayer) Run(ctx context.Context) (Result, error) {
 	}
 }
 
-// fetched is the outcome of one Fetch.
+// fetched is the outcome of one Fetch: the page, and the batch to send
+// from it once the activities the SIEM holds are left out.
 type fetched struct {
-	page Page
-	err  error
+	page    Page
+	batch   []Activity
+	skipped int64
+	err     error
 }
 
-// prefetch fetches the page at cur in the background.
+// prefetch fetches the page at cur in the background, drops what Exclude
+// names, and has the sink prepare the batch if it can.
 func (r *Replayer) prefetch(ctx context.Context, cur Cursor) <-chan fetched {
 	ch := make(chan fetched, 1)
 	go func() {
 		page, err := r.Source.Fetch(ctx, cur)
-		ch <- fetched{page, err}
+		f := fetched{page: page, batch: page.Activities, err: err}
+		if err == nil && r.Exclude != nil {
+			kept := f.batch[:0]
+			for _, a := range f.batch {
+				if r.Exclude(a.ID) {
+					f.skipped++
+					continue
+				}
+				kept = append(kept, a)
+			}
+			f.batch = kept
+		}
+		if p, ok := r.Sink.(Preparer); ok && err == nil && len(f.batch) > 0 {
+			p.Prepare(f.batch)
+		}
+		ch <- f
 	}()
 	return ch
 }

@@ -65,3 +65,11 @@ type Sink interface {
 	Send(ctx context.Context, batch []Activity) (resent int, err error)
 	Close() error
 }
+
+// Preparer is a Sink that can do a batch's work (formatting) before Send,
+// while it still delivers the batch before; the replay loop calls Prepare
+// from the goroutine that reads ahead. Send of the same batch then uses
+// what Prepare made.
+type Preparer interface {
+	Prepare(batch []Activity)
+}

@@ -77,6 +77,16 @@ func (e *encoder) appendMessage(dst []byte, a recovery.Activity) []byte {
 	return e.format.AppendCEF(dst, a)
 }
 
+// appendFrames appends the frames of batch to dst and the offset just
+// after each frame to ends.
+func (e *encoder) appendFrames(dst []byte, ends []int, batch []recovery.Activity) ([]byte, []int) {
+	for _, a := range batch {
+		dst = e.appendFrame(dst, a)
+		ends = append(ends, len(dst))
+	}
+	return dst, ends
+}
+
 // appendFrame appends a's message framed for the stream.
 func (e *encoder) appendFrame(dst []byte, a recovery.Activity) []byte {
 	start := len(dst)

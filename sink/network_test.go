@@ -386,3 +386,42 @@ func TestReceiverCrashLosesNothing(t *testing.T) {
 			warned, restored, len(failures), strings.Join(logged.lines(), ""))
 	}
 }
+
+// TestPreparedBatchIsTheOneSent: a batch Prepare formatted ahead is what
+// Send delivers, and a batch prepared for later is not mistaken for the
+// one being sent.
+func TestPreparedBatchIsTheOneSent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
+	defer cancel()
+	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TCP})
+	target := "tcp://" + srv.Addr
+	opts := testOptions(t)
+	s, err := Open(ctx, target, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	as := makeActivities(3000)
+	first, second, third := as[:1000], as[1000:2000], as[2000:]
+	p := s.(recovery.Preparer)
+	p.Prepare(first)
+	if _, err := s.Send(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	p.Prepare(third) // ahead of its turn: second must not be sent as third
+	if _, err := s.Send(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Send(ctx, third); err != nil {
+		t.Fatal(err)
+	}
+	lines := srv.Lines()
+	if dup := compareReceived(t, lines, expected(t, target, opts, as)); dup != 0 || len(lines) != len(as) {
+		t.Fatalf("%d lines, %d duplicates", len(lines), dup)
+	}
+	for i, l := range lines {
+		if idOf(l) != as[i].ID {
+			t.Fatalf("line %d is %s, want %s: batches out of order", i, idOf(l), as[i].ID)
+		}
+	}
+}

@@ -40,6 +40,17 @@ type streamSink struct {
 	confirmTimeout time.Duration
 	buf            []byte // the batch's frames, reused from batch to batch
 	ends           []int  // ends[i] is the offset just after frame i
+	next           prepared
+}
+
+// prepared holds the frames of the batch Prepare formatted ahead of Send,
+// while the batch before was being confirmed.
+type prepared struct {
+	mu    sync.Mutex
+	first *recovery.Activity // &batch[0] of the batch they belong to
+	n     int
+	buf   []byte
+	ends  []int
 }
 
 func newStreamSink(target string, enc *encoder, opts Options, dial func(context.Context) (net.Conn, error)) *streamSink {
@@ -60,10 +71,15 @@ func (s *streamSink) Send(ctx context.Context, batch []recovery.Activity) (resen
 	if len(batch) == 0 {
 		return 0, nil
 	}
-	s.buf, s.ends = s.buf[:0], s.ends[:0]
-	for _, a := range batch {
-		s.buf = s.enc.appendFrame(s.buf, a)
-		s.ends = append(s.ends, len(s.buf))
+	s.next.mu.Lock()
+	if s.next.first == &batch[0] && s.next.n == len(batch) {
+		s.buf, s.next.buf = s.next.buf, s.buf
+		s.ends, s.next.ends = s.next.ends, s.ends
+		s.next.first, s.next.n = nil, 0
+		s.next.mu.Unlock()
+	} else { // not prepared, or prepared for a later batch: keep that
+		s.next.mu.Unlock()
+		s.buf, s.ends = s.enc.appendFrames(s.buf[:0], s.ends[:0], batch)
 	}
 	err = s.retry.do(ctx, func() error {
 		written, err := s.deliver(ctx)
@@ -73,6 +89,15 @@ func (s *streamSink) Send(ctx context.Context, batch []recovery.Activity) (resen
 		return err
 	})
 	return resent, err
+}
+
+// Prepare formats batch ahead of its Send (recovery.Preparer), so that the
+// formatting overlaps the confirmation of the batch before.
+func (s *streamSink) Prepare(batch []recovery.Activity) {
+	s.next.mu.Lock()
+	defer s.next.mu.Unlock()
+	s.next.buf, s.next.ends = s.enc.appendFrames(s.next.buf[:0], s.next.ends[:0], batch)
+	s.next.first, s.next.n = &batch[0], len(batch)
 }
 
 // framesStarted counts the frames of which at least the first byte is
