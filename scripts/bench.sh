@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 KILLS=${KILLS:-5}
+ROUNDS=${ROUNDS:-3}
 START=1715673600000
 END=$((START + 3600000))
 
@@ -45,12 +46,6 @@ pids+=($!)
 until [ -s "$work/recv.out" ]; do sleep 0.05; done
 recv_addr=$(head -1 "$work/recv.out")
 
-echo "1. pipeline into a discarding receiver..." >&2
-t0=$(now); "$bin/rawsend" -addr "$recv_addr" -i "$work/lines.txt"; t1=$(now)
-wire_rate=$(rate "$N" "$t0" "$t1")
-t0=$(now); $sr $(run_args "$work/act.jsonl" "$work/wire.db") --sink "tcp://$recv_addr"; t1=$(now)
-ours_wire_rate=$(rate "$N" "$t0" "$t1")
-
 # rsyslog writing what it receives over TCP to a file, as a SIEM's collector.
 start_rsyslog() { # $1: name
   local dir=$work/rsyslog-$1 port
@@ -70,13 +65,32 @@ CONF
 }
 await_size() { while [ "$(stat -c %s "$1" 2>/dev/null || echo 0)" -lt "$2" ]; do sleep 0.02; done; }
 
-echo "2. into rsyslog..." >&2
-read -r rs_addr rs_out < <(start_rsyslog raw)
-t0=$(now); "$bin/rawsend" -addr "$rs_addr" -i "$work/lines.txt"; await_size "$rs_out" "$bytes"; t1=$(now)
-rsyslog_rate=$(rate "$N" "$t0" "$t1")
-read -r rs2_addr rs2_out < <(start_rsyslog ours)
-t0=$(now); $sr $(run_args "$work/act.jsonl" "$work/rs.db") --sink "tcp://$rs2_addr"; await_size "$rs2_out" "$bytes"; t1=$(now)
-ours_rsyslog_rate=$(rate "$N" "$t0" "$t1")
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# Each pair of figures is measured $ROUNDS times, baseline and ours
+# interleaved, and the medians are compared: one run on a shared machine
+# says little.
+echo "1-2. pipeline and rsyslog, $ROUNDS rounds..." >&2
+: > "$work/wire.txt"; : > "$work/ours-wire.txt"; : > "$work/rs.txt"; : > "$work/ours-rs.txt"
+for round in $(seq "$ROUNDS"); do
+  t0=$(now); "$bin/rawsend" -addr "$recv_addr" -i "$work/lines.txt"; t1=$(now)
+  rate "$N" "$t0" "$t1" >> "$work/wire.txt"; echo >> "$work/wire.txt"
+  rm -f "$work/wire.db"*
+  t0=$(now); $sr $(run_args "$work/act.jsonl" "$work/wire.db") --sink "tcp://$recv_addr"; t1=$(now)
+  rate "$N" "$t0" "$t1" >> "$work/ours-wire.txt"; echo >> "$work/ours-wire.txt"
+  read -r rs_addr rs_out < <(start_rsyslog "raw$round")
+  t0=$(now); "$bin/rawsend" -addr "$rs_addr" -i "$work/lines.txt"; await_size "$rs_out" "$bytes"; t1=$(now)
+  rate "$N" "$t0" "$t1" >> "$work/rs.txt"; echo >> "$work/rs.txt"
+  read -r rs_addr rs_out < <(start_rsyslog "ours$round")
+  t0=$(now); $sr $(run_args "$work/act.jsonl" "$work/rs$round.db") --sink "tcp://$rs_addr"; await_size "$rs_out" "$bytes"; t1=$(now)
+  rate "$N" "$t0" "$t1" >> "$work/ours-rs.txt"; echo >> "$work/ours-rs.txt"
+  for f in "$work"/rsyslog-*/pid; do kill "$(cat "$f")" 2>/dev/null || true; done
+  rm -f "$work"/rsyslog-*/out.log
+done
+wire_rate=$(median < "$work/wire.txt")
+ours_wire_rate=$(median < "$work/ours-wire.txt")
+rsyslog_rate=$(median < "$work/rs.txt")
+ours_rsyslog_rate=$(median < "$work/ours-rs.txt")
 
 echo "3. memory..." >&2
 rss_small=$("$bin/peakrss" $sr $(run_args "$work/act-small.jsonl" "$work/m1.db") --sink file:/dev/null 2>&1 >/dev/null | awk '/peakrss_kib/ {print $2}')
