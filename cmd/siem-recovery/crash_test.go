@@ -115,6 +115,22 @@ func statusJSON(t *testing.T, dir, checkpoint string) statusReport {
 	return s
 }
 
+// startBin starts the binary in the background; done closes once it has
+// exited (cmd.ProcessState is then set) and stderr holds what it printed.
+func startBin(ctx context.Context, t *testing.T, args ...string) (cmd *exec.Cmd, stderr *bytes.Buffer, done <-chan struct{}) {
+	t.Helper()
+	cmd = exec.CommandContext(ctx, binary, args...)
+	cmd.Env = cleanEnv()
+	stderr = &bytes.Buffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	return cmd, stderr, exited
+}
+
 // awaitStatus polls the status command until the checkpoint exists and
 // ok accepts its report, or fails the test when ctx ends.
 func awaitStatus(ctx context.Context, t *testing.T, dir, checkpoint string, ok func(statusReport) bool) statusReport {
@@ -156,15 +172,7 @@ func TestKill9LosesNothing(t *testing.T) {
 	var reported int64
 	for _, share := range []int64{1, 2, 3} {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		cmd := exec.CommandContext(ctx, binary, args...)
-		cmd.Env = cleanEnv()
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
+		cmd, stderr, done := startBin(ctx, t, args...)
 		waitForSize(t, filepath.Join(dir, "out.jsonl"), int64(len(want))*share/4*lineBytes, done)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -245,15 +253,7 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 	want := writeBigExport(t, filepath.Join(dir, "big.jsonl"), 300_000)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, bigArgs(dir, "--page-size", "1000")...)
-	cmd.Env = cleanEnv()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
+	cmd, stderr, done := startBin(ctx, t, bigArgs(dir, "--page-size", "1000")...)
 	waitForSize(t, filepath.Join(dir, "out.jsonl"), 1, done)
 	cmd.Process.Signal(syscall.SIGTERM)
 	<-done
