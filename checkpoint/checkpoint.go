@@ -56,6 +56,23 @@ func (id Identity) String() string {
 	return fmt.Sprintf("window %s, source %s, filter %s", id.Window, id.Source, filter)
 }
 
+// Mismatch is the error for a checkpoint made for another recovery than
+// id: both identities are named, with their fingerprints when the names
+// alone look the same (the same path holding another export, say).
+func Mismatch(path string, st recovery.State, id Identity, asker string) error {
+	have := Identity{Window: st.Window, Source: st.Source, Filter: st.Filter, Fingerprint: st.Fingerprint}
+	haveText, wantText := have.String(), id.String()
+	if haveText == wantText {
+		haveText += " (fingerprint " + short(have.Fingerprint) + ")"
+		wantText += " (fingerprint " + short(id.Fingerprint) + ": another export, or the file changed)"
+	}
+	return unavailable(nil,
+		"use another --checkpoint for this recovery, or delete the old file once its recovery is over",
+		"%s was made for %s, but %s %s", path, haveText, asker, wantText)
+}
+
+func short(fp string) string { return fp[:min(12, len(fp))] }
+
 // Store is a checkpoint held by one run. It implements recovery.Checkpoint.
 type Store struct {
 	path string
@@ -124,10 +141,7 @@ func (s *Store) init(ctx context.Context, id Identity) error {
 		return err
 	}
 	if st.Fingerprint != id.Fingerprint || st.Window != id.Window {
-		have := Identity{Window: st.Window, Source: st.Source, Filter: st.Filter}
-		return unavailable(nil,
-			"use another --checkpoint for this recovery, or delete the old file once its recovery is over",
-			"%s was made for %s, but this run asks for %s", s.path, have, id)
+		return Mismatch(s.path, st, id, "this run asks for")
 	}
 	return nil
 }

@@ -166,10 +166,7 @@ func checkCheckpoint(ctx context.Context, path string, id checkpoint.Identity) (
 		return path, err
 	}
 	if st.Fingerprint != id.Fingerprint || st.Window != id.Window {
-		have := checkpoint.Identity{Window: st.Window, Source: st.Source, Filter: st.Filter}
-		return path, recovery.Problemf(recovery.ErrCheckpointUnavailable,
-			"use another --checkpoint for this recovery, or delete the old file once its recovery is over",
-			"%s was made for %s, but these flags ask for %s", path, have, id)
+		return path, checkpoint.Mismatch(path, st, id, "these flags ask for")
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {

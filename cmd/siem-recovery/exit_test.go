@@ -82,6 +82,11 @@ func TestExitCodes(t *testing.T) {
 			r := runBin(t, dir, nil, "run", "--start", "2024-05-14T07:00:00Z", "--end", "2024-05-14T09:00:00Z", "--source", "file:export.jsonl", "--checkpoint", "cp.db")
 			wantCode(t, r, 0)
 		}},
+		{name: "checkpoint-other-export", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
+			r := runBin(t, dir, nil, base...)
+			wantCode(t, r, 0)
+			writeFile(t, dir, "export.jsonl", `{"_id":"z","timestamp":1715673600000}`+"\n")
+		}},
 		{name: "checkpoint-locked", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
 			holdLock(t, filepath.Join(dir, "cp.db.lock"), 4242)
 		}},

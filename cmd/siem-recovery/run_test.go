@@ -185,3 +185,20 @@ func TestHelpExplainsEachCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestMovedExportResumes: the checkpoint knows an export by its content,
+// so the same export reached by another path is the same recovery.
+func TestMovedExportResumes(t *testing.T) {
+	dir := t.TempDir()
+	r := runBin(t, dir, nil, exampleArgs(t, dir)...)
+	wantCode(t, r, 0)
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "docs/examples/activities.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := writeFile(t, dir, "moved.jsonl", string(data))
+	again := runBin(t, dir, nil, "run", "--alert", filepath.Join(repoRoot(t), "docs/examples/alert.json"),
+		"--source", "file:"+moved, "--checkpoint", filepath.Join(dir, "cp.db"))
+	wantCode(t, again, 0)
+	wantStderr(t, again, "already completed, nothing to do")
+}

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -35,11 +37,7 @@ func parseSource(raw string) (sourceSpec, error) {
 		if path == "" {
 			return sourceSpec{}, recovery.Problemf(recovery.ErrUsage, remedy, "--source %q names no file", raw)
 		}
-		abs, err := filepath.Abs(path)
-		if err != nil {
-			return sourceSpec{}, fmt.Errorf("resolve %s: %w", path, err)
-		}
-		return sourceSpec{file: path, display: "file:" + path, identity: "file:" + abs}, nil
+		return sourceSpec{file: path, display: "file:" + path, identity: exportIdentity(path)}, nil
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
@@ -60,6 +58,24 @@ func parseSource(raw string) (sourceSpec, error) {
 	}
 	base := &url.URL{Scheme: u.Scheme, Host: strings.ToLower(u.Host)}
 	return sourceSpec{api: base, display: base.String(), identity: base.String()}, nil
+}
+
+// exportIdentity names an export by its content, not its path: the same
+// export moved or reached from another directory is the same recovery, and
+// another export at the same path is not. The first MiB decides (a resume
+// also checks the line at its offset). An unreadable file gets its path;
+// opening it reports the problem.
+func exportIdentity(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "file:" + path
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyN(h, f, 1<<20); err != nil && !errors.Is(err, io.EOF) {
+		return "file:" + path
+	}
+	return fmt.Sprintf("file-sha256:%x", h.Sum(nil))
 }
 
 func isLoopback(host string) bool {

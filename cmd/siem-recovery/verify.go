@@ -48,9 +48,9 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	var st *recovery.State
 	cpPath := c.String("checkpoint")
 	if s, _, err := checkpoint.Read(c.Context, cpPath); err == nil {
-		if s.Fingerprint != fingerprint(src, filter) || s.Window != window {
-			return recovery.Problemf(recovery.ErrCheckpointUnavailable, "give verify the --checkpoint of this recovery, or the same window, source and filter as its run",
-				"%s was made for window %s, source %s; verify asks for window %s, source %s", cpPath, s.Window, s.Source, window, src.display)
+		id := checkpoint.Identity{Window: window, Source: src.display, Filter: filter.JSON(), Fingerprint: fingerprint(src, filter)}
+		if s.Fingerprint != id.Fingerprint || s.Window != window {
+			return checkpoint.Mismatch(cpPath, s, id, "verify asks for")
 		}
 		st = &s
 	} else if !errors.Is(err, fs.ErrNotExist) || c.IsSet("checkpoint") {
