@@ -65,7 +65,7 @@ func ParseActivity(raw []byte) (Activity, error) {
 	// Every text field is written into one string and sliced out of it:
 	// one allocation an activity instead of one a field.
 	var b strings.Builder
-	b.Grow(len(raw) / 3) // the fields are a part of the object
+	b.Grow(min(len(raw)/3, 384)) // the fields are a small part of the object
 	var ends [11]int
 	b.Write(id.GetStringBytes())
 	ends[0] = b.Len()
