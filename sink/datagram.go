@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"time"
@@ -104,23 +105,29 @@ func (s *datagramSink) fit(dst []byte, a recovery.Activity) ([]byte, bool) {
 		return dst, false
 	}
 	if !s.enc.json {
-		fields := []*string{&a.Description, &a.TargetObjects, &a.UserAgent, &a.PolicyIDs,
-			&a.UniqueServiceAppIDs, &a.AppName, &a.UserName}
+		// The description is both the header's name and msg: cutting it
+		// by half the excess shortens the line by all of it.
+		fields := []struct {
+			value *string
+			times int
+		}{{&a.Description, 2}, {&a.TargetObjects, 1}, {&a.UserAgent, 1}, {&a.PolicyIDs, 1},
+			{&a.UniqueServiceAppIDs, 1}, {&a.AppName, 1}, {&a.UserName, 1}}
 		for len(dst) > s.max {
 			longest := fields[0]
 			for _, f := range fields[1:] {
-				if len(*f) > len(*longest) {
+				if len(*f.value)*f.times > len(*longest.value)*longest.times {
 					longest = f
 				}
 			}
-			if *longest == "" {
+			if *longest.value == "" {
 				break
 			}
-			over := len(dst) - s.max
-			if longest == &a.Description {
-				over = (over + 1) / 2 // it is written twice: header name and msg
-			}
-			*longest = shorten(*longest, over)
+			// Escapes make a value longer on the line than it is: cut
+			// only as much of it as the line is too long.
+			v := *longest.value
+			perByte := float64(len(appendExtValue(nil, v))*longest.times) / float64(len(v))
+			cut := int(math.Ceil(float64(len(dst)-s.max) / perByte))
+			*longest.value = shorten(v, cut)
 			dst = s.enc.appendMessage(dst[:0], a)
 		}
 		if len(dst) <= s.max {

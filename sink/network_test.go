@@ -229,57 +229,6 @@ func TestTLSToRsyslog(t *testing.T) {
 	}
 }
 
-func TestUDPToRsyslog(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
-	defer cancel()
-	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.UDP})
-	target := "udp://" + srv.Addr
-	opts := testOptions(t)
-	as := makeActivities(2000)
-	s, err := Open(ctx, target, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if resent := sendAll(ctx, t, s, as, 100); resent != 0 {
-		t.Errorf("resent %d over UDP", resent)
-	}
-	// UDP has no confirmation: wait for rsyslog to have written them all
-	// (on loopback, with a 16 MiB receive buffer, none is dropped).
-	lines := srv.AwaitCount(len(as), 30*time.Second)
-	if dup := compareReceived(t, lines, expected(t, target, opts, as)); dup != 0 {
-		t.Errorf("%d duplicates", dup)
-	}
-	for _, l := range lines {
-		if len(l) > DefaultMaxDatagram {
-			t.Fatalf("a %d-byte datagram, over %d", len(l), DefaultMaxDatagram)
-		}
-	}
-}
-
-// TestLargeEventOverUDPIsShortened: an event over the datagram limit keeps
-// its id and keys and is marked truncated, never split or dropped.
-func TestLargeEventOverUDPIsShortened(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
-	defer cancel()
-	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.UDP})
-	s, err := Open(ctx, "udp://"+srv.Addr, testOptions(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	big := makeActivities(1)[0]
-	big.Description = strings.Repeat("very long description ", 400) // ~9 KB
-	if _, err := s.Send(ctx, []recovery.Activity{big}); err != nil {
-		t.Fatal(err)
-	}
-	line := srv.AwaitCount(1, 30*time.Second)[0]
-	if len(line) > DefaultMaxDatagram || !bytes.Contains(line, []byte("externalId="+big.ID)) ||
-		!bytes.Contains(line, []byte(truncatedMark)) || !bytes.Contains(line, []byte("cs1Label=portalURL cs1=")) {
-		t.Fatalf("%d bytes: %q", len(line), line)
-	}
-}
-
 // TestHundredThousandToRsyslog sends 100,000 activities over TCP with LF
 // framing, over TCP with octet counting, and over TLS: each arrives
 // complete and byte-identical to the formatter's output.

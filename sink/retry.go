@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,6 +38,10 @@ func (f *failure) Error() string {
 	case stageConnect:
 		return fmt.Sprintf("cannot connect to %s: %s", f.target, f.cause())
 	case stageSend:
+		if strings.HasPrefix(f.target, "udp://") {
+			// The kernel reports an ICMP error for an earlier datagram.
+			return fmt.Sprintf("%s does not take datagrams (%s); those sent meanwhile are lost", f.target, f.cause())
+		}
 		return fmt.Sprintf("the connection to %s broke while sending: %s", f.target, f.cause())
 	case stageConfirm:
 		return fmt.Sprintf("%s did not confirm it read the batch to its end: %s", f.target, f.cause())

@@ -1,0 +1,142 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"siem-recovery/recovery"
+	"siem-recovery/sink/rsyslogtest"
+)
+
+func TestUDPToRsyslog(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
+	defer cancel()
+	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.UDP})
+	target := "udp://" + srv.Addr
+	for _, syslog := range []string{SyslogRFC5424, SyslogRFC3164} {
+		t.Run(syslog, func(t *testing.T) {
+			before := srv.Count()
+			opts := testOptions(t)
+			opts.Syslog = syslog
+			as := makeActivities(2000)
+			for i := range as {
+				as[i].ID += "-" + syslog
+			}
+			s, err := Open(ctx, target, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if resent := sendAll(ctx, t, s, as, 500); resent != 0 {
+				t.Errorf("resent %d from a UDP sink", resent)
+			}
+			// UDP confirms nothing: wait for rsyslog to have written them.
+			lines := srv.AwaitCount(before+len(as), netTimeout/2)[before:]
+			if dup := compareReceived(t, lines, expected(t, target, opts, as)); dup != 0 {
+				t.Errorf("%d duplicates", dup)
+			}
+		})
+	}
+}
+
+func TestUDPShortensLargeEvents(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
+	defer cancel()
+	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.UDP})
+	opts := testOptions(t)
+	big := makeActivities(3)
+	big[0].Description = strings.Repeat("Très long | a=b ", 400) // 6,800 bytes, twice in the line
+	big[1].TargetObjects = strings.Repeat("東京,", 1000)           // 4,000 bytes
+	big[2].ID = strings.Repeat("x", 3000)                        // nothing to shorten but the line itself
+	s, err := Open(ctx, "udp://"+srv.Addr, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Send(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	lines := srv.AwaitCount(3, netTimeout/2)
+	for i, line := range lines {
+		t.Logf("datagram %d: %d bytes", i, len(line))
+		if len(line) > DefaultMaxDatagram {
+			t.Errorf("datagram %d is %d bytes, over %d", i, len(line), DefaultMaxDatagram)
+		}
+		if !utf8.Valid(line) {
+			t.Errorf("datagram %d cut inside a character", i)
+		}
+		if !bytes.Contains(line, []byte(truncatedMark)) {
+			t.Errorf("datagram %d does not say it was shortened: %s", i, line)
+		}
+	}
+	// Shortened fields leave a whole CEF event: id, keys and portal link.
+	for i := range 2 {
+		for _, want := range []string{"externalId=" + big[i].ID + " ", " suser=", " cs1=https://contoso.eu2.portal.cloudappsecurity.com/#/audits?activity.id\\=eq(" + big[i].ID + ",) ", ` c6a1Label="Device IPv6 Address" c6a1=`} {
+			if !bytes.Contains(lines[i], []byte(want)) {
+				t.Errorf("shortened datagram %d lost %q:\n%s", i, want, lines[i])
+			}
+		}
+	}
+}
+
+func TestFitNeverSplitsAnEscape(t *testing.T) {
+	s := &datagramSink{enc: &encoder{json: false, syslog: SyslogNone}, max: 480}
+	a := recovery.Activity{ID: strings.Repeat("\\", 600), Timestamp: 1}
+	msg, cut := s.fit(nil, a)
+	if !cut || len(msg) > 480 {
+		t.Fatalf("fit: %d bytes, cut %v", len(msg), cut)
+	}
+	body := bytes.TrimSuffix(msg, []byte(truncatedMark))
+	trailing := len(body) - len(bytes.TrimRight(body, "\\"))
+	if trailing%2 != 0 {
+		t.Errorf("cut leaves a lone backslash before the mark: ...%q", msg[len(msg)-20:])
+	}
+}
+
+func TestFitCutsJSONAtTheLimit(t *testing.T) {
+	s := &datagramSink{enc: &encoder{json: true, syslog: SyslogRFC5424, hostname: "h", appName: "a"}, max: 480}
+	raw := `{"_id":"j","timestamp":1,"description":"` + strings.Repeat("é", 400) + `"}`
+	msg, cut := s.fit(nil, recovery.Activity{ID: "j", Timestamp: 1, Raw: []byte(raw)})
+	if !cut || len(msg) > 480 || !utf8.Valid(msg) || !bytes.HasSuffix(msg, []byte(truncatedMark)) {
+		t.Errorf("fit: cut %v, %d bytes, %q", cut, len(msg), msg)
+	}
+	small := `{"_id":"j","timestamp":1}`
+	msg, cut = s.fit(nil, recovery.Activity{ID: "j", Timestamp: 1, Raw: []byte(small)})
+	if cut || !bytes.HasSuffix(msg, []byte(small)) {
+		t.Errorf("a small message was changed: %q", msg)
+	}
+}
+
+func TestUDPReceiverDownIsLoggedOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
+	defer cancel()
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := conn.LocalAddr().String()
+	conn.Close() // nothing listens there: the kernel answers ICMP port unreachable
+	var logs logRecorder
+	opts := testOptions(t)
+	opts.InitialBackoff, opts.MaxBackoff = time.Millisecond, 5*time.Millisecond
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s, err := Open(ctx, "udp://"+addr, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// UDP cannot tell what was lost: Send goes on, at most once.
+	if _, err := s.Send(ctx, makeActivities(20)); err != nil {
+		t.Fatal(err)
+	}
+	lines := logs.lines()
+	if len(lines) != 1 || !strings.Contains(lines[0], "Data server connection error: udp://"+addr+" does not take datagrams (connection refused); those sent meanwhile are lost") {
+		t.Errorf("want the refusal logged once, got:\n%s", strings.Join(lines, ""))
+	}
+}
