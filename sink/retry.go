@@ -131,6 +131,7 @@ type reconnector struct {
 	lastKey          string // the failure logged last; "" when healthy
 	failedAttempts   int
 	failedAttemptsAt time.Time
+	lastErr          error // the last failure, for giveUp
 }
 
 func newReconnector(target string, opts Options, successConfirms bool) reconnector {
@@ -147,6 +148,11 @@ func (r *reconnector) do(ctx context.Context, attempt func() error) error {
 		if err == nil {
 			r.succeeded()
 			return nil
+		}
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			// The attempt failed because the deadline passed (a dial
+			// uses it as its own); ctx.Done may lag a moment behind.
+			<-ctx.Done()
 		}
 		if ctx.Err() != nil {
 			return r.giveUp(ctx, err)
@@ -175,6 +181,7 @@ func (r *reconnector) failed(err error, wait time.Duration) {
 		r.failedAttemptsAt = time.Now()
 	}
 	r.failedAttempts++
+	r.lastErr = err
 	var f *failure
 	if !errors.As(err, &f) {
 		f = &failure{stage: stageSend, target: r.target, err: err}
@@ -200,10 +207,14 @@ func (r *reconnector) succeeded() {
 			"failed_attempts", r.failedAttempts, "down_for", time.Since(r.failedAttemptsAt).Round(time.Millisecond))
 		r.lastKey = ""
 	}
-	r.failedAttempts = 0
+	r.failedAttempts, r.lastErr = 0, nil
 }
 
 func (r *reconnector) giveUp(ctx context.Context, last error) error {
+	// The attempt ctx interrupted says less than the failure before it.
+	if r.failedAttempts > 0 && r.lastErr != nil {
+		last = r.lastErr
+	}
 	var f *failure
 	if errors.As(last, &f) && r.failedAttempts > 0 {
 		return fmt.Errorf("Data server connection error: %w; stopped retrying: %w", last, ctx.Err())
