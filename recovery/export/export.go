@@ -19,6 +19,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"slices"
+	"sync"
 
 	"siem-recovery/recovery"
 )
@@ -29,6 +32,11 @@ const (
 	// scanLinesPerPage bounds the lines read for one page, so that long
 	// stretches outside the window or filter still move the checkpoint.
 	scanLinesPerPage = 200_000
+	// decodeRound bounds the lines read and decoded together; their copy
+	// is the only memory a page needs beyond its activities.
+	decodeRound = 2048
+	// minLinesPerWorker keeps a short round on one goroutine.
+	minLinesPerWorker = 256
 )
 
 // Source is a JSON-lines export filtered to a window. It implements
@@ -40,6 +48,8 @@ type Source struct {
 	window   recovery.Window
 	filter   recovery.Filter
 	pageSize int
+	r        *bufio.Reader // Fetch's reader and buffers, kept from page to page
+	round    lineRound
 }
 
 // Open opens the export at path. pageSize bounds the activities per page.
@@ -66,7 +76,10 @@ func Open(path string, w recovery.Window, f recovery.Filter, pageSize int) (*Sou
 // Close closes the file.
 func (s *Source) Close() error { return s.f.Close() }
 
-// Fetch reads the page that starts at cur.
+// Fetch reads the page that starts at cur. Lines are read in rounds of at
+// most decodeRound and decoded on every CPU; they are then taken in file
+// order, so the page, its cursor and the first bad line reported are those
+// of a line-by-line read.
 func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page, error) {
 	if err := s.checkResume(cur); err != nil {
 		return recovery.Page{}, err
@@ -74,48 +87,44 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 	if _, err := s.f.Seek(cur.Offset, io.SeekStart); err != nil {
 		return recovery.Page{}, fmt.Errorf("seek %s to byte %d: %w", s.path, cur.Offset, err)
 	}
-	r := bufio.NewReaderSize(s.f, 256<<10)
-	page := recovery.Page{Next: cur}
-	var long []byte // a line longer than the reader's buffer, assembled
-	var raws arena  // the kept lines, copied out of the reader's buffer
-	for scanned := 0; scanned < scanLinesPerPage && len(page.Activities) < s.pageSize; scanned++ {
-		if scanned%4096 == 0 {
-			if err := ctx.Err(); err != nil {
-				return recovery.Page{}, err
+	if s.r == nil {
+		s.r = bufio.NewReaderSize(s.f, 256<<10)
+	}
+	r := s.r
+	r.Reset(s.f) // after the seek: what it buffered is stale
+	page := recovery.Page{Next: cur, Activities: make([]recovery.Activity, 0, min(s.pageSize, 8192))}
+	var raws arena // the kept lines, copied out of the round's buffer
+	round := &s.round
+	for scanned := 0; !page.Last && scanned < scanLinesPerPage && len(page.Activities) < s.pageSize; {
+		if err := ctx.Err(); err != nil {
+			return recovery.Page{}, err
+		}
+		// Each line yields at most one activity: a round never reads past
+		// the end of the page.
+		want := min(s.pageSize-len(page.Activities), scanLinesPerPage-scanned, decodeRound)
+		eof, readErr := round.read(r, want)
+		s.decode(round)
+		for i, line := range round.lines {
+			lineNo := page.Next.Line + 1
+			d := &round.out[i]
+			if d.err != nil {
+				return recovery.Page{}, s.badLine(lineNo, d.err)
 			}
-		}
-		line, err := r.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			long = append(long[:0], line...)
-			for errors.Is(err, bufio.ErrBufferFull) {
-				if len(long) > MaxLineBytes {
-					return recovery.Page{}, s.badLine(page.Next.Line+1, fmt.Errorf("longer than %d bytes", MaxLineBytes))
-				}
-				line, err = r.ReadSlice('\n')
-				long = append(long, line...)
+			if d.keep {
+				d.act.Raw = raws.clone(d.act.Raw)
+				page.Activities = append(page.Activities, d.act)
 			}
-			line = long
+			page.Next.Offset += int64(len(line))
+			page.Next.Line = lineNo
 		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return recovery.Page{}, fmt.Errorf("read %s after line %d: %w", s.path, page.Next.Line, err)
+		scanned += len(round.lines)
+		switch {
+		case errors.Is(readErr, errLineTooLong):
+			return recovery.Page{}, s.badLine(page.Next.Line+1, fmt.Errorf("longer than %d bytes", MaxLineBytes))
+		case readErr != nil:
+			return recovery.Page{}, fmt.Errorf("read %s after line %d: %w", s.path, page.Next.Line, readErr)
 		}
-		if len(line) == 0 { // end of file
-			page.Last = true
-			break
-		}
-		lineNo := page.Next.Line + 1
-		if act, keep, perr := s.accept(line); perr != nil {
-			return recovery.Page{}, s.badLine(lineNo, perr)
-		} else if keep {
-			act.Raw = raws.clone(act.Raw)
-			page.Activities = append(page.Activities, act)
-		}
-		page.Next.Offset += int64(len(line))
-		page.Next.Line = lineNo
-		if errors.Is(err, io.EOF) {
-			page.Last = true
-			break
-		}
+		page.Last = eof
 	}
 	if !page.Last && page.Next.Offset >= s.size {
 		// Nothing follows: say so now rather than with an empty page.
@@ -140,21 +149,108 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 }
 
 // accept decodes one line and tells whether it belongs to the recovery.
-// Blank lines are no activity and are passed over.
-func (s *Source) accept(line []byte) (recovery.Activity, bool, error) {
+// Blank lines are no activity and are passed over. It is safe for
+// concurrent use.
+func (s *Source) accept(line []byte) decoded {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
-		return recovery.Activity{}, false, nil
+		return decoded{}
 	}
 	act, err := recovery.ParseActivity(line)
-	if err != nil {
-		return act, false, err
-	}
-	if !s.window.Contains(act.Timestamp) {
-		return act, false, nil
+	if err != nil || !s.window.Contains(act.Timestamp) {
+		return decoded{err: err}
 	}
 	ok, err := s.filter.Match(act.Raw)
-	return act, ok, err
+	return decoded{act: act, keep: ok && err == nil, err: err}
+}
+
+// decode runs accept on every line of the round, spread over the CPUs in
+// contiguous runs.
+func (s *Source) decode(round *lineRound) {
+	n := len(round.lines)
+	round.out = slices.Grow(round.out[:0], n)[:n]
+	workers := min(runtime.GOMAXPROCS(0), n/minLinesPerWorker)
+	if workers <= 1 {
+		for i, line := range round.lines {
+			round.out[i] = s.accept(line)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	per := (n + workers - 1) / workers
+	for lo := 0; lo < n; lo += per {
+		hi := min(lo+per, n)
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				round.out[i] = s.accept(round.lines[i])
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// decoded is what accept made of one line.
+type decoded struct {
+	act  recovery.Activity
+	keep bool
+	err  error
+}
+
+// lineRound holds the lines of one round, copied out of the reader, and
+// what they decoded to. Its buffers are reused from round to round.
+type lineRound struct {
+	buf   []byte
+	ends  []int
+	lines [][]byte
+	out   []decoded
+}
+
+var errLineTooLong = errors.New("line too long")
+
+// read reads up to n lines (a last line may lack its newline). eof tells
+// that the file ended; err is a read error or errLineTooLong, for the line
+// after those returned.
+func (l *lineRound) read(r *bufio.Reader, n int) (eof bool, err error) {
+	l.buf, l.ends = l.buf[:0], l.ends[:0]
+	for len(l.ends) < n {
+		start := len(l.buf)
+		var err error
+		for {
+			var part []byte
+			part, err = r.ReadSlice('\n')
+			l.buf = append(l.buf, part...)
+			if len(bytes.TrimSuffix(l.buf[start:], []byte("\n"))) > MaxLineBytes {
+				l.buf = l.buf[:start]
+				l.split()
+				return false, errLineTooLong
+			}
+			if !errors.Is(err, bufio.ErrBufferFull) {
+				break
+			}
+		}
+		if len(l.buf) > start {
+			l.ends = append(l.ends, len(l.buf))
+		}
+		if err != nil {
+			l.split()
+			if errors.Is(err, io.EOF) {
+				return true, nil
+			}
+			return false, err
+		}
+	}
+	l.split()
+	return false, nil
+}
+
+// split slices the lines out of buf, once it no longer grows.
+func (l *lineRound) split() {
+	l.lines = l.lines[:0]
+	start := 0
+	for _, end := range l.ends {
+		l.lines = append(l.lines, l.buf[start:end:end])
+		start = end
+	}
 }
 
 func (s *Source) badLine(n int64, err error) error {

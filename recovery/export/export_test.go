@@ -147,3 +147,63 @@ func TestMissingExport(t *testing.T) {
 		t.Fatalf("missing: %v", err)
 	}
 }
+
+// A page is decoded on several goroutines, in rounds; what it yields must
+// be what a line-by-line read yields: the same activities in file order,
+// the same cursor, and the first bad line named.
+func TestParallelDecodeKeepsFileOrder(t *testing.T) {
+	const n = 3*decodeRound + 17
+	var lines, want []string
+	for i := range n {
+		ts := int64(1000 + i)
+		if i%7 == 3 {
+			ts = 99 // outside the window
+		}
+		id := fmt.Sprintf("a%05d", i)
+		lines = append(lines, act(id, ts, 1))
+		if ts != 99 {
+			want = append(want, id)
+		}
+	}
+	path := writeExport(t, lines...)
+	s, err := Open(path, recovery.Window{Start: 1000, End: 1_000_000}, recovery.Filter{}, decodeRound+100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ids, sizes, end := drain(t, s, recovery.Cursor{})
+	if !slices.Equal(ids, want) {
+		t.Fatalf("got %d ids, want %d in file order; first got %v", len(ids), len(want), ids[:min(5, len(ids))])
+	}
+	for _, size := range sizes[:len(sizes)-1] {
+		if size != decodeRound+100 {
+			t.Errorf("page sizes %v: every page but the last must be full", sizes)
+			break
+		}
+	}
+	if info, _ := os.Stat(path); end.Line != n || end.Offset != info.Size() {
+		t.Errorf("final cursor at line %d byte %d, want line %d byte %d", end.Line, end.Offset, n, info.Size())
+	}
+
+	// Two bad lines in one round: the first is the one named.
+	lines[decodeRound+500] = `{"_id":"bad"`
+	lines[decodeRound+1500] = `nope`
+	s2, _ := Open(writeExport(t, lines...), recovery.Window{Start: 1000, End: 1_000_000}, recovery.Filter{}, n)
+	defer s2.Close()
+	_, err = s2.Fetch(context.Background(), recovery.Cursor{})
+	if wantErr := fmt.Sprintf("export.jsonl line %d: not valid JSON", decodeRound+501); err == nil || !strings.Contains(err.Error(), wantErr) {
+		t.Errorf("Fetch: %v, want %q", err, wantErr)
+	}
+}
+
+func TestTooLongLineNamed(t *testing.T) {
+	long := `{"_id":"long","timestamp":5,"description":"` + strings.Repeat("x", MaxLineBytes) + `"}`
+	path := writeExport(t, act("a", 1, 1), act("b", 2, 1), long, act("c", 3, 1))
+	s, _ := Open(path, recovery.Window{Start: 0, End: 10}, recovery.Filter{}, 100)
+	defer s.Close()
+	_, err := s.Fetch(context.Background(), recovery.Cursor{})
+	want := fmt.Sprintf("export.jsonl line 3: longer than %d bytes", MaxLineBytes)
+	if !errors.Is(err, recovery.ErrUsage) || err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Fetch: %v, want %q", err, want)
+	}
+}
