@@ -1,7 +1,9 @@
 package sink
 
 import (
+	"runtime"
 	"strconv"
+	"sync"
 
 	"siem-recovery/recovery"
 )
@@ -83,6 +85,48 @@ func (e *encoder) appendFrames(dst []byte, ends []int, batch []recovery.Activity
 	for _, a := range batch {
 		dst = e.appendFrame(dst, a)
 		ends = append(ends, len(dst))
+	}
+	return dst, ends
+}
+
+// framer formats a large batch on every CPU: contiguous parts of it are
+// formatted at once and joined in order, so the bytes are those of
+// encoder.appendFrames. Its buffers are reused from batch to batch; one
+// framer is not for concurrent use.
+type framer struct {
+	parts []framePart // parts 1..n-1; part 0 is formatted in place
+}
+
+type framePart struct {
+	buf  []byte
+	ends []int
+}
+
+// minFramesPerWorker keeps a small batch on one goroutine.
+const minFramesPerWorker = 512
+
+func (f *framer) appendFrames(e *encoder, dst []byte, ends []int, batch []recovery.Activity) ([]byte, []int) {
+	workers := min(runtime.GOMAXPROCS(0), len(batch)/minFramesPerWorker)
+	if workers <= 1 {
+		return e.appendFrames(dst, ends, batch)
+	}
+	for len(f.parts) < workers-1 {
+		f.parts = append(f.parts, framePart{})
+	}
+	per := (len(batch) + workers - 1) / workers
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		p, part := &f.parts[w-1], batch[w*per:min((w+1)*per, len(batch))]
+		wg.Go(func() { p.buf, p.ends = e.appendFrames(p.buf[:0], p.ends[:0], part) })
+	}
+	dst, ends = e.appendFrames(dst, ends, batch[:per])
+	wg.Wait()
+	for _, p := range f.parts[:workers-1] {
+		base := len(dst)
+		dst = append(dst, p.buf...)
+		for _, end := range p.ends {
+			ends = append(ends, base+end)
+		}
 	}
 	return dst, ends
 }

@@ -40,17 +40,19 @@ type streamSink struct {
 	confirmTimeout time.Duration
 	buf            []byte // the batch's frames, reused from batch to batch
 	ends           []int  // ends[i] is the offset just after frame i
+	framer         framer // for batches Send formats itself
 	next           prepared
 }
 
 // prepared holds the frames of the batch Prepare formatted ahead of Send,
 // while the batch before was being confirmed.
 type prepared struct {
-	mu    sync.Mutex
-	first *recovery.Activity // &batch[0] of the batch they belong to
-	n     int
-	buf   []byte
-	ends  []int
+	mu     sync.Mutex
+	first  *recovery.Activity // &batch[0] of the batch they belong to
+	n      int
+	buf    []byte
+	ends   []int
+	framer framer
 }
 
 func newStreamSink(target string, enc *encoder, opts Options, dial func(context.Context) (net.Conn, error)) *streamSink {
@@ -79,7 +81,7 @@ func (s *streamSink) Send(ctx context.Context, batch []recovery.Activity) (resen
 		s.next.mu.Unlock()
 	} else { // not prepared, or prepared for a later batch: keep that
 		s.next.mu.Unlock()
-		s.buf, s.ends = s.enc.appendFrames(s.buf[:0], s.ends[:0], batch)
+		s.buf, s.ends = s.framer.appendFrames(s.enc, s.buf[:0], s.ends[:0], batch)
 	}
 	err = s.retry.do(ctx, func() error {
 		written, err := s.deliver(ctx)
@@ -96,7 +98,7 @@ func (s *streamSink) Send(ctx context.Context, batch []recovery.Activity) (resen
 func (s *streamSink) Prepare(batch []recovery.Activity) {
 	s.next.mu.Lock()
 	defer s.next.mu.Unlock()
-	s.next.buf, s.next.ends = s.enc.appendFrames(s.next.buf[:0], s.next.ends[:0], batch)
+	s.next.buf, s.next.ends = s.next.framer.appendFrames(s.enc, s.next.buf[:0], s.next.ends[:0], batch)
 	s.next.first, s.next.n = &batch[0], len(batch)
 }
 
