@@ -50,34 +50,69 @@ func ParseActivity(raw []byte) (Activity, error) {
 	if v.Type() != fastjson.TypeObject {
 		return Activity{}, fmt.Errorf("not an activity object but a JSON %s", v.Type())
 	}
-	id := v.Get("_id")
-	if id == nil || id.Type() != fastjson.TypeString || len(id.GetStringBytes()) == 0 {
+	// One pass over the object finds the fields the CEF mapping uses; a
+	// key given twice counts the first time, as fastjson's Get does.
+	var f struct {
+		id, ts, typeName, typeValue, desc, app, user, device *fastjson.Value
+		lists                                                [3]*fastjson.Value
+	}
+	first := func(dst **fastjson.Value, v *fastjson.Value) {
+		if *dst == nil {
+			*dst = v
+		}
+	}
+	v.GetObject().Visit(func(key []byte, v *fastjson.Value) {
+		switch string(key) {
+		case "_id":
+			first(&f.id, v)
+		case "timestamp":
+			first(&f.ts, v)
+		case "eventTypeName":
+			first(&f.typeName, v)
+		case "eventTypeValue":
+			first(&f.typeValue, v)
+		case "description":
+			first(&f.desc, v)
+		case "appName":
+			first(&f.app, v)
+		case "user":
+			first(&f.user, v)
+		case "device":
+			first(&f.device, v)
+		case "uniqueServiceAppIds":
+			first(&f.lists[0], v)
+		case "targetObjects":
+			first(&f.lists[1], v)
+		case "policyIDs":
+			first(&f.lists[2], v)
+		}
+	})
+	if f.id == nil || f.id.Type() != fastjson.TypeString || len(f.id.GetStringBytes()) == 0 {
 		return Activity{}, errors.New(`the activity has no "_id" string`)
 	}
-	ts := v.Get("timestamp")
-	if ts == nil {
-		return Activity{}, fmt.Errorf(`activity %s has no "timestamp"`, id.GetStringBytes())
+	if f.ts == nil {
+		return Activity{}, fmt.Errorf(`activity %s has no "timestamp"`, f.id.GetStringBytes())
 	}
-	timestamp, err := ts.Int64()
-	if err != nil || ts.Type() != fastjson.TypeNumber {
-		return Activity{}, fmt.Errorf(`activity %s: "timestamp" %s is not epoch milliseconds`, id.GetStringBytes(), ts)
+	timestamp, err := f.ts.Int64()
+	if err != nil || f.ts.Type() != fastjson.TypeNumber {
+		return Activity{}, fmt.Errorf(`activity %s: "timestamp" %s is not epoch milliseconds`, f.id.GetStringBytes(), f.ts)
 	}
 	// Every text field is written into one string and sliced out of it:
 	// one allocation an activity instead of one a field.
 	var b strings.Builder
 	b.Grow(min(len(raw)/3, 384)) // the fields are a small part of the object
 	var ends [11]int
-	b.Write(id.GetStringBytes())
+	b.Write(f.id.GetStringBytes())
 	ends[0] = b.Len()
-	for i, keys := range [...][]string{
-		{"eventTypeName"}, {"eventTypeValue"}, {"description"}, {"appName"},
-		{"user", "userName"}, {"device", "clientIP"}, {"device", "userAgent"},
+	for i, t := range [...]*fastjson.Value{
+		f.typeName, f.typeValue, f.desc, f.app,
+		member(f.user, "userName"), member(f.device, "clientIP"), member(f.device, "userAgent"),
 	} {
-		writeText(&b, v, keys...)
+		writeText(&b, t)
 		ends[1+i] = b.Len()
 	}
-	for i, key := range [...]string{"uniqueServiceAppIds", "targetObjects", "policyIDs"} {
-		writeList(&b, v.Get(key))
+	for i, l := range f.lists {
+		writeList(&b, l)
 		ends[8+i] = b.Len()
 	}
 	all := b.String()
@@ -96,11 +131,20 @@ func ParseActivity(raw []byte) (Activity, error) {
 	}, nil
 }
 
-// writeText writes the string at keys; nothing when it is absent or no
-// string.
-func writeText(b *strings.Builder, v *fastjson.Value, keys ...string) {
-	if f := v.Get(keys...); f != nil && f.Type() == fastjson.TypeString {
-		b.Write(f.GetStringBytes())
+// member is the value at key of an object; nil when o is absent or no
+// object.
+func member(o *fastjson.Value, key string) *fastjson.Value {
+	if o == nil {
+		return nil
+	}
+	return o.Get(key) // nil unless o is an object
+}
+
+// writeText writes v when it is a string; nothing when it is absent or
+// another type.
+func writeText(b *strings.Builder, v *fastjson.Value) {
+	if v != nil && v.Type() == fastjson.TypeString {
+		b.Write(v.GetStringBytes())
 	}
 }
 
