@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"runtime/pprof"
 
 	"github.com/urfave/cli/v2"
@@ -28,11 +27,6 @@ var version = "0.1.0"
 
 func main() {
 	args := hideSecrets(os.Args)
-	// Live memory is a page or two: collecting less often buys throughput
-	// (about 12% in scripts/bench.sh) and keeps the heap far under 100 MiB.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(200)
-	}
 	stop := startProfile(os.Getenv("SIEM_RECOVERY_CPUPROFILE"))
 	code := execute(context.Background(), args, os.Stdout, os.Stderr)
 	stop()
