@@ -93,7 +93,7 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 	r := s.r
 	r.Reset(s.f) // after the seek: what it buffered is stale
 	page := recovery.Page{Next: cur, Activities: make([]recovery.Activity, 0, min(s.pageSize, 8192))}
-	var raws arena // the kept lines, copied out of the round's buffer
+	var raws arena // the kept lines of rounds mostly left out, copied
 	round := &s.round
 	for scanned := 0; !page.Last && scanned < scanLinesPerPage && len(page.Activities) < s.pageSize; {
 		if err := ctx.Err(); err != nil {
@@ -104,6 +104,15 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 		want := min(s.pageSize-len(page.Activities), scanLinesPerPage-scanned, decodeRound)
 		eof, readErr := round.read(r, want)
 		s.decode(round)
+		// When most of the round is kept, the page takes its buffer, which
+		// the kept activities point into, rather than a copy of them.
+		kept := 0
+		for i := range round.out {
+			if round.out[i].keep {
+				kept += len(round.out[i].act.Raw)
+			}
+		}
+		adopt := kept >= len(round.buf)*3/4
 		for i, line := range round.lines {
 			lineNo := page.Next.Line + 1
 			d := &round.out[i]
@@ -111,13 +120,18 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 				return recovery.Page{}, s.badLine(lineNo, d.err)
 			}
 			if d.keep {
-				d.act.Raw = raws.clone(d.act.Raw)
+				if !adopt {
+					d.act.Raw = raws.clone(d.act.Raw)
+				}
 				page.Activities = append(page.Activities, d.act)
 			}
 			page.Next.Offset += int64(len(line))
 			page.Next.Line = lineNo
 		}
 		scanned += len(round.lines)
+		if adopt {
+			round.buf = make([]byte, 0, cap(round.buf))
+		}
 		switch {
 		case errors.Is(readErr, errLineTooLong):
 			return recovery.Page{}, s.badLine(page.Next.Line+1, fmt.Errorf("longer than %d bytes", MaxLineBytes))

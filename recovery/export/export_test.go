@@ -185,6 +185,33 @@ func TestParallelDecodeKeepsFileOrder(t *testing.T) {
 		t.Errorf("final cursor at line %d byte %d, want line %d byte %d", end.Line, end.Offset, n, info.Size())
 	}
 
+	// Every page's activities keep their own bytes while later pages are
+	// read: no buffer is reused under them.
+	var pages []recovery.Page
+	for cur := (recovery.Cursor{}); ; {
+		p, err := s.Fetch(context.Background(), cur)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, p)
+		if p.Last {
+			break
+		}
+		cur = p.Next
+	}
+	byID := map[string]string{}
+	for _, l := range lines {
+		a, _ := recovery.ParseActivity([]byte(l))
+		byID[a.ID] = l
+	}
+	for _, p := range pages {
+		for _, a := range p.Activities {
+			if string(a.Raw) != byID[a.ID] {
+				t.Fatalf("activity %s: Raw %.60q..., want its line", a.ID, a.Raw)
+			}
+		}
+	}
+
 	// Two bad lines in one round: the first is the one named.
 	lines[decodeRound+500] = `{"_id":"bad"`
 	lines[decodeRound+1500] = `nope`
