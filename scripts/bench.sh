@@ -92,9 +92,18 @@ ours_wire_rate=$(median < "$work/ours-wire.txt")
 rsyslog_rate=$(median < "$work/rs.txt")
 ours_rsyslog_rate=$(median < "$work/ours-rs.txt")
 
-echo "3. memory..." >&2
-rss_small=$("$bin/peakrss" $sr $(run_args "$work/act-small.jsonl" "$work/m1.db") --sink "tcp://$recv_addr" 2>&1 >/dev/null | awk '/peakrss_kib/ {print $2}')
-rss_big=$("$bin/peakrss" $sr $(run_args "$work/act.jsonl" "$work/m2.db") --sink "tcp://$recv_addr" 2>&1 >/dev/null | awk '/peakrss_kib/ {print $2}')
+echo "3. memory, $ROUNDS rounds..." >&2
+peak() { # $1: export, $2: checkpoint
+  rm -f "$2"*
+  "$bin/peakrss" $sr $(run_args "$1" "$2") --sink "tcp://$recv_addr" 2>&1 >/dev/null | awk '/peakrss_kib/ {print $2}'
+}
+: > "$work/rss-small.txt"; : > "$work/rss-big.txt"
+for round in $(seq "$ROUNDS"); do
+  peak "$work/act-small.jsonl" "$work/m1.db" >> "$work/rss-small.txt"
+  peak "$work/act.jsonl" "$work/m2.db" >> "$work/rss-big.txt"
+done
+rss_small=$(median < "$work/rss-small.txt")
+rss_big=$(median < "$work/rss-big.txt")
 
 echo "4. API budget (MCAS emulator)..." >&2
 go test -run '^$' -bench 'BenchmarkFetchWindow/scan-5000' -benchtime 1x ./recovery/mcas/ > "$work/api.txt"
