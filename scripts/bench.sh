@@ -66,12 +66,18 @@ CONF
 await_size() { while [ "$(stat -c %s "$1" 2>/dev/null || echo 0)" -lt "$2" ]; do sleep 0.02; done; }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# CPU accounting: a process's user + system clock ticks, and a CPU time
+# ($1 in units of 1/$2 s) per activity, in µs.
+hz=$(getconf CLK_TCK)
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+per_event_us() { awk -v c="$1" -v u="$2" -v n="$N" 'BEGIN { printf "%.2f\n", c / u * 1e6 / n }'; }
 
 # Each pair of figures is measured $ROUNDS times, baseline and ours
 # interleaved, and the medians are compared: one run on a shared machine
 # says little.
 echo "1-2. pipeline and rsyslog, $ROUNDS rounds..." >&2
 : > "$work/wire.txt"; : > "$work/ours-wire.txt"; : > "$work/rs.txt"; : > "$work/ours-rs.txt"
+: > "$work/rs-cpu.txt"; : > "$work/ours-cpu.txt"
 for round in $(seq "$ROUNDS"); do
   t0=$(now); "$bin/rawsend" -addr "$recv_addr" -i "$work/lines.txt"; t1=$(now)
   rate "$N" "$t0" "$t1" >> "$work/wire.txt"; echo >> "$work/wire.txt"
@@ -79,11 +85,16 @@ for round in $(seq "$ROUNDS"); do
   t0=$(now); $sr $(run_args "$work/act.jsonl" "$work/wire.db") --sink "tcp://$recv_addr"; t1=$(now)
   rate "$N" "$t0" "$t1" >> "$work/ours-wire.txt"; echo >> "$work/ours-wire.txt"
   read -r rs_addr rs_out < <(start_rsyslog "raw$round")
+  rs_pid=$(cat "$work/rsyslog-raw$round/pid"); c0=$(ticks "$rs_pid")
   t0=$(now); "$bin/rawsend" -addr "$rs_addr" -i "$work/lines.txt"; await_size "$rs_out" "$bytes"; t1=$(now)
   rate "$N" "$t0" "$t1" >> "$work/rs.txt"; echo >> "$work/rs.txt"
+  per_event_us $(( $(ticks "$rs_pid") - c0 )) "$hz" >> "$work/rs-cpu.txt"
   read -r rs_addr rs_out < <(start_rsyslog "ours$round")
-  t0=$(now); $sr $(run_args "$work/act.jsonl" "$work/rs$round.db") --sink "tcp://$rs_addr"; await_size "$rs_out" "$bytes"; t1=$(now)
+  t0=$(now)
+  "$bin/peakrss" $sr $(run_args "$work/act.jsonl" "$work/rs$round.db") --sink "tcp://$rs_addr" 2> "$work/ours-rs.usage"
+  await_size "$rs_out" "$bytes"; t1=$(now)
   rate "$N" "$t0" "$t1" >> "$work/ours-rs.txt"; echo >> "$work/ours-rs.txt"
+  per_event_us "$(awk '/cpu_ms/ {print $2}' "$work/ours-rs.usage")" 1000 >> "$work/ours-cpu.txt"
   for f in "$work"/rsyslog-*/pid; do kill "$(cat "$f")" 2>/dev/null || true; done
   rm -f "$work"/rsyslog-*/out.log
 done
@@ -91,6 +102,12 @@ wire_rate=$(median < "$work/wire.txt")
 ours_wire_rate=$(median < "$work/ours-wire.txt")
 rsyslog_rate=$(median < "$work/rs.txt")
 ours_rsyslog_rate=$(median < "$work/ours-rs.txt")
+rs_cpu=$(median < "$work/rs-cpu.txt")
+ours_cpu=$(median < "$work/ours-cpu.txt")
+# Sharing the machine's CPUs, the two cannot together go faster than
+# CPUs / (our CPU per event + rsyslog's): the most the third row can reach.
+cpus=$(nproc)
+shared_rate=$(awk -v c="$cpus" -v a="$ours_cpu" -v b="$rs_cpu" 'BEGIN { printf "%.0f", c * 1e6 / (a + b) }')
 
 echo "3. memory, $ROUNDS rounds..." >&2
 peak() { # $1: export, $2: checkpoint
@@ -136,6 +153,8 @@ siem-recovery benchmark: $N activities, $(nproc) CPUs, $(awk -F': ' '/model name
 | pipeline (file → CEF → TCP, discarding receiver) vs rsyslog's ingest | $ours_wire_rate vs $rsyslog_rate events/s | $(ratio "$ours_wire_rate" "$rsyslog_rate") | ≥ 1.5 |
 | pipeline vs the wire's ceiling (raw writer, same receiver) | $ours_wire_rate vs $wire_rate events/s | $(ratio "$ours_wire_rate" "$wire_rate") | report |
 | into rsyslog (TCP → file): siem-recovery vs raw writer | $ours_rsyslog_rate vs $rsyslog_rate events/s | $(ratio "$ours_rsyslog_rate" "$rsyslog_rate") | ≥ 0.9 |
+| CPU per event: siem-recovery (decode, CEF, send) vs rsyslog's ingest | $ours_cpu vs $rs_cpu µs | $(ratio "$ours_cpu" "$rs_cpu") | report |
+| into rsyslog: the most $cpus shared CPUs allow, $cpus / (sum of the above), vs raw writer | $shared_rate vs $rsyslog_rate events/s | $(ratio "$shared_rate" "$rsyslog_rate") | report |
 | peak RSS (TCP sink), $((N / 10)) vs $N activities | $((rss_small / 1024)) vs $((rss_big / 1024)) MiB | $(ratio "$rss_big" "$rss_small") | ≤ 1.2, < 100 MiB |
 | API requests per 1,000 activities (scan, page 5000) vs the minimum | $per_k vs $min_per_k | $(ratio "$per_k" "$min_per_k") | ≈ 1 |
 | 2,000,000-activity window at 30 requests/min | 400 (minimum) to $req_2m requests | 13.3 to $minutes_2m min | report |

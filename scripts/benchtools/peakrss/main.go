@@ -1,5 +1,6 @@
-// Command peakrss runs a command and prints its peak resident set size in
-// KiB (getrusage's ru_maxrss of the child), then exits with its code.
+// Command peakrss runs a command and prints, on stderr, its peak resident
+// set size in KiB (getrusage's ru_maxrss of the child) and the CPU time it
+// used in ms (user + system), then exits with its code.
 package main
 
 import (
@@ -17,6 +18,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fmt.Fprintf(os.Stderr, "peakrss_kib %d\n", cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)
+	st := cmd.ProcessState
+	fmt.Fprintf(os.Stderr, "peakrss_kib %d\n", st.SysUsage().(*syscall.Rusage).Maxrss)
+	fmt.Fprintf(os.Stderr, "cpu_ms %d\n", (st.UserTime() + st.SystemTime()).Milliseconds())
 	os.Exit(cmd.ProcessState.ExitCode())
 }
