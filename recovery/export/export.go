@@ -130,7 +130,10 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 		}
 		scanned += len(round.lines)
 		if adopt {
-			round.buf = make([]byte, 0, cap(round.buf))
+			// The next round's buffer is sized for a full round of lines like
+			// these (and an eighth more), not for the largest one seen.
+			perLine := len(round.buf) / max(len(round.lines), 1)
+			round.buf = make([]byte, 0, min(max(perLine*decodeRound*9/8, 64<<10), MaxLineBytes))
 		}
 		switch {
 		case errors.Is(readErr, errLineTooLong):

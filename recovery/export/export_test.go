@@ -234,3 +234,21 @@ func TestTooLongLineNamed(t *testing.T) {
 		t.Fatalf("Fetch: %v, want %q", err, want)
 	}
 }
+
+// One huge line must not leave every later round with a buffer its size:
+// the rounds after it are sized for the lines they read.
+func TestHugeLineDoesNotSizeLaterRounds(t *testing.T) {
+	lines := []string{act("a", 1, 1), fmt.Sprintf(`{"_id":"huge","timestamp":2,"description":%q}`, strings.Repeat("x", 6<<20))}
+	for i := range 2*decodeRound + 10 {
+		lines = append(lines, act(fmt.Sprint(i), 3, 1))
+	}
+	s, _ := Open(writeExport(t, lines...), recovery.Window{Start: 0, End: 10}, recovery.Filter{}, len(lines))
+	defer s.Close()
+	p, err := s.Fetch(context.Background(), recovery.Cursor{})
+	if err != nil || len(p.Activities) != len(lines) || string(p.Activities[1].Raw) != lines[1] {
+		t.Fatalf("Fetch: %v, %d activities", err, len(p.Activities))
+	}
+	if c := cap(s.round.buf); c > 1<<20 {
+		t.Errorf("the round buffer kept %d bytes of capacity after the huge line", c)
+	}
+}
