@@ -1,10 +1,9 @@
 package sink
 
 import (
-	"runtime"
 	"strconv"
-	"sync"
 
+	"siem-recovery/internal/parallel"
 	"siem-recovery/recovery"
 )
 
@@ -106,22 +105,25 @@ type framePart struct {
 const minFramesPerWorker = 512
 
 func (f *framer) appendFrames(e *encoder, dst []byte, ends []int, batch []recovery.Activity) ([]byte, []int) {
-	workers := min(runtime.GOMAXPROCS(0), len(batch)/minFramesPerWorker)
-	if workers <= 1 {
+	parts := parallel.Parts(len(batch), minFramesPerWorker)
+	if parts == 1 {
 		return e.appendFrames(dst, ends, batch)
 	}
-	for len(f.parts) < workers-1 {
+	for len(f.parts) < parts-1 {
 		f.parts = append(f.parts, framePart{})
 	}
-	per := (len(batch) + workers - 1) / workers
-	var wg sync.WaitGroup
-	for w := 1; w < workers; w++ {
-		p, part := &f.parts[w-1], batch[w*per:min((w+1)*per, len(batch))]
-		wg.Go(func() { p.buf, p.ends = e.appendFrames(p.buf[:0], p.ends[:0], part) })
+	for i := range f.parts { // nothing of the last batch is joined again
+		f.parts[i].buf, f.parts[i].ends = f.parts[i].buf[:0], f.parts[i].ends[:0]
 	}
-	dst, ends = e.appendFrames(dst, ends, batch[:per])
-	wg.Wait()
-	for _, p := range f.parts[:workers-1] {
+	parallel.Run(len(batch), parts, func(part, lo, hi int) {
+		if part == 0 { // on this goroutine: straight into dst
+			dst, ends = e.appendFrames(dst, ends, batch[lo:hi])
+			return
+		}
+		p := &f.parts[part-1]
+		p.buf, p.ends = e.appendFrames(p.buf[:0], p.ends[:0], batch[lo:hi])
+	})
+	for _, p := range f.parts[:parts-1] {
 		base := len(dst)
 		dst = append(dst, p.buf...)
 		for _, end := range p.ends {

@@ -19,10 +19,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"slices"
-	"sync"
 
+	"siem-recovery/internal/parallel"
 	"siem-recovery/recovery"
 )
 
@@ -186,24 +185,11 @@ func (s *Source) accept(line []byte) decoded {
 func (s *Source) decode(round *lineRound) {
 	n := len(round.lines)
 	round.out = slices.Grow(round.out[:0], n)[:n]
-	workers := min(runtime.GOMAXPROCS(0), n/minLinesPerWorker)
-	if workers <= 1 {
-		for i, line := range round.lines {
-			round.out[i] = s.accept(line)
+	parallel.Run(n, parallel.Parts(n, minLinesPerWorker), func(_, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			round.out[i] = s.accept(round.lines[i])
 		}
-		return
-	}
-	var wg sync.WaitGroup
-	per := (n + workers - 1) / workers
-	for lo := 0; lo < n; lo += per {
-		hi := min(lo+per, n)
-		wg.Go(func() {
-			for i := lo; i < hi; i++ {
-				round.out[i] = s.accept(round.lines[i])
-			}
-		})
-	}
-	wg.Wait()
+	})
 }
 
 // decoded is what accept made of one line.
