@@ -230,7 +230,7 @@ func TestTooLongLineNamed(t *testing.T) {
 	defer s.Close()
 	_, err := s.Fetch(context.Background(), recovery.Cursor{})
 	want := fmt.Sprintf("export.jsonl line 3: longer than %d bytes", MaxLineBytes)
-	if !errors.Is(err, recovery.ErrUsage) || err == nil || !strings.Contains(err.Error(), want) {
+	if !errors.Is(err, recovery.ErrUsage) || err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "fix or remove that line") {
 		t.Fatalf("Fetch: %v, want %q", err, want)
 	}
 }
