@@ -2,11 +2,14 @@ package recovery
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/valyala/fastjson"
 )
 
 // Filter is the original SIEM agent's activity filter, in MCAS filter syntax:
@@ -106,19 +109,24 @@ func (f Filter) IsEmpty() bool { return len(f.conds) == 0 }
 // for an API request and for fingerprinting a checkpoint.
 func (f Filter) JSON() string { return f.json }
 
-// Match applies the filter to an activity object.
+// Match applies the filter to an activity object. The object is parsed
+// with fastjson, and only the values the conditions name are converted for
+// them, in the forms encoding/json gives with UseNumber.
 func (f Filter) Match(raw json.RawMessage) (bool, error) {
 	if f.IsEmpty() {
 		return true, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var obj map[string]any
-	if err := dec.Decode(&obj); err != nil {
+	p := parsers.Get()
+	defer parsers.Put(p)
+	obj, err := p.ParseBytes(raw)
+	if err != nil {
 		return false, err
 	}
+	if obj.Type() != fastjson.TypeObject {
+		return false, fmt.Errorf("not an activity object but a JSON %s", obj.Type())
+	}
 	for _, c := range f.conds {
-		ok, err := c.match(lookup(obj, c.path))
+		ok, err := c.match(plain(lookup(obj, c.path)))
 		if err != nil {
 			return false, fmt.Errorf("filter field %q: %w", c.field, err)
 		}
@@ -129,29 +137,58 @@ func (f Filter) Match(raw json.RawMessage) (bool, error) {
 	return true, nil
 }
 
-// lookup walks a dotted path, matching keys without case; it returns nil
-// when the path is absent.
-func lookup(v any, path []string) any {
+// lookup walks a dotted path through objects. A key matches exactly (the
+// last of duplicates, as encoding/json keeps) or, failing that, without
+// case. It returns nil when the path is absent.
+func lookup(v *fastjson.Value, path []string) *fastjson.Value {
 	for _, key := range path {
-		m, ok := v.(map[string]any)
-		if !ok {
+		if v.Type() != fastjson.TypeObject {
 			return nil
 		}
-		next, ok := m[key]
-		if !ok {
-			for k, val := range m {
-				if strings.EqualFold(k, key) {
-					next, ok = val, true
-					break
-				}
+		var exact, folded *fastjson.Value
+		v.GetObject().Visit(func(k []byte, val *fastjson.Value) {
+			switch {
+			case string(k) == key:
+				exact = val
+			case folded == nil && strings.EqualFold(string(k), key):
+				folded = val
 			}
-		}
-		if !ok {
+		})
+		if v = cmp.Or(exact, folded); v == nil {
 			return nil
 		}
-		v = next
 	}
 	return v
+}
+
+// plain converts a value the way encoding/json decodes into any with
+// UseNumber: strings, json.Number, bools, []any, map[string]any, nil.
+func plain(v *fastjson.Value) any {
+	if v == nil {
+		return nil
+	}
+	switch v.Type() {
+	case fastjson.TypeString:
+		return string(v.GetStringBytes())
+	case fastjson.TypeNumber:
+		return json.Number(v.MarshalTo(nil)) // the number as written
+	case fastjson.TypeTrue:
+		return true
+	case fastjson.TypeFalse:
+		return false
+	case fastjson.TypeArray:
+		items := v.GetArray()
+		out := make([]any, len(items))
+		for i, it := range items {
+			out[i] = plain(it)
+		}
+		return out
+	case fastjson.TypeObject:
+		out := map[string]any{}
+		v.GetObject().Visit(func(k []byte, val *fastjson.Value) { out[string(k)] = plain(val) })
+		return out
+	}
+	return nil // null
 }
 
 func (c condition) match(v any) (bool, error) {

@@ -1,6 +1,9 @@
 package recovery
 
 import (
+	"bytes"
+	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 )
@@ -72,5 +75,72 @@ func TestFilterCanonicalJSON(t *testing.T) {
 	}
 	if e, _ := ParseFilter([]byte(" {} ")); e.JSON() != "" || !e.IsEmpty() {
 		t.Fatalf("empty filter: JSON %q", e.JSON())
+	}
+}
+
+// Match reads the activity with fastjson; it must decide as decoding the
+// whole object with encoding/json (UseNumber) and walking it would, which is
+// how it was first written. The reference below is that walk.
+func TestFilterMatchAgreesWithEncodingJSON(t *testing.T) {
+	reference := func(f Filter, raw []byte) (bool, error) {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var obj map[string]any
+		if err := dec.Decode(&obj); err != nil {
+			return false, err
+		}
+		for _, c := range f.conds {
+			var v any = obj
+			for _, key := range c.path {
+				m, _ := v.(map[string]any)
+				next, ok := m[key]
+				for k, val := range m {
+					if !ok && strings.EqualFold(k, key) {
+						next, ok = val, true
+					}
+				}
+				v = next
+			}
+			if ok, err := c.match(v); err != nil || !ok {
+				return false, err
+			}
+		}
+		return true, nil
+	}
+	data, err := os.ReadFile("../docs/examples/activities.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := strings.Split(strings.TrimSpace(string(data)), "\n")
+	acts = append(acts,
+		`{"_id":"n","timestamp":1,"appId":"11161","APPNAME":"Box","user":{"UserName":"A@b.c"},"n":1.0e3,"b":true,"x":null,"l":[1,"2",{"k":3}]}`,
+		`{"_id":"d","timestamp":1,"appId":1,"appId":11161,"user":"not an object"}`)
+	filters := []string{
+		`{"service":{"eq":[11161]}}`, `{"service":{"neq":[11161, 20595]}}`, `{"appName":{"eq":"box"}}`,
+		`{"user.username":{"startswith":["a@","megan"]}}`, `{"description":{"contains":["|","=","会议"]}}`,
+		`{"n":{"gte":1000,"lte":"1000"}}`, `{"b":{"eq":true}}`, `{"x":{"isset":true}}`, `{"x":{"isnotset":true}}`,
+		`{"l":{"eq":[2]}}`, `{"l":{"eq":["1"]}}`, `{"device.clientIP":{"range":[{"start":"10","end":"14"}]}}`,
+		`{"activity.eventType":{"eq":["EVENT_CATEGORY_LOGIN","EVENT_CATEGORY_DOWNLOAD_FILE"]}}`,
+		`{"timestamp":{"gt":1715675000000}}`, `{"user.userName":{"isset":true},"service":{"eq":[11161]}}`,
+	}
+	decided := 0
+	for _, fs := range filters {
+		f, err := ParseFilter([]byte(fs))
+		if err != nil {
+			t.Fatalf("ParseFilter(%s): %v", fs, err)
+		}
+		for _, a := range acts {
+			got, gotErr := f.Match([]byte(a))
+			want, wantErr := reference(f, []byte(a))
+			if got != want || (gotErr == nil) != (wantErr == nil) {
+				t.Errorf("filter %s on %.80s: Match = %v, %v; encoding/json says %v, %v", fs, a, got, gotErr, want, wantErr)
+			}
+			if got {
+				decided++
+			}
+		}
+	}
+	if decided == 0 {
+		t.Fatal("no activity matched any filter: the comparison proves nothing")
 	}
 }
