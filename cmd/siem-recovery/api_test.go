@@ -228,12 +228,17 @@ func TestAPICheckProbesTokenAndProxy(t *testing.T) {
 
 	a := newAPIRun(t, srv, srv.Token())
 	args := append([]string{"check"}, a.args[1:]...)
-	r := runBin(t, a.dir, nil, append(args, "--proxy", proxy.URL())...)
+	// Proxy credentials (tinyproxy here ignores them) are not printed.
+	withCreds := strings.Replace(proxy.URL(), "http://", "http://ops:SECRETP@", 1)
+	r := runBin(t, a.dir, nil, append(args, "--proxy", withCreds)...)
 	wantCode(t, r, 0)
 	for _, want := range []string{"OK  proxy", "OK  token"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("check output lacks %q:\n%s", want, r.stdout)
 		}
+	}
+	if strings.Contains(r.stdout+r.stderr, "SECRETP") {
+		t.Errorf("check shows the proxy password:\n%s%s", r.stdout, r.stderr)
 	}
 	if got := srv.Stats().Requests; got != 1 {
 		t.Errorf("check made %d API requests, want 1", got)

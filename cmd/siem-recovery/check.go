@@ -16,6 +16,7 @@ import (
 
 	"siem-recovery/checkpoint"
 	"siem-recovery/recovery"
+	"siem-recovery/recovery/mcas"
 )
 
 func checkCommand(stdout, stderr io.Writer) *cli.Command {
@@ -129,7 +130,7 @@ func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sour
 		if errors.Is(err, recovery.ErrInvalidProxy) {
 			proxyErr = err
 		}
-		if !add("proxy", proxy+": the API answers through it", proxyErr) {
+		if !add("proxy", mcas.RedactURL(proxy)+": the API answers through it", proxyErr) {
 			return
 		}
 	}

@@ -73,6 +73,8 @@ func TestExitCodes(t *testing.T) {
 		{name: "filter-missing", args: append(base, "--filter", "nope.json"), code: exitUsage},
 		{name: "source-missing", args: []string{"run", "--alert", "alert.json"}, code: exitUsage},
 		{name: "source-plain-http", args: []string{"run", "--alert", "alert.json", "--source", "http://contoso.portal.cloudappsecurity.com"}, code: exitUsage},
+		// A token pasted into the URL is refused and never shown.
+		{name: "source-token-in-url", args: []string{"run", "--alert", "alert.json", "--source", "https://contoso.portal.cloudappsecurity.com/api/v1/activities/?token=SECRETQ"}, code: exitUsage},
 		{name: "export-missing", args: []string{"run", "--alert", "alert.json", "--source", "file:nope.jsonl", "--checkpoint", "cp.db"}, code: exitUsage},
 		{name: "export-malformed-line", args: base, files: map[string]string{"export.jsonl": goodExport + `{"_id":"c","timestamp":` + "\n"}, code: exitUsage},
 		{name: "format-unknown", args: append(base, "--format", "leef"), code: exitUsage},

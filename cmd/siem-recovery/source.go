@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -39,24 +38,13 @@ func parseSource(raw string) (sourceSpec, error) {
 		}
 		return sourceSpec{file: path, display: "file:" + path, identity: exportIdentity(path)}, nil
 	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return sourceSpec{}, recovery.Problemf(recovery.ErrUsage, remedy, "--source %q is neither an https URL nor file:PATH", raw)
+	endpoint, err := mcas.ParseSource(raw)
+	if err != nil {
+		return sourceSpec{}, err
 	}
-	if u.User != nil {
-		return sourceSpec{}, recovery.Problemf(recovery.ErrUsage, "give the token with --token-file or MCAS_TOKEN, never in the URL", "--source must not carry credentials")
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !isLoopback(u.Hostname()) {
-			return sourceSpec{}, recovery.Problemf(recovery.ErrUsage, "use https:// (plain http is for a loopback test server only)",
-				"--source %s would send the token in clear text", u.Redacted())
-		}
-	default:
-		return sourceSpec{}, recovery.Problemf(recovery.ErrUsage, remedy, "--source %q: unknown scheme %q", raw, u.Scheme)
-	}
-	base := &url.URL{Scheme: u.Scheme, Host: strings.ToLower(u.Host)}
+	// The tenant is named by scheme and host: a copied path such as /api
+	// makes no other recovery.
+	base := &url.URL{Scheme: endpoint.Scheme, Host: strings.ToLower(endpoint.Host)}
 	return sourceSpec{api: base, display: base.String(), identity: base.String()}, nil
 }
 
@@ -78,14 +66,6 @@ func exportIdentity(path string) string {
 	return fmt.Sprintf("file-sha256:%x", h.Sum(nil))
 }
 
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // openSource opens the source --source names.
 func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, w recovery.Window, f recovery.Filter) (recovery.Source, error) {
 	pageSize := c.Int("page-size")
@@ -99,7 +79,7 @@ func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourc
 		}
 		return s, nil
 	}
-	token, err := readToken(c)
+	token, err := readToken(c, src.display)
 	if err != nil {
 		return nil, err
 	}
@@ -125,8 +105,9 @@ func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourc
 	return s, nil
 }
 
-// readToken returns the API token from --token-file, or --token / MCAS_TOKEN.
-func readToken(c *cli.Context) (recovery.Token, error) {
+// readToken returns the API token from --token-file, or --token / MCAS_TOKEN,
+// for the API source shown as source.
+func readToken(c *cli.Context, source string) (recovery.Token, error) {
 	file, direct := c.String("token-file"), c.String("token")
 	if file != "" && direct != "" {
 		return recovery.Token{}, recovery.Problemf(recovery.ErrUsage, "give the token one way only",
@@ -143,7 +124,7 @@ func readToken(c *cli.Context) (recovery.Token, error) {
 	if direct == "" {
 		return recovery.Token{}, recovery.Problemf(recovery.ErrInvalidToken,
 			"generate an API token in the MCAS portal (Settings > Security extensions > API tokens) and pass it with --token-file or MCAS_TOKEN",
-			"no API token given for %s", c.String("source"))
+			"no API token given for %s", source)
 	}
 	return recovery.NewToken(direct), nil
 }

@@ -276,7 +276,7 @@ func (s *Source) proxyAddress() (shown, host, port string) {
 	if u == nil {
 		return "(unknown)", "?", "?"
 	}
-	return u.Redacted(), u.Hostname(), u.Port()
+	return RedactURL(u.String()), u.Hostname(), u.Port()
 }
 
 // message is the API's explanation in an error answer, short and without

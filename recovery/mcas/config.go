@@ -29,29 +29,33 @@ const (
 // trailing slash matters: without it the API ignores the request body.
 const endpointPath = "/api/v1/activities/"
 
-// parseSource checks the --source URL and returns the activities endpoint.
-// Any https host is accepted (tenants live under several domains); plain
-// http only to a loopback address, for tests. A path the operator copied
-// from the portal ("/api", "/api/v1", "/api/v1/activities") is tolerated.
-func parseSource(raw string) (*url.URL, error) {
+// ParseSource checks an API --source URL and returns the activities
+// endpoint. Any https host is accepted (tenants live under several
+// domains); plain http only to a loopback address, for tests. A path the
+// operator copied from the portal ("/api", "/api/v1", "/api/v1/activities")
+// is tolerated. Its errors show the URL through RedactURL: a token pasted
+// into it never reaches a message.
+func ParseSource(raw string) (*url.URL, error) {
+	shown := RedactURL(strings.TrimSpace(raw))
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil || u.Host == "" || u.Opaque != "" {
-		return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %q is not an https:// URL", redactURL(raw))
+		return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %q is not an https:// URL", shown)
 	}
 	if u.User != nil {
-		return nil, recovery.Problemf(recovery.ErrUsage, remedySource+"; the token goes in --token-file, MCAS_TOKEN or --token", "--source %s carries a user name or password", u.Redacted())
+		return nil, recovery.Problemf(recovery.ErrUsage, remedySource+"; the token goes in --token-file, MCAS_TOKEN or --token", "--source %s carries a user name or password", shown)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %s has a query or fragment", u.Redacted())
+		return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %s has a query or fragment", shown)
 	}
 	switch u.Scheme {
 	case "https":
 	case "http":
 		if !isLoopback(u.Hostname()) {
-			return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %s: plain http is allowed only to a loopback address (for tests); the API is https", u.Redacted())
+			return nil, recovery.Problemf(recovery.ErrUsage, "use https:// (plain http is for a loopback test server only)",
+				"--source %s would send the token in clear text", shown)
 		}
 	default:
-		return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %s: scheme %q is neither https nor file", u.Redacted(), u.Scheme)
+		return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %s: scheme %q is neither https nor file", shown, u.Scheme)
 	}
 	path := strings.TrimRight(u.Path, "/")
 	for _, suffix := range []string{"/api/v1/activities", "/api/v1", "/api"} {
@@ -124,7 +128,7 @@ func parseProxy(raw string) (*url.URL, error) {
 	if raw == "" {
 		return nil, nil
 	}
-	shown := redactURL(raw)
+	shown := RedactURL(raw)
 	s := raw
 	if !strings.Contains(s, "://") {
 		s = "http://" + s
@@ -152,17 +156,24 @@ func parseProxy(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// redactURL hides a password in a URL that may not parse.
-func redactURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.User != nil {
-		return u.Redacted()
+// RedactURL returns a URL (which may not parse) fit for a message: its
+// user information and any query or fragment, where a token may have been
+// pasted, are shown as xxxxx.
+func RedactURL(raw string) string {
+	s := raw
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i+1] + "xxxxx"
 	}
-	if at := strings.LastIndex(raw, "@"); at >= 0 {
-		scheme := ""
-		if i := strings.Index(raw, "://"); i >= 0 && i < at {
-			scheme = raw[:i+3]
-		}
-		return scheme + "xxxxx@" + raw[at+1:]
+	authority := strings.Index(s, "://") + 1 // 0 without a scheme
+	if authority > 0 {
+		authority += 2
 	}
-	return raw
+	end := len(s)
+	if i := strings.IndexByte(s[authority:], '/'); i >= 0 {
+		end = authority + i
+	}
+	if at := strings.LastIndexByte(s[authority:end], '@'); at >= 0 {
+		s = s[:authority] + "xxxxx" + s[authority+at:]
+	}
+	return s
 }

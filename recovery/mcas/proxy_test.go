@@ -123,13 +123,32 @@ func TestSourceURLs(t *testing.T) {
 			t.Errorf("%s: endpoint %s, want %s", in, got, want)
 		}
 	}
-	for _, bad := range []string{"", "contoso.us2.portal.cloudappsecurity.com", "http://contoso.us2.portal.cloudappsecurity.com", "http://10.1.2.3:80", "ftp://x.example", "https://user:pw@contoso.example", "https://contoso.example/?q=1", "https://"} {
+	for _, bad := range []string{"", "contoso.us2.portal.cloudappsecurity.com", "http://contoso.us2.portal.cloudappsecurity.com", "http://10.1.2.3:80", "ftp://x.example", "https://user:pw@contoso.example", "https://contoso.example/?q=1", "https://",
+		"https://contoso.example/?token=SECRETQ", "https://contoso.example/#SECRETF", "https://SECRETU@contoso.example", "ftp://SECRETU@x.example/?SECRETQ", "http://10.1.2.3/?token=SECRETQ"} {
 		_, err := mcas.New(mcas.Config{BaseURL: bad, Token: token, Window: testWindow})
 		if !errors.Is(err, recovery.ErrUsage) {
 			t.Errorf("%q: error %v, want a usage error", bad, err)
 		}
-		if err != nil && strings.Contains(err.Error(), "pw@") {
-			t.Errorf("%q: the password shows in %q", bad, err)
+		if err != nil && (strings.Contains(err.Error(), "pw@") || strings.Contains(err.Error(), "SECRET")) {
+			t.Errorf("%q: a secret shows in %q", bad, err)
+		}
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://contoso.example":                  "https://contoso.example",
+		"https://contoso.example/api?token=abc":    "https://contoso.example/api?xxxxx",
+		"https://contoso.example/#abc":             "https://contoso.example/#xxxxx",
+		"https://user:pw@contoso.example/a@b":      "https://xxxxx@contoso.example/a@b",
+		"https://tok@contoso.example":              "https://xxxxx@contoso.example",
+		"user:hunter2@proxy.corp:3128":             "xxxxx@proxy.corp:3128",
+		"http://proxy.corp:3128":                   "http://proxy.corp:3128",
+		"ht tp://u:p@x:1/?q":                       "ht tp://xxxxx@x:1/?xxxxx",
+		"https://contoso.example/path?x=1@evil.io": "https://contoso.example/path?xxxxx",
+	} {
+		if got := mcas.RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -139,7 +139,7 @@ type Source struct {
 // ErrInvalidToken (missing or malformed token) or ErrInvalidProxy (a
 // proxy that does not parse).
 func New(cfg Config) (*Source, error) {
-	endpoint, err := parseSource(cfg.BaseURL)
+	endpoint, err := ParseSource(cfg.BaseURL)
 	if err != nil {
 		return nil, err
 	}
