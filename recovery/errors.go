@@ -26,6 +26,10 @@ var (
 	// ErrStopped: the run stopped before the end date (--max-duration,
 	// SIGINT, SIGTERM) with its progress saved.
 	ErrStopped = errors.New("stopped before the end date")
+	// ErrSink: the syslog receiver cannot be reached (the MCAS "Data server
+	// connection error"), found by a probe. The SPEC gives it no code of its
+	// own: it exits as a general error.
+	ErrSink = errors.New("data server connection error")
 )
 
 // Error is a failure explained for the operator: its kind (one of the

@@ -3,7 +3,6 @@ package sink
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"io"
 	"net"
 	"sort"
@@ -194,16 +193,15 @@ func (s *streamSink) Close() error { return nil }
 // receiver. It does not retry.
 func (s *streamSink) Probe(ctx context.Context) error {
 	conn, err := s.dial(ctx)
+	if err == nil {
+		if c, ok := conn.(*tls.Conn); ok {
+			err = c.HandshakeContext(ctx)
+		}
+		conn.Close()
+	}
 	if err != nil {
 		f := &failure{stage: stageConnect, target: s.retry.target, err: err}
-		return fmt.Errorf("Data server connection error: %s; %s", f.Error(), f.remedy())
+		return recovery.Problemf(recovery.ErrSink, f.remedy(), "Data server connection error: %w", f)
 	}
-	if c, ok := conn.(*tls.Conn); ok {
-		if err := c.HandshakeContext(ctx); err != nil {
-			conn.Close()
-			f := &failure{stage: stageConnect, target: s.retry.target, err: err}
-			return fmt.Errorf("Data server connection error: %s; %s", f.Error(), f.remedy())
-		}
-	}
-	return conn.Close()
+	return nil
 }

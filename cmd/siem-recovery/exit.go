@@ -39,6 +39,8 @@ func exitCode(err error) (int, string) {
 		return exitCheckpointUnusable, "Checkpoint unavailable"
 	case errors.Is(err, recovery.ErrStopped):
 		return exitStopped, "Stopped before the end date"
+	case errors.Is(err, recovery.ErrSink):
+		return exitGeneral, "General error during bootstrap"
 	}
 	var missing *missingError
 	if errors.As(err, &missing) {
