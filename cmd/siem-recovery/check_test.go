@@ -29,6 +29,13 @@ func TestCheck(t *testing.T) {
 			wantCode(t, r, exitStopped)
 			holdLock(t, filepath.Join(dir, "cp.db.lock"), 4242)
 		}},
+		// A bad --source is shown redacted, and the checkpoint, whose
+		// identity needs the source, is not compared (no false mismatch).
+		{name: "source-token-in-url", args: []string{"check", "--alert", "alert.json", "--source", "https://contoso.example/?token=SECRETQ", "--sink", "file:out.cef", "--checkpoint", "cp.db"}, code: exitUsage,
+			setup: func(t *testing.T, dir string) {
+				r := runBin(t, dir, nil, "run", "--alert", "alert.json", "--source", "file:export.jsonl", "--checkpoint", "cp.db")
+				wantCode(t, r, 0)
+			}},
 		{name: "checkpoint-completed", args: base, code: 0, setup: func(t *testing.T, dir string) {
 			r := runBin(t, dir, nil, "run", "--alert", "alert.json", "--source", "file:export.jsonl", "--checkpoint", "cp.db")
 			wantCode(t, r, 0)
