@@ -364,6 +364,17 @@ func TestPreparedBatchIsTheOneSent(t *testing.T) {
 	if _, err := s.Send(ctx, third); err != nil {
 		t.Fatal(err)
 	}
+	// The read-ahead prepares the next batch before Send takes the current
+	// one: both stay prepared, and each Send takes its own.
+	stream := s.(*streamSink)
+	more := makeActivities(2000)
+	p.Prepare(more[:1000])
+	p.Prepare(more[1000:])
+	for i, b := range [][]recovery.Activity{more[:1000], more[1000:]} {
+		if !stream.takePrepared(b) {
+			t.Fatalf("batch %d was not kept prepared while the next one was", i)
+		}
+	}
 	lines := srv.Lines()
 	if dup := compareReceived(t, lines, expected(t, target, opts, as)); dup != 0 || len(lines) != len(as) {
 		t.Fatalf("%d lines, %d duplicates", len(lines), dup)

@@ -40,14 +40,17 @@ type streamSink struct {
 	buf            []byte // the batch's frames, reused from batch to batch
 	ends           []int  // ends[i] is the offset just after frame i
 	framer         framer // for batches Send formats itself
-	next           prepared
+
+	// Batches Prepare formatted ahead of their Send. Two slots: the read-ahead
+	// may prepare the next batch before Send has taken the current one.
+	prepMu   sync.Mutex
+	prepared [2]prepared
+	prepNext int // the slot the next Prepare fills
 }
 
-// prepared holds the frames of the batch Prepare formatted ahead of Send,
-// while the batch before was being confirmed.
+// prepared holds the frames of one batch formatted ahead of its Send.
 type prepared struct {
-	mu     sync.Mutex
-	first  *recovery.Activity // &batch[0] of the batch they belong to
+	first  *recovery.Activity // &batch[0] of the batch they belong to; nil while empty or being formatted
 	n      int
 	buf    []byte
 	ends   []int
@@ -72,14 +75,7 @@ func (s *streamSink) Send(ctx context.Context, batch []recovery.Activity) (resen
 	if len(batch) == 0 {
 		return 0, nil
 	}
-	s.next.mu.Lock()
-	if s.next.first == &batch[0] && s.next.n == len(batch) {
-		s.buf, s.next.buf = s.next.buf, s.buf
-		s.ends, s.next.ends = s.next.ends, s.ends
-		s.next.first, s.next.n = nil, 0
-		s.next.mu.Unlock()
-	} else { // not prepared, or prepared for a later batch: keep that
-		s.next.mu.Unlock()
+	if !s.takePrepared(batch) { // not prepared: format it now
 		s.buf, s.ends = s.framer.appendFrames(s.enc, s.buf[:0], s.ends[:0], batch)
 	}
 	err = s.retry.do(ctx, func() error {
@@ -93,12 +89,37 @@ func (s *streamSink) Send(ctx context.Context, batch []recovery.Activity) (resen
 }
 
 // Prepare formats batch ahead of its Send (recovery.Preparer), so that the
-// formatting overlaps the confirmation of the batch before.
+// formatting overlaps the delivery of the batch before. It is not called
+// concurrently with itself; the formatting runs outside the lock Send takes.
 func (s *streamSink) Prepare(batch []recovery.Activity) {
-	s.next.mu.Lock()
-	defer s.next.mu.Unlock()
-	s.next.buf, s.next.ends = s.next.framer.appendFrames(s.enc, s.next.buf[:0], s.next.ends[:0], batch)
-	s.next.first, s.next.n = &batch[0], len(batch)
+	if len(batch) == 0 {
+		return
+	}
+	s.prepMu.Lock()
+	p := &s.prepared[s.prepNext]
+	s.prepNext ^= 1
+	p.first, p.n = nil, 0 // Send must not take it while it is formatted
+	s.prepMu.Unlock()
+	buf, ends := p.framer.appendFrames(s.enc, p.buf[:0], p.ends[:0], batch)
+	s.prepMu.Lock()
+	p.buf, p.ends, p.first, p.n = buf, ends, &batch[0], len(batch)
+	s.prepMu.Unlock()
+}
+
+// takePrepared makes the frames Prepare formatted for batch the ones to
+// send, if there are any.
+func (s *streamSink) takePrepared(batch []recovery.Activity) bool {
+	s.prepMu.Lock()
+	defer s.prepMu.Unlock()
+	for i := range s.prepared {
+		if p := &s.prepared[i]; p.first == &batch[0] && p.n == len(batch) {
+			s.buf, p.buf = p.buf, s.buf
+			s.ends, p.ends = p.ends, s.ends
+			p.first, p.n = nil, 0
+			return true
+		}
+	}
+	return false
 }
 
 // framesStarted counts the frames of which at least the first byte is
