@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -119,18 +120,30 @@ func (s *Store) init(ctx context.Context, id Identity) error {
 			Window: id.Window, Source: id.Source, Filter: id.Filter, Fingerprint: id.Fingerprint,
 			State: recovery.StatePending, CreatedAt: now, UpdatedAt: now,
 		}
-		db, err := bolt.Open(s.path, FileMode, &bolt.Options{Timeout: lockWait})
+		// Built aside and renamed into place: a run killed while creating
+		// it leaves no half-made checkpoint that every re-run would refuse
+		// as corrupt. The lock is held, so the temporary file is ours.
+		tmp := s.path + ".new"
+		os.Remove(tmp)
+		db, err := bolt.Open(tmp, FileMode, &bolt.Options{Timeout: lockWait})
 		if err != nil {
 			return unavailable(fmt.Errorf("create %s: %w", s.path, err), "check that its directory exists and is writable, or choose another --checkpoint", "cannot create %s: %v", s.path, err)
 		}
-		defer db.Close()
-		return db.Update(func(tx *bolt.Tx) error {
+		err = db.Update(func(tx *bolt.Tx) error {
 			b, err := tx.CreateBucketIfNotExists(bucketName)
 			if err != nil {
 				return err
 			}
 			return put(b, st)
 		})
+		if err = errors.Join(err, db.Close()); err == nil {
+			err = os.Rename(tmp, s.path)
+		}
+		if err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("create %s: %w", s.path, err)
+		}
+		return syncDir(filepath.Dir(s.path))
 	case statErr != nil:
 		return unavailable(statErr, "check the path and its permissions", "cannot read %s: %v", s.path, statErr)
 	}
@@ -296,4 +309,17 @@ func unavailable(cause error, remedy, format string, args ...any) error {
 		e.Err = cause
 	}
 	return e
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -136,5 +137,29 @@ func TestReadMissing(t *testing.T) {
 	_, _, err := Read(context.Background(), filepath.Join(t.TempDir(), "nope.db"))
 	if !errors.Is(err, recovery.ErrCheckpointUnavailable) || !strings.Contains(err.Error(), "a run creates it when it starts") {
 		t.Fatalf("Read missing: %v", err)
+	}
+}
+
+// A run killed while creating its checkpoint leaves at most the temporary
+// file, never a half-made checkpoint: the next run creates it afresh.
+func TestKilledCreationDoesNotBlockTheNextRun(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.db")
+	if err := os.WriteFile(path+".new", nil, 0o600); err != nil { // what a kill -9 in bolt.Open leaves
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, path, ident)
+	if err != nil {
+		t.Fatalf("Open after a killed creation: %v", err)
+	}
+	defer s.Close()
+	if st, err := s.Load(ctx); err != nil || st.State != recovery.StatePending || st.Fingerprint != ident.Fingerprint {
+		t.Fatalf("created %+v, %v", st, err)
+	}
+	if _, err := os.Stat(path + ".new"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the temporary file is still there: %v", err)
+	}
+	if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("checkpoint mode %v, %v; want 0600", info.Mode().Perm(), err)
 	}
 }
