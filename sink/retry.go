@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
+	"siem-recovery/recovery"
 )
 
 // Stages of an attempt to deliver to a network receiver.
@@ -115,6 +117,12 @@ func (f *failure) remedy() string {
 	}
 }
 
+// problem is the failure as the operator reads it, in a log line or from
+// check: the MCAS "Data server connection error", what was wrong, the remedy.
+func (f *failure) problem() *recovery.Error {
+	return recovery.Problemf(recovery.ErrSink, f.remedy(), "Data server connection error: %w", f)
+}
+
 // key identifies a failure for "log each distinct failure once".
 func (f *failure) key() string { return f.stage + ": " + f.cause() }
 
@@ -186,7 +194,7 @@ func (r *reconnector) failed(err error, wait time.Duration) {
 	if !errors.As(err, &f) {
 		f = &failure{stage: stageSend, target: r.target, err: err}
 	}
-	msg := "Data server connection error: " + f.Error() + "; " + f.remedy()
+	msg := f.problem().Error()
 	if k := f.key(); k != r.lastKey {
 		r.lastKey = k
 		r.log.Warn(msg, "sink", r.target, "retry_in", wait.Round(time.Millisecond))

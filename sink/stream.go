@@ -213,16 +213,9 @@ func (s *streamSink) Close() error { return nil }
 // without sending anything: the check command's test of the route to the
 // receiver. It does not retry.
 func (s *streamSink) Probe(ctx context.Context) error {
-	conn, err := s.dial(ctx)
-	if err == nil {
-		if c, ok := conn.(*tls.Conn); ok {
-			err = c.HandshakeContext(ctx)
-		}
-		conn.Close()
-	}
+	conn, err := s.dial(ctx) // for TLS, tls.Dialer has done the handshake
 	if err != nil {
-		f := &failure{stage: stageConnect, target: s.retry.target, err: err}
-		return recovery.Problemf(recovery.ErrSink, f.remedy(), "Data server connection error: %w", f)
+		return (&failure{stage: stageConnect, target: s.retry.target, err: err}).problem()
 	}
-	return nil
+	return conn.Close()
 }
