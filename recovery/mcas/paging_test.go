@@ -275,3 +275,24 @@ func TestPlainPagingStopsAtTheSkipLimit(t *testing.T) {
 		t.Errorf("delivered %d before stopping, want the 10 before the burst and 5000 of it", len(d.ids))
 	}
 }
+
+// When the API's order within one millisecond is not stable, "skip the ids
+// already delivered" may skip one never delivered. Plain paging must then
+// stop with an error that says so, and what it delivered before must hold
+// no id twice: it must never go on and lose an activity silently.
+func TestPlainPagingStopsWhenTiesAreUnstable(t *testing.T) {
+	acts, _ := generate(2000, 300, 1150) // 300 activities in one millisecond
+	srv := mcastest.New(t, mcastest.Options{Activities: acts, UnstableTies: true})
+	src, _ := newSource(t, srv, func(c *mcas.Config) { c.Paging = mcas.PagingPlain })
+	d, err := drain(ctxFor(t, 30*time.Second), t, src, recovery.Cursor{}, 0)
+	if err == nil || !strings.Contains(err.Error(), "its order within one millisecond is not stable") {
+		t.Fatalf("drained %d activities, error %v; want the unstable-order error", len(d.ids), err)
+	}
+	seen := map[string]bool{}
+	for _, id := range d.ids {
+		if seen[id] {
+			t.Fatalf("id %s delivered twice before the error", id)
+		}
+		seen[id] = true
+	}
+}

@@ -395,33 +395,25 @@ func (s *Source) fetchPlain(ctx context.Context, cur recovery.Cursor) (recovery.
 	all := ans.activities
 	page.Last = len(all) < limit || ans.HasNext != nil && !*ans.HasNext
 
-	// The records at cur.Timestamp come first; those already delivered
-	// are skipped by "skip", and dropped here should the API's order
-	// within one millisecond not be stable.
+	// The records at cur.Timestamp come first, and "skip" passes over
+	// those already delivered. One of them listed again means the API's
+	// order within that millisecond changed: the skipped records then
+	// hold one never delivered, so paging must stop, not go on without it.
 	seen := make(map[string]bool, len(cur.SeenIDs))
 	for _, id := range cur.SeenIDs {
 		seen[id] = true
 	}
-	fresh := make([]recovery.Activity, 0, len(all))
 	for _, a := range all {
 		if a.Timestamp == gte && seen[a.ID] {
-			continue
+			return page, fmt.Errorf("the API answered %s with activity %s, already delivered at %s: its order within one millisecond is not stable, so plain paging cannot go on without losing activities; use scan mode",
+				s.Endpoint(), a.ID, recovery.FormatMillis(gte))
 		}
-		fresh = append(fresh, a)
 	}
-	if len(fresh) < len(all) {
-		s.log.Warn("the API listed activities already delivered at the cursor's millisecond; dropped them",
-			"count", len(all)-len(fresh), "millisecond", recovery.FormatMillis(gte))
-	}
-	page.Activities = s.inWindow(fresh)
+	page.Activities = s.inWindow(all)
 	if page.Last {
 		page.Progress = 1
 		page.Next = cur
 		return page, nil
-	}
-	if len(fresh) == 0 {
-		return page, fmt.Errorf("the API answered %s with only activities already delivered at %s: its order within one millisecond is not stable, so plain paging cannot go on; use scan mode",
-			s.Endpoint(), recovery.FormatMillis(gte))
 	}
 	// The next cursor: the last millisecond listed, and every id listed
 	// at it (all of them, so skip stays the count of records before).
@@ -431,7 +423,7 @@ func (s *Source) fetchPlain(ctx context.Context, cur recovery.Cursor) (recovery.
 		ids = append(ids, cur.SeenIDs...)
 	}
 	for _, a := range all {
-		if a.Timestamp == last && !(last == gte && seen[a.ID]) {
+		if a.Timestamp == last {
 			ids = append(ids, a.ID)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -45,6 +46,10 @@ type Options struct {
 	// BudgetPeriod is the length of the budget window; default one minute.
 	// Tests shorten it.
 	BudgetPeriod time.Duration
+	// UnstableTies makes plain paging list the first activity of each
+	// millisecond after the others on every second plain request: an API
+	// whose order within a millisecond is not stable.
+	UnstableTies bool
 }
 
 // Fault is an answer the server gives instead of the normal one.
@@ -97,13 +102,16 @@ type Server struct {
 	// http://127.0.0.1:41234, without a trailing slash.
 	URL string
 
-	srv     *httptest.Server
-	token   string
-	bearer  bool
-	records []record // sorted by (ts, id); read-only after New
-	noScan  bool
-	rpm     int
-	period  time.Duration
+	srv      *httptest.Server
+	token    string
+	bearer   bool
+	records  []record // sorted by (ts, id); read-only after New
+	noScan   bool
+	unstable bool
+	rpm      int
+	period   time.Duration
+
+	plainCalls atomic.Int64
 
 	mu          sync.Mutex
 	faults      []*faultRule
@@ -125,10 +133,11 @@ type record struct {
 func New(tb testing.TB, opts Options) *Server {
 	tb.Helper()
 	s := &Server{
-		token:  opts.Token,
-		noScan: opts.NoScan,
-		rpm:    opts.RequestsPerMinute,
-		period: opts.BudgetPeriod,
+		token:    opts.Token,
+		noScan:   opts.NoScan,
+		unstable: opts.UnstableTies,
+		rpm:      opts.RequestsPerMinute,
+		period:   opts.BudgetPeriod,
 	}
 	if s.token == "" {
 		s.token = DefaultToken
@@ -462,14 +471,28 @@ func (s *Server) plain(q query, c conditions, desc bool) (answer, int, string) {
 	case skip+limit > 5000:
 		return answer{}, http.StatusBadRequest, fmt.Sprintf("skip %d + limit %d: at most 5000 without isScan", skip, limit)
 	}
-	var a answer
+	var listed []record
 	s.each(c, desc, func(r record) bool {
-		if a.total >= skip && len(a.data) < limit {
-			a.data = append(a.data, r)
-		}
-		a.total++
+		listed = append(listed, r)
 		return true
 	})
+	if s.unstable && s.plainCalls.Add(1)%2 == 0 {
+		for i := 0; i < len(listed); {
+			j := i
+			for j < len(listed) && listed[j].ts == listed[i].ts {
+				j++
+			}
+			// The first of the millisecond moves to its end.
+			first := listed[i]
+			copy(listed[i:j-1], listed[i+1:j])
+			listed[j-1] = first
+			i = j
+		}
+	}
+	a := answer{total: len(listed)}
+	if skip < len(listed) {
+		a.data = listed[skip:min(skip+limit, len(listed))]
+	}
 	a.hasNext = skip+len(a.data) < a.total
 	return a, http.StatusOK, ""
 }
