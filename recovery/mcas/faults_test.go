@@ -3,6 +3,7 @@ package mcas_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -172,7 +173,8 @@ func TestMalformedTokenIsRefusedBeforeAnyRequest(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			logs := &logBuffer{}
-			_, err := mcas.New(mcas.Config{BaseURL: srv.URL, Token: recovery.NewToken(token), Window: testWindow})
+			_, err := mcas.New(mcas.Config{BaseURL: srv.URL, Token: recovery.NewToken(token), Window: testWindow,
+				Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 			if !errors.Is(err, recovery.ErrInvalidToken) {
 				t.Fatalf("error %v, want ErrInvalidToken", err)
 			}
