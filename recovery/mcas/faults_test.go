@@ -26,11 +26,7 @@ func TestThrottlingAndServerErrorsLoseNothing(t *testing.T) {
 	srv.FailEvery(7, mcastest.Fault{Malformed: true})
 	src, logs := newSource(t, srv, func(c *mcas.Config) { c.PageSize, c.MaxCriticalErrors = pageSize, 3 })
 
-	d, err := drain(ctxFor(t, 60*time.Second), t, src, recovery.Cursor{}, 0)
-	if err != nil {
-		t.Fatalf("Fetch: %v\nlog:\n%s", err, logs)
-	}
-	assertExactlyOnce(t, d.ids, want)
+	d := drainAll(t, src, 60*time.Second, want, func() string { return "log:\n" + logs.String() })
 
 	stats := srv.Stats()
 	if stats.Throttled < 2 || stats.Faults < 5 {
@@ -59,11 +55,7 @@ func TestThrottlingIsNotCritical(t *testing.T) {
 	srv := mcastest.New(t, mcastest.Options{Activities: acts})
 	srv.FailNext(6, mcastest.Fault{Status: 429, RetryAfter: "0"})
 	src, logs := newSource(t, srv, func(c *mcas.Config) { c.MaxCriticalErrors = 2 })
-	d, err := drain(ctxFor(t, 30*time.Second), t, src, recovery.Cursor{}, 0)
-	if err != nil {
-		t.Fatalf("6 throttled requests with MaxCriticalErrors 2: %v", err)
-	}
-	assertExactlyOnce(t, d.ids, want)
+	drainAll(t, src, 30*time.Second, want, func() string { return "6 throttled requests with MaxCriticalErrors 2" })
 	if got := strings.Count(logs.String(), "level=WARN msg=\"API request failed; retrying\""); got != 1 {
 		t.Errorf("%d warnings for one streak of 429s, want 1:\n%s", got, logs)
 	}
@@ -76,11 +68,7 @@ func TestCriticalErrorsAreCountedInARow(t *testing.T) {
 	srv := mcastest.New(t, mcastest.Options{Activities: acts})
 	srv.FailEvery(2, mcastest.Fault{Status: 503})
 	src, _ := newSource(t, srv, func(c *mcas.Config) { c.MaxCriticalErrors, c.PageSize = 2, 500 })
-	d, err := drain(ctxFor(t, 30*time.Second), t, src, recovery.Cursor{}, 0)
-	if err != nil {
-		t.Fatalf("Fetch: %v", err)
-	}
-	assertExactlyOnce(t, d.ids, want)
+	drainAll(t, src, 30*time.Second, want, nil)
 }
 
 func TestTooManyCriticalErrors(t *testing.T) {
@@ -194,11 +182,7 @@ func TestJWTIsSentAsBearer(t *testing.T) {
 	acts, want := generate(600, 0, 0)
 	srv := mcastest.New(t, mcastest.Options{Activities: acts, Token: jwt})
 	src, _ := newSource(t, srv, nil)
-	d, err := drain(ctxFor(t, 10*time.Second), t, src, recovery.Cursor{}, 0)
-	if err != nil {
-		t.Fatalf("Fetch: %v", err)
-	}
-	assertExactlyOnce(t, d.ids, want)
+	drainAll(t, src, 10*time.Second, want, nil)
 	for _, r := range srv.Requests() {
 		if r.Auth != "Bearer" {
 			t.Fatalf("auth scheme %q, want Bearer", r.Auth)

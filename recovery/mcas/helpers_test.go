@@ -84,6 +84,23 @@ type drained struct {
 	next     recovery.Cursor
 }
 
+// drainAll fetches the whole window from its start within timeout, fails
+// the test on any error (adding what about says, when set), and checks that
+// every wanted id came exactly once.
+func drainAll(t *testing.T, src recovery.Source, timeout time.Duration, want []string, about func() string) drained {
+	t.Helper()
+	d, err := drain(ctxFor(t, timeout), t, src, recovery.Cursor{}, 0)
+	if err != nil {
+		extra := ""
+		if about != nil {
+			extra = "\n" + about()
+		}
+		t.Fatalf("Fetch: %v%s", err, extra)
+	}
+	assertExactlyOnce(t, d.ids, want)
+	return d
+}
+
 // drain fetches from cur until the last page, or until maxPages pages
 // (0: no limit) when a test wants to stop half way.
 func drain(ctx context.Context, t *testing.T, src recovery.Source, cur recovery.Cursor, maxPages int) (drained, error) {

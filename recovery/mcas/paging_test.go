@@ -41,11 +41,7 @@ func TestScanDeliversEachActivityExactlyOnce(t *testing.T) {
 			srv := mcastest.New(t, mcastest.Options{Activities: acts})
 			src, _ := newSource(t, srv, func(c *mcas.Config) { c.PageSize = pageSize })
 
-			d, err := drain(ctxFor(t, 60*time.Second), t, src, recovery.Cursor{}, 0)
-			if err != nil {
-				t.Fatalf("Fetch: %v", err)
-			}
-			assertExactlyOnce(t, d.ids, want)
+			d := drainAll(t, src, 60*time.Second, want, nil)
 
 			stats := srv.Stats()
 			if limit := ceilDiv(n, pageSize) + 2; stats.Requests > limit {
@@ -89,11 +85,7 @@ func TestPlainPagingDeliversEachActivityExactlyOnce(t *testing.T) {
 	srv := mcastest.New(t, mcastest.Options{Activities: acts})
 	src, _ := newSource(t, srv, func(c *mcas.Config) { c.Paging = mcas.PagingPlain })
 
-	d, err := drain(ctxFor(t, 60*time.Second), t, src, recovery.Cursor{}, 0)
-	if err != nil {
-		t.Fatalf("Fetch: %v", err)
-	}
-	assertExactlyOnce(t, d.ids, want)
+	d := drainAll(t, src, 60*time.Second, want, nil)
 	stats := srv.Stats()
 	if limit := ceilDiv(n, pageSize) + 2; stats.Requests > limit {
 		t.Errorf("%d activity requests, want at most %d", stats.Requests, limit)
@@ -129,11 +121,7 @@ func TestPageSizeChoosesPaging(t *testing.T) {
 		t.Run(fmt.Sprint(tc.pageSize), func(t *testing.T) {
 			srv := mcastest.New(t, mcastest.Options{Activities: acts})
 			src, _ := newSource(t, srv, func(c *mcas.Config) { c.PageSize = tc.pageSize })
-			d, err := drain(ctxFor(t, 30*time.Second), t, src, recovery.Cursor{}, 0)
-			if err != nil {
-				t.Fatalf("Fetch: %v", err)
-			}
-			assertExactlyOnce(t, d.ids, want)
+			drainAll(t, src, 30*time.Second, want, nil)
 			if b := bodyOf(t, srv.Requests()[0]); b.IsScan != tc.scan {
 				t.Errorf("isScan %v, want %v (%s)", b.IsScan, tc.scan, srv.Requests()[0].Body)
 			}
@@ -192,11 +180,7 @@ func TestAutoPagingFallsBackWhenScanIsRefused(t *testing.T) {
 	acts, want := generate(1000, 150, 50)
 	srv := mcastest.New(t, mcastest.Options{Activities: acts, NoScan: true})
 	src, logs := newSource(t, srv, nil)
-	d, err := drain(ctxFor(t, 30*time.Second), t, src, recovery.Cursor{}, 0)
-	if err != nil {
-		t.Fatalf("Fetch: %v", err)
-	}
-	assertExactlyOnce(t, d.ids, want)
+	d := drainAll(t, src, 30*time.Second, want, nil)
 	reqs := srv.Requests()
 	if !bodyOf(t, reqs[0]).IsScan || reqs[0].Status != 400 || bodyOf(t, reqs[1]).IsScan {
 		t.Errorf("want a refused scan request, then plain paging; got %s (%d), %s", reqs[0].Body, reqs[0].Status, reqs[1].Body)
@@ -234,11 +218,7 @@ func TestFilterIsANDedWithTheWindow(t *testing.T) {
 		t.Run(paging.String(), func(t *testing.T) {
 			srv := mcastest.New(t, mcastest.Options{Activities: acts})
 			src, _ := newSource(t, srv, func(c *mcas.Config) { c.Filter, c.Paging, c.PageSize = filter, paging, 0 })
-			d, err := drain(ctxFor(t, 30*time.Second), t, src, recovery.Cursor{}, 0)
-			if err != nil {
-				t.Fatalf("Fetch: %v", err)
-			}
-			assertExactlyOnce(t, d.ids, want)
+			drainAll(t, src, 30*time.Second, want, nil)
 			wantFilters := fmt.Sprintf(`{"activity.eventType":{"neq":["EVENT_O365_LOGOUT"]},"date":{"gte":%d,"lte":%d},"service":{"eq":[11161,20893]}}`, testWindow.Start, testWindow.End-1)
 			if got := string(bodyOf(t, srv.Requests()[0]).Filters); got != wantFilters {
 				t.Errorf("filters %s, want %s", got, wantFilters)
@@ -253,11 +233,7 @@ func TestScanThroughOneMillisecondLargerThanAPage(t *testing.T) {
 	acts, want := generate(1500, 1200, 100)
 	srv := mcastest.New(t, mcastest.Options{Activities: acts})
 	src, _ := newSource(t, srv, func(c *mcas.Config) { c.PageSize = 500 })
-	d, err := drain(ctxFor(t, 30*time.Second), t, src, recovery.Cursor{}, 0)
-	if err != nil {
-		t.Fatalf("Fetch: %v", err)
-	}
-	assertExactlyOnce(t, d.ids, want)
+	drainAll(t, src, 30*time.Second, want, nil)
 }
 
 func TestPlainPagingStopsAtTheSkipLimit(t *testing.T) {
