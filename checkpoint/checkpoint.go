@@ -49,6 +49,12 @@ type Identity struct {
 	Fingerprint string
 }
 
+// Matches tells whether st is the checkpoint of this recovery: same window,
+// same source and filter.
+func (id Identity) Matches(st recovery.State) bool {
+	return st.Fingerprint == id.Fingerprint && st.Window == id.Window
+}
+
 func (id Identity) String() string {
 	filter := id.Filter
 	if filter == "" {
@@ -153,7 +159,7 @@ func (s *Store) init(ctx context.Context, id Identity) error {
 	if err != nil {
 		return err
 	}
-	if st.Fingerprint != id.Fingerprint || st.Window != id.Window {
+	if !id.Matches(st) {
 		return Mismatch(s.path, st, id, "this run asks for")
 	}
 	return nil

@@ -100,8 +100,7 @@ func check(c *cli.Context, stdout io.Writer) error {
 	// Without a valid source, the checkpoint's identity is unknown: comparing
 	// it would report a mismatch that is not there.
 	if !c.Bool("dry-run") && srcErr == nil {
-		detail, err := checkCheckpoint(ctx, c.String("checkpoint"), checkpoint.Identity{
-			Window: window, Source: src.display, Filter: filter.JSON(), Fingerprint: fingerprint(src, filter)})
+		detail, err := checkCheckpoint(ctx, c.String("checkpoint"), identity(src, window, filter))
 		add("checkpoint", detail, err)
 	}
 	return firstFailure(lines)
@@ -168,7 +167,7 @@ func checkCheckpoint(ctx context.Context, path string, id checkpoint.Identity) (
 	if err != nil {
 		return path, err
 	}
-	if st.Fingerprint != id.Fingerprint || st.Window != id.Window {
+	if !id.Matches(st) {
 		return path, checkpoint.Mismatch(path, st, id, "these flags ask for")
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)

@@ -65,8 +65,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 		return dryRun(ctx, c, log, src, window, filter)
 	}
 
-	ident := checkpoint.Identity{Window: window, Source: src.display, Filter: filter.JSON(), Fingerprint: fingerprint(src, filter)}
-	store, err := checkpoint.Open(ctx, c.String("checkpoint"), ident)
+	store, err := checkpoint.Open(ctx, c.String("checkpoint"), identity(src, window, filter))
 	if err != nil {
 		return err
 	}
@@ -245,9 +244,11 @@ func readFilter(c *cli.Context) (recovery.Filter, error) {
 // fingerprint identifies what a checkpoint recovers: the source and the
 // filter (the window is stored and compared as is). The token is no part of
 // it: a new token for the same tenant resumes the same recovery.
-func fingerprint(src sourceSpec, f recovery.Filter) string {
+// identity is what a checkpoint must hold to be this recovery's: the
+// window, and a fingerprint of the source and the filter.
+func identity(src sourceSpec, w recovery.Window, f recovery.Filter) checkpoint.Identity {
 	sum := sha256.Sum256([]byte(src.identity + "\n" + f.JSON()))
-	return hex.EncodeToString(sum[:])
+	return checkpoint.Identity{Window: w, Source: src.display, Filter: f.JSON(), Fingerprint: hex.EncodeToString(sum[:])}
 }
 
 func newLogger(c *cli.Context, stderr io.Writer) (*slog.Logger, error) {

@@ -48,8 +48,7 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	var st *recovery.State
 	cpPath := c.String("checkpoint")
 	if s, _, err := checkpoint.Read(c.Context, cpPath); err == nil {
-		id := checkpoint.Identity{Window: window, Source: src.display, Filter: filter.JSON(), Fingerprint: fingerprint(src, filter)}
-		if s.Fingerprint != id.Fingerprint || s.Window != window {
+		if id := identity(src, window, filter); !id.Matches(s) {
 			return checkpoint.Mismatch(cpPath, s, id, "verify asks for")
 		}
 		st = &s
