@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,12 +18,16 @@ import (
 
 // TestProgressBarOnTerminal runs the binary with its stderr on a
 // pseudo-terminal, as an operator would, and checks the bar was drawn.
+// The bar redraws at most every 200 ms, so the run must last longer than
+// that however fast the machine: the receiver holds each of the 100
+// batches 10 ms before confirming it.
 func TestProgressBarOnTerminal(t *testing.T) {
 	dir := t.TempDir()
 	writeBigExport(t, filepath.Join(dir, "big.jsonl"), 200_000)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, bigArgs(dir, "--page-size", "2000")...)
+	recv := slowReceiver(t, 10*time.Millisecond)
+	cmd := exec.CommandContext(ctx, binary, bigArgs(dir, "--page-size", "2000", "--sink", "tcp://"+recv)...)
 	cmd.Env = cleanEnv()
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 120})
 	if err != nil {
@@ -59,4 +64,30 @@ func TestProgressLogWithoutTerminal(t *testing.T) {
 	json := runBin(t, dir, nil, "run", "--start", "1", "--end", "2", "--source", "file:big.jsonl", "--checkpoint", "j.db", "--log-format", "json")
 	wantCode(t, json, 0)
 	wantStderr(t, json, `"level":"INFO","msg":"completed"`)
+}
+
+// slowReceiver accepts syslog TCP connections on 127.0.0.1, reads each to
+// its end, and closes it only after hold: a SIEM that takes its time to
+// confirm. It returns the address.
+func slowReceiver(t *testing.T, hold time.Duration) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(io.Discard, c)
+				time.Sleep(hold)
+			}()
+		}
+	}()
+	return l.Addr().String()
 }
