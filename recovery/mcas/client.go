@@ -157,7 +157,7 @@ func (s *Source) once(ctx context.Context, body []byte, scan bool) (*answer, err
 	if err != nil {
 		return nil, &failure{permanent: fmt.Errorf("build a request for %s: %w", s.Endpoint(), err)}
 	}
-	req.Header.Set("Authorization", s.scheme+" "+strings.TrimSpace(s.token.Reveal()))
+	req.Header.Set("Authorization", s.scheme+" "+s.token.Reveal())
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "siem-recovery")
@@ -295,7 +295,7 @@ func (s *Source) message(data []byte) string {
 	if msg == "" {
 		msg = strings.Join(strings.Fields(string(data)), " ")
 	}
-	if secret := strings.TrimSpace(s.token.Reveal()); secret != "" {
+	if secret := s.token.Reveal(); secret != "" {
 		msg = strings.ReplaceAll(msg, secret, "[REDACTED]")
 	}
 	if len(msg) > 200 {

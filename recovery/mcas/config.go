@@ -84,7 +84,7 @@ var legacyToken = regexp.MustCompile(`^[0-9A-Za-z\-_=.+]{64,}$`)
 // token. Any other shape is refused before a request is made; the
 // message describes the token without showing any of it.
 func authorization(t recovery.Token) (string, error) {
-	secret := strings.TrimSpace(t.Reveal())
+	secret := t.Reveal()
 	switch {
 	case secret == "":
 		return "", recovery.Problemf(recovery.ErrInvalidToken, remedyNoTok, "no API token was given")
