@@ -2,10 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -36,7 +32,7 @@ func parseSource(raw string) (sourceSpec, error) {
 		if path == "" {
 			return sourceSpec{}, recovery.Problemf(recovery.ErrUsage, remedy, "--source %q names no file", raw)
 		}
-		return sourceSpec{file: path, display: "file:" + path, identity: exportIdentity(path)}, nil
+		return sourceSpec{file: path, display: "file:" + path, identity: export.Identity(path)}, nil
 	}
 	endpoint, err := mcas.ParseSource(raw)
 	if err != nil {
@@ -46,24 +42,6 @@ func parseSource(raw string) (sourceSpec, error) {
 	// makes no other recovery.
 	base := &url.URL{Scheme: endpoint.Scheme, Host: strings.ToLower(endpoint.Host)}
 	return sourceSpec{api: base, display: base.String(), identity: base.String()}, nil
-}
-
-// exportIdentity names an export by its content, not its path: the same
-// export moved or reached from another directory is the same recovery, and
-// another export at the same path is not. The first MiB decides (a resume
-// also checks the line at its offset). An unreadable file gets its path;
-// opening it reports the problem.
-func exportIdentity(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return "file:" + path
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.CopyN(h, f, 1<<20); err != nil && !errors.Is(err, io.EOF) {
-		return "file:" + path
-	}
-	return fmt.Sprintf("file-sha256:%x", h.Sum(nil))
 }
 
 // openSource opens the source --source names.

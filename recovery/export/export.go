@@ -336,3 +336,21 @@ func (a *arena) clone(b []byte) []byte {
 	a.block = append(a.block, b...)
 	return a.block[start:len(a.block):len(a.block)]
 }
+
+// Identity names the export at path by its content, not its path: the same
+// export moved or reached from another directory is the same recovery, and
+// another export at the same path is not. The first MiB decides (a resume
+// also checks the line at its offset). An unreadable file gets its path;
+// opening it reports the problem.
+func Identity(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "file:" + path
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyN(h, f, 1<<20); err != nil && !errors.Is(err, io.EOF) {
+		return "file:" + path
+	}
+	return fmt.Sprintf("file-sha256:%x", h.Sum(nil))
+}
