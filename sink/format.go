@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"time"
@@ -103,7 +104,7 @@ func (f Formatter) appendPortalLink(dst []byte, id string) []byte {
 func (f Formatter) AppendJSON(dst []byte, a recovery.Activity) []byte {
 	raw := a.Raw
 	for len(raw) > 0 {
-		i := indexNewline(raw)
+		i := bytes.IndexAny(raw, "\r\n")
 		if i < 0 {
 			return append(dst, raw...)
 		}
@@ -117,15 +118,6 @@ func (f Formatter) AppendJSON(dst []byte, a recovery.Activity) []byte {
 // MCAS agent stamps its lines: 2017-11-22T17:50:04.000Z, in UTC.
 func AppendTime(dst []byte, ms int64) []byte {
 	return timeUTC(ms).AppendFormat(dst, isoMillis)
-}
-
-func indexNewline(b []byte) int {
-	for i, c := range b {
-		if c == '\n' || c == '\r' {
-			return i
-		}
-	}
-	return -1
 }
 
 // headerSpecial and extSpecial mark the bytes a CEF header value (\ and |)
