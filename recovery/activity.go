@@ -4,9 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
-
-	"github.com/valyala/fastjson"
+	"strconv"
+	"unsafe"
 )
 
 // Activity is one MCAS activity record. Raw is the object exactly as the
@@ -30,92 +29,112 @@ type Activity struct {
 	Raw                 json.RawMessage
 }
 
-// parsers are reused from activity to activity: decoding is the hot path
-// of a recovery, and a fastjson Parser allocates only while it grows.
-var parsers fastjson.ParserPool
+// activityFields is where the fields the CEF mapping uses lie in an
+// activity's text.
+type activityFields struct {
+	id, timestamp, typeName, typeValue, description, appName span
+	userName, clientIP, userAgent                            span
+	lists                                                    [3]span // uniqueServiceAppIds, targetObjects, policyIDs
+	user, device                                             bool    // seen: a key given twice counts the first time
+}
 
 // ParseActivity decodes one activity object. Raw of the result is raw
 // itself: a caller that reuses its buffer must clone it. An activity
 // without an _id or a numeric timestamp is an error: it could be neither
 // placed in the window nor recognised again on a resume. The other fields
 // are read when they have the expected type and left empty otherwise: one
-// odd field must not stop a recovery.
-func ParseActivity(raw []byte) (Activity, error) {
-	p := parsers.Get()
-	defer parsers.Put(p)
-	v, err := p.ParseBytes(raw)
+// odd field must not stop a recovery. A key given twice counts the first
+// time.
+func ParseActivity(raw []byte) (Activity, error) { return decode(raw, nil) }
+
+// A Decoder decodes activities one after another, as ParseActivity does,
+// and writes the text of their fields into blocks they share: a page of
+// activities costs a few allocations instead of one an activity. A block
+// stays in memory while any activity decoded into it does. The zero
+// Decoder is ready to use; a Decoder is not for concurrent use.
+type Decoder struct {
+	block []byte // the current block; the bytes up to len are taken
+}
+
+// blockSize is the size of a Decoder's blocks: the text of about a hundred
+// activities.
+const blockSize = 32 << 10
+
+// Decode decodes one activity object, as ParseActivity does.
+func (d *Decoder) Decode(raw []byte) (Activity, error) { return decode(raw, d) }
+
+// decode is ParseActivity, with the text of the fields in d's block, or in
+// a string of its own when d is nil.
+func decode(raw []byte, d *Decoder) (Activity, error) {
+	s := scanner{text: raw}
+	s.skipSpace()
+	var (
+		f   activityFields
+		top = span{kind: kindObject}
+		err error
+	)
+	if s.pos < len(raw) && raw[s.pos] == '{' {
+		err = f.scan(&s)
+	} else {
+		top, err = s.value()
+	}
+	if s.skipSpace(); err == nil && s.pos < len(raw) {
+		err = s.fail("more text after the " + top.kind.String())
+	}
 	if err != nil {
 		return Activity{}, fmt.Errorf("not valid JSON: %w", err)
 	}
-	if v.Type() != fastjson.TypeObject {
-		return Activity{}, fmt.Errorf("not an activity object but a JSON %s", v.Type())
+	if top.kind != kindObject {
+		return Activity{}, fmt.Errorf("not an activity object but a JSON %s", top.kind)
 	}
-	// One pass over the object finds the fields the CEF mapping uses; a
-	// key given twice counts the first time, as fastjson's Get does.
-	var f struct {
-		id, ts, typeName, typeValue, desc, app, user, device *fastjson.Value
-		lists                                                [3]*fastjson.Value
-	}
-	first := func(dst **fastjson.Value, v *fastjson.Value) {
-		if *dst == nil {
-			*dst = v
-		}
-	}
-	v.GetObject().Visit(func(key []byte, v *fastjson.Value) {
-		switch string(key) {
-		case "_id":
-			first(&f.id, v)
-		case "timestamp":
-			first(&f.ts, v)
-		case "eventTypeName":
-			first(&f.typeName, v)
-		case "eventTypeValue":
-			first(&f.typeValue, v)
-		case "description":
-			first(&f.desc, v)
-		case "appName":
-			first(&f.app, v)
-		case "user":
-			first(&f.user, v)
-		case "device":
-			first(&f.device, v)
-		case "uniqueServiceAppIds":
-			first(&f.lists[0], v)
-		case "targetObjects":
-			first(&f.lists[1], v)
-		case "policyIDs":
-			first(&f.lists[2], v)
-		}
-	})
-	if f.id == nil || f.id.Type() != fastjson.TypeString || len(f.id.GetStringBytes()) == 0 {
+	if f.id.kind != kindString || f.id.from == f.id.to {
 		return Activity{}, errors.New(`the activity has no "_id" string`)
 	}
-	if f.ts == nil {
-		return Activity{}, fmt.Errorf(`activity %s has no "timestamp"`, f.id.GetStringBytes())
+	ts := raw[f.timestamp.from:f.timestamp.to]
+	timestamp, err := strconv.ParseInt(string(ts), 10, 64)
+	if err != nil || f.timestamp.kind != kindNumber {
+		id := appendString(nil, raw, f.id)
+		if f.timestamp.kind == kindAbsent {
+			return Activity{}, fmt.Errorf(`activity %s has no "timestamp"`, id)
+		}
+		if f.timestamp.kind == kindString {
+			ts = raw[f.timestamp.from-1 : f.timestamp.to+1]
+		}
+		return Activity{}, fmt.Errorf(`activity %s: "timestamp" %s is not epoch milliseconds`, id, ts)
 	}
-	timestamp, err := f.ts.Int64()
-	if err != nil || f.ts.Type() != fastjson.TypeNumber {
-		return Activity{}, fmt.Errorf(`activity %s: "timestamp" %s is not epoch milliseconds`, f.id.GetStringBytes(), f.ts)
+
+	// Every text field is written into one string and sliced out of it. A
+	// field's text is never longer than its JSON, so the room taken for
+	// it is enough.
+	need := f.textSize()
+	var buf []byte
+	switch {
+	case d == nil:
+		buf = make([]byte, 0, need)
+	case cap(d.block)-len(d.block) < need:
+		d.block = make([]byte, 0, max(blockSize, need))
+		fallthrough
+	default:
+		buf = d.block[len(d.block):]
 	}
-	// Every text field is written into one string and sliced out of it:
-	// one allocation an activity instead of one a field.
-	var b strings.Builder
-	b.Grow(min(len(raw)/3, 384)) // the fields are a small part of the object
 	var ends [11]int
-	b.Write(f.id.GetStringBytes())
-	ends[0] = b.Len()
-	for i, t := range [...]*fastjson.Value{
-		f.typeName, f.typeValue, f.desc, f.app,
-		member(f.user, "userName"), member(f.device, "clientIP"), member(f.device, "userAgent"),
-	} {
-		writeText(&b, t)
-		ends[1+i] = b.Len()
+	buf = appendString(buf, raw, f.id)
+	ends[0] = len(buf)
+	for i, t := range [...]span{f.typeName, f.typeValue, f.description, f.appName, f.userName, f.clientIP, f.userAgent} {
+		if t.kind == kindString {
+			buf = appendString(buf, raw, t)
+		}
+		ends[1+i] = len(buf)
 	}
 	for i, l := range f.lists {
-		writeList(&b, l)
-		ends[8+i] = b.Len()
+		buf = appendList(buf, raw, l)
+		ends[8+i] = len(buf)
 	}
-	all := b.String()
+	if d != nil && len(buf) <= cap(d.block)-len(d.block) { // always, as need bounds it
+		d.block = d.block[:len(d.block)+len(buf)]
+	}
+	// The bytes of buf are never written again: the string may share them.
+	all := unsafe.String(unsafe.SliceData(buf), len(buf))
 	field := func(i int) string {
 		if i == 0 {
 			return all[:ends[0]]
@@ -131,59 +150,160 @@ func ParseActivity(raw []byte) (Activity, error) {
 	}, nil
 }
 
-// member is the value at key of an object; nil when o is absent or no
-// object.
-func member(o *fastjson.Value, key string) *fastjson.Value {
-	if o == nil {
-		return nil
+// textSize bounds the length of the text ParseActivity makes of the
+// fields: the length of their JSON.
+func (f *activityFields) textSize() int {
+	n := 0
+	for _, v := range [...]span{f.id, f.typeName, f.typeValue, f.description, f.appName, f.userName, f.clientIP, f.userAgent, f.lists[0], f.lists[1], f.lists[2]} {
+		n += v.to - v.from
 	}
-	return o.Get(key) // nil unless o is an object
+	return n
 }
 
-// writeText writes v when it is a string; nothing when it is absent or
-// another type.
-func writeText(b *strings.Builder, v *fastjson.Value) {
-	if v != nil && v.Type() == fastjson.TypeString {
-		b.Write(v.GetStringBytes())
+// scan reads the activity object at pos, noting where its fields are.
+func (f *activityFields) scan(s *scanner) error {
+	for more := s.enter(); more; more = s.nextMember() {
+		var dst *span
+		switch string(keyText(s.text, s.key)) {
+		case "_id":
+			dst = &f.id
+		case "timestamp":
+			dst = &f.timestamp
+		case "eventTypeName":
+			dst = &f.typeName
+		case "eventTypeValue":
+			dst = &f.typeValue
+		case "description":
+			dst = &f.description
+		case "appName":
+			dst = &f.appName
+		case "uniqueServiceAppIds":
+			dst = &f.lists[0]
+		case "targetObjects":
+			dst = &f.lists[1]
+		case "policyIDs":
+			dst = &f.lists[2]
+		case "user":
+			if err := scanNested(s, &f.user, "userName", &f.userName, "", nil); err != nil {
+				return err
+			}
+			continue
+		case "device":
+			if err := scanNested(s, &f.device, "clientIP", &f.clientIP, "userAgent", &f.userAgent); err != nil {
+				return err
+			}
+			continue
+		}
+		v, err := s.value()
+		if err != nil {
+			return err
+		}
+		if dst != nil && dst.kind == kindAbsent {
+			*dst = v
+		}
 	}
+	return s.err
 }
 
-// writeList writes a JSON list the way the agent renders it in cs2–cs4:
+// scanNested reads the value of "user" or "device". The first time the
+// key appears, when its value is an object, it notes where the first k1
+// and k2 (when v2 is given) in that object are.
+func scanNested(s *scanner, seen *bool, k1 string, v1 *span, k2 string, v2 *span) error {
+	first := !*seen
+	*seen = true
+	if !first || s.pos >= len(s.text) || s.text[s.pos] != '{' {
+		_, err := s.value()
+		return err
+	}
+	for more := s.enter(); more; more = s.nextMember() {
+		var dst *span
+		switch k := keyText(s.text, s.key); {
+		case string(k) == k1:
+			dst = v1
+		case v2 != nil && string(k) == k2:
+			dst = v2
+		}
+		v, err := s.value()
+		if err != nil {
+			return err
+		}
+		if dst != nil && dst.kind == kindAbsent {
+			*dst = v
+		}
+	}
+	return s.err
+}
+
+// keyText is a member name, to compare as string(keyText(...)), which
+// does not allocate. An escaped name is decoded first, a rare allocation:
+// "\u005fid" is "_id".
+func keyText(text []byte, key span) []byte {
+	if !key.escaped {
+		return text[key.from:key.to]
+	}
+	return appendString(nil, text, key)
+}
+
+// appendList appends a JSON list the way the agent renders it in cs2–cs4:
 // its items comma-joined. Items may be strings, numbers, or objects with a
 // name.
-func writeList(b *strings.Builder, v *fastjson.Value) {
-	if v == nil || v.Type() == fastjson.TypeNull {
-		return
-	}
-	if v.Type() != fastjson.TypeArray {
-		writeItem(b, v)
-		return
-	}
-	for i, it := range v.GetArray() {
-		if i > 0 {
-			b.WriteByte(',')
+func appendList(dst, text []byte, v span) []byte {
+	switch v.kind {
+	case kindAbsent, kindNull:
+		return dst
+	case kindArray:
+		// The list was checked with the activity: reading it again cannot
+		// fail.
+		s := scanner{text: text[:v.to], pos: v.from}
+		for more, n := s.enter(), 0; more; more, n = s.nextItem(), n+1 {
+			it, _ := s.value()
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendItem(dst, text, it)
 		}
-		writeItem(b, it)
+		return dst
 	}
+	return appendItem(dst, text, v)
 }
 
-func writeItem(b *strings.Builder, v *fastjson.Value) {
-	switch v.Type() {
-	case fastjson.TypeString:
-		b.Write(v.GetStringBytes())
-		return
-	case fastjson.TypeObject:
-		for _, k := range []string{"name", "displayName", "id"} {
-			if f := v.Get(k); f != nil {
-				if f.Type() == fastjson.TypeString {
-					b.Write(f.GetStringBytes())
-				} else {
-					b.Write(f.MarshalTo(nil))
-				}
-				return
+// appendItem appends one item of a list: a string as its text, an object
+// as its name (or displayName, or id), anything else as its JSON text.
+func appendItem(dst, text []byte, v span) []byte {
+	switch v.kind {
+	case kindString:
+		return appendString(dst, text, v)
+	case kindObject:
+		var names [3]span // name, displayName, id: the first of each
+		s := scanner{text: text[:v.to], pos: v.from}
+		for more := s.enter(); more; more = s.nextMember() {
+			i := nameRank(keyText(text, s.key))
+			if it, _ := s.value(); i >= 0 && names[i].kind == kindAbsent {
+				names[i] = it
 			}
 		}
-		return
+		for _, n := range names {
+			if n.kind == kindString {
+				return appendString(dst, text, n)
+			}
+			if n.kind != kindAbsent {
+				return appendCompact(dst, text, n)
+			}
+		}
+		return dst
 	}
-	b.Write(v.MarshalTo(nil)) // a number or boolean, as written
+	return appendCompact(dst, text, v)
+}
+
+// nameRank is the preference of a key that names a list item: name first.
+func nameRank(key []byte) int {
+	switch string(key) {
+	case "name":
+		return 0
+	case "displayName":
+		return 1
+	case "id":
+		return 2
+	}
+	return -1
 }

@@ -1,10 +1,16 @@
 package recovery
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"reflect"
 	"strings"
 	"testing"
+
+	"siem-recovery/internal/activitygen"
 )
 
 func TestParseActivity(t *testing.T) {
@@ -54,5 +60,164 @@ func TestTokenRedacted(t *testing.T) {
 	}
 	if tok.Reveal() != secret {
 		t.Fatal("Reveal lost the secret")
+	}
+}
+
+// activityCorpus is every activity shape the tests know: the bundled
+// export, the benchmark generator's objects, and hand-written oddities
+// (escaped names, duplicate keys, fields of unexpected types, spaces
+// everywhere).
+func activityCorpus(t *testing.T) [][]byte {
+	t.Helper()
+	data, err := os.ReadFile("../docs/examples/activities.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) > 0 {
+			out = append(out, line)
+		}
+	}
+	for i := range 200 {
+		out = append(out, activitygen.Append(nil, i, 1715673600000+int64(i)))
+	}
+	for _, s := range []string{
+		` { "_id" : "a" , "timestamp" : -5 , "description" : "x" , "user" : { "userName" : "u" } } `,
+		"{\"_id\":\"a\",\"timestamp\":1,\n\t\"device\":{\"clientIP\":\"::1\",\"clientIP\":\"2\",\"userAgent\":7}}",
+		`{"_id":"first","_id":"second","timestamp":1,"timestamp":"x","appName":"A","appName":"B"}`,
+		`{"\u005fid":"escaped-key","timestamp":1,"description":"é \u00e9 \ud83d\ude00 \"q\" \\ \/ \b\f\n\r\t"}`,
+		`{"_id":"a","timestamp":1,"user":"not an object","user":{"userName":"second user ignored"}}`,
+		`{"_id":"a","timestamp":1,"user":{"userName":["x"]},"device":null,"eventTypeName":5,"eventTypeValue":true}`,
+		`{"_id":"a","timestamp":1,"uniqueServiceAppIds":"one","targetObjects":[1,2.5e3,true,false,null,"s",{"id":9,"displayName":"d"},{"other":1},{"id":{"k": [1, 2]}},[ 1 , "x" ]],"policyIDs":null}`,
+		`{"_id":"a","timestamp":1,"targetObjects":[{"name":"n","name":"second"},{"displayName":7}],"policyIDs":7}`,
+		`{"_id":"a","timestamp":1,"deep":[[[[{"a":[{"b":{}}]}]]]],"n":[0,-0,0.5,1E+2,1e-2,-12.75e10]}`,
+		`{"_id":"a","timestamp":0}`,
+	} {
+		out = append(out, []byte(s))
+	}
+	return out
+}
+
+// The scanner decodes every field as the fastjson decoder it replaced
+// did.
+func TestParseActivityMatchesReference(t *testing.T) {
+	for _, raw := range activityCorpus(t) {
+		got, err := ParseActivity(raw)
+		want, wantErr := parseActivityReference(raw)
+		if err != nil || wantErr != nil {
+			t.Fatalf("ParseActivity(%s): %v; reference: %v", raw, err, wantErr)
+		}
+		if !bytes.Equal(got.Raw, raw) {
+			t.Fatalf("Raw is not the input")
+		}
+		got.Raw, want.Raw = nil, nil
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("ParseActivity(%s)\n got  %+v\n want %+v", raw, got, want)
+		}
+	}
+}
+
+func TestParseActivityFieldValues(t *testing.T) {
+	a, err := ParseActivity([]byte(`{"_id":"a","timestamp":1,"description":"é \u00e9 \ud83d\ude00 \ud83d x \udc00 \"q\" \\ \/ \b\f\n\r\t","targetObjects":[1,2.5e3,true,null,"s",{"id":9,"displayName":"d"},{"other":1},{"id":{"k": [1, " 2"]}},[ 1 , "x" ]]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "é é 😀 \uFFFD x \uFFFD \"q\" \\ / \b\f\n\r\t"; a.Description != want {
+		t.Errorf("Description = %q, want %q", a.Description, want)
+	}
+	if want := `1,2.5e3,true,null,s,d,,{"k":[1," 2"]},[1,"x"]`; a.TargetObjects != want {
+		t.Errorf("TargetObjects = %q, want %q", a.TargetObjects, want)
+	}
+}
+
+// Every text that is not JSON is refused, with where it goes wrong; these
+// include texts the fastjson decoder let through.
+func TestParseActivityRefusesInvalidJSON(t *testing.T) {
+	tests := []struct{ in, wantErr string }{
+		{`{"_id":"x","timestamp":1`, `not valid JSON: the line ends where "," or "}" should be at byte 25`},
+		{`{"_id":"x","timestamp":1}}`, "not valid JSON: more text after the object at byte 26"},
+		{`{"_id":"x","timestamp":1,}`, `not valid JSON: '}' where a member name should be at byte 26`},
+		{`{"_id":"x" "timestamp":1}`, `not valid JSON: '"' where "," or "}" should be at byte 12`},
+		{`{"_id":"x","timestamp":01}`, `not valid JSON: '1' where "," or "}" should be at byte 25`},
+		{`{"_id":"x","timestamp":1.}`, `not valid JSON: '}' where a digit after the decimal point should be at byte 26`},
+		{`{"_id":"x","timestamp":1e}`, `not valid JSON: '}' where a digit of the exponent should be at byte 26`},
+		{`{"_id":"x","timestamp":-}`, `not valid JSON: '}' where a digit should be at byte 25`},
+		{`{"_id":"x","timestamp":NaN}`, `not valid JSON: 'N' where a value should be at byte 24`},
+		{`{"_id":"x","timestamp":tru}`, `not valid JSON: 't' where a value should be at byte 24`},
+		{"{\"_id\":\"x\ty\",\"timestamp\":1}", `not valid JSON: control character 0x09 inside a string (JSON needs it escaped) at byte 10`},
+		{`{"_id":"x\q","timestamp":1}`, `not valid JSON: invalid escape "\\q" at byte 10`},
+		{`{"_id":"x\u12G4","timestamp":1}`, `not valid JSON: invalid \u escape "\\u12G4" at byte 10`},
+		{`{"_id":"x`, `not valid JSON: the line ends inside a string at byte 10`},
+		{`{"_id":"x\`, `not valid JSON: the line ends inside an escape at byte 10`},
+		{`{"_id" "x"}`, `not valid JSON: '"' where ":" after a member name should be at byte 8`},
+		{`{"a":[1 2]}`, `not valid JSON: '2' where "," or "]" should be at byte 9`},
+		{`{"a":` + strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth) + `}`, "not valid JSON: nested deeper than 512 levels at byte 517"},
+		{``, "not valid JSON: the line ends where a value should be at byte 1"},
+		{`hello`, "not valid JSON: 'h' where a value should be at byte 1"},
+		{`"an activity"`, "not an activity object but a JSON string"},
+		{`[{"_id":"x","timestamp":1}]`, "not an activity object but a JSON array"},
+	}
+	for _, tt := range tests {
+		_, err := ParseActivity([]byte(tt.in))
+		if err == nil || err.Error() != tt.wantErr {
+			t.Errorf("ParseActivity(%.40s) = %v, want %s", tt.in, err, tt.wantErr)
+		}
+		if json.Valid([]byte(tt.in)) && strings.HasPrefix(tt.wantErr, "not valid JSON") && !strings.Contains(tt.wantErr, "nested") {
+			t.Errorf("the test is wrong: %s is valid JSON", tt.in)
+		}
+	}
+}
+
+// FuzzParseActivity holds the scanner to encoding/json's idea of valid
+// JSON and, on text without escapes, to the fastjson decoder's fields.
+func FuzzParseActivity(f *testing.F) {
+	for _, s := range []string{
+		`{"_id":"a","timestamp":1,"user":{"userName":"u"},"targetObjects":[{"name":"n"},1,"x"]}`,
+		`{"_id":"a\u00e9","timestamp":-1.5e3}`, `[1,{"a":null}]`, `{"a":"\"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, err := ParseActivity(raw)
+		invalid := err != nil && strings.HasPrefix(err.Error(), "not valid JSON")
+		if invalid == json.Valid(raw) && (err == nil || !strings.Contains(err.Error(), "nested deeper")) {
+			t.Fatalf("ParseActivity(%q): %v, but json.Valid says %v", raw, err, json.Valid(raw))
+		}
+		if bytes.IndexByte(raw, '\\') >= 0 {
+			return // fastjson re-escapes strings it marshals; the other tests cover escapes
+		}
+		want, wantErr := parseActivityReference(raw)
+		if err != nil || wantErr != nil {
+			return
+		}
+		got.Raw, want.Raw = nil, nil
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("ParseActivity(%q)\n got  %+v\n want %+v", raw, got, want)
+		}
+	})
+}
+
+// A Decoder shares blocks between activities: each one decoded must keep
+// its fields while the ones after it are written, across blocks.
+func TestDecoderKeepsEarlierActivities(t *testing.T) {
+	var corpus [][]byte
+	for range 40 { // more text than a block
+		corpus = append(corpus, activityCorpus(t)...)
+	}
+	var d Decoder
+	got := make([]Activity, len(corpus))
+	for i, raw := range corpus {
+		a, err := d.Decode(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[i] = a
+	}
+	for i, raw := range corpus {
+		want, _ := ParseActivity(raw)
+		if !reflect.DeepEqual(got[i], want) {
+			t.Fatalf("activity %d decoded by the Decoder\n got  %+v\n want %+v", i, got[i], want)
+		}
 	}
 }

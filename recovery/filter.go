@@ -109,6 +109,10 @@ func (f Filter) IsEmpty() bool { return len(f.conds) == 0 }
 // for an API request and for fingerprinting a checkpoint.
 func (f Filter) JSON() string { return f.json }
 
+// parsers are reused from activity to activity: a fastjson Parser
+// allocates only while it grows.
+var parsers fastjson.ParserPool
+
 // Match applies the filter to an activity object. The object is parsed
 // with fastjson, and only the values the conditions name are converted for
 // them, in the forms encoding/json gives with UseNumber.

@@ -60,7 +60,7 @@ func (e *encoder) appendMessage(dst []byte, a recovery.Activity) []byte {
 	case SyslogRFC3164:
 		// <PRI>Mmm dd hh:mm:ss HOSTNAME TAG: MSG, the time in UTC.
 		dst = append(dst, pri...)
-		dst = timeUTC(a.Timestamp).AppendFormat(dst, "Jan _2 15:04:05")
+		dst = appendStamp(dst, a.Timestamp)
 		dst = append(dst, ' ')
 		dst = append(dst, e.hostname...)
 		dst = append(dst, ' ')

@@ -3,9 +3,12 @@ package sink
 import (
 	"bytes"
 	"flag"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"siem-recovery/recovery"
 )
@@ -118,4 +121,73 @@ func BenchmarkCEF(b *testing.B) {
 		buf = enc.appendFrame(buf[:0], a)
 	}
 	b.SetBytes(int64(len(buf)))
+}
+
+// The timestamps are written digit by digit; package time is the
+// reference, on both sides of every boundary a calendar has.
+func TestTimestampsMatchPackageTime(t *testing.T) {
+	var ms []int64
+	for _, d := range []string{"0000-01-01", "0000-03-01", "1600-02-29", "1899-12-31", "1969-12-31", "1970-01-01",
+		"1972-02-29", "2000-02-29", "2024-02-29", "2024-12-31", "2100-03-01", "2400-02-29", "9999-12-31"} {
+		day, err := time.Parse(time.DateOnly, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, delta := range []int64{-86400001, -1, 0, 1, 999, 1000, 59999, 3599999, 86399999} {
+			ms = append(ms, day.UnixMilli()+delta)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		ms = append(ms, rng.Int64N(253402300800000+62167219200000+2000)-62167219200000-1000)
+	}
+	for _, m := range ms {
+		tm := time.UnixMilli(m).UTC()
+		if got, want := string(AppendTime(nil, m)), tm.Format("2006-01-02T15:04:05.000Z"); got != want {
+			t.Fatalf("AppendTime(%d) = %s, want %s", m, got, want)
+		}
+		if got, want := string(appendStamp(nil, m)), tm.Format("Jan _2 15:04:05"); got != want {
+			t.Fatalf("appendStamp(%d) = %s, want %s", m, got, want)
+		}
+	}
+}
+
+// appendEscaped passes over eight bytes at a time; escaping byte by byte
+// is the reference, with every special byte at every place of a word.
+func TestEscapingMatchesByteByByte(t *testing.T) {
+	reference := func(s string, special *[256]bool) string {
+		var b strings.Builder
+		for i := 0; i < len(s); i++ {
+			switch c := s[i]; {
+			case c == '\r':
+				b.WriteString(`\r`)
+			case c == '\n':
+				b.WriteString(`\n`)
+			case special[c]:
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			default:
+				b.WriteByte(c)
+			}
+		}
+		return b.String()
+	}
+	alphabet := []byte("ab=|\\\r\né\x00\x7f\xff ")
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 20000 {
+		s := make([]byte, rng.IntN(40))
+		for i := range s {
+			if rng.IntN(4) == 0 {
+				s[i] = alphabet[rng.IntN(len(alphabet))]
+			} else {
+				s[i] = 'a' + byte(rng.IntN(26))
+			}
+		}
+		if got, want := string(appendExtValue(nil, string(s))), reference(string(s), &extSpecial); got != want {
+			t.Fatalf("appendExtValue(%q) = %q, want %q", s, got, want)
+		}
+		if got, want := string(appendHeaderValue(nil, string(s))), reference(string(s), &headerSpecial); got != want {
+			t.Fatalf("appendHeaderValue(%q) = %q, want %q", s, got, want)
+		}
+	}
 }

@@ -49,6 +49,7 @@ type Source struct {
 	pageSize int
 	r        *bufio.Reader // Fetch's reader and buffers, kept from page to page
 	round    lineRound
+	decoders []recovery.Decoder // one per part of a round
 }
 
 // Open opens the export at path. pageSize bounds the activities per page.
@@ -164,15 +165,15 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 	return page, nil
 }
 
-// accept decodes one line and tells whether it belongs to the recovery.
-// Blank lines are no activity and are passed over. It is safe for
-// concurrent use.
-func (s *Source) accept(line []byte) decoded {
+// accept decodes one line with d and tells whether it belongs to the
+// recovery. Blank lines are no activity and are passed over. It is safe
+// for concurrent use with distinct decoders.
+func (s *Source) accept(d *recovery.Decoder, line []byte) decoded {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
 		return decoded{}
 	}
-	act, err := recovery.ParseActivity(line)
+	act, err := d.Decode(line)
 	if err != nil || !s.window.Contains(act.Timestamp) {
 		return decoded{err: err}
 	}
@@ -185,9 +186,13 @@ func (s *Source) accept(line []byte) decoded {
 func (s *Source) decode(round *lineRound) {
 	n := len(round.lines)
 	round.out = slices.Grow(round.out[:0], n)[:n]
-	parallel.Run(n, parallel.Parts(n, minLinesPerWorker), func(_, lo, hi int) {
+	parts := parallel.Parts(n, minLinesPerWorker)
+	if len(s.decoders) < parts {
+		s.decoders = make([]recovery.Decoder, parts)
+	}
+	parallel.Run(n, parts, func(part, lo, hi int) {
 		for i := lo; i < hi; i++ {
-			round.out[i] = s.accept(round.lines[i])
+			round.out[i] = s.accept(&s.decoders[part], round.lines[i])
 		}
 	})
 }

@@ -221,8 +221,9 @@ func (s *Source) decode(data []byte, scan bool) (*answer, error) {
 		}
 	}
 	ans.activities = make([]recovery.Activity, 0, len(ans.Data))
+	var d recovery.Decoder
 	for i, raw := range ans.Data {
-		a, err := recovery.ParseActivity(raw)
+		a, err := d.Decode(raw)
 		if err != nil {
 			return nil, malformed("activity %d of the answer: %w", i, err)
 		}
