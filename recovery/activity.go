@@ -56,9 +56,10 @@ type Decoder struct {
 	block []byte // the current block; the bytes up to len are taken
 }
 
-// blockSize is the size of a Decoder's blocks: the text of about a hundred
-// activities.
-const blockSize = 32 << 10
+// blockSize is the size of a Decoder's blocks: the text of a few dozen
+// activities. Blocks this small come from the allocator's size classes
+// and are reused as pages are freed; 32 KiB ones measured no faster.
+const blockSize = 8 << 10
 
 // Decode decodes one activity object, as ParseActivity does.
 func (d *Decoder) Decode(raw []byte) (Activity, error) { return decode(raw, d) }
