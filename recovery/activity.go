@@ -51,10 +51,19 @@ func ParseActivity(raw []byte) (Activity, error) { return decode(raw, nil) }
 // and writes the text of their fields into blocks they share: a page of
 // activities costs a few allocations instead of one an activity. A block
 // stays in memory while any activity decoded into it does. The zero
-// Decoder is ready to use; a Decoder is not for concurrent use.
+// Decoder is ready to use; a Decoder is not for concurrent use, and must
+// not be copied once used (two copies would write over each other's
+// text; go vet reports a copy).
 type Decoder struct {
+	_     noCopy
 	block []byte // the current block; the bytes up to len are taken
 }
+
+// noCopy makes go vet's copylocks check report a copied Decoder.
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}
 
 // blockSize is the size of a Decoder's blocks: the text of a few dozen
 // activities. Blocks this small come from the allocator's size classes
