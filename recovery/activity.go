@@ -204,15 +204,21 @@ func (f *activityFields) scan(s *scanner) error {
 			}
 			continue
 		}
-		v, err := s.value()
-		if err != nil {
+		if err := s.valueInto(dst); err != nil {
 			return err
-		}
-		if dst != nil && dst.kind == kindAbsent {
-			*dst = v
 		}
 	}
 	return s.err
+}
+
+// valueInto scans the value at pos and, when dst is given and still
+// absent, notes it there: a key given twice counts the first time.
+func (s *scanner) valueInto(dst *span) error {
+	v, err := s.value()
+	if err == nil && dst != nil && dst.kind == kindAbsent {
+		*dst = v
+	}
+	return err
 }
 
 // scanNested reads the value of "user" or "device". The first time the
@@ -233,12 +239,8 @@ func scanNested(s *scanner, seen *bool, k1 string, v1 *span, k2 string, v2 *span
 		case v2 != nil && string(k) == k2:
 			dst = v2
 		}
-		v, err := s.value()
-		if err != nil {
+		if err := s.valueInto(dst); err != nil {
 			return err
-		}
-		if dst != nil && dst.kind == kindAbsent {
-			*dst = v
 		}
 	}
 	return s.err
@@ -287,10 +289,11 @@ func appendItem(dst, text []byte, v span) []byte {
 		var names [3]span // name, displayName, id: the first of each
 		s := scanner{text: text[:v.to], pos: v.from}
 		for more := s.enter(); more; more = s.nextMember() {
-			i := nameRank(keyText(text, s.key))
-			if it, _ := s.value(); i >= 0 && names[i].kind == kindAbsent {
-				names[i] = it
+			var dst *span
+			if i := nameRank(keyText(text, s.key)); i >= 0 {
+				dst = &names[i]
 			}
+			s.valueInto(dst) // checked already: it cannot fail
 		}
 		for _, n := range names {
 			if n.kind == kindString {

@@ -63,15 +63,12 @@ func TestTokenRedacted(t *testing.T) {
 	}
 }
 
-// activityCorpus is every activity shape the tests know: the bundled
-// export, the benchmark generator's objects, and hand-written oddities
-// (escaped names, duplicate keys, fields of unexpected types, spaces
-// everywhere).
-func activityCorpus(t *testing.T) [][]byte {
-	t.Helper()
+// exampleActivities are the lines of the bundled example export.
+func exampleActivities(tb testing.TB) [][]byte {
+	tb.Helper()
 	data, err := os.ReadFile("../docs/examples/activities.jsonl")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	var out [][]byte
 	for _, line := range bytes.Split(data, []byte("\n")) {
@@ -79,6 +76,16 @@ func activityCorpus(t *testing.T) [][]byte {
 			out = append(out, line)
 		}
 	}
+	return out
+}
+
+// activityCorpus is every activity shape the tests know: the bundled
+// export, the benchmark generator's objects, and hand-written oddities
+// (escaped names, duplicate keys, fields of unexpected types, spaces
+// everywhere).
+func activityCorpus(t *testing.T) [][]byte {
+	t.Helper()
+	out := exampleActivities(t)
 	for i := range 200 {
 		out = append(out, activitygen.Append(nil, i, 1715673600000+int64(i)))
 	}

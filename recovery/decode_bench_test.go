@@ -1,8 +1,6 @@
 package recovery
 
 import (
-	"bytes"
-	"os"
 	"testing"
 
 	"siem-recovery/internal/activitygen"
@@ -19,16 +17,7 @@ func BenchmarkDecode(b *testing.B) {
 	for i := range large {
 		large[i] = activitygen.Append(nil, i, 1715673600000+int64(i))
 	}
-	data, err := os.ReadFile("../docs/examples/activities.jsonl")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var small [][]byte
-	for _, l := range bytes.Split(data, []byte("\n")) {
-		if len(bytes.TrimSpace(l)) > 0 {
-			small = append(small, l)
-		}
-	}
+	small := exampleActivities(b)
 	for _, set := range []struct {
 		name  string
 		lines [][]byte

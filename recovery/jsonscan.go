@@ -135,7 +135,7 @@ func (s *scanner) container() error {
 		}
 		switch c := text[i]; c {
 		case '"':
-			end, _ := stringEnd(text, i)
+			end, _, _ := stringEnd(text, i)
 			if end < 0 {
 				s.pos = i
 				_, err := s.string()
@@ -208,7 +208,7 @@ func keyEnd(text []byte, i int) int {
 	if i >= len(text) || text[i] != '"' {
 		return -1
 	}
-	if i, _ = stringEnd(text, i); i < 0 {
+	if i, _, _ = stringEnd(text, i); i < 0 {
 		return -1
 	}
 	if i = spaceEnd(text, i); i >= len(text) || text[i] != ':' {
@@ -319,9 +319,10 @@ const (
 )
 
 // stringEnd is where the string whose quote is at text[i] ends, past its
-// closing quote, and whether it holds an escape. It is -1 when the string
-// is not valid; string says why.
-func stringEnd(text []byte, i int) (end int, escaped bool) {
+// closing quote, and whether it holds an escape. When the string is not
+// valid, end is -1 and stop is the byte at fault (or len(text)): string
+// says what is wrong there.
+func stringEnd(text []byte, i int) (end, stop int, escaped bool) {
 	i++
 	for {
 		// Sixteen bytes at a time, as two words, while none of them ends
@@ -345,20 +346,20 @@ func stringEnd(text []byte, i int) (end int, escaped bool) {
 		}
 	stop:
 		if i >= len(text) {
-			return -1, escaped
+			return -1, i, escaped
 		}
 		switch text[i] {
 		case '"':
-			return i + 1, escaped
+			return i + 1, i, escaped
 		case '\\':
 			n, err := escapeLen(text[i:])
 			if err != nil {
-				return -1, true
+				return -1, i, true
 			}
 			escaped = true
 			i += n
 		default:
-			return -1, escaped
+			return -1, i, escaped
 		}
 	}
 }
@@ -372,32 +373,21 @@ func stops(w uint64) uint64 {
 
 // string scans the string at pos.
 func (s *scanner) string() (span, error) {
-	end, escaped := stringEnd(s.text, s.pos)
+	end, stop, escaped := stringEnd(s.text, s.pos)
 	if end >= 0 {
 		v := span{kind: kindString, escaped: escaped, from: s.pos + 1, to: end - 1}
 		s.pos = end
 		return v, nil
 	}
-	// Find the byte at fault.
-	i := s.pos + 1
-	for {
-		for i < len(s.text) && !stringStop[s.text[i]] {
-			i++
-		}
-		if s.pos = i; i >= len(s.text) {
-			return span{}, s.fail("the line ends inside a string")
-		}
-		switch c := s.text[i]; c {
-		case '\\':
-			n, err := escapeLen(s.text[i:])
-			if err != nil {
-				return span{}, s.fail(err.Error())
-			}
-			i += n
-		default: // a quote ends a valid string: stringEnd would have found it
-			return span{}, s.fail(fmt.Sprintf("control character %#02x inside a string (JSON needs it escaped)", c))
-		}
+	s.pos = stop
+	switch {
+	case stop >= len(s.text):
+		return span{}, s.fail("the line ends inside a string")
+	case s.text[stop] == '\\':
+		_, err := escapeLen(s.text[stop:])
+		return span{}, s.fail(err.Error())
 	}
+	return span{}, s.fail(fmt.Sprintf("control character %#02x inside a string (JSON needs it escaped)", s.text[stop]))
 }
 
 // escapeLen is the length of the escape sequence esc starts with.
