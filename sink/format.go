@@ -130,11 +130,7 @@ func AppendTime(dst []byte, ms int64) []byte {
 	dst = append(dst, '-')
 	dst = append2(dst, t.day)
 	dst = append(dst, 'T')
-	dst = append2(dst, t.hour)
-	dst = append(dst, ':')
-	dst = append2(dst, t.min)
-	dst = append(dst, ':')
-	dst = append2(dst, t.sec)
+	dst = appendClock(dst, t)
 	dst = append(dst, '.')
 	dst = append(dst, byte('0'+t.milli/100), byte('0'+t.milli/10%10), byte('0'+t.milli%10))
 	return append(dst, 'Z')
@@ -155,6 +151,11 @@ func appendStamp(dst []byte, ms int64) []byte {
 		dst = append2(dst, t.day)
 	}
 	dst = append(dst, ' ')
+	return appendClock(dst, t)
+}
+
+// appendClock appends t's time of day, hh:mm:ss.
+func appendClock(dst []byte, t civilTime) []byte {
 	dst = append2(dst, t.hour)
 	dst = append(dst, ':')
 	dst = append2(dst, t.min)
