@@ -2,12 +2,13 @@ package recovery
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"math/bits"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"siem-recovery/internal/swar"
 )
 
 // The activity decoder is a single-pass JSON scanner: it checks the whole
@@ -313,11 +314,6 @@ var stringStop = func() (t [256]bool) {
 	return t
 }()
 
-const (
-	ones  = 0x0101010101010101
-	highs = 0x8080808080808080
-)
-
 // stringEnd is where the string whose quote is at text[i] ends, past its
 // closing quote, and whether it holds an escape. When the string is not
 // valid, end is -1 and stop is the byte at fault (or len(text)): string
@@ -330,8 +326,8 @@ func stringEnd(text []byte, i int) (end, stop int, escaped bool) {
 		// of an activity end within the first sixteen bytes, so the loop
 		// is mostly left at once, and without a branch on which word.
 		for ; i+16 <= len(text); i += 16 {
-			s1 := stops(binary.LittleEndian.Uint64(text[i:]))
-			s2 := stops(binary.LittleEndian.Uint64(text[i+8:]))
+			s1 := stops(swar.Load(text, i))
+			s2 := stops(swar.Load(text, i+8))
 			if s1|s2 != 0 {
 				n := bits.TrailingZeros64(s1) / 8 // 8 when s1 is 0
 				if s1 == 0 {
@@ -364,11 +360,11 @@ func stringEnd(text []byte, i int) (end, stop int, escaped bool) {
 	}
 }
 
-// stops has the high bit set in each byte of w that is below 0x20, a
-// quote or a backslash. Only the lowest one set is exact: a borrow can set
-// the ones above it.
+// stops marks the bytes of w that end a run of plain string content: a
+// control character, a quote or a backslash (see package swar: only the
+// lowest mark is exact).
 func stops(w uint64) uint64 {
-	return ((w - ones*0x20) | (w ^ ones*'"' - ones) | (w ^ ones*'\\' - ones)) &^ w & highs
+	return swar.Below(w, 0x20) | swar.Equal(w, '"') | swar.Equal(w, '\\')
 }
 
 // string scans the string at pos.

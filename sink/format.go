@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"siem-recovery/internal/swar"
 	"siem-recovery/recovery"
 )
 
@@ -235,9 +236,8 @@ func appendEscaped(dst []byte, s string, special *[256]bool, sep byte) []byte {
 	start, i := 0, 0
 	for {
 		for ; i+8 <= len(s); i += 8 {
-			w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-			if hasByte(w, '\\')|hasByte(w, sep)|hasByte(w, '\r')|hasByte(w, '\n') != 0 {
+			w := swar.Load(s, i)
+			if swar.Equal(w, '\\')|swar.Equal(w, sep)|swar.Equal(w, '\r')|swar.Equal(w, '\n') != 0 {
 				break
 			}
 		}
@@ -260,13 +260,6 @@ func appendEscaped(dst []byte, s string, special *[256]bool, sep byte) []byte {
 		i++
 		start = i
 	}
-}
-
-// hasByte is not zero when a byte of w is c; exact for whether one is.
-func hasByte(w uint64, c byte) uint64 {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	x := w ^ ones*uint64(c)
-	return (x - ones) &^ x & highs
 }
 
 // appendHeaderValue escapes a CEF header field: \ and | get a backslash;
