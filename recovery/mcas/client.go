@@ -46,6 +46,8 @@ type failure struct {
 	throttled  bool
 	retryAfter time.Duration
 	permanent  error
+	// unauthorized: the API answered 401, which a renewed token may mend.
+	unauthorized bool
 }
 
 func (f *failure) Error() string {
@@ -72,12 +74,17 @@ func (s *Source) post(ctx context.Context, body []byte, scan bool) (*answer, int
 	b := s.newBackOff()
 	logged := map[string]bool{} // reasons logged in this streak of failures
 	requests := 0
+	renewed := false
 	for {
 		if err := s.wait(ctx); err != nil {
 			return nil, requests, err
 		}
-		requests++
-		ans, err := s.once(ctx, body, scan)
+		header, err := s.auth.authorization(ctx)
+		var ans *answer
+		if err == nil {
+			requests++
+			ans, err = s.once(ctx, header, body, scan)
+		}
 		if err == nil {
 			s.mu.Lock()
 			s.critical = 0
@@ -90,6 +97,13 @@ func (s *Source) post(ctx context.Context, body []byte, scan bool) (*answer, int
 		var f *failure
 		if !asFailure(err, &f) {
 			return nil, requests, err
+		}
+		if f.unauthorized && !renewed && s.auth.renew() {
+			// A token can be revoked, or refused by a clock ahead of
+			// ours: one new token, one more try; a second 401 is final.
+			renewed = true
+			s.log.Warn("the API refused the access token; retrying once with a new one", "endpoint", s.Endpoint())
+			continue
 		}
 		if f.permanent != nil {
 			return nil, requests, f.permanent
@@ -150,14 +164,14 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // once sends one request. Its errors are *failure, or the context's error
 // when ctx ended.
-func (s *Source) once(ctx context.Context, body []byte, scan bool) (*answer, error) {
+func (s *Source) once(ctx context.Context, authorization string, body []byte, scan bool) (*answer, error) {
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, s.Endpoint(), bytes.NewReader(body))
 	if err != nil {
 		return nil, &failure{permanent: fmt.Errorf("build a request for %s: %w", s.Endpoint(), err)}
 	}
-	req.Header.Set("Authorization", s.scheme+" "+s.token.Reveal())
+	req.Header.Set("Authorization", authorization)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "siem-recovery")
@@ -176,8 +190,8 @@ func (s *Source) once(ctx context.Context, body []byte, scan bool) (*answer, err
 	case code == http.StatusOK:
 		return s.decode(data, scan)
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		return nil, &failure{permanent: recovery.Problemf(recovery.ErrInvalidToken, remedyToken,
-			"the API answered %d for %s", code, s.Endpoint())}
+		return nil, &failure{permanent: recovery.Problemf(recovery.ErrInvalidToken, s.auth.refusedRemedy(code),
+			"the API answered %d for %s", code, s.Endpoint()), unauthorized: code == http.StatusUnauthorized}
 	case code == http.StatusTooManyRequests:
 		return nil, &failure{reason: "throttled (429)", throttled: true,
 			retryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now()),
@@ -235,11 +249,17 @@ func (s *Source) decode(data []byte, scan bool) (*answer, error) {
 
 // transportFailure classifies an error of the HTTP client.
 func (s *Source) transportFailure(ctx context.Context, err error) error {
+	return s.networkFailure(ctx, err, s.Endpoint())
+}
+
+// networkFailure classifies an error of the HTTP client in a request to
+// target (the API, or the Entra ID authority).
+func (s *Source) networkFailure(ctx context.Context, err error, target string) error {
 	if ctx.Err() != nil {
-		return fmt.Errorf("request %s: %w", s.Endpoint(), ctx.Err())
+		return fmt.Errorf("request %s: %w", target, ctx.Err())
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &failure{reason: "timeout", cause: fmt.Errorf("no complete answer from %s within %s", s.Endpoint(), s.timeout)}
+		return &failure{reason: "timeout", cause: fmt.Errorf("no complete answer from %s within %s", target, s.timeout)}
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "proxyconnect" {
@@ -259,7 +279,7 @@ func (s *Source) transportFailure(ctx context.Context, err error) error {
 	var host x509.HostnameError
 	var verify *tls.CertificateVerificationError
 	if errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &verify) {
-		return &failure{permanent: fmt.Errorf("the TLS certificate of %s is not trusted: %w", s.Endpoint(), err)}
+		return &failure{permanent: fmt.Errorf("the TLS certificate of %s is not trusted: %w", target, err)}
 	}
 	return &failure{reason: "network error", cause: err}
 }
@@ -296,8 +316,10 @@ func (s *Source) message(data []byte) string {
 	if msg == "" {
 		msg = strings.Join(strings.Fields(string(data)), " ")
 	}
-	if secret := s.token.Reveal(); secret != "" {
-		msg = strings.ReplaceAll(msg, secret, "[REDACTED]")
+	for _, secret := range s.auth.secrets() {
+		if secret != "" {
+			msg = strings.ReplaceAll(msg, secret, "[REDACTED]")
+		}
 	}
 	if len(msg) > 200 {
 		msg = msg[:200] + "…"

@@ -71,6 +71,9 @@ type Config struct {
 	BaseURL string
 	// Token is the API token: a legacy MCAS token or an Entra ID JWT.
 	Token recovery.Token
+	// Identity, when set, replaces Token: the Source obtains Entra ID
+	// access tokens for it (through Proxy) and renews them.
+	Identity *Identity
 	// Proxy is --proxy, http://host:port or host:port. Empty: the
 	// HTTPS_PROXY / NO_PROXY environment, as any Go program.
 	Proxy string
@@ -108,8 +111,7 @@ type Config struct {
 // beside them, sharing the rate limit.
 type Source struct {
 	endpoint    *url.URL
-	token       recovery.Token
-	scheme      string // Authorization scheme: Token or Bearer
+	auth        authorizer
 	proxy       *url.URL
 	client      *http.Client
 	limiter     *rate.Limiter
@@ -148,7 +150,6 @@ func New(cfg Config) (*Source, error) {
 	}
 	s := &Source{
 		endpoint:    endpoint,
-		token:       cfg.Token,
 		window:      cfg.Window,
 		paging:      cfg.Paging,
 		maxCritical: orDefault(cfg.MaxCriticalErrors, DefaultMaxCriticalErrors),
@@ -178,8 +179,10 @@ func New(cfg Config) (*Source, error) {
 			return nil, recovery.Problemf(recovery.ErrUsage, remedyFilter, "the filter is not a JSON object: %w", err)
 		}
 	}
-	if s.scheme, err = authorization(cfg.Token); err != nil {
-		return nil, err
+	if cfg.Identity == nil {
+		if s.auth, err = newStaticToken(cfg.Token); err != nil {
+			return nil, err
+		}
 	}
 	if s.proxy, err = parseProxy(cfg.Proxy); err != nil {
 		return nil, err
@@ -191,13 +194,28 @@ func New(cfg Config) (*Source, error) {
 	if cfg.TLSConfig != nil {
 		transport.TLSClientConfig = cfg.TLSConfig.Clone()
 	}
-	s.client = &http.Client{
-		Transport: transport,
+	s.client = newClient(transport)
+	if id := cfg.Identity; id != nil {
+		tokens := s.client
+		if id.managed {
+			// The machine's token endpoint (IMDS, App Service) is local to
+			// it: a proxy cannot reach it, and IMDS refuses proxied requests.
+			direct := transport.Clone()
+			direct.Proxy = nil
+			tokens = newClient(direct)
+		}
+		s.auth = newEntraToken(id, tokens, s.timeout, s.networkFailure, s.log)
+	}
+	return s, nil
+}
+
+func newClient(t http.RoundTripper) *http.Client {
+	return &http.Client{
+		Transport: t,
 		// A redirect means --source is not the API (a portal login page,
 		// say); following it would also drop the Authorization header.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return s, nil
 }
 
 func orDefault[T int | time.Duration](v, def T) T {
@@ -480,7 +498,16 @@ func (s *Source) Probe(ctx context.Context) error {
 	if err := s.limiter.Wait(ctx); err != nil {
 		return fmt.Errorf("probe %s: %w", s.Endpoint(), err)
 	}
-	_, err = s.once(ctx, body, false)
+	header, err := s.auth.authorization(ctx)
+	if err == nil {
+		_, err = s.once(ctx, header, body, false)
+	}
+	return s.probeError(err)
+}
+
+// probeError is the error of a single try, without retry: a permanent
+// failure as it is, a retryable one with its reason.
+func (s *Source) probeError(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -492,6 +519,22 @@ func (s *Source) Probe(ctx context.Context) error {
 		return fmt.Errorf("probe %s: %s: %w", s.Endpoint(), f.reason, f.cause)
 	}
 	return fmt.Errorf("probe %s: %w", s.Endpoint(), err)
+}
+
+// Credential describes how the Source authenticates, without any secret:
+// the kind of token given by hand, or the Entra ID identity.
+func (s *Source) Credential() string { return s.auth.String() }
+
+// Authorize obtains an access token for the Source's Identity, without
+// any API request, and tells how long it is valid; it does not retry. A
+// token given by hand is not checked here: it returns 0 and nil.
+func (s *Source) Authorize(ctx context.Context) (time.Duration, error) {
+	e, ok := s.auth.(*entraToken)
+	if !ok {
+		return 0, nil
+	}
+	d, err := e.validFor(ctx)
+	return d, s.probeError(err)
 }
 
 // newBackOff is the retry policy of one request: exponential from

@@ -6,7 +6,9 @@
 // does, as far as siem-recovery relies on it:
 //
 //   - Auth: "Authorization: Token <t>" for a legacy token, "Bearer <t>" when
-//     the server's token is a JWT; any other header answers 401.
+//     the server's token is a JWT, or "Bearer <t>" for an access token
+//     given to AcceptToken while it has not expired; any other header
+//     answers 401.
 //   - The trailing slash: POST /api/v1/activities (no slash) ignores the
 //     body, as the real API does, and lists the first 100 activities of the
 //     tenant, newest first, unfiltered. Stats.NoSlash counts such requests.

@@ -80,6 +80,7 @@ type Stats struct {
 	Throttled    int // answered 429, by the budget or an injected fault
 	Faults       int // answered with an injected fault (including 429s and slow answers)
 	Unauthorized int // answered 401
+	Expired      int // answered 401 for an access token given to AcceptToken that had expired
 	BadRequests  int // answered 400
 	NoSlash      int // POST /api/v1/activities without the trailing slash
 	Activities   int // activities sent in all 200 answers
@@ -119,6 +120,7 @@ type Server struct {
 	log         []Request
 	budgetStart time.Time
 	budgetUsed  int
+	accepted    map[string]time.Time // AcceptToken: bearer token → expiry
 }
 
 type record struct {
@@ -242,6 +244,19 @@ func (s *Server) ClearFaults() {
 	s.faults = nil
 }
 
+// AcceptToken makes the server accept token as "Bearer" until expires,
+// beside Options.Token: an access token an Entra ID emulator issued
+// (entratest.Options.OnToken). Past expires it answers 401, and counts
+// the request in Stats.Expired.
+func (s *Server) AcceptToken(token string, expires time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.accepted == nil {
+		s.accepted = map[string]time.Time{}
+	}
+	s.accepted[token] = expires
+}
+
 // Stats returns the counters so far.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
@@ -340,7 +355,19 @@ func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) authorized(header string) bool {
 	scheme, secret, ok := strings.Cut(header, " ")
-	if !ok || secret != s.token {
+	if !ok {
+		return false
+	}
+	if scheme == "Bearer" && secret != s.token {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		expires, known := s.accepted[secret]
+		if known && !time.Now().Before(expires) {
+			s.stats.Expired++
+		}
+		return known && time.Now().Before(expires)
+	}
+	if secret != s.token {
 		return false
 	}
 	if s.bearer {

@@ -349,3 +349,30 @@ func TestBudgetAndFaults(t *testing.T) {
 		t.Errorf("%d requests recorded, want 9", n)
 	}
 }
+
+// TestAcceptToken: an access token given to AcceptToken is accepted as
+// Bearer until it expires, then refused and counted as expired; an
+// unknown one is refused.
+func TestAcceptToken(t *testing.T) {
+	srv := mcastest.New(t, mcastest.Options{Activities: mcastest.Generate(mcastest.GenerateOptions{Window: window, Count: 3})})
+	srv.AcceptToken("fresh", time.Now().Add(time.Hour))
+	srv.AcceptToken("stale", time.Now().Add(-time.Second))
+	body := `{"filters":{},"limit":10}`
+	for _, tc := range []struct {
+		auth string
+		want int
+	}{
+		{"Bearer fresh", http.StatusOK},
+		{"Token fresh", http.StatusUnauthorized},
+		{"Bearer stale", http.StatusUnauthorized},
+		{"Bearer unknown", http.StatusUnauthorized},
+		{"Token " + mcastest.DefaultToken, http.StatusOK},
+	} {
+		if status, _, _ := post(t, srv, "/api/v1/activities/", tc.auth, body); status != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.auth, status, tc.want)
+		}
+	}
+	if st := srv.Stats(); st.Unauthorized != 3 || st.Expired != 1 {
+		t.Errorf("stats %+v, want 3 unauthorized of which 1 expired", st)
+	}
+}
