@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -22,10 +23,11 @@ import (
 func checkCommand(stdout, stderr io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:      "check",
-		Usage:     "doctor: check the window, filter, token, proxy, sink and checkpoint without sending anything",
+		Usage:     "doctor: check the window, filter, identity, token, proxy, sink and checkpoint without sending anything",
 		UsageText: "siem-recovery check [the same flags as run]",
 		Description: "Takes the same flags as run and checks, in order: the window and the filter; the source (for the API:\n" +
-			"one request of a single activity, which proves the token, the proxy and the route); the sink (TCP connect,\n" +
+			"the identity it authenticates as; an Entra ID token obtained, and its lifetime; then one request of a single\n" +
+			"activity, which proves the token, the proxy and the route); the sink (TCP connect,\n" +
 			"TLS handshake, or the file opened for appending); and the checkpoint (belongs to this recovery, writable,\n" +
 			"not held by a run). Each line says OK or FAIL, with the MCAS error name and the remedy on failure.\n" +
 			"Nothing is sent and nothing is written. The exit code is that of the first failure (as for run), or 0.",
@@ -123,7 +125,14 @@ func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sour
 		return
 	}
 	add("source", src.display, nil)
-	if p, ok := source.(prober); ok {
+	// An Entra ID token is obtained first, so that a refusal by Entra ID
+	// is told apart from one by the API.
+	var validFor time.Duration
+	if cr, ok := source.(credentialed); ok {
+		add("identity", cr.Credential(), nil)
+		validFor, err = cr.Authorize(ctx)
+	}
+	if p, ok := source.(prober); ok && err == nil {
 		err = p.Probe(ctx)
 	}
 	if proxy := c.String("proxy"); proxy != "" {
@@ -135,7 +144,27 @@ func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sour
 			return
 		}
 	}
-	add(failedItem(err, "token"), "the API accepted the token (one request)", err)
+	detail := "the API accepted the token (one request)"
+	if validFor > 0 {
+		detail = "obtained, valid for " + lifetime(validFor) + "; the API accepted it (one request)"
+	}
+	add(failedItem(err, "token"), detail, err)
+}
+
+// credentialed is an API source that says how it authenticates and can
+// obtain its token without asking the API.
+type credentialed interface {
+	Credential() string
+	Authorize(ctx context.Context) (time.Duration, error)
+}
+
+// lifetime shows how long a token is valid: to the minute, as the seconds
+// pass while the doctor runs; to the second for a token of a few minutes.
+func lifetime(d time.Duration) string {
+	if d >= 2*time.Minute {
+		return d.Round(time.Minute).String()
+	}
+	return d.Round(time.Second).String()
 }
 
 // failedItem names the line of a failure by what it is about.

@@ -102,10 +102,21 @@ func TestExampleSystemdUnits(t *testing.T) {
 	if len(execStart) < 2 || execStart[0] != binary {
 		t.Fatalf("ExecStart: %q", execStart)
 	}
-	for i, a := range execStart {
-		execStart[i] = strings.ReplaceAll(a, "${CREDENTIALS_DIRECTORY}", "/run/credentials/siem-recovery.service")
-	}
 	checkCommandLine(t, "systemd ExecStart", execStart[1:])
+	// Entra ID application: the certificate comes through LoadCredential=,
+	// the rest from Environment=; no secret, no token in the unit.
+	unit, _ := os.ReadFile(filepath.Join(src, "siem-recovery.service"))
+	for _, want := range []string{"LoadCredential=entra.pem:", "Environment=AZURE_CLIENT_CERTIFICATE_PATH=%d/entra.pem",
+		"Environment=AZURE_TENANT_ID=", "Environment=AZURE_CLIENT_ID=", "--auth entra"} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("the unit lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"AZURE_CLIENT_SECRET", "--token"} {
+		if strings.Contains(string(unit), bad) {
+			t.Errorf("the unit holds %q", bad)
+		}
+	}
 }
 
 func TestExampleKubernetesCronJob(t *testing.T) {
@@ -116,17 +127,26 @@ func TestExampleKubernetesCronJob(t *testing.T) {
 	defer f.Close()
 	dec := yaml.NewDecoder(f)
 	kinds := map[string]bool{}
+	serviceAccount := "" // the ServiceAccount precedes the CronJob
 	for {
 		var doc struct {
-			Kind string `yaml:"kind"`
+			Kind     string `yaml:"kind"`
+			Metadata struct {
+				Name        string            `yaml:"name"`
+				Annotations map[string]string `yaml:"annotations"`
+			} `yaml:"metadata"`
 			Spec struct {
 				Schedule          string `yaml:"schedule"`
 				ConcurrencyPolicy string `yaml:"concurrencyPolicy"`
 				JobTemplate       struct {
 					Spec struct {
 						Template struct {
+							Metadata struct {
+								Labels map[string]string `yaml:"labels"`
+							} `yaml:"metadata"`
 							Spec struct {
-								Containers []struct {
+								ServiceAccountName string `yaml:"serviceAccountName"`
+								Containers         []struct {
 									Args         []string `yaml:"args"`
 									VolumeMounts []struct {
 										Name      string `yaml:"name"`
@@ -146,6 +166,12 @@ func TestExampleKubernetesCronJob(t *testing.T) {
 			t.Fatalf("cronjob.yaml does not parse: %v", err)
 		}
 		kinds[doc.Kind] = true
+		if doc.Kind == "ServiceAccount" {
+			serviceAccount = doc.Metadata.Name
+			if doc.Metadata.Annotations["azure.workload.identity/client-id"] == "" {
+				t.Fatal("the ServiceAccount lacks the annotation azure.workload.identity/client-id")
+			}
+		}
 		if doc.Kind != "CronJob" {
 			continue
 		}
@@ -159,8 +185,13 @@ func TestExampleKubernetesCronJob(t *testing.T) {
 		args := pod.Containers[0].Args
 		checkCommandLine(t, "CronJob args", args)
 		joined := strings.Join(args, " ")
-		if !strings.Contains(joined, "--checkpoint=/data/") || !strings.Contains(joined, "--token-file=/secrets/") || strings.Contains(joined, "--token=") {
-			t.Fatalf("the CronJob must keep the checkpoint on /data and read the token from the Secret: %s", joined)
+		if !strings.Contains(joined, "--checkpoint=/data/") || !strings.Contains(joined, "--auth=entra") || strings.Contains(joined, "--token") {
+			t.Fatalf("the CronJob must keep the checkpoint on /data and authenticate with workload identity, no token: %s", joined)
+		}
+		// Workload identity: the webhook acts on the label, for the
+		// annotated service account.
+		if doc.Spec.JobTemplate.Spec.Template.Metadata.Labels["azure.workload.identity/use"] != "true" || pod.ServiceAccountName == "" || pod.ServiceAccountName != serviceAccount {
+			t.Fatalf("the pod needs the label azure.workload.identity/use: \"true\" and the ServiceAccount %q (has %q)", serviceAccount, pod.ServiceAccountName)
 		}
 		var volumes []string
 		for _, v := range pod.Volumes {
@@ -169,11 +200,11 @@ func TestExampleKubernetesCronJob(t *testing.T) {
 				t.Fatalf("the persistent volume is %v, want it mounted on /data", v["name"])
 			}
 		}
-		if strings.Join(volumes, ",") != "data,input,token" {
-			t.Fatalf("volumes %v", volumes)
+		if strings.Join(volumes, ",") != "data,input" {
+			t.Fatalf("volumes %v, want data and input (no Secret)", volumes)
 		}
 	}
-	if !kinds["CronJob"] || !kinds["PersistentVolumeClaim"] {
-		t.Fatalf("kinds %v, want a CronJob and its PersistentVolumeClaim", kinds)
+	if !kinds["CronJob"] || !kinds["PersistentVolumeClaim"] || !kinds["ServiceAccount"] {
+		t.Fatalf("kinds %v, want a ServiceAccount, a CronJob and its PersistentVolumeClaim", kinds)
 	}
 }

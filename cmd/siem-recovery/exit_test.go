@@ -57,6 +57,7 @@ func TestExitCodes(t *testing.T) {
 		name  string
 		args  []string
 		files map[string]string
+		env   []string
 		setup func(t *testing.T, dir string)
 		code  int
 	}{
@@ -78,7 +79,13 @@ func TestExitCodes(t *testing.T) {
 		{name: "positional-argument", args: append(base, "extra"), code: exitUsage},
 		{name: "exclude-ids-missing", args: append(base, "--exclude-ids", "nope.txt"), code: exitUsage},
 		{name: "source-unknown-scheme", args: []string{"run", "--alert", "alert.json", "--source", "ftp://x.example"}, code: exitUsage},
-		{name: "token-missing", args: []string{"run", "--alert", "alert.json", "--source", "https://contoso.portal.cloudappsecurity.com", "--checkpoint", "cp.db"}, code: exitInvalidToken},
+		// Neither a token nor an Entra ID application (SPEC §2): a usage
+		// error naming both; --auth token without one is a missing token.
+		{name: "token-missing", args: []string{"run", "--alert", "alert.json", "--source", "https://contoso.portal.cloudappsecurity.com", "--checkpoint", "cp.db"}, code: exitUsage},
+		{name: "auth-token-missing", args: []string{"run", "--alert", "alert.json", "--source", "https://contoso.portal.cloudappsecurity.com", "--checkpoint", "cp.db", "--auth", "token"}, code: exitInvalidToken},
+		{name: "auth-unknown", args: []string{"run", "--alert", "alert.json", "--source", "https://contoso.portal.cloudappsecurity.com", "--checkpoint", "cp.db", "--auth", "kerberos"}, code: exitUsage},
+		{name: "auth-entra-without-env", args: []string{"run", "--alert", "alert.json", "--source", "https://contoso.portal.cloudappsecurity.com", "--checkpoint", "cp.db", "--auth", "entra"}, code: exitInvalidToken},
+		{name: "auth-entra-and-token", args: []string{"run", "--alert", "alert.json", "--source", "https://contoso.portal.cloudappsecurity.com", "--checkpoint", "cp.db", "--auth", "entra", "--token", strings.Repeat("x", 64)}, env: []string{"AZURE_TENANT_ID=t", "AZURE_CLIENT_ID=c", "AZURE_CLIENT_SECRET=SECRETS"}, code: exitUsage},
 		{name: "token-file-missing", args: []string{"run", "--alert", "alert.json", "--source", "https://contoso.portal.cloudappsecurity.com", "--checkpoint", "cp.db", "--token-file", "nope.txt"}, code: exitInvalidToken},
 		{name: "token-given-twice", args: []string{"run", "--alert", "alert.json", "--source", "https://contoso.portal.cloudappsecurity.com", "--checkpoint", "cp.db", "--token-file", "alert.json", "--token", "abc"}, code: exitUsage},
 		{name: "rate-limit-zero", args: []string{"run", "--alert", "alert.json", "--source", "https://contoso.portal.cloudappsecurity.com", "--checkpoint", "cp.db", "--token", strings.Repeat("x", 64), "--rate-limit", "0"}, code: exitUsage},
@@ -117,7 +124,7 @@ func TestExitCodes(t *testing.T) {
 			if tt.code == exitCheckpointUnusable {
 				before, _ = os.ReadFile(filepath.Join(dir, "cp.db"))
 			}
-			r := runBin(t, dir, nil, tt.args...)
+			r := runBin(t, dir, tt.env, tt.args...)
 			wantCode(t, r, tt.code)
 			golden(t, filepath.Join("run", tt.name, "stderr"), lastLine(r.stderr))
 			if tt.code == exitCheckpointUnusable {

@@ -69,11 +69,14 @@ func runBin(t *testing.T, dir string, env []string, args ...string) result {
 }
 
 // cleanEnv is the test's environment without any SIEM_RECOVERY_ or
-// MCAS_TOKEN variable of the machine, so that flags alone decide.
+// MCAS_TOKEN variable of the machine, nor any that configures an Azure
+// identity, so that flags alone decide.
 func cleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "SIEM_RECOVERY_") || strings.HasPrefix(kv, "MCAS_TOKEN=") {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "SIEM_RECOVERY_") || name == "MCAS_TOKEN" || strings.HasPrefix(name, "AZURE_") ||
+			strings.HasPrefix(name, "IDENTITY_") || strings.HasPrefix(name, "MSI_") || name == "IMDS_ENDPOINT" {
 			continue
 		}
 		env = append(env, kv)

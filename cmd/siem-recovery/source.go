@@ -57,7 +57,7 @@ func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourc
 		}
 		return s, nil
 	}
-	token, err := readToken(c, src.display)
+	token, identity, err := readAuth(c, src.display)
 	if err != nil {
 		return nil, err
 	}
@@ -69,6 +69,7 @@ func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourc
 	s, err := mcas.New(mcas.Config{
 		BaseURL:           src.api.String(),
 		Token:             token,
+		Identity:          identity,
 		Proxy:             c.String("proxy"),
 		RateLimit:         c.Int("rate-limit"),
 		PageSize:          pageSize,

@@ -396,7 +396,12 @@ func (e *entraToken) failure(ctx context.Context, err error) error {
 	}
 	// The SDK reports a network error as text only: the transport kept it.
 	if netErr := e.transport.last(); netErr != nil {
-		return e.network(ctx, netErr, where)
+		err := e.network(ctx, netErr, where)
+		var f *failure
+		if errors.As(err, &f) && f.permanent == nil {
+			f.reason = "token request, " + f.reason // not the API's failure
+		}
+		return err
 	}
 	msg := firstLine(err.Error(), e.secretsLocked())
 	var final interface{ NonRetriable() }
@@ -423,11 +428,11 @@ func (e *entraToken) answered(resp *http.Response, where string) error {
 	_ = json.Unmarshal(body, &ans)
 	switch {
 	case code == http.StatusTooManyRequests:
-		return &failure{reason: "token requests throttled (429)", throttled: true,
+		return &failure{reason: "token request, throttled (429)", throttled: true,
 			retryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now()),
 			cause:      fmt.Errorf("%s answered 429", where)}
 	case code >= 500 || code == http.StatusRequestTimeout:
-		return &failure{reason: "token request: HTTP " + strconv.Itoa(code), cause: fmt.Errorf("%s answered %d", where, code)}
+		return &failure{reason: "token request, HTTP " + strconv.Itoa(code), cause: fmt.Errorf("%s answered %d", where, code)}
 	}
 	desc := firstLine(ans.Description, e.secretsLocked())
 	if len(ans.Codes) > 0 {
