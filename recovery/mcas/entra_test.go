@@ -232,6 +232,20 @@ func TestEntraNoOtherHost(t *testing.T) {
 	}
 }
 
+// TestEntraDeadProxy: a --proxy nothing answers at fails the first token
+// request as it would the API's: ErrInvalidProxy, not retried.
+func TestEntraDeadProxy(t *testing.T) {
+	e := newEntraSetup(t, time.Hour, 0, 10)
+	src, _ := e.source(t, func(c *mcas.Config) { c.Proxy = mcastest.DeadAddr(t) })
+	_, err := src.Fetch(ctxFor(t, 30*time.Second), recovery.Cursor{})
+	if !errors.Is(err, recovery.ErrInvalidProxy) {
+		t.Fatalf("error %v, want ErrInvalidProxy", err)
+	}
+	if st := e.entra.Stats(); st.OpenID+st.Token != 0 || e.api.Stats().Requests != 0 {
+		t.Errorf("requests arrived around the dead proxy: Entra ID %+v, API %d", st, e.api.Stats().Requests)
+	}
+}
+
 // TestEntraTokenThroughTinyproxy: the token requests go through --proxy.
 func TestEntraTokenThroughTinyproxy(t *testing.T) {
 	proxy := mcastest.StartTinyproxy(t)
