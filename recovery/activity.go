@@ -10,10 +10,12 @@ import (
 
 // Activity is one MCAS activity record. Raw is the object exactly as the
 // source returned it (the json format sends it unchanged); the other fields
-// are the ones the CEF mapping of the MCAS SIEM agent uses (SPEC §5).
+// are the ones the CEF mapping of the MCAS SIEM agent uses (SPEC §5), and
+// when MCAS saved the activity.
 type Activity struct {
 	ID             string // _id
 	Timestamp      int64  // timestamp, Unix ms
+	Created        int64  // created (else createdRaw), Unix ms; 0 when the activity has neither
 	EventTypeName  string // eventTypeName
 	EventTypeValue string // eventTypeValue
 	Description    string // description
@@ -21,11 +23,15 @@ type Activity struct {
 	UserName       string // user.userName
 	ClientIP       string // device.clientIP
 	UserAgent      string // device.userAgent
-	// Lists the agent fills cs2–cs4 with, comma-joined; empty when the
-	// activity does not carry them.
-	UniqueServiceAppIDs string // uniqueServiceAppIds
-	TargetObjects       string // targetObjects
-	PolicyIDs           string // policyIDs
+	// What the agent writes in cs2–cs4, comma-joined (docs/delivery.md
+	// says where each comes from). A list the object carries under the
+	// agent's label (uniqueServiceAppIds, targetObjects, policyIDs) wins;
+	// else UniqueServiceAppIDs is APPID_<name or number> from appId,
+	// TargetObjects the names of mainInfo.eventObjects with role 3, and
+	// PolicyIDs empty: an API answer carries no policy matches.
+	UniqueServiceAppIDs string
+	TargetObjects       string
+	PolicyIDs           string
 	Raw                 json.RawMessage
 }
 
@@ -34,8 +40,9 @@ type Activity struct {
 type activityFields struct {
 	id, timestamp, typeName, typeValue, description, appName span
 	userName, clientIP, userAgent                            span
+	appID, created, createdRaw, eventObjects                 span
 	lists                                                    [3]span // uniqueServiceAppIds, targetObjects, policyIDs
-	user, device                                             bool    // seen: a key given twice counts the first time
+	user, device, mainInfo                                   bool    // seen: a key given twice counts the first time
 }
 
 // ParseActivity decodes one activity object. Raw of the result is raw
@@ -116,7 +123,8 @@ func decode(raw []byte, d *Decoder) (Activity, error) {
 	// Every text field is written into one string and sliced out of it. A
 	// field's text is never longer than its JSON, so the room taken for
 	// it is enough.
-	need := f.textSize()
+	cs := f.cefSources(raw)
+	need := f.textSize() + cs.textSize()
 	var buf []byte
 	switch {
 	case d == nil:
@@ -136,10 +144,15 @@ func decode(raw []byte, d *Decoder) (Activity, error) {
 		}
 		ends[1+i] = len(buf)
 	}
-	for i, l := range f.lists {
-		buf = appendList(buf, raw, l)
-		ends[8+i] = len(buf)
+	buf = appendList(buf, raw, cs.lists[0])
+	if cs.hasAppID {
+		buf = appendAppID(buf, cs.appID)
 	}
+	ends[8] = len(buf)
+	buf = appendTargets(appendList(buf, raw, cs.lists[1]), raw, cs.eventObjects)
+	ends[9] = len(buf)
+	buf = appendList(buf, raw, cs.lists[2])
+	ends[10] = len(buf)
 	if d != nil && len(buf) <= cap(d.block)-len(d.block) { // always, as need bounds it
 		d.block = d.block[:len(d.block)+len(buf)]
 	}
@@ -151,8 +164,12 @@ func decode(raw []byte, d *Decoder) (Activity, error) {
 		}
 		return all[ends[i-1]:ends[i]]
 	}
+	created, ok := integer(raw, f.created)
+	if !ok {
+		created, _ = integer(raw, f.createdRaw)
+	}
 	return Activity{
-		ID: field(0), Timestamp: timestamp,
+		ID: field(0), Timestamp: timestamp, Created: created,
 		EventTypeName: field(1), EventTypeValue: field(2), Description: field(3), AppName: field(4),
 		UserName: field(5), ClientIP: field(6), UserAgent: field(7),
 		UniqueServiceAppIDs: field(8), TargetObjects: field(9), PolicyIDs: field(10),
@@ -161,13 +178,95 @@ func decode(raw []byte, d *Decoder) (Activity, error) {
 }
 
 // textSize bounds the length of the text ParseActivity makes of the
-// fields: the length of their JSON.
+// fields before cs2: the length of their JSON.
 func (f *activityFields) textSize() int {
 	n := 0
-	for _, v := range [...]span{f.id, f.typeName, f.typeValue, f.description, f.appName, f.userName, f.clientIP, f.userAgent, f.lists[0], f.lists[1], f.lists[2]} {
+	for _, v := range [...]span{f.id, f.typeName, f.typeValue, f.description, f.appName, f.userName, f.clientIP, f.userAgent} {
 		n += v.to - v.from
 	}
 	return n
+}
+
+// cefSources is what cs2, cs3 and cs4 are made of.
+type cefSources struct {
+	// The lists under the agent's labels (uniqueServiceAppIds,
+	// targetObjects, policyIDs); absent when the object has none, or null.
+	lists [3]span
+	// cs2 when lists[0] is absent: APPID_… of appId.
+	appID    int64
+	hasAppID bool
+	// cs3 when lists[1] is absent: mainInfo.eventObjects, when an array.
+	eventObjects span
+}
+
+// cefSources says where cs2–cs4 come from: a list under the agent's label
+// wins; else cs2 comes from appId and cs3 from mainInfo.eventObjects, as
+// in the API's answers.
+func (f *activityFields) cefSources(text []byte) cefSources {
+	cs := cefSources{lists: f.lists}
+	for i, l := range cs.lists {
+		if l.kind == kindNull {
+			cs.lists[i] = span{}
+		}
+	}
+	if cs.lists[0].kind == kindAbsent {
+		cs.appID, cs.hasAppID = integer(text, f.appID)
+		cs.hasAppID = cs.hasAppID && cs.appID >= 0
+	}
+	if cs.lists[1].kind == kindAbsent && f.eventObjects.kind == kindArray {
+		cs.eventObjects = f.eventObjects
+	}
+	return cs
+}
+
+// textSize bounds the length of cs2, cs3 and cs4: the length of their
+// JSON (cs3 names some of the event objects, with fewer commas than
+// theirs), and an app id's name.
+func (cs *cefSources) textSize() int {
+	n := cs.eventObjects.to - cs.eventObjects.from
+	for _, l := range cs.lists {
+		n += l.to - l.from
+	}
+	if cs.hasAppID {
+		n += maxAppIDText
+	}
+	return n
+}
+
+// integer is the value of v when it is an integer of at most 18 digits,
+// written as a JSON number or as a string of digits (the API writes some
+// numbers as strings: "saasId":"11161").
+func integer(text []byte, v span) (int64, bool) {
+	var digits []byte
+	switch v.kind {
+	case kindNumber:
+		digits = text[v.from:v.to]
+	case kindString:
+		digits = text[v.from:v.to]
+		if v.escaped {
+			digits = appendString(nil, text, v) // rare: one allocation
+		}
+	default:
+		return 0, false
+	}
+	neg := len(digits) > 0 && digits[0] == '-'
+	if neg {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || len(digits) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 // scan reads the activity object at pos, noting where its fields are.
@@ -175,31 +274,42 @@ func (f *activityFields) scan(s *scanner) error {
 	for more := s.enter(); more; more = s.nextMember() {
 		var dst *span
 		switch string(keyText(s.text, s.key)) {
-		case "_id":
+		case fieldID:
 			dst = &f.id
-		case "timestamp":
+		case fieldTimestamp:
 			dst = &f.timestamp
-		case "eventTypeName":
+		case fieldCreated:
+			dst = &f.created
+		case fieldCreatedRaw:
+			dst = &f.createdRaw
+		case fieldAppID:
+			dst = &f.appID
+		case fieldEventTypeName:
 			dst = &f.typeName
-		case "eventTypeValue":
+		case fieldEventTypeValue:
 			dst = &f.typeValue
-		case "description":
+		case fieldDescription:
 			dst = &f.description
-		case "appName":
+		case fieldAppName:
 			dst = &f.appName
-		case "uniqueServiceAppIds":
+		case fieldUniqueServiceAppIDs:
 			dst = &f.lists[0]
-		case "targetObjects":
+		case fieldTargetObjects:
 			dst = &f.lists[1]
-		case "policyIDs":
+		case fieldPolicyIDs:
 			dst = &f.lists[2]
-		case "user":
-			if err := scanNested(s, &f.user, "userName", &f.userName, "", nil); err != nil {
+		case fieldUser:
+			if err := scanNested(s, &f.user, fieldUserName, &f.userName, "", nil); err != nil {
 				return err
 			}
 			continue
-		case "device":
-			if err := scanNested(s, &f.device, "clientIP", &f.clientIP, "userAgent", &f.userAgent); err != nil {
+		case fieldDevice:
+			if err := scanNested(s, &f.device, fieldClientIP, &f.clientIP, fieldUserAgent, &f.userAgent); err != nil {
+				return err
+			}
+			continue
+		case fieldMainInfo:
+			if err := scanNested(s, &f.mainInfo, fieldEventObjects, &f.eventObjects, "", nil); err != nil {
 				return err
 			}
 			continue
@@ -221,9 +331,9 @@ func (s *scanner) valueInto(dst *span) error {
 	return err
 }
 
-// scanNested reads the value of "user" or "device". The first time the
-// key appears, when its value is an object, it notes where the first k1
-// and k2 (when v2 is given) in that object are.
+// scanNested reads the value of "user", "device" or "mainInfo". The
+// first time the key appears, when its value is an object, it notes where
+// the first k1 and k2 (when v2 is given) in that object are.
 func scanNested(s *scanner, seen *bool, k1 string, v1 *span, k2 string, v2 *span) error {
 	first := !*seen
 	*seen = true
@@ -280,32 +390,86 @@ func appendList(dst, text []byte, v span) []byte {
 }
 
 // appendItem appends one item of a list: a string as its text, an object
-// as its name (or displayName, or id), anything else as its JSON text.
+// as its name, anything else as its JSON text.
 func appendItem(dst, text []byte, v span) []byte {
 	switch v.kind {
 	case kindString:
 		return appendString(dst, text, v)
 	case kindObject:
-		var names [3]span // name, displayName, id: the first of each
-		s := scanner{text: text[:v.to], pos: v.from}
-		for more := s.enter(); more; more = s.nextMember() {
-			var dst *span
-			if i := nameRank(keyText(text, s.key)); i >= 0 {
-				dst = &names[i]
-			}
-			s.valueInto(dst) // checked already: it cannot fail
-		}
-		for _, n := range names {
-			if n.kind == kindString {
-				return appendString(dst, text, n)
-			}
-			if n.kind != kindAbsent {
-				return appendCompact(dst, text, n)
-			}
-		}
-		return dst
+		name, _ := objectName(text, v)
+		return appendName(dst, text, name)
 	}
 	return appendCompact(dst, text, v)
+}
+
+// appendTargets appends the names of the objects an activity acted on:
+// the items of mainInfo.eventObjects whose role is 3, comma-joined, in
+// their order and duplicates kept, as the agent lists them. An object
+// without a name is left out. docs/delivery.md gives the evidence.
+func appendTargets(dst, text []byte, eventObjects span) []byte {
+	if eventObjects.kind != kindArray {
+		return dst
+	}
+	// Checked with the activity: reading it again cannot fail.
+	s := scanner{text: text[:eventObjects.to], pos: eventObjects.from}
+	n := 0
+	for more := s.enter(); more; more = s.nextItem() {
+		it, _ := s.value()
+		if it.kind != kindObject {
+			continue
+		}
+		name, role := objectName(text, it)
+		if r, ok := integer(text, role); !ok || r != targetRole || name.kind == kindAbsent {
+			continue
+		}
+		if n++; n > 1 {
+			dst = append(dst, ',')
+		}
+		dst = appendName(dst, text, name)
+	}
+	return dst
+}
+
+// targetRole is the role of an event object the activity acted on: the
+// file of a download, the account of a log on.
+const targetRole = 3
+
+// objectName reads the object at v: its name (the first of name,
+// displayName and id that is neither absent nor null, each the first of
+// its key) and its role. Both are absent when it has none.
+func objectName(text []byte, v span) (name, role span) {
+	var names [3]span // name, displayName, id: the first of each
+	s := scanner{text: text[:v.to], pos: v.from}
+	for more := s.enter(); more; more = s.nextMember() {
+		var dst *span
+		switch k := keyText(text, s.key); {
+		case string(k) == fieldRole:
+			dst = &role
+		default:
+			if i := nameRank(k); i >= 0 {
+				dst = &names[i]
+			}
+		}
+		s.valueInto(dst) // checked already: it cannot fail
+	}
+	for _, n := range names {
+		if n.kind != kindAbsent && n.kind != kindNull {
+			return n, role
+		}
+	}
+	return span{}, role
+}
+
+// appendName appends an object's name: a string as its text, anything
+// else as its JSON text.
+func appendName(dst, text []byte, name span) []byte {
+	switch name.kind {
+	case kindAbsent:
+		return dst
+	case kindString:
+		return appendString(dst, text, name)
+	}
+	return appendCompact(dst, text, name)
 }
 
 // nameRank is the preference of a key that names a list item: name first.

@@ -3,6 +3,7 @@ package recovery
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/valyala/fastjson"
@@ -13,7 +14,9 @@ import (
 var referenceParsers fastjson.ParserPool
 
 // parseActivityReference is ParseActivity as it was written with fastjson
-// (commit 106f290): the tests hold the scanner to the same fields.
+// (commit 106f290), extended to the fields read since (created, cs2 from
+// appId, cs3 from mainInfo.eventObjects): the tests hold the scanner to
+// the same fields.
 // It decodes one activity object. Raw of the result is raw
 // itself: a caller that reuses its buffer must clone it. An activity
 // without an _id or a numeric timestamp is an error: it could be neither
@@ -34,6 +37,7 @@ func parseActivityReference(raw []byte) (Activity, error) {
 	// key given twice counts the first time, as fastjson's Get does.
 	var f struct {
 		id, ts, typeName, typeValue, desc, app, user, device *fastjson.Value
+		created, createdRaw, appID, mainInfo                 *fastjson.Value
 		lists                                                [3]*fastjson.Value
 	}
 	first := func(dst **fastjson.Value, v *fastjson.Value) {
@@ -47,6 +51,14 @@ func parseActivityReference(raw []byte) (Activity, error) {
 			first(&f.id, v)
 		case "timestamp":
 			first(&f.ts, v)
+		case "created":
+			first(&f.created, v)
+		case "createdRaw":
+			first(&f.createdRaw, v)
+		case "appId":
+			first(&f.appID, v)
+		case "mainInfo":
+			first(&f.mainInfo, v)
 		case "eventTypeName":
 			first(&f.typeName, v)
 		case "eventTypeValue":
@@ -92,7 +104,23 @@ func parseActivityReference(raw []byte) (Activity, error) {
 		ends[1+i] = b.Len()
 	}
 	for i, l := range f.lists {
-		refWriteList(&b, l)
+		if l != nil && l.Type() == fastjson.TypeNull {
+			l = nil // null is no list: the derived value stands
+		}
+		switch {
+		case l != nil:
+			refWriteList(&b, l)
+		case i == 0:
+			if id, ok := refInteger(f.appID); ok && id >= 0 {
+				if s := appIDSymbol(id); s != "" {
+					b.WriteString(s)
+				} else {
+					fmt.Fprintf(&b, "APPID_%d", id)
+				}
+			}
+		case i == 1:
+			refWriteTargets(&b, refMember(f.mainInfo, "eventObjects"))
+		}
 		ends[8+i] = b.Len()
 	}
 	all := b.String()
@@ -102,8 +130,12 @@ func parseActivityReference(raw []byte) (Activity, error) {
 		}
 		return all[ends[i-1]:ends[i]]
 	}
+	created, ok := refInteger(f.created)
+	if !ok {
+		created, _ = refInteger(f.createdRaw)
+	}
 	return Activity{
-		ID: field(0), Timestamp: timestamp,
+		ID: field(0), Timestamp: timestamp, Created: created,
 		EventTypeName: field(1), EventTypeValue: field(2), Description: field(3), AppName: field(4),
 		UserName: field(5), ClientIP: field(6), UserAgent: field(7),
 		UniqueServiceAppIDs: field(8), TargetObjects: field(9), PolicyIDs: field(10),
@@ -153,17 +185,72 @@ func refWriteItem(b *strings.Builder, v *fastjson.Value) {
 		b.Write(v.GetStringBytes())
 		return
 	case fastjson.TypeObject:
-		for _, k := range []string{"name", "displayName", "id"} {
-			if f := v.Get(k); f != nil {
-				if f.Type() == fastjson.TypeString {
-					b.Write(f.GetStringBytes())
-				} else {
-					b.Write(f.MarshalTo(nil))
-				}
-				return
-			}
-		}
+		refWriteName(b, v)
 		return
 	}
 	b.Write(v.MarshalTo(nil)) // a number or boolean, as written
+}
+
+// refWriteName writes an object's name: the first of name, displayName
+// and id that is neither absent nor null.
+func refWriteName(b *strings.Builder, v *fastjson.Value) bool {
+	for _, k := range []string{"name", "displayName", "id"} {
+		if f := v.Get(k); f != nil && f.Type() != fastjson.TypeNull {
+			if f.Type() == fastjson.TypeString {
+				b.Write(f.GetStringBytes())
+			} else {
+				b.Write(f.MarshalTo(nil))
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// refWriteTargets writes the names of the event objects with role 3,
+// comma-joined; objects without a name are left out.
+func refWriteTargets(b *strings.Builder, objects *fastjson.Value) {
+	if objects == nil || objects.Type() != fastjson.TypeArray {
+		return
+	}
+	n := 0
+	for _, o := range objects.GetArray() {
+		if o.Type() != fastjson.TypeObject {
+			continue
+		}
+		if role, ok := refInteger(o.Get("role")); !ok || role != 3 {
+			continue
+		}
+		var name strings.Builder
+		if !refWriteName(&name, o) {
+			continue
+		}
+		if n++; n > 1 {
+			b.WriteByte(',')
+		}
+		b.WriteString(name.String())
+	}
+}
+
+// refInteger reads an integer of at most 18 digits written as a JSON
+// number or a string.
+func refInteger(v *fastjson.Value) (int64, bool) {
+	if v == nil {
+		return 0, false
+	}
+	var text string
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		text = string(v.MarshalTo(nil))
+	case fastjson.TypeString:
+		text = string(v.GetStringBytes())
+	default:
+		return 0, false
+	}
+	digits := strings.TrimPrefix(text, "-")
+	if digits == "" || len(digits) > 18 || strings.Trim(digits, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(text, 10, 64)
+	return n, err == nil
 }

@@ -100,6 +100,15 @@ func activityCorpus(t *testing.T) [][]byte {
 		`{"_id":"a","timestamp":1,"targetObjects":[{"name":"n","name":"second"},{"displayName":7}],"policyIDs":7}`,
 		`{"_id":"a","timestamp":1,"deep":[[[[{"a":[{"b":{}}]}]]]],"n":[0,-0,0.5,1E+2,1e-2,-12.75e10]}`,
 		`{"_id":"a","timestamp":0}`,
+		// The API's shape: cs2 from appId, cs3 from mainInfo.eventObjects.
+		`{"_id":"97134000_15600_x","appId":15600,"timestamp":1,"created":"1595096586840","mainInfo":{"eventObjects":[{"objType":1,"role":3,"name":"https://s/p/"},{"role":4,"name":"A T","id":"a@t"},{"role":"3","name":null,"id":"by-id"},{"role":3,"id":7},{"role":3},{"role":3.0,"name":"not 3"},{"role":"03","displayName":"d"},null,[3],"s"],"type":"basic"}}`,
+		`{"_id":"a","timestamp":1,"appId":"11161","createdRaw":5,"mainInfo":null,"mainInfo":{"eventObjects":[{"role":3,"name":"second mainInfo"}]}}`,
+		`{"_id":"a","timestamp":1,"appId":null,"created":null,"createdRaw":"7","mainInfo":{"eventObjects":{"role":3,"name":"not a list"}}}`,
+		`{"_id":"a","timestamp":1,"appId":-3,"created":1.5,"mainInfo":{"eventObjects":[{"role":3,"role":4,"name":"first role counts","name":"x"}],"eventObjects":[{"role":3,"name":"second list"}]}}`,
+		`{"_id":"a","timestamp":1,"appId":1234567890123456789,"created":"-5","mainInfo":{"eventObjects":[]}}`,
+		`{"_id":"a","timestamp":1,"appId":"0011114","uniqueServiceAppIds":null,"targetObjects":null,"mainInfo":{"eventObjects":[{"role":3,"name":"t"}]}}`,
+		`{"_id":"a","timestamp":1,"appId":11114,"uniqueServiceAppIds":[],"targetObjects":[],"mainInfo":{"eventObjects":[{"role":3,"name":"t"}]}}`,
+		`{"_id":"a","timestamp":1,"appId":"1e3","appId":5,"created":"","mainInfo":{"eventObjects":[{"role":"\u0033","name":"\u00e9t\u00e9"},{"name":"x","role":" 3"}]}}`,
 	} {
 		out = append(out, []byte(s))
 	}
@@ -135,6 +144,56 @@ func TestParseActivityFieldValues(t *testing.T) {
 	}
 	if want := `1,2.5e3,true,null,s,d,,{"k":[1," 2"]},[1,"x"]`; a.TargetObjects != want {
 		t.Errorf("TargetObjects = %q, want %q", a.TargetObjects, want)
+	}
+}
+
+// An activity as the API returns it has no list under the agent's labels:
+// cs2 comes from appId, cs3 from the event objects with role 3, and
+// numbers may be strings.
+func TestParseActivityRealShape(t *testing.T) {
+	tests := []struct {
+		name, raw          string
+		created            int64
+		appIDs, targets, p string
+	}{
+		{"file preview, tenant form of _id", `{"_id":"97134000_15600_2b1e","tenantId":97134000,"appId":15600,"saasId":15600,"timestamp":1595096313000,
+			"created":1595096586840,"createdRaw":1595096586840,"mainInfo":{"eventObjects":[{"objType":1,"role":3,"tags":[],"name":"https://contoso-my.sharepoint.com/personal/megan/","id":"c1"},
+			{"objType":21,"role":4,"name":"Megan Bowen","id":"megan@contoso.com"},{"objType":23,"role":4,"name":"Megan Bowen","id":"9a7f"}],"type":"basic"},
+			"resolvedActor":{"id":"9a7f","saasId":"11161","objType":"23","role":"4"},"entityData":{"0":{"displayName":"Megan Bowen"},"1":null}}`,
+			1595096586840, "APPID_15600", "https://contoso-my.sharepoint.com/personal/megan/", ""},
+		{"log on, appId as a string, created in createdRaw only", `{"_id":"1595096586840_77c1","appId":"20893","timestamp":1,"createdRaw":"1595096586841",
+			"mainInfo":{"eventObjects":[{"role":3,"name":"megan@contoso.com","objType":2},{"role":"4","name":"Megan Bowen"}]}}`,
+			1595096586841, "APPID_OUTLOOK", "megan@contoso.com", ""},
+		{"several targets, a nameless one left out", `{"_id":"x","appId":11161,"timestamp":1,"mainInfo":{"eventObjects":[{"role":3,"name":"Finance"},{"role":3},
+			{"role":3,"name":null,"id":"guest@fabrikam.com"},{"role":1,"name":"the app"}]}}`,
+			0, "APPID_O365", "Finance,guest@fabrikam.com", ""},
+		{"no target, no app", `{"_id":"x","appId":null,"timestamp":1,"mainInfo":{"eventObjects":[{"role":4,"name":"Megan Bowen"}]}}`, 0, "", "", ""},
+		{"explicit lists win", `{"_id":"x","appId":11161,"timestamp":1,"uniqueServiceAppIds":["APPID_X"],"targetObjects":[{"name":"t"}],"policyIDs":["p1","p2"],
+			"mainInfo":{"eventObjects":[{"role":3,"name":"ignored"}]}}`, 0, "APPID_X", "t", "p1,p2"},
+	}
+	for _, tt := range tests {
+		a, err := ParseActivity([]byte(tt.raw))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if a.Created != tt.created || a.UniqueServiceAppIDs != tt.appIDs || a.TargetObjects != tt.targets || a.PolicyIDs != tt.p {
+			t.Errorf("%s: created %d, cs2 %q, cs3 %q, cs4 %q; want %d, %q, %q, %q", tt.name,
+				a.Created, a.UniqueServiceAppIDs, a.TargetObjects, a.PolicyIDs, tt.created, tt.appIDs, tt.targets, tt.p)
+		}
+	}
+}
+
+// Every app id with a symbolic name comes out as it, any other as its
+// number.
+func TestAppIDNames(t *testing.T) {
+	for id, want := range map[int64]string{11161: "APPID_O365", 20893: "APPID_OUTLOOK", 11114: "APPID_SALESFORCE",
+		10489: "APPID_BOX", 14509: "APPID_SERVICENOW", 26069: "APPID_26069", 11394: "APPID_11394", 0: "APPID_0"} {
+		if got := string(appendAppID(nil, id)); got != want {
+			t.Errorf("app %d: %s, want %s", id, got, want)
+		}
+		if got := len(appendAppID(nil, id)); got > maxAppIDText {
+			t.Errorf("app %d: %d bytes, more than maxAppIDText", id, got)
+		}
 	}
 }
 
@@ -182,6 +241,7 @@ func FuzzParseActivity(f *testing.F) {
 	for _, s := range []string{
 		`{"_id":"a","timestamp":1,"user":{"userName":"u"},"targetObjects":[{"name":"n"},1,"x"]}`,
 		`{"_id":"a\u00e9","timestamp":-1.5e3}`, `[1,{"a":null}]`, `{"a":"\"}`,
+		`{"_id":"a","timestamp":1,"appId":"11161","created":2,"mainInfo":{"eventObjects":[{"role":3,"name":"n"},{"role":"3","id":5}]}}`,
 	} {
 		f.Add([]byte(s))
 	}

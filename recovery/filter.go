@@ -29,17 +29,19 @@ type condition struct {
 
 // filterFieldPaths maps MCAS filter field names to where the value sits in
 // an activity object, for the fields whose names differ. Any other field is
-// read as a dotted path into the activity (keys matched without case).
+// read as a dotted path into the activity (keys matched without case). The
+// paths the decoder also reads come from its field table (fields.go).
 var filterFieldPaths = map[string]string{
-	"service":            "appId",
-	"app":                "appId",
-	"activity.id":        "_id",
-	"activity.eventtype": "eventTypeValue",
-	"activity.type":      "eventTypeValue",
-	"user.username":      "user.userName",
-	"ip.address":         "device.clientIP",
-	"device.type":        "device.type",
-	"description":        "description",
+	"service":            fieldAppID,
+	"app":                fieldAppID,
+	"activity.id":        fieldID,
+	"activity.eventtype": fieldEventTypeValue,
+	"activity.type":      fieldEventTypeValue,
+	"user.username":      fieldUser + "." + fieldUserName,
+	"ip.address":         fieldDevice + "." + fieldClientIP,
+	"device.type":        fieldDevice + ".type",
+	"description":        fieldDescription,
+	"created":            fieldCreated,
 }
 
 var filterOps = map[string]bool{
@@ -142,8 +144,9 @@ func (f Filter) Match(raw json.RawMessage) (bool, error) {
 }
 
 // lookup walks a dotted path through objects. A key matches exactly (the
-// last of duplicates, as encoding/json keeps) or, failing that, without
-// case. It returns nil when the path is absent.
+// first of duplicates, as the decoder takes it: the filter decides on the
+// value the CEF line shows) or, failing that, without case. It returns nil
+// when the path is absent.
 func lookup(v *fastjson.Value, path []string) *fastjson.Value {
 	for _, key := range path {
 		if v.Type() != fastjson.TypeObject {
@@ -153,7 +156,9 @@ func lookup(v *fastjson.Value, path []string) *fastjson.Value {
 		v.GetObject().Visit(func(k []byte, val *fastjson.Value) {
 			switch {
 			case string(k) == key:
-				exact = val
+				if exact == nil {
+					exact = val
+				}
 			case folded == nil && strings.EqualFold(string(k), key):
 				folded = val
 			}

@@ -80,15 +80,17 @@ func TestFilterCanonicalJSON(t *testing.T) {
 
 // Match reads the activity with fastjson; it must decide as decoding the
 // whole object with encoding/json (UseNumber) and walking it would, which is
-// how it was first written. The reference below is that walk.
+// how it was first written, except that of a key given twice the first
+// counts, as in the decoder. The reference below is that walk.
 func TestFilterMatchAgreesWithEncodingJSON(t *testing.T) {
 	reference := func(f Filter, raw []byte) (bool, error) {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()
-		var obj map[string]any
-		if err := dec.Decode(&obj); err != nil {
+		v, err := decodeFirstKeys(dec)
+		if err != nil {
 			return false, err
 		}
+		obj, _ := v.(map[string]any)
 		for _, c := range f.conds {
 			var v any = obj
 			for _, key := range c.path {
@@ -142,5 +144,77 @@ func TestFilterMatchAgreesWithEncodingJSON(t *testing.T) {
 	}
 	if decided == 0 {
 		t.Fatal("no activity matched any filter: the comparison proves nothing")
+	}
+}
+
+// decodeFirstKeys decodes the next JSON value as encoding/json does into
+// any, except that of a key given twice the first value is kept.
+func decodeFirstKeys(dec *json.Decoder) (any, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch tok {
+	case json.Delim('{'):
+		obj := map[string]any{}
+		for dec.More() {
+			key, err := dec.Token()
+			if err != nil {
+				return nil, err
+			}
+			v, err := decodeFirstKeys(dec)
+			if err != nil {
+				return nil, err
+			}
+			if _, seen := obj[key.(string)]; !seen {
+				obj[key.(string)] = v
+			}
+		}
+		_, err = dec.Token() // '}'
+		return obj, err
+	case json.Delim('['):
+		list := []any{}
+		for dec.More() {
+			v, err := decodeFirstKeys(dec)
+			if err != nil {
+				return nil, err
+			}
+			list = append(list, v)
+		}
+		_, err = dec.Token() // ']'
+		return list, err
+	}
+	return tok, nil
+}
+
+// The filter and the decoder read a field the decoder knows from the same
+// member, the first of a key given twice: an activity the filter keeps for
+// an app is the one whose CEF line shows that app.
+func TestFilterAndDecoderReadTheSameMember(t *testing.T) {
+	raw := []byte(`{"_id":"first","_id":"second","timestamp":1,"appId":11161,"appId":20893,"eventTypeValue":"EVENT_A","eventTypeValue":"EVENT_B",
+		"description":"d1","description":"d2","user":{"userName":"u1","userName":"u2"},"device":{"clientIP":"10.0.0.1","clientIP":"10.0.0.2"}}`)
+	a, err := ParseActivity(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ID != "first" || a.UniqueServiceAppIDs != "APPID_O365" || a.EventTypeValue != "EVENT_A" || a.Description != "d1" ||
+		a.UserName != "u1" || a.ClientIP != "10.0.0.1" {
+		t.Fatalf("the decoder did not keep the first of each key: %+v", a)
+	}
+	for filter, want := range map[string]bool{
+		`{"service":{"eq":[11161]}}`: true, `{"service":{"eq":[20893]}}`: false,
+		`{"activity.id":{"eq":"first"}}`: true, `{"activity.id":{"eq":"second"}}`: false,
+		`{"activity.eventType":{"eq":["EVENT_A"]}}`: true, `{"activity.eventType":{"eq":["EVENT_B"]}}`: false,
+		`{"description":{"eq":"d1"}}`: true, `{"description":{"eq":"d2"}}`: false,
+		`{"user.username":{"eq":"u1"}}`: true, `{"user.username":{"eq":"u2"}}`: false,
+		`{"ip.address":{"eq":"10.0.0.1"}}`: true, `{"ip.address":{"eq":"10.0.0.2"}}`: false,
+	} {
+		f, err := ParseFilter([]byte(filter))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := f.Match(raw); err != nil || got != want {
+			t.Errorf("filter %s: Match = %v, %v; want %v", filter, got, err, want)
+		}
 	}
 }
