@@ -20,7 +20,7 @@ type Activity struct {
 	EventTypeValue string // eventTypeValue
 	Description    string // description
 	AppName        string // appName
-	UserName       string // user.userName
+	UserName       string // user.userName, else failedUserData.userName (a failed log-on's)
 	ClientIP       string // device.clientIP
 	UserAgent      string // device.userAgent
 	// What the agent writes in cs2–cs4, comma-joined (docs/delivery.md
@@ -40,9 +40,9 @@ type Activity struct {
 type activityFields struct {
 	id, timestamp, typeName, typeValue, description, appName span
 	userName, clientIP, userAgent                            span
-	appID, created, createdRaw, eventObjects                 span
+	appID, created, createdRaw, eventObjects, failedUserName span
 	lists                                                    [3]span // uniqueServiceAppIds, targetObjects, policyIDs
-	user, device, mainInfo                                   bool    // seen: a key given twice counts the first time
+	user, device, mainInfo, failedUser                       bool    // seen: a key given twice counts the first time
 }
 
 // ParseActivity decodes one activity object. Raw of the result is raw
@@ -123,6 +123,9 @@ func decode(raw []byte, d *Decoder) (Activity, error) {
 	// Every text field is written into one string and sliced out of it. A
 	// field's text is never longer than its JSON, so the room taken for
 	// it is enough.
+	if f.userName.kind != kindString {
+		f.userName = f.failedUserName
+	}
 	cs := f.cefSources(raw)
 	need := f.textSize() + cs.textSize()
 	var buf []byte
@@ -308,6 +311,11 @@ func (f *activityFields) scan(s *scanner) error {
 				return err
 			}
 			continue
+		case fieldFailedUserData:
+			if err := scanNested(s, &f.failedUser, fieldUserName, &f.failedUserName, "", nil); err != nil {
+				return err
+			}
+			continue
 		case fieldMainInfo:
 			if err := scanNested(s, &f.mainInfo, fieldEventObjects, &f.eventObjects, "", nil); err != nil {
 				return err
@@ -331,7 +339,8 @@ func (s *scanner) valueInto(dst *span) error {
 	return err
 }
 
-// scanNested reads the value of "user", "device" or "mainInfo". The
+// scanNested reads the value of an object the fields lie in (user,
+// device, failedUserData, mainInfo). The
 // first time the key appears, when its value is an object, it notes where
 // the first k1 and k2 (when v2 is given) in that object are.
 func scanNested(s *scanner, seen *bool, k1 string, v1 *span, k2 string, v2 *span) error {

@@ -37,7 +37,7 @@ func parseActivityReference(raw []byte) (Activity, error) {
 	// key given twice counts the first time, as fastjson's Get does.
 	var f struct {
 		id, ts, typeName, typeValue, desc, app, user, device *fastjson.Value
-		created, createdRaw, appID, mainInfo                 *fastjson.Value
+		created, createdRaw, appID, mainInfo, failedUser     *fastjson.Value
 		lists                                                [3]*fastjson.Value
 	}
 	first := func(dst **fastjson.Value, v *fastjson.Value) {
@@ -59,6 +59,8 @@ func parseActivityReference(raw []byte) (Activity, error) {
 			first(&f.appID, v)
 		case "mainInfo":
 			first(&f.mainInfo, v)
+		case "failedUserData":
+			first(&f.failedUser, v)
 		case "eventTypeName":
 			first(&f.typeName, v)
 		case "eventTypeValue":
@@ -96,9 +98,13 @@ func parseActivityReference(raw []byte) (Activity, error) {
 	var ends [11]int
 	b.Write(f.id.GetStringBytes())
 	ends[0] = b.Len()
+	userName := refMember(f.user, "userName")
+	if userName == nil || userName.Type() != fastjson.TypeString {
+		userName = refMember(f.failedUser, "userName")
+	}
 	for i, t := range [...]*fastjson.Value{
 		f.typeName, f.typeValue, f.desc, f.app,
-		refMember(f.user, "userName"), refMember(f.device, "clientIP"), refMember(f.device, "userAgent"),
+		userName, refMember(f.device, "clientIP"), refMember(f.device, "userAgent"),
 	} {
 		refWriteText(&b, t)
 		ends[1+i] = b.Len()

@@ -108,6 +108,9 @@ func activityCorpus(t *testing.T) [][]byte {
 		`{"_id":"a","timestamp":1,"appId":1234567890123456789,"created":"-5","mainInfo":{"eventObjects":[]}}`,
 		`{"_id":"a","timestamp":1,"appId":"0011114","uniqueServiceAppIds":null,"targetObjects":null,"mainInfo":{"eventObjects":[{"role":3,"name":"t"}]}}`,
 		`{"_id":"a","timestamp":1,"appId":11114,"uniqueServiceAppIds":[],"targetObjects":[],"mainInfo":{"eventObjects":[{"role":3,"name":"t"}]}}`,
+		`{"_id":"a","timestamp":1,"failedUserData":{"userName":"failed@x"},"user":{"userTags":[]}}`,
+		`{"_id":"a","timestamp":1,"user":{"userName":null},"failedUserData":null,"failedUserData":{"userName":"second ignored"}}`,
+		`{"_id":"a","timestamp":1,"user":{"userName":"u"},"failedUserData":{"userName":"f"}}`,
 		`{"_id":"a","timestamp":1,"appId":"1e3","appId":5,"created":"","mainInfo":{"eventObjects":[{"role":"\u0033","name":"\u00e9t\u00e9"},{"name":"x","role":" 3"}]}}`,
 	} {
 		out = append(out, []byte(s))
@@ -152,33 +155,36 @@ func TestParseActivityFieldValues(t *testing.T) {
 // numbers may be strings.
 func TestParseActivityRealShape(t *testing.T) {
 	tests := []struct {
-		name, raw          string
-		created            int64
-		appIDs, targets, p string
+		name, raw                string
+		created                  int64
+		user, appIDs, targets, p string
 	}{
 		{"file preview, tenant form of _id", `{"_id":"97134000_15600_2b1e","tenantId":97134000,"appId":15600,"saasId":15600,"timestamp":1595096313000,
 			"created":1595096586840,"createdRaw":1595096586840,"mainInfo":{"eventObjects":[{"objType":1,"role":3,"tags":[],"name":"https://contoso-my.sharepoint.com/personal/megan/","id":"c1"},
 			{"objType":21,"role":4,"name":"Megan Bowen","id":"megan@contoso.com"},{"objType":23,"role":4,"name":"Megan Bowen","id":"9a7f"}],"type":"basic"},
 			"resolvedActor":{"id":"9a7f","saasId":"11161","objType":"23","role":"4"},"entityData":{"0":{"displayName":"Megan Bowen"},"1":null}}`,
-			1595096586840, "APPID_15600", "https://contoso-my.sharepoint.com/personal/megan/", ""},
+			1595096586840, "", "APPID_15600", "https://contoso-my.sharepoint.com/personal/megan/", ""},
 		{"log on, appId as a string, created in createdRaw only", `{"_id":"1595096586840_77c1","appId":"20893","timestamp":1,"createdRaw":"1595096586841",
 			"mainInfo":{"eventObjects":[{"role":3,"name":"megan@contoso.com","objType":2},{"role":"4","name":"Megan Bowen"}]}}`,
-			1595096586841, "APPID_OUTLOOK", "megan@contoso.com", ""},
+			1595096586841, "", "APPID_OUTLOOK", "megan@contoso.com", ""},
 		{"several targets, a nameless one left out", `{"_id":"x","appId":11161,"timestamp":1,"mainInfo":{"eventObjects":[{"role":3,"name":"Finance"},{"role":3},
 			{"role":3,"name":null,"id":"guest@fabrikam.com"},{"role":1,"name":"the app"}]}}`,
-			0, "APPID_O365", "Finance,guest@fabrikam.com", ""},
-		{"no target, no app", `{"_id":"x","appId":null,"timestamp":1,"mainInfo":{"eventObjects":[{"role":4,"name":"Megan Bowen"}]}}`, 0, "", "", ""},
+			0, "", "APPID_O365", "Finance,guest@fabrikam.com", ""},
+		{"no target, no app", `{"_id":"x","appId":null,"timestamp":1,"mainInfo":{"eventObjects":[{"role":4,"name":"Megan Bowen"}]}}`, 0, "", "", "", ""},
+		{"failed log on", `{"_id":"x","appId":11161,"timestamp":1,"user":{"userTags":["0000"]},"failedUserData":{"userName":"guest@fabrikam.com"},
+			"mainInfo":{"eventObjects":[{"role":1,"name":"Contoso Expenses"},{"role":3,"name":"Request ID"},{"role":2,"name":"guest@fabrikam.com"}]}}`,
+			0, "guest@fabrikam.com", "APPID_O365", "Request ID", ""},
 		{"explicit lists win", `{"_id":"x","appId":11161,"timestamp":1,"uniqueServiceAppIds":["APPID_X"],"targetObjects":[{"name":"t"}],"policyIDs":["p1","p2"],
-			"mainInfo":{"eventObjects":[{"role":3,"name":"ignored"}]}}`, 0, "APPID_X", "t", "p1,p2"},
+			"mainInfo":{"eventObjects":[{"role":3,"name":"ignored"}]}}`, 0, "", "APPID_X", "t", "p1,p2"},
 	}
 	for _, tt := range tests {
 		a, err := ParseActivity([]byte(tt.raw))
 		if err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
-		if a.Created != tt.created || a.UniqueServiceAppIDs != tt.appIDs || a.TargetObjects != tt.targets || a.PolicyIDs != tt.p {
-			t.Errorf("%s: created %d, cs2 %q, cs3 %q, cs4 %q; want %d, %q, %q, %q", tt.name,
-				a.Created, a.UniqueServiceAppIDs, a.TargetObjects, a.PolicyIDs, tt.created, tt.appIDs, tt.targets, tt.p)
+		if a.Created != tt.created || a.UserName != tt.user || a.UniqueServiceAppIDs != tt.appIDs || a.TargetObjects != tt.targets || a.PolicyIDs != tt.p {
+			t.Errorf("%s: created %d, suser %q, cs2 %q, cs3 %q, cs4 %q; want %d, %q, %q, %q, %q", tt.name, a.Created, a.UserName,
+				a.UniqueServiceAppIDs, a.TargetObjects, a.PolicyIDs, tt.created, tt.user, tt.appIDs, tt.targets, tt.p)
 		}
 	}
 }

@@ -15,7 +15,8 @@ const (
 	fieldEventTypeValue = "eventTypeValue"
 	fieldDescription    = "description"
 	fieldUser           = "user"
-	fieldUserName       = "userName" // in user
+	fieldUserName       = "userName"       // in user, and in failedUserData
+	fieldFailedUserData = "failedUserData" // a failed log-on's account, which has no user.userName
 	fieldDevice         = "device"
 	fieldClientIP       = "clientIP"  // in device
 	fieldUserAgent      = "userAgent" // in device

@@ -13,7 +13,7 @@ import (
 	"siem-recovery/recovery"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/format/*.golden (check every changed line by hand)")
+var update = flag.Bool("update", false, "rewrite testdata/format/*.golden and testdata/real-shape/cef.golden (check every changed line by hand)")
 
 // specReference is the reference line of SPEC §5, from the MCAS agent.
 const specReference = `2017-11-22T17:50:04.000Z CEF:0|MCAS|SIEM_Agent|0.111.85|EVENT_CATEGORY_LOGOUT|Log out|0|externalId=1511373015679_167ae3eb-ed33-454a-b548-c2ed6cea6ef0 rt=1511373004000 start=1511373004000 end=1511373004000 msg=Log out suser=admin@contoso.com destinationServiceName=ServiceNow dvc=13.82.149.151 requestClientApplication= cs1Label=portalURL cs1=https://contoso.portal.cloudappsecurity.com/#/audits?activity.id\=eq(1511373015679_167ae3eb-ed33-454a-b548-c2ed6cea6ef0,) cs2Label=uniqueServiceAppIds cs2=APPID_SERVICENOW cs3Label=targetObjects cs3=admin@contoso.com,admin@contoso.com,admin@contoso.com cs4Label=policyIDs cs4= c6a1Label="Device IPv6 Address" c6a1=`
@@ -92,6 +92,51 @@ func TestCEFReferenceLine(t *testing.T) {
 	got := string(enc.appendMessage(nil, parse(t, referenceJSON)))
 	if got != specReference {
 		t.Errorf("reference line differs from SPEC §5:\ngot  %s\nwant %s", got, specReference)
+	}
+}
+
+// The SPEC's reference line, from an activity in the shape the API
+// returns: no list under the agent's labels, cs2 from appId, cs3 from the
+// event objects acted on.
+func TestCEFReferenceLineFromTheAPIShape(t *testing.T) {
+	const servicenowLogout = `{"_id":"1511373015679_167ae3eb-ed33-454a-b548-c2ed6cea6ef0","appId":14509,"saasId":"14509","timestamp":1511373004000,
+		"created":1511373015679,"eventTypeName":"EVENT_CATEGORY_LOGOUT","eventTypeValue":"EVENT_SERVICENOW_LOGOUT","description":"Log out",
+		"appName":"ServiceNow","user":{"userName":"admin@contoso.com","userTags":[]},"device":{"clientIP":"13.82.149.151","userAgent":""},
+		"mainInfo":{"eventObjects":[{"objType":21,"role":3,"name":"admin@contoso.com","id":"admin@contoso.com"},
+		{"objType":23,"role":3,"name":"admin@contoso.com"},{"objType":2,"role":"3","name":"admin@contoso.com"}],"type":"basic"},
+		"entityData":{"0":null},"resolvedActor":{"objType":"21","role":"4","saasId":"14509"}}`
+	enc := encoder{format: Formatter{Version: "0.111.85", PortalURL: "https://contoso.portal.cloudappsecurity.com"}, syslog: SyslogNone}
+	if got := string(enc.appendMessage(nil, parse(t, servicenowLogout))); got != specReference {
+		t.Errorf("reference line differs from SPEC §5:\ngot  %s\nwant %s", got, specReference)
+	}
+}
+
+// Activities made by hand in the shape the MCAS activities API returns
+// them (testdata/real-shape/activities.jsonl: both forms of _id, numbers
+// as strings, null members, several objects acted on, none) give exactly
+// the CEF lines of the golden file, one per activity.
+func TestCEFFromTheAPIShapeGolden(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "real-shape", "activities.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := encoder{format: Formatter{Version: "1.2.3", PortalURL: "https://contoso.portal.cloudappsecurity.com"}, syslog: SyslogNone, framing: FramingLF}
+	var got []byte
+	for _, line := range bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
+		got = enc.appendFrame(got, parse(t, string(line)))
+	}
+	path := filepath.Join("testdata", "real-shape", "cef.golden")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
 
