@@ -7,8 +7,8 @@ import (
 	"siem-recovery/recovery"
 )
 
-// benchActivities are realistic activity objects (about 3.5 KiB each, as
-// the API returns them), varied enough to take every branch of the CEF
+// benchActivities are activity objects in the API's shape, with its bulk
+// (about 4 KiB each), varied enough to take every branch of the CEF
 // mapping.
 func benchActivities(n int) [][]byte {
 	out := make([][]byte, n)

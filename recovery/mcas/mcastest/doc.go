@@ -41,7 +41,9 @@
 //   - Counting: Stats tells how many requests came and how each was
 //     answered; Requests lists them with their bodies and headers.
 //
-// Generate makes activities with realistic fields, including many that
-// share one millisecond. StartTinyproxy runs a real tinyproxy for proxy
+// Generate makes activities in the shape the API returns them
+// (internal/activitygen: appId but no uniqueServiceAppIds, event objects,
+// both forms of _id, created later than timestamp, numbers as strings),
+// including many that share one millisecond. StartTinyproxy runs a real tinyproxy for proxy
 // tests, and DeadAddr gives a loopback address where nothing listens.
 package mcastest

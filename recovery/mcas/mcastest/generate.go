@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"siem-recovery/internal/activitygen"
 	"siem-recovery/recovery"
 )
 
@@ -27,37 +28,41 @@ type GenerateOptions struct {
 
 // Service is one app the generated activities come from.
 type Service struct {
-	ID    int    // appId, what the "service" filter matches
-	Name  string // appName
-	AppID string // uniqueServiceAppIds item
+	ID   int    // appId, what the "service" filter matches
+	Name string // appName
 }
 
 // Services are the apps Generate cycles through, activity i coming from
-// Services[i%len(Services)].
+// Services[i%len(Services)]: apps with and without a symbolic name in the
+// agent's cs2.
 var Services = []Service{
-	{11161, "Microsoft 365", "APPID_O365"},
-	{20893, "Microsoft Exchange Online", "APPID_EXCHANGE"},
-	{15600, "Microsoft OneDrive for Business", "APPID_ONEDRIVE"},
-	{28375, "Microsoft Teams", "APPID_TEAMS"},
-	{11114, "Salesforce", "APPID_SALESFORCE"},
+	{11161, "Office 365"},
+	{20893, "Microsoft Exchange Online"},
+	{15600, "Microsoft OneDrive for Business"},
+	{28375, "Microsoft Teams"},
+	{11114, "Salesforce"},
 }
 
 // EventTypes are the event types Generate cycles through, activity i
-// having EventTypes[i%len(EventTypes)] (eventTypeValue is what the
-// "activity.eventType" filter matches).
-var EventTypes = []struct{ Name, Value, Description string }{
-	{"EVENT_CATEGORY_LOGIN", "EVENT_O365_LOGIN", "Log on"},
-	{"EVENT_CATEGORY_LOGOUT", "EVENT_O365_LOGOUT", "Log out"},
-	{"EVENT_CATEGORY_DOWNLOAD_FILE", "EVENT_O365_FILE_DOWNLOADED", "Download file: report|Q3 = final.xlsx"},
-	{"EVENT_CATEGORY_UPDATE_PERMISSIONS", "EVENT_O365_SHARING_SET", `Share folder C:\shared\legal`},
-	{"EVENT_CATEGORY_SEND_MAIL", "EVENT_EXO_SEND", "Send mail\nsubject: weekly"},
-	{"EVENT_CATEGORY_UNSPECIFIED", "EVENT_O365_UNKNOWN", "Run command"},
-	{"EVENT_CATEGORY_LOGIN", "EVENT_O365_LOGIN_FAILED", "Failed log on"},
+// having EventTypes[i%len(EventTypes)] (Value, eventTypeValue, is what
+// the "activity.eventType" filter matches).
+var EventTypes = []activitygen.Event{
+	{Name: "EVENT_CATEGORY_LOGIN", Value: "EVENT_O365_LOGIN", Description: "Log on", Operation: "UserLoggedIn", Target: activitygen.TargetAccount},
+	{Name: "EVENT_CATEGORY_LOGOUT", Value: "EVENT_O365_LOGOUT", Description: "Log out", Operation: "UserLoggedOut", Target: activitygen.TargetAccount},
+	{Name: "EVENT_CATEGORY_DOWNLOAD_FILE", Value: "EVENT_O365_FILE_DOWNLOADED", Description: "Download file: report|Q3 = final.xlsx",
+		Operation: "FileDownloaded", Target: activitygen.TargetObject, Object: "report|Q3 = final.xlsx"},
+	{Name: "EVENT_CATEGORY_UPDATE_PERMISSIONS", Value: "EVENT_O365_SHARING_SET", Description: `Share folder C:\shared\legal`,
+		Operation: "SharingSet", Target: activitygen.TargetShare, Object: `C:\shared\legal`},
+	{Name: "EVENT_CATEGORY_SEND_MAIL", Value: "EVENT_EXO_SEND", Description: "Send mail\nsubject: weekly", Operation: "Send"},
+	{Name: "EVENT_CATEGORY_UNSPECIFIED", Value: "EVENT_O365_UNKNOWN", Description: "Run command", Operation: "New-InboxRule"},
+	{Name: "EVENT_CATEGORY_FAILED_LOGIN", Value: "EVENT_O365_LOGIN_FAILED", Description: "Failed log on",
+		Operation: "UserLoginFailed", Target: activitygen.TargetParameters},
 }
 
 // Generate makes opts.Count activities in opts.Window, in ascending
-// timestamp order, each a complete MCAS activity object with a unique
-// "_id" of the form "<timestamp>_<uuid>". The output depends only on opts.
+// timestamp order, each a complete MCAS activity object in the shape the
+// API returns (internal/activitygen) with a unique "_id". The output
+// depends only on opts.
 func Generate(opts GenerateOptions) []json.RawMessage {
 	w := opts.Window
 	burst := min(max(opts.Burst, 0), opts.Count)
@@ -82,33 +87,16 @@ func Generate(opts GenerateOptions) []json.RawMessage {
 	return out
 }
 
+// activity is activity i at ts, from Services[i] and EventTypes[i], by
+// user<i%50>@contoso.com (what the "user.username" filter matches; a
+// failed log-on has it in failedUserData only, as the API does).
 func activity(i int, ts int64) json.RawMessage {
+	a := activitygen.New(i, ts)
 	svc := Services[i%len(Services)]
-	ev := EventTypes[i%len(EventTypes)]
-	sum := sha256.Sum256(fmt.Appendf(nil, "activity-%d", i))
-	ip := fmt.Sprintf("203.0.113.%d", i%250+1)
-	if i%13 == 0 {
-		ip = fmt.Sprintf("2001:db8::%x", i%65535+1)
-	}
-	user := fmt.Sprintf("user%d@contoso.com", i%50)
-	// Written by hand rather than marshalled from a map: tests generate
-	// tens of thousands, under the race detector.
-	b := make([]byte, 0, 700)
-	b = fmt.Appendf(b, `{"_id":"%d_%x-%x-%x-%x-%x","timestamp":%d,"created":%d,`, ts, sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16], ts, ts+1500)
-	b = fmt.Appendf(b, `"appId":%d,"appName":%s,"eventTypeName":%s,"eventTypeValue":%s,"description":%s,`,
-		svc.ID, jsonString(svc.Name), jsonString(ev.Name), jsonString(ev.Value), jsonString(ev.Description))
-	b = fmt.Appendf(b, `"user":{"userName":%q,"userTags":[]},"device":{"clientIP":%q,"userAgent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64)","type":"DESKTOP"},`, user, ip)
-	b = fmt.Appendf(b, `"uniqueServiceAppIds":[%s],"targetObjects":[{"name":%q,"type":21}],"policyIDs":[],"severity":"INFO"}`, jsonString(svc.AppID), user)
-	return b
-}
-
-// jsonString encodes s as a JSON string.
-func jsonString(s string) []byte {
-	b, err := json.Marshal(s)
-	if err != nil {
-		panic(err) // a string always marshals
-	}
-	return b
+	a.App = activitygen.App{ID: svc.ID, Name: svc.Name}
+	a.Event = EventTypes[i%len(EventTypes)]
+	a.User, a.DisplayName = fmt.Sprintf("user%d@contoso.com", i%50), fmt.Sprintf("User %d", i%50)
+	return a.Append(make([]byte, 0, 3072))
 }
 
 // IDs returns the "_id" of each activity, in order; an activity without
