@@ -43,6 +43,11 @@ type activityFields struct {
 	appID, created, createdRaw, eventObjects, failedUserName span
 	lists                                                    [3]span // uniqueServiceAppIds, targetObjects, policyIDs
 	user, device, mainInfo, failedUser                       bool    // seen: a key given twice counts the first time
+	// The names of the event objects with role 3, the first of them; the
+	// others are found again when cs3 is written. An activity names one or
+	// two.
+	targets  [4]span
+	nTargets int
 }
 
 // ParseActivity decodes one activity object. Raw of the result is raw
@@ -152,7 +157,14 @@ func decode(raw []byte, d *Decoder) (Activity, error) {
 		buf = appendAppID(buf, cs.appID)
 	}
 	ends[8] = len(buf)
-	buf = appendTargets(appendList(buf, raw, cs.lists[1]), raw, cs.eventObjects)
+	buf = appendList(buf, raw, cs.lists[1])
+	for i, t := range cs.targets {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendName(buf, raw, t)
+	}
+	buf = appendTargets(buf, raw, cs.eventObjects)
 	ends[9] = len(buf)
 	buf = appendList(buf, raw, cs.lists[2])
 	ends[10] = len(buf)
@@ -198,7 +210,10 @@ type cefSources struct {
 	// cs2 when lists[0] is absent: APPID_… of appId.
 	appID    int64
 	hasAppID bool
-	// cs3 when lists[1] is absent: mainInfo.eventObjects, when an array.
+	// cs3 when lists[1] is absent: the names of the objects acted on, or,
+	// when there were more than targets holds, mainInfo.eventObjects to
+	// read again.
+	targets      []span
 	eventObjects span
 }
 
@@ -217,7 +232,11 @@ func (f *activityFields) cefSources(text []byte) cefSources {
 		cs.hasAppID = cs.hasAppID && cs.appID >= 0
 	}
 	if cs.lists[1].kind == kindAbsent && f.eventObjects.kind == kindArray {
-		cs.eventObjects = f.eventObjects
+		if f.nTargets <= len(f.targets) {
+			cs.targets = f.targets[:f.nTargets]
+		} else {
+			cs.eventObjects = f.eventObjects
+		}
 	}
 	return cs
 }
@@ -227,6 +246,9 @@ func (f *activityFields) cefSources(text []byte) cefSources {
 // theirs), and an app id's name.
 func (cs *cefSources) textSize() int {
 	n := cs.eventObjects.to - cs.eventObjects.from
+	for _, t := range cs.targets {
+		n += t.to - t.from + 1 // and a comma
+	}
 	for _, l := range cs.lists {
 		n += l.to - l.from
 	}
@@ -317,7 +339,7 @@ func (f *activityFields) scan(s *scanner) error {
 			}
 			continue
 		case fieldMainInfo:
-			if err := scanNested(s, &f.mainInfo, fieldEventObjects, &f.eventObjects, "", nil); err != nil {
+			if err := f.scanMainInfo(s); err != nil {
 				return err
 			}
 			continue
@@ -327,6 +349,65 @@ func (f *activityFields) scan(s *scanner) error {
 		}
 	}
 	return s.err
+}
+
+// scanMainInfo reads the value of "mainInfo": the first time the key
+// appears, when its value is an object, it reads the first eventObjects in
+// it, object by object.
+func (f *activityFields) scanMainInfo(s *scanner) error {
+	first := !f.mainInfo
+	f.mainInfo = true
+	if !first || s.pos >= len(s.text) || s.text[s.pos] != '{' {
+		_, err := s.value()
+		return err
+	}
+	for more := s.enter(); more; more = s.nextMember() {
+		if string(keyText(s.text, s.key)) == fieldEventObjects && f.eventObjects.kind == kindAbsent {
+			if err := f.scanEventObjects(s); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := s.value(); err != nil {
+			return err
+		}
+	}
+	return s.err
+}
+
+// scanEventObjects reads the value of mainInfo.eventObjects, noting where
+// it is and, when it is an array, the names of its objects with role 3.
+// Reading each object's members here, rather than passing over the array
+// and reading it again for cs3, saves a third of the time its objects
+// take.
+func (f *activityFields) scanEventObjects(s *scanner) error {
+	from := s.pos
+	if s.pos >= len(s.text) || s.text[s.pos] != '[' {
+		return s.valueInto(&f.eventObjects)
+	}
+	for more := s.enter(); more; more = s.nextItem() {
+		if s.pos >= len(s.text) || s.text[s.pos] != '{' {
+			if _, err := s.value(); err != nil {
+				return err
+			}
+			continue
+		}
+		name, role, err := s.objectName()
+		if err != nil {
+			return err
+		}
+		if isTarget(s.text, name, role) {
+			if f.nTargets < len(f.targets) {
+				f.targets[f.nTargets] = name
+			}
+			f.nTargets++
+		}
+	}
+	if s.err != nil {
+		return s.err
+	}
+	f.eventObjects = span{kind: kindArray, from: from, to: s.pos}
+	return nil
 }
 
 // valueInto scans the value at pos and, when dst is given and still
@@ -405,7 +486,8 @@ func appendItem(dst, text []byte, v span) []byte {
 	case kindString:
 		return appendString(dst, text, v)
 	case kindObject:
-		name, _ := objectName(text, v)
+		s := scanner{text: text[:v.to], pos: v.from}
+		name, _, _ := s.objectName() // checked already: it cannot fail
 		return appendName(dst, text, name)
 	}
 	return appendCompact(dst, text, v)
@@ -414,7 +496,9 @@ func appendItem(dst, text []byte, v span) []byte {
 // appendTargets appends the names of the objects an activity acted on:
 // the items of mainInfo.eventObjects whose role is 3, comma-joined, in
 // their order and duplicates kept, as the agent lists them. An object
-// without a name is left out. docs/delivery.md gives the evidence.
+// without a name is left out. docs/delivery.md gives the evidence. The
+// first pass notes a few of them; this reads the array again when it holds
+// more.
 func appendTargets(dst, text []byte, eventObjects span) []byte {
 	if eventObjects.kind != kindArray {
 		return dst
@@ -423,18 +507,16 @@ func appendTargets(dst, text []byte, eventObjects span) []byte {
 	s := scanner{text: text[:eventObjects.to], pos: eventObjects.from}
 	n := 0
 	for more := s.enter(); more; more = s.nextItem() {
-		it, _ := s.value()
-		if it.kind != kindObject {
+		if s.pos >= len(s.text) || s.text[s.pos] != '{' {
+			s.value()
 			continue
 		}
-		name, role := objectName(text, it)
-		if r, ok := integer(text, role); !ok || r != targetRole || name.kind == kindAbsent {
-			continue
+		if name, role, _ := s.objectName(); isTarget(text, name, role) {
+			if n++; n > 1 {
+				dst = append(dst, ',')
+			}
+			dst = appendName(dst, text, name)
 		}
-		if n++; n > 1 {
-			dst = append(dst, ',')
-		}
-		dst = appendName(dst, text, name)
 	}
 	return dst
 }
@@ -443,15 +525,21 @@ func appendTargets(dst, text []byte, eventObjects span) []byte {
 // file of a download, the account of a log on.
 const targetRole = 3
 
-// objectName reads the object at v: its name (the first of name,
+// isTarget tells whether an event object with that name and role names
+// what the activity acted on.
+func isTarget(text []byte, name, role span) bool {
+	r, ok := integer(text, role)
+	return ok && r == targetRole && name.kind != kindAbsent
+}
+
+// objectName reads the object at pos: its name (the first of name,
 // displayName and id that is neither absent nor null, each the first of
 // its key) and its role. Both are absent when it has none.
-func objectName(text []byte, v span) (name, role span) {
+func (s *scanner) objectName() (name, role span, err error) {
 	var names [3]span // name, displayName, id: the first of each
-	s := scanner{text: text[:v.to], pos: v.from}
 	for more := s.enter(); more; more = s.nextMember() {
 		var dst *span
-		switch k := keyText(text, s.key); {
+		switch k := keyText(s.text, s.key); {
 		case string(k) == fieldRole:
 			dst = &role
 		default:
@@ -459,14 +547,19 @@ func objectName(text []byte, v span) (name, role span) {
 				dst = &names[i]
 			}
 		}
-		s.valueInto(dst) // checked already: it cannot fail
+		if err := s.valueInto(dst); err != nil {
+			return span{}, span{}, err
+		}
+	}
+	if s.err != nil {
+		return span{}, span{}, s.err
 	}
 	for _, n := range names {
 		if n.kind != kindAbsent && n.kind != kindNull {
-			return n, role
+			return n, role, nil
 		}
 	}
-	return span{}, role
+	return span{}, role, nil
 }
 
 // appendName appends an object's name: a string as its text, anything
