@@ -67,19 +67,7 @@ func TestFormatGolden(t *testing.T) {
 				t.Fatalf("appendFrame overwrote dst: %q", got)
 			}
 			got = got[len("keep"):]
-			path := filepath.Join("testdata", "format", tt.name+".golden")
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("got\n%s\nwant\n%s", got, want)
-			}
+			checkGolden(t, filepath.Join("testdata", "format", tt.name+".golden"), got)
 			if tt.enc.framing == FramingLF && bytes.Count(got, []byte("\n")) != 1 || bytes.IndexByte(got, '\r') >= 0 {
 				t.Errorf("not exactly one line: %q", got)
 			}
@@ -122,10 +110,20 @@ func TestCEFFromTheAPIShapeGolden(t *testing.T) {
 	}
 	enc := encoder{format: Formatter{Version: "1.2.3", PortalURL: "https://contoso.portal.cloudappsecurity.com"}, syslog: SyslogNone, framing: FramingLF}
 	var got []byte
-	for _, line := range bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
+	lines := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+	for _, line := range lines {
 		got = enc.appendFrame(got, parse(t, string(line)))
 	}
-	path := filepath.Join("testdata", "real-shape", "cef.golden")
+	if n := bytes.Count(got, []byte("\n")); n != len(lines) || bytes.IndexByte(got, '\r') >= 0 {
+		t.Errorf("%d activities made %d lines", len(lines), n)
+	}
+	checkGolden(t, filepath.Join("testdata", "real-shape", "cef.golden"), got)
+}
+
+// checkGolden compares got with the golden file at path, after writing it
+// there with -update.
+func checkGolden(t *testing.T, path string, got []byte) {
+	t.Helper()
 	if *update {
 		if err := os.WriteFile(path, got, 0o644); err != nil {
 			t.Fatal(err)
