@@ -26,6 +26,10 @@ var (
 	// ErrStopped: the run stopped before the end date (--max-duration,
 	// SIGINT, SIGTERM) with its progress saved.
 	ErrStopped = errors.New("stopped before the end date")
+	// ErrInternal: an unexpected fault after the run started, such as an
+	// answer the API should never give (the MCAS agent's "Internal error"
+	// notification). The SPEC gives it exit 1, as a failure while starting.
+	ErrInternal = errors.New("internal error")
 	// ErrSink: the syslog receiver cannot be reached (the MCAS "Data server
 	// connection error"), found by a probe. The SPEC gives it no code of its
 	// own: it exits as a general error.

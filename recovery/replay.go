@@ -20,6 +20,9 @@ type Replayer struct {
 	// counted as skipped and not sent.
 	Exclude func(id string) bool
 	Logger  *slog.Logger
+	// Redactor hides the secrets of the run (the source adds them) in the
+	// last error the checkpoint records; nil escapes it only.
+	Redactor *Redactor
 	// Progress, when set, is told after every delivered page.
 	Progress func(State)
 }
@@ -193,7 +196,7 @@ func (r *Replayer) fail(ctx context.Context, res *Result, cause error, requests 
 			s.State = StateStopped
 		} else {
 			s.State = StateFailed
-			s.LastError = cause.Error()
+			s.LastError = r.Redactor.Redacted(cause.Error())
 			s.LastErrorAt = time.Now().UTC()
 		}
 		res.State = *s

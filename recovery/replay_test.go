@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -15,6 +16,7 @@ type sliceSource struct {
 	n       int
 	fetches int
 	failAt  int64 // fail a fetch at this offset (-1: never)
+	failErr error // the error of that fetch (nil: "boom")
 }
 
 func (s *sliceSource) Fetch(ctx context.Context, cur Cursor) (Page, error) {
@@ -23,6 +25,9 @@ func (s *sliceSource) Fetch(ctx context.Context, cur Cursor) (Page, error) {
 		return Page{}, err
 	}
 	if cur.Offset == s.failAt {
+		if s.failErr != nil {
+			return Page{Requests: 1}, s.failErr
+		}
 		return Page{Requests: 1}, errors.New("boom")
 	}
 	end := min(int(cur.Offset)+s.n, len(s.acts))
@@ -124,7 +129,7 @@ func TestReplaySinkFailureResumesAndCountsResent(t *testing.T) {
 	}
 	r := &Replayer{Source: src, Sink: sink, Checkpoint: cp}
 	_, err := r.Run(context.Background())
-	if err == nil || cp.st.State != StateFailed || cp.st.Sent != 10 || cp.st.InFlight != 10 || cp.st.LastError == "" {
+	if err == nil || cp.st.State != StateFailed || cp.st.Sent != 10 || cp.st.InFlight != 10 || cp.st.LastError.IsZero() {
 		t.Fatalf("err %v, state %+v", err, cp.st)
 	}
 	res, err := r.Run(context.Background())
@@ -154,7 +159,7 @@ func TestReplayStopsOnCancel(t *testing.T) {
 	}
 	cp := &memCheckpoint{st: State{State: StatePending}}
 	_, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp}).Run(ctx)
-	if !errors.Is(err, ErrStopped) || cp.st.State != StateStopped || cp.st.Sent != 10 || cp.st.LastError != "" {
+	if !errors.Is(err, ErrStopped) || cp.st.State != StateStopped || cp.st.Sent != 10 || !cp.st.LastError.IsZero() {
 		t.Fatalf("err %v, state %+v", err, cp.st)
 	}
 	res, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp}).Run(context.Background())
@@ -178,6 +183,18 @@ func TestReplayFetchFailureKeepsProgress(t *testing.T) {
 	}
 	if !slices.Equal(sink.ids, ids(acts)) || cp.st.Resent != 0 {
 		t.Fatalf("delivered %v, state %+v", sink.ids, cp.st)
+	}
+}
+
+func TestReplayRecordsTheFailureRedacted(t *testing.T) {
+	const token = "replay-token-0123456789abcdefghij"
+	src := &sliceSource{acts: activities(5), n: 10, failAt: 0,
+		failErr: fmt.Errorf("a redirect to https://x/?t=%s\nlevel=INFO msg=completed", strings.ToUpper(token))}
+	cp := &memCheckpoint{st: State{State: StatePending}}
+	_, err := (&Replayer{Source: src, Sink: &recordingSink{}, Checkpoint: cp, Redactor: NewRedactor(token)}).Run(context.Background())
+	want := `"fetch the page at the start of the window: a redirect to https://x/?t=[REDACTED]\nlevel=INFO msg=completed"`
+	if err == nil || cp.st.State != StateFailed || cp.st.LastError.String() != want {
+		t.Fatalf("err %v, last error %s, want %s", err, cp.st.LastError, want)
 	}
 }
 

@@ -38,7 +38,9 @@ type State struct {
 	// batch will be sent again.
 	InFlight int64 `json:"in_flight"`
 
-	LastError     string    `json:"last_error,omitempty"`
+	// LastError is why the last run failed, or what it is waiting for (a
+	// sink outage); a Redacted, so that no secret is ever stored in it.
+	LastError     Redacted  `json:"last_error,omitzero"`
 	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`

@@ -80,6 +80,8 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 		return nil
 	}
 
+	// Every secret of the run, for what the checkpoint records.
+	redactor := recovery.NewRedactor()
 	source, err := openSource(ctx, c, log, src, window, filter)
 	if err != nil {
 		return err
@@ -90,7 +92,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 	// A sink outage shows in status as the last error while the run waits.
 	recordFailure := func(msg string) {
 		err := store.Update(context.WithoutCancel(ctx), func(s *recovery.State) error {
-			s.LastError, s.LastErrorAt = msg, time.Now().UTC()
+			s.LastError, s.LastErrorAt = redactor.Redacted(msg), time.Now().UTC()
 			return nil
 		})
 		if err != nil {
@@ -103,7 +105,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 	}
 	defer sink.Close()
 
-	r := &recovery.Replayer{Source: source, Sink: sink, Checkpoint: store, Logger: log}
+	r := &recovery.Replayer{Source: source, Sink: sink, Checkpoint: store, Logger: log, Redactor: redactor}
 	if exclude != nil {
 		r.Exclude = exclude.Contains
 	}

@@ -82,7 +82,7 @@ func newStatusReport(st recovery.State, active bool, now time.Time) statusReport
 		Sent:          st.Sent,
 		Skipped:       st.Skipped,
 		APIRequests:   st.APIRequests,
-		LastError:     st.LastError,
+		LastError:     st.LastError.String(),
 		UpdatedAt:     stamp(st.UpdatedAt),
 		Resent:        st.Resent,
 		InFlight:      st.InFlight,

@@ -1,0 +1,102 @@
+package recovery
+
+import (
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestEscape(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                      "",
+		`the API answered 418 (I'm a "teapot")`: `the API answered 418 (I'm a "teapot")`,
+		"Größe: 5 €, 東京":                        "Größe: 5 €, 東京",
+		"teapot\nlevel=INFO msg=completed":      `"teapot\nlevel=INFO msg=completed"`,
+		"red \x1b[31mtext\x1b[0m":               `"red \x1b[31mtext\x1b[0m"`,
+		"tab\there, bell\a, cr\r":               `"tab\there, bell\a, cr\r"`,
+		"bidi \u202egnp.exe":                    `"bidi \u202egnp.exe"`,
+		"line\u2028separator":                   `"line\u2028separator"`,
+		"bad \xff byte":                         `"bad \xff byte"`,
+		"c1 \u009b2J":                           `"c1 \u009b2J"`,
+	} {
+		got := Escape(in)
+		if got != want {
+			t.Errorf("Escape(%q) = %s, want %s", in, got, want)
+		}
+		if again := Escape(got); again != got {
+			t.Errorf("Escape(Escape(%q)) = %s, want it unchanged", in, again)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	const token = "Abc123-legacy-token-0123456789-XYZ.more_chars=+end"
+	r := NewRedactor(token, "", "pw-short")
+	for _, tc := range []struct{ in, want string }{
+		{"no secret here", "no secret here"},
+		{"Token " + token, "Token [REDACTED]"},
+		{"upper " + strings.ToUpper(token) + "!", "upper [REDACTED]!"},
+		{"lower " + strings.ToLower(token), "lower [REDACTED]"},
+		// Any 16 characters of it; 15 are shown.
+		{"piece " + token[10:26] + " end", "piece [REDACTED] end"},
+		{"short " + token[10:25] + " end", "short " + token[10:25] + " end"},
+		// Pieces side by side, and one cut by a newline.
+		{token[:20] + token[30:], "[REDACTED]"},
+		{token[:25] + "\n" + token[25:], "[REDACTED]\n[REDACTED]"},
+		{"loc=https://x/?t=" + token + "&p=pw-short", "loc=https://x/?t=[REDACTED]&p=[REDACTED]"},
+		{"PW-SHORT", "[REDACTED]"},
+		{"Größe " + token + " 東京", "Größe [REDACTED] 東京"},
+	} {
+		if got := r.Redact(tc.in); got != tc.want {
+			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	var none *Redactor
+	if got := none.Redact("Token " + token); got != "Token "+token {
+		t.Errorf("a nil Redactor changed the text: %q", got)
+	}
+	if got := NewRedactor().Redacted("x\ny").String(); got != `"x\ny"` {
+		t.Errorf("Redacted without secrets = %s, want the text escaped", got)
+	}
+}
+
+func TestRedactorTakesSecretsWhileInUse(t *testing.T) {
+	r := NewRedactor()
+	secrets := []string{"first-secret-of-the-run-0001", "access-token-renewed-0002", "access-token-renewed-0003"}
+	var wg sync.WaitGroup
+	for _, s := range secrets {
+		wg.Go(func() { r.Add(s) })
+		wg.Go(func() { r.Redact("text with " + s) })
+	}
+	wg.Wait()
+	for _, s := range secrets {
+		if got := r.Redact("<" + s + ">"); got != "<[REDACTED]>" {
+			t.Errorf("Redact after Add(%q) = %q", s, got)
+		}
+	}
+}
+
+func TestLastErrorIsStoredRedacted(t *testing.T) {
+	const token = "stored-token-0123456789-abcdefghijklmnop"
+	st := State{LastError: NewRedactor(token).Redacted("redirect to https://x/?t=" + token + "\nlevel=INFO msg=completed")}
+	data, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.ToLower(string(data)), token[:16]) {
+		t.Fatalf("the token is in the stored state: %s", data)
+	}
+	var back State
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	want := `"redirect to https://x/?t=[REDACTED]\nlevel=INFO msg=completed"`
+	if back.LastError.String() != want || back.LastError != st.LastError {
+		t.Errorf("last error read back %s, want %s", back.LastError, want)
+	}
+	// No last error: no key, as before.
+	if data, _ := json.Marshal(State{}); strings.Contains(string(data), "last_error") {
+		t.Errorf("an empty last error is stored: %s", data)
+	}
+}
