@@ -35,9 +35,14 @@
 //     it the server answers 429 with Retry-After in whole seconds until the
 //     window ends.
 //   - Faults, injected with FailNext (the next n requests) or FailEvery
-//     (every k-th request): any status (500, 503, 429 with a Retry-After),
-//     a slow answer (Delay), or a 200 with a truncated JSON body
-//     (Malformed).
+//     (every k-th request): any status (500, 503, 429 with a Retry-After,
+//     a redirect with a Location), with a body of the test's own, a slow
+//     answer (Delay), or a 200 with a truncated JSON body (Malformed).
+//     Hostile answers too: a scan answer whose nextQueryFilters are its
+//     own request's filters (RepeatFilters), one with millions of
+//     activities more than the limit, made as they are written
+//     (Overfill), and a listing that ignores the window's start
+//     (IgnoreStart).
 //   - Counting: Stats tells how many requests came and how each was
 //     answered; Requests lists them with their bodies and headers.
 //
@@ -46,4 +51,5 @@
 // both forms of _id, created later than timestamp, numbers as strings),
 // including many that share one millisecond. StartTinyproxy runs a real tinyproxy for proxy
 // tests, and DeadAddr gives a loopback address where nothing listens.
+// ShowsSecret tells whether a text shows a token or a long piece of it.
 package mcastest

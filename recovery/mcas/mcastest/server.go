@@ -1,6 +1,7 @@
 package mcastest
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
@@ -64,6 +65,28 @@ type Fault struct {
 	Delay time.Duration
 	// Malformed answers 200 with a JSON body cut in the middle.
 	Malformed bool
+	// Body replaces the small JSON error body of Status (an API message
+	// with a newline or an escape sequence, say).
+	Body string
+	// Location is the Location header sent with Status (a redirect).
+	Location string
+
+	// The faults below answer 200 with a hostile version of the normal
+	// answer.
+
+	// RepeatFilters makes a scan answer say "hasNext": true with the
+	// request's own filters as nextQueryFilters, while it carries the
+	// page: a client that follows it lists the same page forever.
+	RepeatFilters bool
+	// Overfill appends this many activities to the answer's "data", more
+	// than the limit asked for. They are made while the answer is written
+	// and never held whole, so a test can send millions; the answer stops
+	// when the client stops reading.
+	Overfill int
+	// IgnoreStart lists as if the request's date filter had no lower
+	// bound, so that a page can lie before the date asked for (and before
+	// the window).
+	IgnoreStart bool
 }
 
 type faultRule struct {
@@ -325,10 +348,9 @@ func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
 		rec.error(http.StatusUnauthorized, "Invalid token")
 		return
 	}
-	if f, ok := s.takeFault(seq); ok {
-		if !s.applyFault(rec, r, f) {
-			return
-		}
+	f, faulted := s.takeFault(seq)
+	if faulted && !s.applyFault(rec, r, f) {
+		return
 	}
 	if wait, ok := s.spend(); !ok {
 		rec.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
@@ -345,7 +367,7 @@ func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
 		rec.error(http.StatusBadRequest, "the body is not JSON: "+err.Error())
 		return
 	}
-	ans, status, msg := s.answer(q)
+	ans, status, msg := s.answer(q, f)
 	if status != http.StatusOK {
 		rec.error(status, msg)
 		return
@@ -421,6 +443,15 @@ func (s *Server) applyFault(rec *recorder, r *http.Request, f Fault) bool {
 		if f.RetryAfter != "" {
 			rec.Header().Set("Retry-After", f.RetryAfter)
 		}
+		if f.Location != "" {
+			rec.Header().Set("Location", f.Location)
+		}
+		if f.Body != "" {
+			rec.Header().Set("Content-Type", "application/json")
+			rec.WriteHeader(f.Status)
+			_, _ = io.WriteString(rec, f.Body)
+			return false
+		}
 		rec.error(f.Status, fmt.Sprintf("injected fault: %d %s", f.Status, http.StatusText(f.Status)))
 		return false
 	}
@@ -453,13 +484,27 @@ type answer struct {
 	hasNext bool
 	data    []record
 	next    json.RawMessage // nil: no nextQueryFilters
+	extra   int             // Fault.Overfill: activities made up after data
 }
 
-func (s *Server) answer(q query) (answer, int, string) {
+// answer lists what q asks for, as the hostile faults of f change it.
+func (s *Server) answer(q query, f Fault) (answer, int, string) {
 	var c conditions
 	if err := c.parse(q.Filters); err != nil {
 		return answer{}, http.StatusBadRequest, err.Error()
 	}
+	if f.IgnoreStart {
+		c.date.lo = math.MinInt64
+	}
+	a, status, msg := s.list(q, c)
+	if status == http.StatusOK && f.RepeatFilters && q.IsScan {
+		a.hasNext, a.next = true, q.Filters
+	}
+	a.extra = f.Overfill
+	return a, status, msg
+}
+
+func (s *Server) list(q query, c conditions) (answer, int, string) {
 	switch q.SortField {
 	case "", "date", "created":
 	default:
@@ -614,14 +659,40 @@ func (r *recorder) json(a answer) {
 		}
 		b.Write(rec.raw)
 	}
+	r.returned = len(a.data)
+	r.Header().Set("Content-Type", "application/json")
+	r.WriteHeader(http.StatusOK)
+	if a.extra > 0 {
+		// Made up as they are written: the answer is never held whole.
+		var ts int64
+		if len(a.data) > 0 {
+			ts = a.data[len(a.data)-1].ts
+		}
+		w := bufio.NewWriterSize(r, 64<<10)
+		_, _ = w.Write(b.Bytes())
+		b.Reset()
+		var item []byte
+		for i := range a.extra {
+			item = item[:0]
+			if i > 0 || len(a.data) > 0 {
+				item = append(item, ',')
+			}
+			item = strconv.AppendInt(append(item, `{"_id":"overfill-`...), int64(i), 10)
+			item = strconv.AppendInt(append(item, `","timestamp":`...), ts, 10)
+			if _, err := w.Write(append(item, '}')); err != nil {
+				return // the client stopped reading
+			}
+		}
+		if w.Flush() != nil {
+			return
+		}
+	}
 	b.WriteByte(']')
 	if a.next != nil {
 		b.WriteString(`,"nextQueryFilters":`)
 		b.Write(a.next)
 	}
 	b.WriteByte('}')
-	r.returned = len(a.data)
-	r.Header().Set("Content-Type", "application/json")
-	r.WriteHeader(http.StatusOK)
+	r.returned += a.extra
 	_, _ = r.Write(b.Bytes())
 }

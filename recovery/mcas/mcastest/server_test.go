@@ -376,3 +376,42 @@ func TestAcceptToken(t *testing.T) {
 		t.Errorf("stats %+v, want 3 unauthorized of which 1 expired", st)
 	}
 }
+
+func TestHostileFaults(t *testing.T) {
+	early := mcastest.Generate(mcastest.GenerateOptions{Window: recovery.Window{Start: window.Start - 60_000, End: window.Start}, Count: 20})
+	acts := mcastest.Generate(mcastest.GenerateOptions{Window: window, Count: 600})
+	srv := mcastest.New(t, mcastest.Options{Activities: append(early, acts...)})
+
+	srv.FailNext(1, mcastest.Fault{RepeatFilters: true})
+	status, _, l := post(t, srv, "/api/v1/activities/", token(srv), body(windowFilter(), `,"isScan":true,"limit":500`))
+	if status != 200 || len(l.Data) == 0 || !l.HasNext || string(l.NextQueryFilters) != windowFilter() {
+		t.Errorf("RepeatFilters: %d with %d activities, hasNext %v, next %s; want the page pointing at its own filters", status, len(l.Data), l.HasNext, l.NextQueryFilters)
+	}
+
+	srv.FailNext(1, mcastest.Fault{Overfill: 50})
+	status, _, l = post(t, srv, "/api/v1/activities/", token(srv), body(windowFilter(), `,"limit":100`))
+	if got := l.activities(t); status != 200 || len(got) != 150 || got[100].ID != "overfill-0" || got[149].ID != "overfill-49" {
+		t.Errorf("Overfill: %d with %d activities, want the 100 asked for and 50 more", status, len(got))
+	}
+
+	srv.FailNext(1, mcastest.Fault{IgnoreStart: true})
+	status, _, l = post(t, srv, "/api/v1/activities/", token(srv), body(windowFilter(), `,"limit":100`))
+	if got := l.activities(t); status != 200 || len(got) != 100 || got[0].Timestamp >= window.Start || got[20].Timestamp < window.Start {
+		t.Errorf("IgnoreStart: %d with %d activities, want the 20 before the window first", status, len(got))
+	}
+
+	// A raw answer, and a redirect the client must not follow (it would
+	// leave 127.0.0.1).
+	srv.FailNext(1, mcastest.Fault{Status: 302, Location: "https://login.example/", Body: "teapot\n"})
+	req, _ := http.NewRequest(http.MethodPost, srv.Endpoint(), strings.NewReader(`{}`))
+	req.Header.Set("Authorization", token(srv))
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 302 || resp.Header.Get("Location") != "https://login.example/" || string(data) != "teapot\n" {
+		t.Errorf("redirect: %d to %q with %q", resp.StatusCode, resp.Header.Get("Location"), data)
+	}
+}
