@@ -112,7 +112,7 @@ func check(c *cli.Context, stdout io.Writer) error {
 // that proves the proxy and the token.
 func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, w recovery.Window, f recovery.Filter,
 	add func(item, detail string, err error) bool) {
-	source, err := openSource(ctx, c, log, src, w, f)
+	source, err := openSource(ctx, c, log, src, w, f, nil)
 	if err != nil {
 		add(failedItem(err, "source"), src.display, err)
 		return

@@ -82,7 +82,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 
 	// Every secret of the run, for what the checkpoint records.
 	redactor := recovery.NewRedactor()
-	source, err := openSource(ctx, c, log, src, window, filter)
+	source, err := openSource(ctx, c, log, src, window, filter, redactor)
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func stopReason(ctx context.Context, c *cli.Context) string {
 }
 
 func dryRun(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, w recovery.Window, f recovery.Filter) error {
-	source, err := openSource(ctx, c, log, src, w, f)
+	source, err := openSource(ctx, c, log, src, w, f, nil)
 	if err != nil {
 		return err
 	}

@@ -44,8 +44,9 @@ func parseSource(raw string) (sourceSpec, error) {
 	return sourceSpec{api: base, display: base.String(), identity: base.String()}, nil
 }
 
-// openSource opens the source --source names.
-func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, w recovery.Window, f recovery.Filter) (recovery.Source, error) {
+// openSource opens the source --source names. An API source adds its
+// secrets to redactor (nil: one of its own).
+func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, w recovery.Window, f recovery.Filter, redactor *recovery.Redactor) (recovery.Source, error) {
 	pageSize := c.Int("page-size")
 	if pageSize <= 0 {
 		return nil, recovery.Problemf(recovery.ErrUsage, "use a positive --page-size (default 5000)", "--page-size %d", pageSize)
@@ -77,6 +78,7 @@ func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourc
 		Window:            w,
 		Filter:            f,
 		Logger:            log,
+		Redactor:          redactor,
 	})
 	if err != nil {
 		return nil, err // not a typed nil inside the interface

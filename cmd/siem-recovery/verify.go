@@ -56,7 +56,7 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	source, err := openSource(c.Context, c, log, src, window, filter)
+	source, err := openSource(c.Context, c, log, src, window, filter, nil)
 	if err != nil {
 		return err
 	}

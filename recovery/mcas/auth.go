@@ -47,8 +47,6 @@ type authorizer interface {
 	// refusedRemedy is what to do when the API refuses the token with
 	// status code (401 or 403).
 	refusedRemedy(code int) string
-	// secrets are the strings no message may show.
-	secrets() []string
 	// String describes the credential, without any secret, for the doctor.
 	String() string
 }
@@ -76,7 +74,6 @@ func newStaticToken(t recovery.Token) (*staticToken, error) {
 func (s *staticToken) authorization(context.Context) (string, error) { return s.header, nil }
 func (s *staticToken) renew() bool                                   { return false }
 func (s *staticToken) refusedRemedy(int) string                      { return remedyToken }
-func (s *staticToken) secrets() []string                             { return []string{s.token.Reveal()} }
 func (s *staticToken) String() string                                { return s.kind }
 
 // Identity is an Entra ID identity the API accepts tokens of: an
@@ -264,6 +261,7 @@ type entraToken struct {
 	timeout   time.Duration
 	network   func(ctx context.Context, err error, target string) error
 	log       *slog.Logger
+	redactor  *recovery.Redactor // told each secret and token as it is known
 
 	mu       sync.Mutex
 	cred     azcore.TokenCredential
@@ -278,14 +276,18 @@ type entraToken struct {
 // Short-lived tokens (tests) are renewed at half their life.
 func renewMargin(lifetime time.Duration) time.Duration { return min(5*time.Minute, lifetime/2) }
 
-func newEntraToken(id *Identity, client *http.Client, timeout time.Duration, network func(context.Context, error, string) error, log *slog.Logger) *entraToken {
+func newEntraToken(id *Identity, client *http.Client, timeout time.Duration, network func(context.Context, error, string) error, log *slog.Logger, redactor *recovery.Redactor) *entraToken {
 	t := &watchedTransport{client: client}
+	for _, secret := range id.hidden {
+		redactor.Add(secret)
+	}
 	return &entraToken{
 		id:        id,
 		transport: t,
 		timeout:   timeout,
 		network:   network,
 		log:       log,
+		redactor:  redactor,
 		options: azcore.ClientOptions{
 			Transport: t,
 			// One retry policy: the Source's, which counts failures toward
@@ -297,16 +299,6 @@ func newEntraToken(id *Identity, client *http.Client, timeout time.Duration, net
 }
 
 func (e *entraToken) String() string { return e.id.String() }
-
-func (e *entraToken) secrets() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.secretsLocked()
-}
-
-func (e *entraToken) secretsLocked() []string {
-	return append(append([]string(nil), e.id.hidden...), e.token.Token)
-}
 
 func (e *entraToken) renew() bool {
 	e.mu.Lock()
@@ -352,7 +344,7 @@ func (e *entraToken) obtain(ctx context.Context) error {
 		// new even if the refused one had not expired.
 		cred, err := e.id.credential(e.options)
 		if err != nil {
-			return &failure{permanent: recovery.Problemf(recovery.ErrInvalidToken, remedyEntraEnv, "the %s cannot be used: %v", e.id.Kind, firstLine(err.Error(), e.id.hidden))}
+			return &failure{permanent: recovery.Problemf(recovery.ErrInvalidToken, remedyEntraEnv, "the %s cannot be used: %v", e.id.Kind, firstLine(err.Error(), e.redactor))}
 		}
 		e.cred = cred
 	} else if e.stale {
@@ -369,6 +361,7 @@ func (e *entraToken) obtain(ctx context.Context) error {
 		return e.failure(ctx, err)
 	}
 	renewal := e.token.Token != ""
+	e.redactor.Add(tok.Token)
 	e.token, e.lifetime, e.stale = tok, tok.ExpiresOn.Sub(start), false
 	attrs := []any{"identity", e.id.Kind, "valid_for", e.lifetime.Round(time.Second)}
 	if renewal {
@@ -403,7 +396,7 @@ func (e *entraToken) failure(ctx context.Context, err error) error {
 		}
 		return err
 	}
-	msg := firstLine(err.Error(), e.secretsLocked())
+	msg := firstLine(err.Error(), e.redactor)
 	var final interface{ NonRetriable() }
 	if e.id.managed && !errors.As(err, &refused) && errors.As(err, &final) {
 		return &failure{permanent: recovery.Problemf(recovery.ErrInvalidToken, "run on an Azure resource with a managed identity, or use --auth entra",
@@ -434,7 +427,7 @@ func (e *entraToken) answered(resp *http.Response, where string) error {
 	case code >= 500 || code == http.StatusRequestTimeout:
 		return &failure{reason: "token request, HTTP " + strconv.Itoa(code), cause: fmt.Errorf("%s answered %d", where, code)}
 	}
-	desc := firstLine(ans.Description, e.secretsLocked())
+	desc := firstLine(ans.Description, e.redactor)
 	if len(ans.Codes) > 0 {
 		meaning, remedy := aadsts(ans.Codes[0])
 		if meaning == "" {
@@ -447,7 +440,7 @@ func (e *entraToken) answered(resp *http.Response, where string) error {
 		return &failure{permanent: recovery.Problemf(recovery.ErrInvalidToken, remedy, "%s", detail)}
 	}
 	if desc == "" {
-		desc = firstLine(string(body), e.secretsLocked())
+		desc = firstLine(string(body), e.redactor)
 	}
 	remedy := "check AZURE_AUTHORITY_HOST names the Entra ID host of the tenant's cloud"
 	if e.id.managed {
@@ -510,20 +503,13 @@ func aadsts(code int) (meaning, remedy string) {
 var jwtLike = regexp.MustCompile(`eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*`)
 
 // firstLine is the first line of a message from the SDK or the authority,
-// cut short, without the secrets and without anything shaped like a token:
-// the SDK's messages can carry a whole answer (access token included).
-func firstLine(msg string, secrets []string) string {
+// cut short, without the secrets and without anything shaped like a token
+// (the SDK's messages can carry a whole answer, access token included),
+// escaped.
+func firstLine(msg string, r *recovery.Redactor) string {
 	msg, _, _ = strings.Cut(strings.TrimSpace(msg), "\n")
-	for _, s := range secrets {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, "[REDACTED]")
-		}
-	}
-	msg = jwtLike.ReplaceAllString(msg, "[REDACTED]")
-	if len(msg) > 300 {
-		msg = msg[:300] + "…"
-	}
-	return strings.TrimSpace(msg)
+	msg = jwtLike.ReplaceAllString(r.Redact(msg), "[REDACTED]")
+	return recovery.Escape(cut(strings.TrimSpace(msg), 300))
 }
 
 // watchedTransport sends the SDK's requests through the Source's HTTP

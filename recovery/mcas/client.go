@@ -15,27 +15,52 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"siem-recovery/recovery"
 )
 
-// maxAnswer bounds the body of one answer; 5000 activities of a few
-// kilobytes each fit many times over.
-const maxAnswer = 256 << 20
+// Bounds of what is read of one answer. The activities are read one at a
+// time and counted, so a page never holds more than the limit asked for;
+// maxAnswer bounds the bytes besides (a few huge activities): 5000
+// activities of 25 KiB each, several times what real ones weigh. An error
+// answer needs only its first words.
+const (
+	maxAnswer      = 128 << 20
+	maxErrorAnswer = 64 << 10
+)
 
 // errBadRequest marks a 400 answer: the API refused the request itself,
 // which no retry mends.
 var errBadRequest = errors.New("400 Bad Request")
 
-// answer is the body of a 200 answer of the activities API.
-type answer struct {
-	Data             []json.RawMessage `json:"data"`
-	HasNext          *bool             `json:"hasNext"`
-	NextQueryFilters json.RawMessage   `json:"nextQueryFilters"`
-	Total            *int64            `json:"total"`
+// reasonMalformed is the failure reason of a 200 answer that is not a
+// complete, consistent answer to its request.
+const reasonMalformed = "malformed answer"
 
-	activities []recovery.Activity // Data, parsed
+// call is one request of the activities API and what a valid answer to it
+// must respect.
+type call struct {
+	body  []byte
+	scan  bool
+	limit int // the most activities the answer may hold
+	// filters are the request's filters: a scan answer that gives them
+	// back as nextQueryFilters would be asked again forever.
+	filters json.RawMessage
+	// gte is the date a plain page starts at: a full page that ends
+	// before it leaves the date cursor where it was.
+	gte int64
 }
+
+// answer is a 200 answer of the activities API.
+type answer struct {
+	HasNext          *bool
+	NextQueryFilters json.RawMessage
+	Total            *int64
+	activities       []recovery.Activity // "data", decoded
+}
+
+func (a *answer) hasNext() bool { return a.HasNext != nil && *a.HasNext }
 
 // failure is why one request failed. A failure with permanent set ends
 // the fetch with that error; the others are retried: throttled ones
@@ -68,13 +93,21 @@ func asFailure(err error, f **failure) bool { return errors.As(err, f) }
 
 func isRefused(err error) bool { return errors.Is(err, errBadRequest) }
 
+// malformed is the failure of a 200 answer that is not a valid answer to
+// its request: a critical error, since the same request may well be
+// answered properly again.
+func malformed(format string, args ...any) *failure {
+	return &failure{reason: reasonMalformed, cause: fmt.Errorf(format, args...)}
+}
+
 // post sends one API request, retrying under the retry policy, and
 // returns the answer and how many requests it took.
-func (s *Source) post(ctx context.Context, body []byte, scan bool) (*answer, int, error) {
+func (s *Source) post(ctx context.Context, c call) (*answer, int, error) {
 	b := s.newBackOff()
 	logged := map[string]bool{} // reasons logged in this streak of failures
 	requests := 0
 	renewed := false
+	lastMalformed := "" // the previous failure, if it was a malformed answer
 	for {
 		if err := s.wait(ctx); err != nil {
 			return nil, requests, err
@@ -83,7 +116,7 @@ func (s *Source) post(ctx context.Context, body []byte, scan bool) (*answer, int
 		var ans *answer
 		if err == nil {
 			requests++
-			ans, err = s.once(ctx, header, body, scan)
+			ans, err = s.once(ctx, header, c)
 		}
 		if err == nil {
 			s.mu.Lock()
@@ -122,7 +155,18 @@ func (s *Source) post(ctx context.Context, body []byte, scan bool) (*answer, int
 				return nil, requests, recovery.Problemf(recovery.ErrTooManyCriticalErrors, remedyRetry,
 					"%d consecutive API requests to %s failed; the last: %s: %w", n, s.Endpoint(), f.reason, f.cause)
 			}
+			// The same request answered twice with the same malformed
+			// answer will be answered so every time: waiting minutes for
+			// the count to run out would mend nothing.
+			if f.reason == reasonMalformed && f.cause.Error() == lastMalformed {
+				return nil, requests, recovery.Problemf(recovery.ErrTooManyCriticalErrors, remedyRetry,
+					"%d consecutive API requests to %s failed; the last two got the same malformed answer, which retrying does not mend: %w", n, s.Endpoint(), f.cause)
+			}
 			attrs = append(attrs, "critical_errors", n, "max_critical_errors", s.maxCritical)
+		}
+		lastMalformed = ""
+		if f.reason == reasonMalformed {
+			lastMalformed = f.cause.Error()
 		}
 		attrs = append(attrs, "retry_in", wait.Round(time.Millisecond))
 		if !logged[f.reason] {
@@ -163,11 +207,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // once sends one request. Its errors are *failure, or the context's error
-// when ctx ended.
-func (s *Source) once(ctx context.Context, authorization string, body []byte, scan bool) (*answer, error) {
+// when ctx ended. Whatever the answer held reaches an error only through
+// show: redacted and escaped.
+func (s *Source) once(ctx context.Context, authorization string, c call) (*answer, error) {
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, s.Endpoint(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, s.Endpoint(), bytes.NewReader(c.body))
 	if err != nil {
 		return nil, &failure{permanent: fmt.Errorf("build a request for %s: %w", s.Endpoint(), err)}
 	}
@@ -180,15 +225,21 @@ func (s *Source) once(ctx context.Context, authorization string, body []byte, sc
 		return nil, s.transportFailure(ctx, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	s.answered.Store(true)
+
+	code := resp.StatusCode
+	if code == http.StatusOK {
+		ans, err := s.readAnswer(http.MaxBytesReader(nil, resp.Body, s.maxAnswer), c)
+		if err != nil {
+			return nil, s.answerFailure(ctx, err)
+		}
+		return ans, nil
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorAnswer))
 	if err != nil {
 		return nil, s.transportFailure(ctx, fmt.Errorf("read the answer: %w", err))
 	}
-
-	code := resp.StatusCode
 	switch {
-	case code == http.StatusOK:
-		return s.decode(data, scan)
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		return nil, &failure{permanent: recovery.Problemf(recovery.ErrInvalidToken, s.auth.refusedRemedy(code),
 			"the API answered %d for %s", code, s.Endpoint()), unauthorized: code == http.StatusUnauthorized}
@@ -201,7 +252,7 @@ func (s *Source) once(ctx context.Context, authorization string, body []byte, sc
 			"the API answered %w for %s: %s", errBadRequest, s.Endpoint(), s.message(data))}
 	case code >= 300 && code < 400:
 		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedySource,
-			"the API answered %d for %s, a redirect to %q: that is not the activities API", code, s.Endpoint(), resp.Header.Get("Location"))}
+			"the API answered %d for %s, a redirect to %q: that is not the activities API", code, s.Endpoint(), s.show(resp.Header.Get("Location")))}
 	case code == http.StatusNotFound || code == http.StatusMethodNotAllowed:
 		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedySource,
 			"the API answered %d for %s: that is not the activities API", code, s.Endpoint())}
@@ -209,46 +260,195 @@ func (s *Source) once(ctx context.Context, authorization string, body []byte, sc
 		return nil, &failure{reason: "HTTP " + strconv.Itoa(code),
 			cause: fmt.Errorf("the API answered %d %s", code, s.message(data))}
 	}
-	return nil, &failure{permanent: fmt.Errorf("the API answered %d for %s: %s", code, s.Endpoint(), s.message(data))}
+	return nil, &failure{permanent: recovery.Problemf(recovery.ErrInternal, remedyInternal,
+		"the API answered %d for %s: %s", code, s.Endpoint(), s.message(data))}
 }
 
-// decode reads a 200 answer. Anything that is not a complete answer is a
-// critical error: the same request may well succeed again.
-func (s *Source) decode(data []byte, scan bool) (*answer, error) {
-	malformed := func(format string, args ...any) error {
-		return &failure{reason: "malformed answer", cause: fmt.Errorf(format, args...)}
+// answerFailure classifies an error of reading a 200 answer: the
+// answer's fault (malformed, a critical error) or the connection's.
+func (s *Source) answerFailure(ctx context.Context, err error) error {
+	var (
+		f      *failure
+		tooBig *http.MaxBytesError
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &f):
+		return f
+	case errors.As(err, &tooBig):
+		return malformed("the answer is larger than %d MiB", tooBig.Limit>>20)
+	case errors.As(err, &syntax), errors.As(err, &typ), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return malformed("the answer is not the expected JSON: %s", s.show(err.Error()))
 	}
-	if len(data) > maxAnswer {
-		return nil, malformed("the answer is larger than %d MiB", maxAnswer>>20)
+	return s.transportFailure(ctx, fmt.Errorf("read the answer: %w", err))
+}
+
+// readAnswer decodes a 200 answer as it arrives. The activities are
+// decoded one by one and counted, so an answer with more than the limit
+// asked for is refused at the first one too many, holding no more than a
+// page. A complete answer must also be a possible answer to c.
+func (s *Source) readAnswer(body io.Reader, c call) (*answer, error) {
+	dec := json.NewDecoder(body)
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, err
 	}
 	var ans answer
-	if err := json.Unmarshal(data, &ans); err != nil {
-		return nil, malformed("the answer is not the expected JSON (%d bytes): %w", len(data), err)
+	sawData := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		switch tok {
+		case "data":
+			if sawData {
+				return nil, malformed(`the answer has two "data" lists`)
+			}
+			sawData = true
+			if ans.activities, err = s.readActivities(dec, c.limit); err != nil {
+				return nil, err
+			}
+		case "hasNext":
+			err = dec.Decode(&ans.HasNext)
+		case "nextQueryFilters":
+			err = dec.Decode(&ans.NextQueryFilters)
+		case "total":
+			err = dec.Decode(&ans.Total)
+		default:
+			err = skipValue(dec)
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	if ans.Data == nil {
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, malformed("the answer goes on after its JSON object")
+	}
+	if !sawData {
 		return nil, malformed(`the answer has no "data" list`)
 	}
-	hasNext := ans.HasNext != nil && *ans.HasNext
-	if scan && hasNext {
-		if f := bytes.TrimSpace(ans.NextQueryFilters); len(f) == 0 || f[0] != '{' {
-			return nil, malformed(`the answer has "hasNext": true but no "nextQueryFilters" object`)
-		}
+	if err := c.check(&ans); err != nil {
+		return nil, err
 	}
-	ans.activities = make([]recovery.Activity, 0, len(ans.Data))
-	var d recovery.Decoder
-	for i, raw := range ans.Data {
-		a, err := d.Decode(raw)
-		if err != nil {
-			return nil, malformed("activity %d of the answer: %w", i, err)
-		}
-		ans.activities = append(ans.activities, a)
-	}
-	ans.Data = nil // the activities hold their own copy
 	return &ans, nil
 }
 
-// transportFailure classifies an error of the HTTP client.
+// readActivities decodes the "data" list, refusing more than limit
+// activities.
+func (s *Source) readActivities(dec *json.Decoder, limit int) ([]recovery.Activity, error) {
+	if err := expectDelim(dec, '['); err != nil {
+		return nil, err
+	}
+	var (
+		acts []recovery.Activity
+		d    recovery.Decoder
+	)
+	for dec.More() {
+		if len(acts) == limit {
+			return nil, malformed("the answer holds more activities than the %d asked for", limit)
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, err
+		}
+		a, err := d.Decode(raw)
+		if err != nil {
+			return nil, malformed("activity %d of the answer: %s", len(acts), s.show(err.Error()))
+		}
+		acts = append(acts, a)
+	}
+	if err := expectDelim(dec, ']'); err != nil {
+		return nil, err
+	}
+	if acts == nil {
+		acts = []recovery.Activity{}
+	}
+	return acts, nil
+}
+
+// check tells whether ans can be the answer to c: one whose continuation
+// moves on.
+func (c call) check(ans *answer) error {
+	if c.scan {
+		if !ans.hasNext() {
+			return nil
+		}
+		next := bytes.TrimSpace(ans.NextQueryFilters)
+		if len(next) == 0 || next[0] != '{' {
+			return malformed(`the answer has "hasNext": true but no "nextQueryFilters" object`)
+		}
+		if bytes.Equal(compact(next), compact(c.filters)) {
+			return malformed(`the answer's "nextQueryFilters" are the filters it was asked with: following them would list the same page forever`)
+		}
+		return nil
+	}
+	acts := ans.activities
+	if !ans.lastPlainPage(c.limit) && acts[len(acts)-1].Timestamp < c.gte {
+		return malformed("a full page of %d activities ends at %s, before the date asked for (%s): the date cursor cannot advance",
+			len(acts), recovery.FormatMillis(acts[len(acts)-1].Timestamp), recovery.FormatMillis(c.gte))
+	}
+	return nil
+}
+
+// lastPlainPage tells whether a plain page of at most limit activities
+// ends the listing: it is not full, or says no more follow.
+func (a *answer) lastPlainPage(limit int) bool {
+	return len(a.activities) < limit || a.HasNext != nil && !*a.HasNext
+}
+
+// expectDelim reads the next token, which must be delim.
+func expectDelim(dec *json.Decoder, delim json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != delim {
+		return malformed("the answer is not the expected JSON: no %q at byte %d", delim, dec.InputOffset())
+	}
+	return nil
+}
+
+// skipValue reads past one value without holding it: a key the source
+// does not use may be as large as the answer.
+func skipValue(dec *json.Decoder) error {
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		if depth == 0 {
+			return nil
+		}
+	}
+}
+
+// transportFailure classifies an error of the HTTP client in a request
+// to the API.
 func (s *Source) transportFailure(ctx context.Context, err error) error {
+	var op *net.OpError
+	if ctx.Err() == nil && errors.As(err, &op) && op.Op == "dial" && !s.answered.Load() {
+		// Nothing ever answered: the address is wrong, not the API down.
+		var dns *net.DNSError
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			return &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedyUnreachable,
+				"nothing answers at %s (connection refused)", s.Endpoint())}
+		case errors.As(err, &dns) && dns.IsNotFound:
+			return &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedyUnreachable,
+				"the API host %s does not resolve (%s)", s.endpoint.Hostname(), s.show(dns.Err))}
+		}
+	}
 	return s.networkFailure(ctx, err, s.Endpoint())
 }
 
@@ -273,15 +473,16 @@ func (s *Source) networkFailure(ctx context.Context, err error, target string) e
 			return &failure{permanent: recovery.Problemf(recovery.ErrInvalidProxy, remedyProxy,
 				"the proxy %s does not resolve (address %s, port %s): %w", shown, host, port, op.Err)}
 		}
-		return &failure{reason: "proxy error", cause: err}
+		return &failure{reason: "proxy error", cause: s.showError(err)}
 	}
 	var unknown x509.UnknownAuthorityError
 	var host x509.HostnameError
 	var verify *tls.CertificateVerificationError
 	if errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &verify) {
-		return &failure{permanent: fmt.Errorf("the TLS certificate of %s is not trusted: %w", target, err)}
+		// The certificate's names come from the server: shown escaped.
+		return &failure{permanent: fmt.Errorf("the TLS certificate of %s is not trusted: %w", target, s.showError(err))}
 	}
-	return &failure{reason: "network error", cause: err}
+	return &failure{reason: "network error", cause: s.showError(err)}
 }
 
 // proxyAddress describes the proxy in use (--proxy, or the
@@ -300,8 +501,8 @@ func (s *Source) proxyAddress() (shown, host, port string) {
 	return RedactURL(u.String()), u.Hostname(), u.Port()
 }
 
-// message is the API's explanation in an error answer, short and without
-// the token.
+// message is the API's explanation in an error answer, short, redacted
+// and escaped.
 func (s *Source) message(data []byte) string {
 	var obj map[string]any
 	msg := ""
@@ -316,19 +517,40 @@ func (s *Source) message(data []byte) string {
 	if msg == "" {
 		msg = strings.Join(strings.Fields(string(data)), " ")
 	}
-	for _, secret := range s.auth.secrets() {
-		if secret != "" {
-			msg = strings.ReplaceAll(msg, secret, "[REDACTED]")
-		}
-	}
-	if len(msg) > 200 {
-		msg = msg[:200] + "…"
-	}
 	if msg == "" {
 		return "(no explanation)"
 	}
-	return "(" + msg + ")"
+	msg = cut(msg, 200)
+	return "(" + s.show(msg) + ")"
 }
+
+// cut shortens msg to at most n bytes, at a character's start, marking
+// the cut with an ellipsis.
+func cut(msg string, n int) string {
+	if len(msg) <= n {
+		return msg
+	}
+	for n > 0 && !utf8.RuneStart(msg[n]) {
+		n--
+	}
+	return msg[:n] + "…"
+}
+
+// show makes text from the API (or from its connection) fit for a log
+// line or an error: secrets redacted, control characters escaped.
+func (s *Source) show(text string) string { return recovery.Escape(s.redactor.Redact(text)) }
+
+// showError is err with its text shown as show does; errors.Is and
+// errors.As still find its causes.
+func (s *Source) showError(err error) error { return &shownError{text: s.show(err.Error()), err: err} }
+
+type shownError struct {
+	text string
+	err  error
+}
+
+func (e *shownError) Error() string { return e.text }
+func (e *shownError) Unwrap() error { return e.err }
 
 // retryAfter reads a Retry-After header: seconds or an HTTP date. The
 // wait is capped at MaxRetryAfter; an absent or unreadable header is 0.

@@ -23,6 +23,10 @@ const (
 	remedyFilter = "check the --filter file uses fields and operators the activities API accepts"
 	remedyPaging = "use --page-size 500 to 5000 (scan mode), or 1 to 100 (plain paging)"
 	remedyRetry  = "run again later: the recovery resumes where it stopped; if it keeps failing, contact support"
+	// remedyInternal follows an answer the API should never give.
+	remedyInternal    = "re-run the same command: the recovery resumes where it stopped; if the API answers so again, contact support with this message"
+	remedyScan        = "use scan mode (--page-size 500 or more)"
+	remedyUnreachable = "check the host and port: the tenant's API URL is https://TENANT.REGION.portal.cloudappsecurity.com"
 )
 
 // endpointPath is the activities endpoint under the tenant's URL. The

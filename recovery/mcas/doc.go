@@ -8,10 +8,16 @@
 // Throttled requests (429) wait for Retry-After and are retried without
 // limit; 5xx answers, timeouts, network errors and malformed answers are
 // critical and retried with exponential backoff until MaxCriticalErrors
-// fail in a row. A wrong token, an unreachable proxy and a refused request
-// end the fetch at once with a *recovery.Error the command maps to its
-// exit code. The token is sent only in the Authorization header: no error
-// and no log line carries it.
+// fail in a row, or until the same request gets the same malformed answer
+// twice. An answer is malformed when it is not the expected JSON, holds
+// more activities than the limit asked for (it is read as a stream and
+// refused at the first one too many), is larger than 128 MiB, or could
+// only be followed forever. A wrong token, an unreachable proxy or API
+// address and a refused request end the fetch at once with a
+// *recovery.Error the command maps to its exit code. The token is sent
+// only in the Authorization header; whatever the API sends reaches an
+// error or a log line redacted (Config.Redactor) and escaped
+// (recovery.Escape).
 //
 // docs/api-source.md describes the protocol, the resume semantics and the
 // retry policy for operators; package mcastest emulates the API for tests.

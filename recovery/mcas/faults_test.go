@@ -3,6 +3,7 @@ package mcas_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -73,14 +74,17 @@ func TestCriticalErrorsAreCountedInARow(t *testing.T) {
 
 func TestTooManyCriticalErrors(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		fault  mcastest.Fault
-		reason string
+		name     string
+		fault    mcastest.Fault
+		reason   string
+		requests int
 	}{
-		{"500", mcastest.Fault{Status: 500}, "HTTP 500"},
-		{"502", mcastest.Fault{Status: 502}, "HTTP 502"},
-		{"malformed", mcastest.Fault{Malformed: true}, "malformed answer"},
-		{"slow", mcastest.Fault{Delay: 20 * time.Second}, "timeout"},
+		{"500", mcastest.Fault{Status: 500}, "HTTP 500", 3},
+		{"502", mcastest.Fault{Status: 502}, "HTTP 502", 3},
+		// The same broken answer to the same request twice: no retry
+		// mends it, so the run stops at the second.
+		{"malformed", mcastest.Fault{Malformed: true}, "the same malformed answer", 2},
+		{"slow", mcastest.Fault{Delay: 20 * time.Second}, "timeout", 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			acts, _ := generate(10, 0, 0)
@@ -95,15 +99,15 @@ func TestTooManyCriticalErrors(t *testing.T) {
 				t.Fatalf("error %v, want ErrTooManyCriticalErrors", err)
 			}
 			msg := err.Error()
-			if !strings.Contains(msg, "3 consecutive API requests") || !strings.Contains(msg, tc.reason) || !strings.Contains(msg, srv.Endpoint()) {
+			if !strings.Contains(msg, fmt.Sprintf("%d consecutive API requests", tc.requests)) || !strings.Contains(msg, tc.reason) || !strings.Contains(msg, srv.Endpoint()) {
 				t.Errorf("message %q does not name the count, the endpoint and the last cause %q", msg, tc.reason)
 			}
 			var perr *recovery.Error
 			if !errors.As(err, &perr) || perr.Remedy == "" {
 				t.Errorf("error %#v has no remedy", err)
 			}
-			if got := srv.Stats().Requests; got != 3 {
-				t.Errorf("%d requests, want 3", got)
+			if got := srv.Stats().Requests; got != tc.requests {
+				t.Errorf("%d requests, want %d", got, tc.requests)
 			}
 			if got := strings.Count(logs.String(), "level=WARN"); got != 1 {
 				t.Errorf("%d warnings for one streak, want 1:\n%s", got, logs)
@@ -201,7 +205,8 @@ func TestRefusedRequests(t *testing.T) {
 		{mcastest.Fault{Status: 400}, recovery.ErrUsage, "answered 400 Bad Request"},
 		{mcastest.Fault{Status: 404}, recovery.ErrUsage, "not the activities API"},
 		{mcastest.Fault{Status: 302}, recovery.ErrUsage, "redirect"},
-		{mcastest.Fault{Status: 418}, nil, "answered 418"},
+		// An answer no API should give: the agent's "Internal error".
+		{mcastest.Fault{Status: 418}, recovery.ErrInternal, "answered 418"},
 	} {
 		srv.FailNext(1, tc.fault)
 		src, _ := newSource(t, srv, func(c *mcas.Config) { c.Paging = mcas.PagingPlain })

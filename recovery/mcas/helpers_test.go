@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -185,13 +184,14 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// assertNoSecret fails if secret appears in any of texts.
+// assertNoSecret fails if any of texts shows secret, or a long piece of
+// it, in any letter case (mcastest.ShowsSecret).
 func assertNoSecret(t *testing.T, secret string, texts ...string) {
 	t.Helper()
 	for _, s := range texts {
-		if i := strings.Index(s, secret); i >= 0 {
+		if at, shown := mcastest.ShowsSecret(s, secret); shown {
 			// Say where, without printing the token itself.
-			t.Fatalf("the token appears at byte %d of a %d-byte text that begins %q", i, len(s), s[:min(i, 60)])
+			t.Fatalf("the token appears at byte %d of a %d-byte text that begins %q", at, len(s), s[:min(at, 60, len(s))])
 		}
 	}
 }

@@ -2,7 +2,9 @@ package mcas
 
 import (
 	"errors"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -47,5 +49,26 @@ func TestAuthorizationScheme(t *testing.T) {
 		if _, err := authorization(recovery.NewToken(bad)); !errors.Is(err, recovery.ErrInvalidToken) {
 			t.Errorf("%q: %v, want ErrInvalidToken", bad, err)
 		}
+	}
+}
+
+func TestUnresolvableAPIHostIsAWrongAddress(t *testing.T) {
+	// What the transport returns when the host does not resolve; made up
+	// here, since a test may do no DNS.
+	notFound := &url.Error{Op: "Post", URL: "https://contoso.example/api/v1/activities/",
+		Err: &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "contoso.example", IsNotFound: true}}}
+	src, err := New(Config{BaseURL: "https://contoso.example", Token: recovery.NewToken(strings.Repeat("t", 64)), Window: recovery.Window{Start: 1, End: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f *failure
+	if !errors.As(src.transportFailure(t.Context(), notFound), &f) || !errors.Is(f.permanent, recovery.ErrUsage) ||
+		f.permanent.Error() != "the API host contoso.example does not resolve (no such host); "+remedyUnreachable {
+		t.Fatalf("before any answer: %#v, want a permanent usage error naming the host", f)
+	}
+	// Once the API has answered, the same error is an outage: retried.
+	src.answered.Store(true)
+	if !errors.As(src.transportFailure(t.Context(), notFound), &f) || f.permanent != nil || f.reason != "network error" {
+		t.Fatalf("after an answer: %#v, want a critical network error", f)
 	}
 }

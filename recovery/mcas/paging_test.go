@@ -3,6 +3,7 @@ package mcas_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -244,7 +245,7 @@ func TestPlainPagingStopsAtTheSkipLimit(t *testing.T) {
 	srv := mcastest.New(t, mcastest.Options{Activities: acts})
 	src, _ := newSource(t, srv, func(c *mcas.Config) { c.Paging = mcas.PagingPlain })
 	d, err := drain(ctxFor(t, 30*time.Second), t, src, recovery.Cursor{}, 0)
-	if err == nil || !strings.Contains(err.Error(), "share the millisecond") {
+	if !errors.Is(err, recovery.ErrInternal) || !strings.Contains(err.Error(), "share the millisecond") {
 		t.Fatalf("error %v, want one about too many activities in one millisecond", err)
 	}
 	if len(d.ids) != 5010 {
@@ -261,7 +262,7 @@ func TestPlainPagingStopsWhenTiesAreUnstable(t *testing.T) {
 	srv := mcastest.New(t, mcastest.Options{Activities: acts, UnstableTies: true})
 	src, _ := newSource(t, srv, func(c *mcas.Config) { c.Paging = mcas.PagingPlain })
 	d, err := drain(ctxFor(t, 30*time.Second), t, src, recovery.Cursor{}, 0)
-	if err == nil || !strings.Contains(err.Error(), "its order within one millisecond is not stable") {
+	if !errors.Is(err, recovery.ErrInternal) || !strings.Contains(err.Error(), "its order within one millisecond is not stable") {
 		t.Fatalf("drained %d activities, error %v; want the unstable-order error", len(d.ids), err)
 	}
 	seen := map[string]bool{}

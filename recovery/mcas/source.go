@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -104,6 +105,11 @@ type Config struct {
 	// TLSConfig overrides the TLS settings of the API connection (tests
 	// trust the emulator's certificate with it); nil: system roots.
 	TLSConfig *tls.Config
+	// Redactor hides secrets in every error and log line that shows what
+	// the API sent; New adds the token to it. Share it with whatever else
+	// shows or stores errors of the run (the checkpoint's last error).
+	// Nil: a Redactor of the Source's own.
+	Redactor *recovery.Redactor
 }
 
 // Source reads a window's activities from the MCAS activities API. It
@@ -124,7 +130,13 @@ type Source struct {
 	timeout     time.Duration
 	retryMin    time.Duration
 	retryMax    time.Duration
+	maxAnswer   int64 // bytes of one answer
 	log         *slog.Logger
+	redactor    *recovery.Redactor
+
+	// answered is set by the first answer of any kind: until then, a
+	// refused connection means a wrong address rather than an outage.
+	answered atomic.Bool
 
 	mu       sync.Mutex
 	critical int  // consecutive critical errors, across pages
@@ -156,8 +168,14 @@ func New(cfg Config) (*Source, error) {
 		timeout:     orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
 		retryMin:    orDefault(cfg.RetryInitial, DefaultRetryInitial),
 		retryMax:    orDefault(cfg.RetryMax, DefaultRetryMax),
+		maxAnswer:   maxAnswer,
 		log:         cfg.Logger,
+		redactor:    cfg.Redactor,
 	}
+	if s.redactor == nil {
+		s.redactor = recovery.NewRedactor()
+	}
+	s.redactor.Add(cfg.Token.Reveal())
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -204,7 +222,7 @@ func New(cfg Config) (*Source, error) {
 			direct.Proxy = nil
 			tokens = newClient(direct)
 		}
-		s.auth = newEntraToken(id, tokens, s.timeout, s.networkFailure, s.log)
+		s.auth = newEntraToken(id, tokens, s.timeout, s.networkFailure, s.log, s.redactor)
 	}
 	return s, nil
 }
@@ -332,15 +350,12 @@ func (s *Source) fetchScan(ctx context.Context, cur recovery.Cursor) (recovery.P
 	if err != nil {
 		return recovery.Page{}, err
 	}
-	ans, requests, err := s.post(ctx, body, true)
+	ans, requests, err := s.post(ctx, call{body: body, scan: true, limit: limit, filters: filters})
 	page := recovery.Page{Requests: requests}
 	if err != nil {
 		return page, err
 	}
-	hasNext := ans.HasNext != nil && *ans.HasNext
-	if hasNext && bytes.Equal(compact(ans.NextQueryFilters), compact(filters)) && len(ans.activities) == 0 {
-		return page, fmt.Errorf("the API answered %s with no activity and the same nextQueryFilters it was given: stopping rather than asking forever", s.Endpoint())
-	}
+	hasNext := ans.hasNext()
 
 	s.mu.Lock()
 	repeat := s.lastIDs
@@ -394,8 +409,9 @@ func (s *Source) fetchPlain(ctx context.Context, cur recovery.Cursor) (recovery.
 		limit = PlainMaxWindow - skip
 	}
 	if limit <= 0 {
-		return recovery.Page{}, fmt.Errorf("more than %d activities share the millisecond %s, which plain paging (skip+limit ≤ %d) cannot page through: use scan mode (--page-size %d or more)",
-			PlainMaxWindow-1, recovery.FormatMillis(cur.Timestamp), PlainMaxWindow, ScanMinLimit)
+		return recovery.Page{}, recovery.Problemf(recovery.ErrInternal, remedyScan,
+			"more than %d activities share the millisecond %s, which plain paging (skip+limit ≤ %d) cannot page through",
+			PlainMaxWindow-1, recovery.FormatMillis(cur.Timestamp), PlainMaxWindow)
 	}
 	filters, err := s.dateFilters(gte)
 	if err != nil {
@@ -405,13 +421,13 @@ func (s *Source) fetchPlain(ctx context.Context, cur recovery.Cursor) (recovery.
 	if err != nil {
 		return recovery.Page{}, err
 	}
-	ans, requests, err := s.post(ctx, body, false)
+	ans, requests, err := s.post(ctx, call{body: body, limit: limit, gte: gte})
 	page := recovery.Page{Requests: requests}
 	if err != nil {
 		return page, err
 	}
 	all := ans.activities
-	page.Last = len(all) < limit || ans.HasNext != nil && !*ans.HasNext
+	page.Last = ans.lastPlainPage(limit)
 
 	// The records at cur.Timestamp come first, and "skip" passes over
 	// those already delivered. One of them listed again means the API's
@@ -423,8 +439,9 @@ func (s *Source) fetchPlain(ctx context.Context, cur recovery.Cursor) (recovery.
 	}
 	for _, a := range all {
 		if a.Timestamp == gte && seen[a.ID] {
-			return page, fmt.Errorf("the API answered %s with activity %s, already delivered at %s: its order within one millisecond is not stable, so plain paging cannot go on without losing activities; use scan mode",
-				s.Endpoint(), a.ID, recovery.FormatMillis(gte))
+			return page, recovery.Problemf(recovery.ErrInternal, remedyScan,
+				"the API answered %s with activity %s, already delivered at %s: its order within one millisecond is not stable, so plain paging cannot go on without losing activities",
+				s.Endpoint(), s.show(a.ID), recovery.FormatMillis(gte))
 		}
 	}
 	page.Activities = s.inWindow(all)
@@ -500,7 +517,7 @@ func (s *Source) Probe(ctx context.Context) error {
 	}
 	header, err := s.auth.authorization(ctx)
 	if err == nil {
-		_, err = s.once(ctx, header, body, false)
+		_, err = s.once(ctx, header, call{body: body, limit: 1, gte: s.window.Start})
 	}
 	return s.probeError(err)
 }

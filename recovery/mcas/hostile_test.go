@@ -1,0 +1,242 @@
+package mcas_test
+
+import (
+	"errors"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"siem-recovery/recovery"
+	"siem-recovery/recovery/mcas"
+	"siem-recovery/recovery/mcas/mcastest"
+)
+
+// An API that answers as no API should: each answer is refused before
+// any of its activities is delivered, and a fault that the same request
+// meets again ends the fetch at the second request, not after minutes of
+// backoff.
+
+// fetchFails fetches the page at cur, which must fail with kind after
+// exactly requests requests, delivering nothing; it returns the message.
+func fetchFails(t *testing.T, srv *mcastest.Server, src *mcas.Source, cur recovery.Cursor, kind error, requests int) string {
+	t.Helper()
+	before := srv.Stats().Requests
+	page, err := src.Fetch(ctxFor(t, 20*time.Second), cur)
+	if !errors.Is(err, kind) {
+		t.Fatalf("error %v, want %v", err, kind)
+	}
+	if len(page.Activities) != 0 {
+		t.Fatalf("%d activities delivered from a refused answer", len(page.Activities))
+	}
+	if got := srv.Stats().Requests - before; got != requests || page.Requests != got {
+		t.Errorf("%d requests (page says %d), want %d", got, page.Requests, requests)
+	}
+	return err.Error()
+}
+
+func TestScanAnswerRepeatingItsFiltersIsMalformed(t *testing.T) {
+	acts, want := generate(1200, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	src, logs := newSource(t, srv, func(c *mcas.Config) { c.PageSize = 500 })
+
+	// Once is a glitch: the retry gets a proper answer and the window is
+	// delivered exactly once.
+	srv.FailNext(1, mcastest.Fault{RepeatFilters: true})
+	drainAll(t, src, 20*time.Second, want, func() string { return logs.String() })
+
+	// Always: the first page, then an answer to the second request that
+	// sends its page and points back at itself. Nothing of it is
+	// delivered, and the fetch ends at the second such answer.
+	first, err := src.Fetch(ctxFor(t, 10*time.Second), recovery.Cursor{})
+	if err != nil || first.Last {
+		t.Fatalf("first page: last %v, %v", first.Last, err)
+	}
+	srv.FailNext(100, mcastest.Fault{RepeatFilters: true})
+	msg := fetchFails(t, srv, src, first.Next, recovery.ErrTooManyCriticalErrors, 2)
+	for _, want := range []string{"2 consecutive API requests", "the same malformed answer", `"nextQueryFilters" are the filters it was asked with`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+}
+
+func TestOverfullAnswerIsMalformedAndNotReadWhole(t *testing.T) {
+	const pageSize, flood = 500, 4_000_000 // about 170 MB of activities
+	acts, _ := generate(600, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	src, _ := newSource(t, srv, func(c *mcas.Config) { c.PageSize = pageSize })
+	srv.FailNext(100, mcastest.Fault{Overfill: flood})
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	msg := fetchFails(t, srv, src, recovery.Cursor{}, recovery.ErrTooManyCriticalErrors, 2)
+	runtime.ReadMemStats(&after)
+
+	if !strings.Contains(msg, "the answer holds more activities than the 500 asked for") {
+		t.Errorf("message %q does not say the answer exceeds the limit", msg)
+	}
+	// Reading two such answers whole would allocate gigabytes; reading
+	// each up to the first activity too many allocates about a page (the
+	// emulator's writing included).
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("allocated %d KiB for two refused answers", alloc>>10)
+	if alloc > 64<<20 {
+		t.Errorf("allocated %d MiB for two refused answers of a 500-activity page", alloc>>20)
+	}
+}
+
+func TestPlainCursorThatCannotAdvanceStops(t *testing.T) {
+	// The API ignores the window's start and lists, from the earliest,
+	// a full page of activities from before it: a date cursor taken from
+	// them never moves.
+	acts, _ := generate(150, 0, 0)
+	early := mcastest.Generate(mcastest.GenerateOptions{Window: recovery.Window{Start: testWindow.Start - 3600_000, End: testWindow.Start - 1000}, Count: 300})
+	srv := mcastest.New(t, mcastest.Options{Activities: append(early, acts...)})
+	srv.FailEvery(1, mcastest.Fault{IgnoreStart: true})
+	src, _ := newSource(t, srv, func(c *mcas.Config) { c.Paging = mcas.PagingPlain })
+	msg := fetchFails(t, srv, src, recovery.Cursor{}, recovery.ErrTooManyCriticalErrors, 2)
+	if !strings.Contains(msg, "a full page of 100 activities ends at") || !strings.Contains(msg, "the date cursor cannot advance") {
+		t.Errorf("message %q does not say the cursor cannot advance", msg)
+	}
+}
+
+func TestAnswerLargerThanTheCapIsMalformed(t *testing.T) {
+	// A page within the limit, but larger than the byte cap (lowered to
+	// 1 MiB here from 128 MiB): nothing past the cap is read.
+	acts, _ := generate(3000, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	src, _ := newSource(t, srv, nil)
+	mcas.SetMaxAnswer(src, 1<<20)
+	msg := fetchFails(t, srv, src, recovery.Cursor{}, recovery.ErrTooManyCriticalErrors, 2)
+	if !strings.Contains(msg, "the answer is larger than 1 MiB") {
+		t.Errorf("message %q does not name the cap", msg)
+	}
+}
+
+func TestRedirectToTheTokenDoesNotShowIt(t *testing.T) {
+	acts, _ := generate(10, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	token := srv.Token()
+	// The token itself, in upper case, and a long piece of it.
+	location := "https://login.example/?token=" + token + "&again=" + strings.ToUpper(token) + "&piece=" + token[20:40]
+	srv.FailNext(1, mcastest.Fault{Status: 302, Location: location})
+	src, logs := newSource(t, srv, nil)
+	msg := fetchFails(t, srv, src, recovery.Cursor{}, recovery.ErrUsage, 1)
+	assertNoSecret(t, token, msg, logs.String())
+	if !strings.Contains(msg, `a redirect to "https://login.example/?token=[REDACTED]&again=[REDACTED]&piece=[REDACTED]"`) {
+		t.Errorf("message %q does not show the redirect, redacted", msg)
+	}
+
+	// An error answer that echoes the token, retried and then given up.
+	srv.FailNext(100, mcastest.Fault{Status: 503, Body: `{"detail":"bad gateway for Token ` + strings.ToLower(token) + `"}`})
+	src, logs = newSource(t, srv, func(c *mcas.Config) { c.MaxCriticalErrors = 2 })
+	msg = fetchFails(t, srv, src, recovery.Cursor{}, recovery.ErrTooManyCriticalErrors, 2)
+	assertNoSecret(t, token, msg, logs.String())
+	if !strings.Contains(msg, "(bad gateway for Token [REDACTED])") {
+		t.Errorf("message %q does not show the API's message, redacted", msg)
+	}
+}
+
+func TestRedactorIsShared(t *testing.T) {
+	// A secret added to the run's Redactor after New (an access token
+	// obtained later, say) is hidden too, and the token New added is
+	// hidden by whoever else holds the Redactor.
+	acts, _ := generate(10, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	redactor := recovery.NewRedactor()
+	src, _ := newSource(t, srv, func(c *mcas.Config) { c.Redactor = redactor })
+	const later = "access-token-obtained-after-the-start"
+	redactor.Add(later)
+	srv.FailNext(1, mcastest.Fault{Status: 418, Body: `{"detail":"` + later + `"}`})
+	msg := fetchFails(t, srv, src, recovery.Cursor{}, recovery.ErrInternal, 1)
+	assertNoSecret(t, later, msg)
+	if got := redactor.Redact("x" + srv.Token() + "y"); got != "x[REDACTED]y" {
+		t.Errorf("the shared Redactor does not hide the source's token: %q", got)
+	}
+}
+
+func TestTextFromTheAPIIsEscaped(t *testing.T) {
+	acts, _ := generate(10, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	const forged = "teapot\nlevel=INFO msg=completed sent_total=10\x1b[2J\x1b]0;pwned\x07"
+	for _, tc := range []struct {
+		name  string
+		fault mcastest.Fault
+		kind  error
+		want  string
+	}{
+		{"unexpected status", mcastest.Fault{Status: 418, Body: `{"detail":"teapot\nlevel=INFO msg=completed sent_total=10\u001b[2J\u001b]0;pwned\u0007"}`},
+			recovery.ErrInternal, `the API answered 418 for ` + srv.Endpoint() + `: ("teapot\nlevel=INFO msg=completed sent_total=10\x1b[2J\x1b]0;pwned\a")`},
+		{"body that is not JSON", mcastest.Fault{Status: 503, Body: forged},
+			recovery.ErrTooManyCriticalErrors, `("teapot level=INFO msg=completed sent_total=10\x1b[2J\x1b]0;pwned\a")`},
+		{"activity id", mcastest.Fault{Status: 200, Body: `{"hasNext":false,"data":[{"_id":"a\nlevel=INFO msg=completed\u001b[2J","timestamp":"soon"}]}`},
+			recovery.ErrTooManyCriticalErrors, `activity 0 of the answer: "activity a\nlevel=INFO msg=completed\x1b[2J: \"timestamp\" \"soon\" is not epoch milliseconds"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.FailNext(2, tc.fault)
+			src, logs := newSource(t, srv, func(c *mcas.Config) { c.MaxCriticalErrors = 2 })
+			_, err := src.Fetch(ctxFor(t, 10*time.Second), recovery.Cursor{})
+			srv.ClearFaults()
+			if !errors.Is(err, tc.kind) {
+				t.Fatalf("error %v, want %v", err, tc.kind)
+			}
+			msg := err.Error()
+			if strings.ContainsAny(msg, "\n\x1b\x07") {
+				t.Errorf("the message holds control characters: %q", msg)
+			}
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("message %s\nlacks      %s", msg, tc.want)
+			}
+			// Every log line is a line the logger wrote.
+			for _, line := range strings.Split(strings.TrimSuffix(logs.String(), "\n"), "\n") {
+				if line != "" && !strings.HasPrefix(line, "time=") || strings.ContainsAny(line, "\x1b\x07") {
+					t.Errorf("forged or raw log line %q", line)
+				}
+			}
+		})
+	}
+}
+
+func TestRefusedConnectionBeforeAnyAnswerIsAWrongAddress(t *testing.T) {
+	dead := mcastest.DeadAddr(t)
+	src, err := mcas.New(mcas.Config{BaseURL: "http://" + dead, Token: recovery.NewToken(mcastest.DefaultToken), Window: testWindow,
+		MaxCriticalErrors: 10, RetryInitial: time.Minute, RateLimit: 600000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not retried: the first backoff alone would outlast the context.
+	_, err = src.Fetch(ctxFor(t, 20*time.Second), recovery.Cursor{})
+	if !errors.Is(err, recovery.ErrUsage) {
+		t.Fatalf("error %v, want ErrUsage", err)
+	}
+	want := "nothing answers at http://" + dead + "/api/v1/activities/ (connection refused); check the host and port"
+	if !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("message %q, want it to begin %q", err, want)
+	}
+	if err := src.Probe(ctxFor(t, 10*time.Second)); !errors.Is(err, recovery.ErrUsage) {
+		t.Errorf("Probe: %v, want ErrUsage", err)
+	}
+}
+
+func TestRefusedConnectionAfterAnAnswerIsCritical(t *testing.T) {
+	acts, _ := generate(1200, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	src, _ := newSource(t, srv, func(c *mcas.Config) { c.PageSize, c.MaxCriticalErrors = 500, 3 })
+	first, err := src.Fetch(ctxFor(t, 10*time.Second), recovery.Cursor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The API goes away mid-window: an outage, retried as before.
+	srv.Close()
+	_, err = src.Fetch(ctxFor(t, 10*time.Second), first.Next)
+	if !errors.Is(err, recovery.ErrTooManyCriticalErrors) || !strings.Contains(err.Error(), "3 consecutive API requests") {
+		t.Fatalf("error %v, want 3 critical errors", err)
+	}
+	var op *net.OpError
+	if !errors.As(err, &op) {
+		t.Errorf("error %v does not keep its network cause", err)
+	}
+}
