@@ -22,6 +22,13 @@ func Escape(text string) string {
 
 func notPrintable(r rune) bool { return !strconv.IsPrint(r) }
 
+// EscapeError returns err with its text escaped as Escape does; errors.Is
+// and errors.As still find what err wraps.
+func EscapeError(err error) error {
+	var none *Redactor
+	return none.ShowError(err)
+}
+
 // RedactedRun is the shortest run of a secret's characters that Redact
 // hides: a message that shows a long piece of a token (a URL cut short, a
 // token split over a line) shows too much of it.
@@ -128,11 +135,26 @@ func (r *Redactor) Redact(text string) string {
 	return b.String()
 }
 
-// Redacted returns text redacted and escaped (Escape): the form the
-// checkpoint stores.
-func (r *Redactor) Redacted(text string) Redacted {
-	return Redacted{text: Escape(r.Redact(text))}
+// Show returns text from outside fit to show: redacted, then escaped
+// (Escape).
+func (r *Redactor) Show(text string) string { return Escape(r.Redact(text)) }
+
+// ShowError returns err with its text as Show makes it; errors.Is and
+// errors.As still find what err wraps.
+func (r *Redactor) ShowError(err error) error {
+	return &shownError{text: r.Show(err.Error()), err: err}
 }
+
+type shownError struct {
+	text string
+	err  error
+}
+
+func (e *shownError) Error() string { return e.text }
+func (e *shownError) Unwrap() error { return e.err }
+
+// Redacted returns text as Show makes it: the form the checkpoint stores.
+func (r *Redactor) Redacted(text string) Redacted { return Redacted{text: r.Show(text)} }
 
 // foldASCII appends s to dst with the ASCII letters in lower case and
 // every other byte as it is: the result has the length of s, so a

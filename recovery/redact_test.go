@@ -2,6 +2,8 @@ package recovery
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -98,5 +100,26 @@ func TestLastErrorIsStoredRedacted(t *testing.T) {
 	// No last error: no key, as before.
 	if data, _ := json.Marshal(State{}); strings.Contains(string(data), "last_error") {
 		t.Errorf("an empty last error is stored: %s", data)
+	}
+}
+
+func TestEscapeErrorKeepsTheChain(t *testing.T) {
+	cause := errors.New("line\nlevel=INFO msg=completed")
+	err := fmt.Errorf("read: %w", cause)
+	shown := EscapeError(err)
+	if shown.Error() != `"read: line\nlevel=INFO msg=completed"` || !errors.Is(shown, cause) {
+		t.Errorf("EscapeError = %q (is cause: %v)", shown, errors.Is(shown, cause))
+	}
+	if got := NewRedactor("a-secret-of-the-run-000").ShowError(errors.New("x a-secret-of-the-run-000")).Error(); got != "x [REDACTED]" {
+		t.Errorf("ShowError = %q", got)
+	}
+}
+
+func TestCursorShowsTheContinuationEscaped(t *testing.T) {
+	// nextQueryFilters is the API's JSON, which may hold raw newlines
+	// between its tokens.
+	c := Cursor{NextFilters: json.RawMessage("{\"a\":\n\"level=INFO msg=completed\"}")}
+	if got, want := c.String(), `at scan continuation "{\"a\":\n\"level=INFO msg=completed\"}"`; got != want {
+		t.Errorf("String() = %s, want %s", got, want)
 	}
 }

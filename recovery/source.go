@@ -35,7 +35,9 @@ func (c Cursor) IsZero() bool {
 func (c Cursor) String() string {
 	var parts []string
 	if len(c.NextFilters) > 0 {
-		parts = append(parts, "at scan continuation "+shorten(string(c.NextFilters), 80))
+		// The API's own text: escaped (JSON may hold raw newlines
+		// between its tokens).
+		parts = append(parts, "at scan continuation "+shorten(Escape(string(c.NextFilters)), 80))
 	}
 	if c.Timestamp != 0 {
 		parts = append(parts, fmt.Sprintf("after %s (%d ids at that ms)", FormatMillis(c.Timestamp), len(c.SeenIDs)))

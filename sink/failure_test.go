@@ -3,6 +3,7 @@ package sink
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -198,5 +199,20 @@ func TestReceiverDyingAfterTheBatchIsCaught(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatalf("the batch never reached the new instance; logged:\n%s", strings.Join(logs.lines(), ""))
+	}
+}
+
+func TestReceiverTextIsEscaped(t *testing.T) {
+	// What comes from the receiver (its certificate's names, a reply
+	// quoted in an error) cannot forge a log line or reach the terminal.
+	forged := "siem\nlevel=INFO msg=completed\x1b[2J"
+	for _, f := range []*failure{
+		{stage: stageConnect, target: "tls://127.0.0.1:6514", err: x509.HostnameError{Certificate: &x509.Certificate{DNSNames: []string{forged}}, Host: "siem.example"}},
+		{stage: stageSend, target: "tcp://127.0.0.1:514", err: errors.New("reply: " + forged)},
+	} {
+		msg := f.Error()
+		if strings.ContainsAny(msg, "\n\x1b") || !strings.Contains(msg, `siem\nlevel=INFO msg=completed\x1b[2J`) {
+			t.Errorf("failure text %q, want the receiver's text escaped", msg)
+		}
 	}
 }

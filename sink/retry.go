@@ -80,7 +80,8 @@ func (f *failure) cause() string {
 	case errors.As(err, &dnsErr):
 		return fmt.Sprintf("cannot resolve %q: %s", dnsErr.Name, dnsErr.Err)
 	case errors.As(err, &certErr), errors.As(err, &unknown), errors.As(err, &host), errors.As(err, &invalid):
-		return "the server certificate is not trusted: " + err.Error()
+		// The certificate's names come from the receiver.
+		return "the server certificate is not trusted: " + recovery.Escape(err.Error())
 	case errors.As(err, &netErr) && netErr.Timeout():
 		return "timed out"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
@@ -90,7 +91,7 @@ func (f *failure) cause() string {
 	case errors.As(err, &opErr):
 		return opErr.Err.Error()
 	default:
-		return err.Error()
+		return recovery.Escape(err.Error())
 	}
 }
 

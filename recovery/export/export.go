@@ -261,10 +261,12 @@ func (l *lineRound) split() {
 	}
 }
 
+// badLine explains why line n cannot be recovered. err may quote the
+// line, which is shown escaped.
 func (s *Source) badLine(n int64, err error) error {
 	return recovery.Problemf(recovery.ErrUsage,
 		"fix or remove that line and re-run; the checkpoint resumes after the last page delivered",
-		"%s line %d: %w", s.path, n, err)
+		"%s line %d: %w", s.path, n, recovery.EscapeError(err))
 }
 
 // checkResume makes sure the file still has, just before cur.Offset, the

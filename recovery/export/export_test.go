@@ -118,6 +118,10 @@ func TestMalformedLineNamed(t *testing.T) {
 		{`{"_id":"x","timestamp":`, "export.jsonl line 3: not valid JSON"},
 		{`{"timestamp":5}`, `export.jsonl line 3: the activity has no "_id"`},
 		{`hello`, "export.jsonl line 3: not valid JSON"},
+		// The line's own text is shown escaped: it cannot forge a log
+		// line or reach the terminal.
+		{`{"_id":"x\nlevel=INFO msg=completed\u001b[2J","timestamp":"now"}`,
+			`export.jsonl line 3: "activity x\nlevel=INFO msg=completed\x1b[2J: \"timestamp\" \"now\" is not epoch milliseconds"`},
 	}
 	for _, tt := range tests {
 		path := writeExport(t, act("a", 1, 1), act("b", 2, 1), tt.line, act("c", 3, 1))

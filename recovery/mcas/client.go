@@ -538,19 +538,10 @@ func cut(msg string, n int) string {
 
 // show makes text from the API (or from its connection) fit for a log
 // line or an error: secrets redacted, control characters escaped.
-func (s *Source) show(text string) string { return recovery.Escape(s.redactor.Redact(text)) }
+func (s *Source) show(text string) string { return s.redactor.Show(text) }
 
-// showError is err with its text shown as show does; errors.Is and
-// errors.As still find its causes.
-func (s *Source) showError(err error) error { return &shownError{text: s.show(err.Error()), err: err} }
-
-type shownError struct {
-	text string
-	err  error
-}
-
-func (e *shownError) Error() string { return e.text }
-func (e *shownError) Unwrap() error { return e.err }
+// showError is err with its text as show makes it.
+func (s *Source) showError(err error) error { return s.redactor.ShowError(err) }
 
 // retryAfter reads a Retry-After header: seconds or an HTTP date. The
 // wait is capped at MaxRetryAfter; an absent or unreadable header is 0.
