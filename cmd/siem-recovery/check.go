@@ -124,16 +124,28 @@ func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sour
 		add("source", src.display+": readable", nil)
 		return
 	}
-	add("source", src.display, nil)
 	// An Entra ID token is obtained first, so that a refusal by Entra ID
 	// is told apart from one by the API.
+	cr, hasIdentity := source.(credentialed)
 	var validFor time.Duration
-	if cr, ok := source.(credentialed); ok {
-		add("identity", cr.Credential(), nil)
+	if hasIdentity {
 		validFor, err = cr.Authorize(ctx)
 	}
-	if p, ok := source.(prober); ok && err == nil {
+	authorized := err == nil
+	if p, ok := source.(prober); ok && authorized {
 		err = p.Probe(ctx)
+	}
+	// A probe that failed for anything but the token or the proxy (no
+	// answer at that address, not the activities API, an answer no API
+	// gives) is the source's failure: nothing told whether the token is
+	// good.
+	if authorized && err != nil && !errors.Is(err, recovery.ErrInvalidToken) && !errors.Is(err, recovery.ErrInvalidProxy) {
+		add("source", src.display, err)
+		return
+	}
+	add("source", src.display, nil)
+	if hasIdentity {
+		add("identity", cr.Credential(), nil)
 	}
 	if proxy := c.String("proxy"); proxy != "" {
 		var proxyErr error

@@ -39,6 +39,10 @@ func exitCode(err error) (int, string) {
 		return exitCheckpointUnusable, "Checkpoint unavailable"
 	case errors.Is(err, recovery.ErrStopped):
 		return exitStopped, "Stopped before the end date"
+	case errors.Is(err, recovery.ErrInternal):
+		// After the start, the agent's notification name; the SPEC keeps
+		// the general error's code.
+		return exitGeneral, "Internal error"
 	case errors.Is(err, recovery.ErrSink):
 		return exitGeneral, "General error during bootstrap"
 	}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"siem-recovery/recovery"
+	"siem-recovery/recovery/mcas/mcastest"
+)
+
+// The binary against an API that answers as no API should (issue 16):
+// each run ends on its own at the second such answer, with the exit code
+// and the line its golden file pins, having delivered what came before
+// exactly once; no secret and no control character reaches the output or
+// the checkpoint.
+
+// checkpointStatus is status --json of the run's checkpoint.
+func checkpointStatus(t *testing.T, a apiRun) statusReport {
+	t.Helper()
+	r := runBin(t, a.dir, nil, "status", "--checkpoint", "cp.db", "--json")
+	wantCode(t, r, 0)
+	var s statusReport
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	}
+	return s
+}
+
+// assertCleanOutput fails if the output holds a control character other
+// than the newlines that end its lines, or a line the tool did not write.
+func assertCleanOutput(t *testing.T, out string) {
+	t.Helper()
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if strings.ContainsFunc(line, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			t.Errorf("a control character reached the output: %q", line)
+		}
+		if strings.HasPrefix(line, "level=") {
+			t.Errorf("a forged log line: %q", line)
+		}
+	}
+}
+
+func TestAPIHostileAnswersEndTheRun(t *testing.T) {
+	const forged = `{"detail":"teapot\nlevel=INFO msg=completed sent_total=3000\u001b[2J\u001b]0;pwned\u0007"}`
+	for _, tc := range []struct {
+		name     string
+		fault    mcastest.Fault
+		pageSize string
+		code     int
+	}{
+		{"repeat-filters", mcastest.Fault{RepeatFilters: true}, "1000", exitTooManyCritical},
+		{"overfill", mcastest.Fault{Overfill: 1_000_000}, "1000", exitTooManyCritical},
+		{"cursor-stuck", mcastest.Fault{IgnoreStart: true}, "100", exitTooManyCritical},
+		{"internal-error", mcastest.Fault{Status: 418, Body: forged}, "1000", exitGeneral},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			acts := mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 3000})
+			early := mcastest.Generate(mcastest.GenerateOptions{Window: recovery.Window{Start: apiWindow.Start - 60_000, End: apiWindow.Start}, Count: 300})
+			srv := mcastest.New(t, mcastest.Options{Activities: append(early, acts...)})
+			// The first request is answered properly; every later one
+			// (2, 3, 4, …) is hostile.
+			srv.FailEvery(2, tc.fault)
+			srv.FailEvery(3, tc.fault)
+			a := newAPIRun(t, srv, srv.Token())
+			r := a.run(t, nil, "--page-size", tc.pageSize)
+			wantCode(t, r, tc.code)
+			golden(t, "api/hostile-"+tc.name+"/stderr", normalize(lastLine(r.stderr), hostPort(srv.URL)))
+			assertCleanOutput(t, r.stderr)
+
+			// The first page, exactly once; nothing of the hostile ones.
+			st := checkpointStatus(t, a)
+			page := int(st.Sent)
+			if page == 0 || page > 1000 {
+				t.Fatalf("%d sent, want the first page", page)
+			}
+			assertDelivered(t, filepath.Join(a.dir, "out.jsonl"), acts[:page])
+			requests := 3 // the first, and two hostile answers to the same request
+			if tc.code == exitGeneral {
+				requests = 2 // not retried
+			}
+			if got := srv.Stats().Requests; got != requests {
+				t.Errorf("%d API requests, want %d", got, requests)
+			}
+			if st.State != "failed" || st.LastError == "" {
+				t.Errorf("status %+v: want failed, with the last error", st)
+			}
+			assertCleanOutput(t, st.LastError)
+		})
+	}
+}
+
+func TestAPIRedirectHoldingTheTokenShowsItNowhere(t *testing.T) {
+	srv := mcastest.New(t, mcastest.Options{Activities: mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 10})})
+	token := srv.Token()
+	srv.FailNext(1, mcastest.Fault{Status: 302,
+		Location: "https://login.example/?token=" + token + "&u=" + strings.ToUpper(token) + "&p=" + token[24:44]})
+	a := newAPIRun(t, srv, token)
+	r := a.run(t, nil, "--log-format", "json", "--verbose")
+	wantCode(t, r, exitUsage)
+	golden(t, "api/redirect-token/stderr", normalize(lastLine(r.stderr), hostPort(srv.URL)))
+	cp, err := os.ReadFile(filepath.Join(a.dir, "cp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := runBin(t, a.dir, nil, "status", "--checkpoint", "cp.db")
+	for name, text := range map[string]string{"stdout": r.stdout, "stderr": r.stderr, "checkpoint": string(cp), "status": status.stdout} {
+		if at, shown := mcastest.ShowsSecret(text, token); shown {
+			t.Errorf("the token shows at byte %d of the %s", at, name)
+		}
+	}
+	if !strings.Contains(status.stdout, "token=[REDACTED]&u=[REDACTED]&p=[REDACTED]") {
+		t.Errorf("status does not show the redacted redirect:\n%s", status.stdout)
+	}
+}
+
+// A wrong API port (issue 18): check says the source fails, and a run
+// stops at its first request instead of retrying for minutes.
+func TestAPIWrongPortIsASourceProblem(t *testing.T) {
+	srv := mcastest.New(t, mcastest.Options{})
+	dead := mcastest.DeadAddr(t)
+	a := newAPIRun(t, srv, srv.Token())
+	args := append(without(a.args, "--source", srv.URL), "--source", "http://"+dead)
+
+	r := runBin(t, a.dir, nil, append([]string{"check"}, args[1:]...)...)
+	wantCode(t, r, exitUsage)
+	golden(t, "check/api-source-refused/stdout", normalize(r.stdout, dead))
+
+	r = runBin(t, a.dir, nil, args...)
+	wantCode(t, r, exitUsage)
+	golden(t, "api/source-refused/stderr", normalize(lastLine(r.stderr), dead))
+	if n := strings.Count(r.stderr, "API request failed; retrying"); n != 0 {
+		t.Errorf("retried %d times:\n%s", n, r.stderr)
+	}
+}
