@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +30,9 @@ type entraSetup struct {
 	entra *entratest.Server
 	want  []string // the window's ids
 	env   map[string]string
+
+	mu     sync.Mutex
+	issued []string // the access tokens issued, oldest first
 }
 
 // newEntraSetup: tokens live lifetime; the API's clock runs ahead of ours
@@ -36,15 +40,27 @@ type entraSetup struct {
 func newEntraSetup(t *testing.T, lifetime, ahead time.Duration, activities int) *entraSetup {
 	t.Helper()
 	acts, want := generate(activities, 0, 0)
-	api := mcastest.New(t, mcastest.Options{Activities: acts, TLS: true})
-	entra := entratest.New(t, entratest.Options{TokenLifetime: lifetime, OnToken: func(tok string, exp time.Time) {
-		api.AcceptToken(tok, exp.Add(-ahead))
+	e := &entraSetup{want: want}
+	e.api = mcastest.New(t, mcastest.Options{Activities: acts, TLS: true})
+	e.entra = entratest.New(t, entratest.Options{TokenLifetime: lifetime, OnToken: func(tok string, exp time.Time) {
+		e.api.AcceptToken(tok, exp.Add(-ahead))
+		e.mu.Lock()
+		e.issued = append(e.issued, tok)
+		e.mu.Unlock()
 	}})
-	entra.Register(testTenant, entratest.App{ClientID: testClient, Secret: testSecret})
-	return &entraSetup{api: api, entra: entra, want: want, env: map[string]string{
+	e.entra.Register(testTenant, entratest.App{ClientID: testClient, Secret: testSecret})
+	e.env = map[string]string{
 		"AZURE_TENANT_ID": testTenant, "AZURE_CLIENT_ID": testClient, "AZURE_CLIENT_SECRET": testSecret,
-		"AZURE_AUTHORITY_HOST": entra.URL,
-	}}
+		"AZURE_AUTHORITY_HOST": e.entra.URL,
+	}
+	return e
+}
+
+// tokens returns the access tokens issued so far.
+func (e *entraSetup) tokens() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.issued)
 }
 
 func (e *entraSetup) getenv(name string) string { return e.env[name] }

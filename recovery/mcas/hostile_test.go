@@ -240,3 +240,29 @@ func TestRefusedConnectionAfterAnAnswerIsCritical(t *testing.T) {
 		t.Errorf("error %v does not keep its network cause", err)
 	}
 }
+
+func TestEntraSecretsReachTheRunsRedactor(t *testing.T) {
+	// The client secret from the start, each access token once obtained:
+	// whatever else holds the run's Redactor (the checkpoint's last
+	// error) hides them, and so does every message of the Source.
+	e := newEntraSetup(t, time.Hour, 0, 10)
+	redactor := recovery.NewRedactor()
+	src, logs := e.source(t, func(c *mcas.Config) { c.Redactor = redactor })
+	if got := redactor.Redact("secret=" + testSecret); got != "secret=[REDACTED]" {
+		t.Errorf("the client secret is not in the run's Redactor: %q", got)
+	}
+	if _, err := src.Fetch(ctxFor(t, 20*time.Second), recovery.Cursor{}); err != nil {
+		t.Fatal(err)
+	}
+	issued := e.tokens()
+	if len(issued) != 1 {
+		t.Fatalf("%d tokens issued, want 1", len(issued))
+	}
+	token := issued[0]
+	if got := redactor.Redact("Bearer " + token); got != "Bearer [REDACTED]" {
+		t.Errorf("the access token is not in the run's Redactor")
+	}
+	e.api.FailNext(1, mcastest.Fault{Status: 418, Body: `{"detail":"refused Bearer ` + strings.ToUpper(token) + `"}`})
+	msg := fetchFails(t, e.api, src, recovery.Cursor{}, recovery.ErrInternal, 1)
+	assertNoSecret(t, token, msg, logs.String())
+}
