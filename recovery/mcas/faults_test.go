@@ -20,11 +20,14 @@ func TestThrottlingAndServerErrorsLoseNothing(t *testing.T) {
 	const n, pageSize = 6000, 500
 	acts, want := generate(n, 300, pageSize-150)
 	// A budget of 4 requests a second, every 5th request a 500, every 7th
-	// a malformed answer, and the very first a 429 asking for 1 s.
+	// a malformed answer, the very first a 429 asking for 1 s and the
+	// 11th a 429 too: throttled twice at least, however slowly a loaded
+	// machine sends, so the budget need not be reached.
 	srv := mcastest.New(t, mcastest.Options{Activities: acts, RequestsPerMinute: 4, BudgetPeriod: time.Second})
 	srv.FailNext(1, mcastest.Fault{Status: 429, RetryAfter: "1"})
 	srv.FailEvery(5, mcastest.Fault{Status: 500})
 	srv.FailEvery(7, mcastest.Fault{Malformed: true})
+	srv.FailEvery(11, mcastest.Fault{Status: 429, RetryAfter: "0"})
 	src, logs := newSource(t, srv, func(c *mcas.Config) { c.PageSize, c.MaxCriticalErrors = pageSize, 3 })
 
 	d := drainAll(t, src, 60*time.Second, want, func() string { return "log:\n" + logs.String() })
