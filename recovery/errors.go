@@ -30,8 +30,9 @@ var (
 	// answer the API should never give (the MCAS agent's "Internal error"
 	// notification). The SPEC gives it exit 1, as a failure while starting.
 	ErrInternal = errors.New("internal error")
-	// ErrSink: the syslog receiver cannot be reached (the MCAS "Data server
-	// connection error"), found by a probe. The SPEC gives it no code of its
+	// ErrSink: the syslog receiver cannot be reached (found by check's
+	// probe), or refuses our TLS setup (a run does not retry that): the
+	// MCAS "Data server connection error". The SPEC gives it no code of its
 	// own: it exits as a general error.
 	ErrSink = errors.New("data server connection error")
 )

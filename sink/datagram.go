@@ -74,7 +74,7 @@ func (s *datagramSink) Send(ctx context.Context, batch []recovery.Activity) (int
 
 func (s *datagramSink) sendOne(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return s.retry.giveUp(ctx, err)
+		return s.retry.giveUp(err, err)
 	}
 	return s.retry.do(ctx, func() error {
 		if s.conn == nil {

@@ -9,11 +9,15 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"siem-recovery/recovery"
 	"siem-recovery/sink/rsyslogtest"
 )
 
@@ -51,35 +55,281 @@ func TestUnreachableReceiverIsLoggedOnceUntilCancelled(t *testing.T) {
 	}
 }
 
-func TestUntrustedServerCertificateIsExplained(t *testing.T) {
+// TestTLSRefusalIsAConfigurationError: a receiver that refuses our TLS
+// setup (its certificate is not trusted or not for the name, it wants a
+// client certificate we do not have or one from another CA, the port does
+// not speak TLS) ends Send with the Data server connection error and its
+// remedy, instead of being retried forever; the receiver gets nothing.
+func TestTLSRefusalIsAConfigurationError(t *testing.T) {
+	pki, other := rsyslogtest.NewPKI(t), rsyslogtest.NewPKI(t)
+	anon := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TLS, PKI: pki})
+	strict := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TLS, PKI: pki, RequireClientCert: true})
+	notTLS := nonTLSServer(t)
+	clientCert := "; check --tls-cert and --tls-key: it wants a client certificate signed by a CA it trusts"
+	tests := []struct {
+		name     string
+		srv      *rsyslogtest.Server // nil: notTLS
+		opts     func(*Options)
+		want     string // the error after the target
+		attempts int    // how many connections it took
+	}{
+		{"untrusted", anon, func(o *Options) {},
+			" failed: the server certificate is not trusted: x509: certificate signed by unknown authority; give --ca-file the CA certificate (PEM) that signed the syslog server's certificate", 1},
+		{"name mismatch", anon, func(o *Options) { o.CAFile, o.ServerName = pki.CAFile, "siem.example" },
+			" failed: the server certificate is not trusted: x509: certificate is valid for rsyslog.test, not siem.example; give --tls-server-name a name the syslog server's certificate carries", 1},
+		{"no client certificate", strict, func(o *Options) { o.CAFile = pki.CAFile },
+			" asked for a client certificate, then dropped the connection" + clientCert, refusalsToStop},
+		{"client certificate of another CA", strict, func(o *Options) {
+			o.CAFile, o.CertFile, o.KeyFile = pki.CAFile, other.ClientCertFile, other.ClientKeyFile
+		}, " asked for a client certificate, then dropped the connection" + clientCert, refusalsToStop},
+		{"not TLS", nil, func(o *Options) { o.CAFile = pki.CAFile },
+			" failed: the receiver does not speak TLS on this port; use the syslog server's TLS port, or a tcp:// sink", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
+			defer cancel()
+			addr, before := notTLS.addr, notTLS.count()
+			if tt.srv != nil {
+				addr = tt.srv.Addr
+			}
+			opts := testOptions(t)
+			tt.opts(&opts)
+			s, err := Open(ctx, "tls://"+addr, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			_, err = s.Send(ctx, makeActivities(3))
+			var problem *recovery.Error
+			if !errors.As(err, &problem) || !errors.Is(err, recovery.ErrSink) || ctx.Err() != nil {
+				t.Fatalf("Send: %v, want a Data server connection error before the test's deadline", err)
+			}
+			prefix := "tls://" + addr
+			if !strings.HasSuffix(tt.want, clientCert) {
+				prefix = "the TLS handshake with tls://" + addr
+			}
+			if got := err.Error(); got != prefix+tt.want {
+				t.Errorf("Send's error:\n got %s\nwant %s", got, prefix+tt.want)
+			}
+			if tt.srv == nil {
+				if n := notTLS.count() - before; n != tt.attempts {
+					t.Errorf("%d connections, want %d", n, tt.attempts)
+				}
+			} else if n := tt.srv.Count(); n != 0 {
+				t.Errorf("rsyslog wrote %d messages", n)
+			}
+		})
+	}
+}
+
+// nonTLSServer answers every connection with a line of plain text, as a
+// service that is not a TLS syslog receiver would.
+func nonTLSServer(t *testing.T) *plainTextServer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	s := &plainTextServer{addr: l.Addr().String()}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.n++
+			s.mu.Unlock()
+			c.Write([]byte("220 ready\r\n"))
+			c.Close()
+		}
+	}()
+	return s
+}
+
+type plainTextServer struct {
+	addr string
+	mu   sync.Mutex
+	n    int
+}
+
+func (s *plainTextServer) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// TestCheckProbeSeesARefusedClientCertificate: with TLS 1.3 the handshake
+// ends on our side before rsyslog has refused our missing certificate;
+// Probe, which check uses, still sees the refusal, in one attempt.
+func TestCheckProbeSeesARefusedClientCertificate(t *testing.T) {
 	pki := rsyslogtest.NewPKI(t)
-	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TLS, PKI: pki})
-	var logs logRecorder
-	opts := testOptions(t)
-	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	opts.ServerName = "wrong.example" // and the system roots do not know the CA
-	// Give up once the failure is logged: a handshake under -race on a
-	// busy machine can take longer than any fixed wait.
+	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TLS, PKI: pki, RequireClientCert: true})
 	ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
 	defer cancel()
-	opts.OnFailure = func(string) { cancel() }
-	s, err := Open(context.Background(), "tls://"+srv.Addr, opts)
+	opts := testOptions(t)
+	opts.CAFile = pki.CAFile
+	probe := func(o Options) error {
+		s, err := Open(ctx, "tls://"+srv.Addr, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		return s.(interface{ Probe(context.Context) error }).Probe(ctx)
+	}
+	want := "tls://" + srv.Addr + " asked for a client certificate, then dropped the connection; check --tls-cert and --tls-key: it wants a client certificate signed by a CA it trusts"
+	if err := probe(opts); err == nil || err.Error() != want || !errors.Is(err, recovery.ErrSink) {
+		t.Fatalf("Probe without a client certificate: %v\nwant %s", err, want)
+	}
+	opts.CertFile, opts.KeyFile = pki.ClientCertFile, pki.ClientKeyFile
+	if err := probe(opts); err != nil {
+		t.Fatalf("Probe with the client certificate: %v", err)
+	}
+	if n := srv.Count(); n != 0 {
+		t.Errorf("Probe sent %d messages", n)
+	}
+}
+
+// TestLastingOutageIsLoggedEveryInterval: the first failure is logged at
+// once, then, while it lasts, a reminder at least every RemindEvery that
+// says since when and after how many attempts.
+func TestLastingOutageIsLoggedEveryInterval(t *testing.T) {
+	target := fmt.Sprintf("tcp://127.0.0.1:%d", freeTCPPort(t))
+	ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
+	defer cancel()
+	reminder := regexp.MustCompile(`^time=\S+ level=WARN msg="still waiting for the SIEM since (\S+) \((\d+) attempts\)" sink=` +
+		regexp.QuoteMeta(target) + ` error="Data server connection error: cannot connect to ` + regexp.QuoteMeta(target) +
+		`: connection refused; check the server name and port of the syslog server and that no firewall blocks it"\n$`)
+	var logs logRecorder
+	opts := testOptions(t)
+	opts.InitialBackoff, opts.MaxBackoff, opts.RemindEvery = 2*time.Millisecond, 10*time.Millisecond, 50*time.Millisecond
+	opts.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) {
+		logs.Write(p)
+		if reminder.Match(p) && len(logs.lines()) == 4 {
+			cancel() // the failure and three reminders
+		}
+	}), nil))
+	start := time.Now().UTC().Truncate(time.Second)
+	s, err := Open(ctx, target, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	if _, err := s.Send(ctx, makeActivities(1)); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Send: %v, want it cancelled after the failure was logged", err)
+		t.Fatalf("Send: %v", err)
 	}
-	log := strings.Join(logs.lines(), "")
-	for _, want := range []string{"the server certificate is not trusted", "check --ca-file and --tls-server-name"} {
-		if !strings.Contains(log, want) {
-			t.Errorf("log does not say %q:\n%s", want, log)
+	lines := logs.lines()
+	if len(lines) != 4 || !strings.Contains(lines[0], `level=WARN msg="Data server connection error: cannot connect to `+target) {
+		t.Fatalf("want the failure, then 3 reminders:\n%s", strings.Join(lines, ""))
+	}
+	since, attempts := "", 0
+	for _, l := range lines[1:] {
+		m := reminder.FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("not a reminder: %s", l)
 		}
+		n, _ := strconv.Atoi(m[2])
+		at, err := time.Parse(time.RFC3339, m[1])
+		if err != nil || at.Before(start) || (since != "" && m[1] != since) || n <= attempts {
+			t.Fatalf("reminders must name the outage's start (not before %v) and count up:\n%s", start, strings.Join(lines, ""))
+		}
+		since, attempts = m[1], n
 	}
-	if n := srv.Count(); n != 0 {
-		t.Errorf("rsyslog received %d messages over an untrusted connection", n)
+}
+
+type writerFunc func(p []byte)
+
+func (f writerFunc) Write(p []byte) (int, error) { f(p); return len(p), nil }
+
+// TestStopEndsRetriesButNotTheAttempt: a planned stop (Options.Stop) ends
+// the retries of a receiver that is down at once, but lets an attempt in
+// progress deliver its batch.
+func TestStopEndsRetriesButNotTheAttempt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
+	defer cancel()
+	t.Run("receiver down", func(t *testing.T) {
+		stop := make(chan struct{})
+		opts := testOptions(t)
+		opts.Stop = stop
+		opts.OnFailure = func(string) { close(stop) }
+		s, err := Open(ctx, fmt.Sprintf("tcp://127.0.0.1:%d", freeTCPPort(t)), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		_, err = s.Send(ctx, makeActivities(1))
+		if !errors.Is(err, errStopAsked) || !errors.Is(err, syscall.ECONNREFUSED) || ctx.Err() != nil {
+			t.Fatalf("Send: %v, want it to end on the stop, naming the failure", err)
+		}
+	})
+	t.Run("attempt in progress", func(t *testing.T) {
+		stop := make(chan struct{})
+		recv := startPausingReceiver(t, 1000)
+		opts := testOptions(t)
+		opts.Stop = stop
+		s, err := Open(ctx, "tcp://"+recv.addr, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		go func() {
+			<-recv.paused
+			close(stop)
+			close(recv.resume)
+		}()
+		as := makeActivities(5000)
+		if _, err := s.Send(ctx, as); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		got := bytes.Split(bytes.TrimSuffix(<-recv.received, []byte("\n")), []byte("\n"))
+		if dup := compareReceived(t, got, expected(t, "tcp://"+recv.addr, opts, as)); dup != 0 {
+			t.Fatalf("%d duplicates", dup)
+		}
+	})
+}
+
+// pausingReceiver is a stream receiver that stops reading its first
+// connection after pauseAt bytes until resume is closed, then reads it to
+// its end and closes it, as rsyslog does; it accepts later connections
+// (probes) and closes them.
+type pausingReceiver struct {
+	addr     string
+	paused   chan struct{}
+	resume   chan struct{}
+	received chan []byte
+}
+
+func startPausingReceiver(t *testing.T, pauseAt int) *pausingReceiver {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { l.Close() })
+	r := &pausingReceiver{addr: l.Addr().String(), paused: make(chan struct{}), resume: make(chan struct{}), received: make(chan []byte, 1)}
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		head := make([]byte, pauseAt)
+		_, err = io.ReadFull(c, head)
+		close(r.paused)
+		<-r.resume
+		rest, _ := io.ReadAll(c)
+		c.Close()
+		r.received <- append(head, rest...)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return r
 }
 
 func TestCancelledSendReturnsPromptly(t *testing.T) {

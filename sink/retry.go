@@ -21,10 +21,11 @@ import (
 
 // Stages of an attempt to deliver to a network receiver.
 const (
-	stageConnect = "connect" // dial, TLS handshake included
-	stageSend    = "send"    // writing the batch
-	stageConfirm = "confirm" // waiting for the receiver to read it all
-	stageProbe   = "probe"   // checking the receiver outlived the batch
+	stageConnect   = "connect"   // the TCP connection
+	stageHandshake = "handshake" // the TLS handshake
+	stageSend      = "send"      // writing the batch
+	stageConfirm   = "confirm"   // waiting for the receiver to read it all
+	stageProbe     = "probe"     // checking the receiver outlived the batch
 )
 
 // failure is why one attempt to reach the receiver failed. Its text is the
@@ -33,12 +34,23 @@ type failure struct {
 	stage  string
 	target string
 	err    error
+	// certRequested: the receiver asked for a client certificate on the
+	// connection that failed (TLS only).
+	certRequested bool
 }
 
 func (f *failure) Error() string {
+	if f.refusal() == refusedIfRepeated { // reset or closed: which one varies
+		if f.certRequested {
+			return fmt.Sprintf("%s asked for a client certificate, then dropped the connection", f.target)
+		}
+		return fmt.Sprintf("%s dropped the connection during the TLS handshake", f.target)
+	}
 	switch f.stage {
 	case stageConnect:
 		return fmt.Sprintf("cannot connect to %s: %s", f.target, f.cause())
+	case stageHandshake:
+		return fmt.Sprintf("the TLS handshake with %s failed: %s", f.target, f.cause())
 	case stageSend:
 		if strings.HasPrefix(f.target, "udp://") {
 			// The kernel reports an ICMP error for an earlier datagram.
@@ -60,13 +72,11 @@ func (f *failure) Unwrap() error { return f.err }
 func (f *failure) cause() string {
 	var (
 		dnsErr  *net.DNSError
-		certErr *tls.CertificateVerificationError
-		unknown x509.UnknownAuthorityError
-		host    x509.HostnameError
-		invalid x509.CertificateInvalidError
 		netErr  net.Error
 		opErr   *net.OpError
 		sysErr  *os.SyscallError
+		notTLS  tls.RecordHeaderError
+		certErr = certificateError(f.err)
 	)
 	switch err := f.err; {
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -79,9 +89,13 @@ func (f *failure) cause() string {
 		return "no route to the host"
 	case errors.As(err, &dnsErr):
 		return fmt.Sprintf("cannot resolve %q: %s", dnsErr.Name, dnsErr.Err)
-	case errors.As(err, &certErr), errors.As(err, &unknown), errors.As(err, &host), errors.As(err, &invalid):
+	case certErr != nil:
 		// The certificate's names come from the receiver.
-		return "the server certificate is not trusted: " + recovery.Escape(err.Error())
+		return "the server certificate is not trusted: " + recovery.Escape(certErr.Error())
+	case errors.As(err, &notTLS):
+		return "the receiver does not speak TLS on this port"
+	case isAlert(err):
+		return "the receiver refused the TLS session: " + recovery.Escape(alertOf(err).Err.Error())
 	case errors.As(err, &netErr) && netErr.Timeout():
 		return "timed out"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
@@ -95,22 +109,107 @@ func (f *failure) cause() string {
 	}
 }
 
-// remedy is the operator's next step, after the MCAS troubleshooting
-// guide where it applies.
-func (f *failure) remedy() string {
+// certificateError is the verification failure of the server certificate
+// in err (untrusted, name mismatch, expired), or nil.
+func certificateError(err error) error {
 	var (
 		certErr *tls.CertificateVerificationError
 		unknown x509.UnknownAuthorityError
 		host    x509.HostnameError
 		invalid x509.CertificateInvalidError
-		alert   tls.AlertError
-		netErr  net.Error
+	)
+	switch {
+	case errors.As(err, &unknown):
+		return unknown
+	case errors.As(err, &host):
+		return host
+	case errors.As(err, &invalid):
+		return invalid
+	case errors.As(err, &certErr):
+		return certErr.Err
+	}
+	return nil
+}
+
+// alertOf returns the TLS alert the receiver sent, as crypto/tls reports
+// it (a *net.OpError "remote error"), or nil.
+func alertOf(err error) *net.OpError {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "remote error" {
+		return opErr
+	}
+	return nil
+}
+
+func isAlert(err error) bool { return alertOf(err) != nil }
+
+// How a failure that comes from the receiver's answer to our TLS setup is
+// treated: retrying cannot mend it, so it is a configuration error.
+const (
+	notRefused        = iota // any other failure: retried until the receiver is back
+	refusedNow               // a verdict: certificate not trusted, TLS alert, not TLS at all
+	refusedIfRepeated        // the receiver dropped the TLS connection it had accepted
+)
+
+// refusalsToStop is how many attempts in a row the receiver must drop
+// before that is taken as a refusal: a receiver restarting also drops a
+// connection, but then refuses the next one.
+const refusalsToStop = 3
+
+// refusal classifies a failure of a TLS attempt.
+func (f *failure) refusal() int {
+	tlsTarget := strings.HasPrefix(f.target, "tls://")
+	var (
+		netErr net.Error
+		notTLS tls.RecordHeaderError
+	)
+	dropped := errors.Is(f.err, syscall.ECONNRESET) || errors.Is(f.err, syscall.EPIPE) ||
+		errors.Is(f.err, io.EOF) || errors.Is(f.err, io.ErrUnexpectedEOF)
+	switch {
+	case !tlsTarget:
+		return notRefused
+	case certificateError(f.err) != nil, errors.As(f.err, &notTLS), isAlert(f.err):
+		return refusedNow
+	case f.stage == stageHandshake && dropped:
+		return refusedIfRepeated
+	case f.stage == stageHandshake && !(errors.As(f.err, &netErr) && netErr.Timeout()):
+		// crypto/tls's own verdicts: no common version or cipher suite, ...
+		return refusedNow
+	case (f.stage == stageSend || f.stage == stageConfirm) && dropped && f.certRequested:
+		// TLS 1.3: the client's handshake ends before the server checked
+		// its certificate, so a refusal shows as the first write or read
+		// failing.
+		return refusedIfRepeated
+	}
+	return notRefused
+}
+
+// remedy is the operator's next step, after the MCAS troubleshooting
+// guide where it applies.
+func (f *failure) remedy() string {
+	var (
+		netErr net.Error
+		notTLS tls.RecordHeaderError
+	)
+	var (
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
 	)
 	switch err := f.err; {
-	case errors.As(err, &certErr), errors.As(err, &unknown), errors.As(err, &host), errors.As(err, &invalid):
-		return "check --ca-file and --tls-server-name against the syslog server's certificate"
-	case errors.As(err, &alert):
+	case errors.As(err, &unknown):
+		return "give --ca-file the CA certificate (PEM) that signed the syslog server's certificate"
+	case errors.As(err, &host):
+		return "give --tls-server-name a name the syslog server's certificate carries"
+	case certificateError(err) != nil:
+		return "check the syslog server's certificate (its dates and usage) and --ca-file"
+	case errors.As(err, &notTLS):
+		return "use the syslog server's TLS port, or a tcp:// sink"
+	case f.certRequested && (isAlert(err) || f.refusal() == refusedIfRepeated):
+		return "check --tls-cert and --tls-key: it wants a client certificate signed by a CA it trusts"
+	case isAlert(err), f.refusal() == refusedIfRepeated:
 		return "check that the server speaks TLS on this port, and --tls-cert and --tls-key if it asks for a client certificate"
+	case f.stage == stageHandshake && errors.As(err, &netErr) && netErr.Timeout():
+		return "check that the syslog server speaks TLS on this port (a plain TCP port never answers the handshake)"
 	case f.stage == stageConfirm && errors.As(err, &netErr) && netErr.Timeout():
 		return "check that the syslog server keeps up and closes a connection once it has read it to its end (rsyslog and syslog-ng do)"
 	default:
@@ -118,38 +217,61 @@ func (f *failure) remedy() string {
 	}
 }
 
-// problem is the failure as the operator reads it, in a log line or from
-// check: the MCAS "Data server connection error", what was wrong, the remedy.
+// problem is the failure as the operator reads it, from check or as the
+// run's last error: what was wrong and the remedy. Its kind is ErrSink,
+// which the command names "Data server connection error", as MCAS does.
 func (f *failure) problem() *recovery.Error {
-	return recovery.Problemf(recovery.ErrSink, f.remedy(), "Data server connection error: %w", f)
+	return recovery.Problemf(recovery.ErrSink, f.remedy(), "%w", f)
 }
 
+// logLine is the failure as a log line: the MCAS name, what was wrong, the
+// remedy.
+func (f *failure) logLine() string { return "Data server connection error: " + f.problem().Error() }
+
 // key identifies a failure for "log each distinct failure once".
-func (f *failure) key() string { return f.stage + ": " + f.cause() }
+func (f *failure) key() string {
+	if f.refusal() == refusedIfRepeated { // at whichever stage it shows
+		return "dropped"
+	}
+	return f.stage + ": " + f.cause()
+}
+
+// DefaultRemindEvery is how often a lasting outage is logged again.
+const DefaultRemindEvery = time.Minute
+
+// errStopAsked ends the retries of a batch when a planned stop was asked.
+var errStopAsked = errors.New("a planned stop was asked")
 
 // reconnector is the one retry policy of the sink seam: it runs an attempt
-// until it succeeds or ctx is done, waiting between attempts as backoff/v4's
-// exponential policy says, and logs each distinct failure once and the
-// recovery once.
+// until it succeeds, ctx is done or a stop is asked, waiting between
+// attempts as backoff/v4's exponential policy says. It logs each distinct
+// failure once, a reminder while an outage lasts, and the recovery once.
+// A failure that is the receiver's verdict on our TLS setup ends the
+// retries at once: it is a configuration error.
 type reconnector struct {
 	target           string
 	log              *slog.Logger
 	initial, max     time.Duration
+	remindEvery      time.Duration
+	stop             <-chan struct{}
 	successConfirms  bool // false for UDP: a datagram sent proves nothing
 	onFailure        func(string)
 	lastKey          string // the failure logged last; "" when healthy
 	failedAttempts   int
 	failedAttemptsAt time.Time
-	lastErr          error // the last failure, for giveUp
+	reportedAt       time.Time // when the outage was last logged
+	refusals         int       // attempts in a row the TLS receiver dropped
+	lastErr          error     // the last failure, for giveUp
 }
 
 func newReconnector(target string, opts Options, successConfirms bool) reconnector {
 	return reconnector{target: target, log: opts.Logger, initial: opts.InitialBackoff, max: opts.MaxBackoff,
-		successConfirms: successConfirms, onFailure: opts.OnFailure}
+		remindEvery: opts.RemindEvery, stop: opts.Stop, successConfirms: successConfirms, onFailure: opts.OnFailure}
 }
 
-// do runs attempt until it returns nil or ctx is done. The error it returns
-// then wraps ctx.Err() and the last failure.
+// do runs attempt until it returns nil, ctx is done or a stop is asked.
+// The error it returns then wraps ctx.Err() (or says the stop) and the
+// last failure; a configuration error is returned as its *recovery.Error.
 func (r *reconnector) do(ctx context.Context, attempt func() error) error {
 	var b *backoff.ExponentialBackOff
 	for {
@@ -164,7 +286,11 @@ func (r *reconnector) do(ctx context.Context, attempt func() error) error {
 			<-ctx.Done()
 		}
 		if ctx.Err() != nil {
-			return r.giveUp(ctx, err)
+			return r.giveUp(ctx.Err(), err)
+		}
+		f := r.asFailure(err)
+		if r.refused(f) {
+			return f.problem()
 		}
 		if b == nil {
 			b = backoff.NewExponentialBackOff(
@@ -174,40 +300,73 @@ func (r *reconnector) do(ctx context.Context, attempt func() error) error {
 			)
 		}
 		wait := b.NextBackOff()
-		r.failed(err, wait)
+		r.failed(f, wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return r.giveUp(ctx, err)
+			return r.giveUp(ctx.Err(), err)
+		case <-r.stop:
+			t.Stop()
+			return r.giveUp(errStopAsked, err)
 		case <-t.C:
 		}
 	}
 }
 
-func (r *reconnector) failed(err error, wait time.Duration) {
-	if r.failedAttempts == 0 {
-		r.failedAttemptsAt = time.Now()
-	}
-	r.failedAttempts++
-	r.lastErr = err
+func (r *reconnector) asFailure(err error) *failure {
 	var f *failure
 	if !errors.As(err, &f) {
 		f = &failure{stage: stageSend, target: r.target, err: err}
 	}
-	msg := f.problem().Error()
+	return f
+}
+
+// refused counts the failures that are the receiver's verdict on our TLS
+// setup and says when they are enough to stop retrying.
+func (r *reconnector) refused(f *failure) bool {
+	switch f.refusal() {
+	case refusedNow:
+		return true
+	case refusedIfRepeated:
+		r.refusals++
+		return r.refusals >= refusalsToStop
+	}
+	r.refusals = 0
+	return false
+}
+
+// failed logs a failed attempt: a new failure at once, the same one again
+// only as a reminder, so that a lasting outage shows in the log at least
+// every remindEvery: the reminder is due when waiting for the next attempt
+// would pass that mark.
+func (r *reconnector) failed(f *failure, wait time.Duration) {
+	now := time.Now()
+	if r.failedAttempts == 0 {
+		r.failedAttemptsAt = now
+	}
+	r.failedAttempts++
+	r.lastErr = f
+	msg := f.logLine()
 	if k := f.key(); k != r.lastKey {
-		r.lastKey = k
+		r.lastKey, r.reportedAt = k, now
 		r.log.Warn(msg, "sink", r.target, "retry_in", wait.Round(time.Millisecond))
 		if r.onFailure != nil {
 			r.onFailure(msg)
 		}
 		return
 	}
+	if r.remindEvery > 0 && now.Add(wait).After(r.reportedAt.Add(r.remindEvery)) {
+		r.reportedAt = now
+		r.log.Warn(fmt.Sprintf("still waiting for the SIEM since %s (%d attempts)",
+			r.failedAttemptsAt.UTC().Format(time.RFC3339), r.failedAttempts), "sink", r.target, "error", msg)
+		return
+	}
 	r.log.Debug(msg, "sink", r.target, "attempt", r.failedAttempts, "retry_in", wait.Round(time.Millisecond))
 }
 
 func (r *reconnector) succeeded() {
+	r.refusals = 0
 	if r.failedAttempts == 0 {
 		return
 	}
@@ -219,14 +378,16 @@ func (r *reconnector) succeeded() {
 	r.failedAttempts, r.lastErr = 0, nil
 }
 
-func (r *reconnector) giveUp(ctx context.Context, last error) error {
+// giveUp is the error of a Send that ends on why (ctx.Err() or
+// errStopAsked) while the receiver fails.
+func (r *reconnector) giveUp(why, last error) error {
 	// The attempt ctx interrupted says less than the failure before it.
 	if r.failedAttempts > 0 && r.lastErr != nil {
 		last = r.lastErr
 	}
 	var f *failure
 	if errors.As(last, &f) && r.failedAttempts > 0 {
-		return fmt.Errorf("Data server connection error: %w; stopped retrying: %w", last, ctx.Err())
+		return fmt.Errorf("Data server connection error: %w; stopped retrying: %w", last, why)
 	}
-	return fmt.Errorf("send to %s: %w", r.target, ctx.Err())
+	return fmt.Errorf("send to %s: %w", r.target, why)
 }

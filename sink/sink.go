@@ -58,10 +58,19 @@ type Options struct {
 	// Stdout is where the stdout sink writes (default os.Stdout).
 	Stdout io.Writer
 
+	// Stop, once closed, asks for a planned stop: a failed attempt to
+	// deliver is not repeated, and Send returns. An attempt in progress goes
+	// on until the ctx given to Send ends it.
+	Stop <-chan struct{}
+
 	// InitialBackoff and MaxBackoff bound the wait between two attempts to
 	// reach the receiver (defaults 500ms and 30s); the wait doubles, with
 	// jitter, from one to the other, and retries go on until ctx is done.
+	// A certificate the receiver's TLS setup refuses is not retried.
 	InitialBackoff, MaxBackoff time.Duration
+	// RemindEvery is how often a lasting outage is logged again, as "still
+	// waiting for the SIEM since T (N attempts)" (default 1 minute).
+	RemindEvery time.Duration
 	// DialTimeout bounds a connection attempt, TLS handshake included
 	// (default 10s).
 	DialTimeout time.Duration
@@ -144,9 +153,8 @@ func Open(ctx context.Context, target string, opts Options) (recovery.Sink, erro
 		if err != nil {
 			return nil, err
 		}
-		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: opts.DialTimeout}, Config: cfg}
 		return newStreamSink(target, enc, opts, func(ctx context.Context) (net.Conn, error) {
-			return d.DialContext(ctx, "tcp", addr)
+			return dialTLS(ctx, opts.DialTimeout, addr, cfg)
 		}), nil
 	}
 	panic("unreachable: parseTarget returned scheme " + scheme)
@@ -200,6 +208,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBackoff < o.InitialBackoff {
 		o.MaxBackoff = o.InitialBackoff
+	}
+	if o.RemindEvery <= 0 {
+		o.RemindEvery = DefaultRemindEvery
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = DefaultDialTimeout

@@ -2,7 +2,7 @@ package sink
 
 import (
 	"context"
-	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"sort"
@@ -136,7 +136,7 @@ func (s *streamSink) framesStarted(n int) int {
 func (s *streamSink) deliver(ctx context.Context) (written int, err error) {
 	conn, err := s.dial(ctx)
 	if err != nil {
-		return 0, &failure{stage: stageConnect, target: s.retry.target, err: err}
+		return 0, s.connectFailure(err)
 	}
 	defer conn.Close()
 	g := &deadlines{conn: conn}
@@ -148,28 +148,60 @@ func (s *streamSink) deliver(ctx context.Context) (written int, err error) {
 		n, err := conn.Write(s.buf[written:end])
 		written += n
 		if err != nil {
-			return written, &failure{stage: stageSend, target: s.retry.target, err: err}
+			return written, s.failureOn(conn, stageSend, err)
 		}
 	}
-	if err := closeWrite(conn); err != nil {
-		return written, &failure{stage: stageConfirm, target: s.retry.target, err: err}
-	}
-	g.set(conn.SetReadDeadline, s.confirmTimeout)
-	if _, err := io.Copy(io.Discard, conn); err != nil {
-		return written, &failure{stage: stageConfirm, target: s.retry.target, err: err}
+	if err := s.confirm(conn, g); err != nil {
+		return written, s.failureOn(conn, stageConfirm, err)
 	}
 	probe, err := s.dial(ctx)
 	if err != nil {
-		return written, &failure{stage: stageProbe, target: s.retry.target, err: err}
+		f := s.connectFailure(err)
+		f.stage = stageProbe
+		return written, f
 	}
 	probe.Close()
 	return written, nil
 }
 
+// confirm says "end of batch" and waits, up to the confirm timeout, for
+// the receiver to close its side: it has then read everything.
+func (s *streamSink) confirm(conn net.Conn, g *deadlines) error {
+	if err := closeWrite(conn); err != nil {
+		return err
+	}
+	g.set(conn.SetReadDeadline, s.confirmTimeout)
+	_, err := io.Copy(io.Discard, conn)
+	return err
+}
+
+// failureOn is a failure on an open connection.
+func (s *streamSink) failureOn(conn net.Conn, stage string, err error) *failure {
+	f := &failure{stage: stage, target: s.retry.target, err: err}
+	if c, ok := conn.(*tlsConn); ok {
+		f.certRequested = c.certRequested
+	}
+	return f
+}
+
+// connectFailure is the failure of a dial: of the TCP connection, or of
+// the TLS handshake after it.
+func (s *streamSink) connectFailure(err error) *failure {
+	f := &failure{stage: stageConnect, target: s.retry.target, err: err}
+	var h *handshakeError
+	if errors.As(err, &h) {
+		f.stage, f.err, f.certRequested = stageHandshake, h.err, h.certRequested
+	}
+	return f
+}
+
 // closeWrite says "end of batch" to the receiver and keeps the reading
 // side open for its answer.
 func closeWrite(conn net.Conn) error {
-	if c, ok := conn.(*tls.Conn); ok {
+	if c, ok := conn.(interface {
+		CloseWrite() error
+		NetConn() net.Conn
+	}); ok { // TLS
 		if err := c.CloseWrite(); err != nil {
 			return err
 		}
@@ -209,13 +241,21 @@ func (g *deadlines) cancel() {
 // Close releases nothing: no connection outlives a Send.
 func (s *streamSink) Close() error { return nil }
 
-// Probe connects once (TCP connect, TLS handshake included) and closes
-// without sending anything: the check command's test of the route to the
-// receiver. It does not retry.
+// Probe delivers an empty batch: it connects (TLS handshake included),
+// says "end of batch" at once and waits for the receiver to close its
+// side. That is the check command's test of the route to the receiver and
+// of its TLS verdict (with TLS 1.3 a refused client certificate shows only
+// after the handshake). It sends nothing and does not retry.
 func (s *streamSink) Probe(ctx context.Context) error {
-	conn, err := s.dial(ctx) // for TLS, tls.Dialer has done the handshake
+	conn, err := s.dial(ctx)
 	if err != nil {
-		return (&failure{stage: stageConnect, target: s.retry.target, err: err}).problem()
+		return s.connectFailure(err).problem()
 	}
-	return conn.Close()
+	defer conn.Close()
+	g := &deadlines{conn: conn}
+	defer context.AfterFunc(ctx, g.cancel)()
+	if err := s.confirm(conn, g); err != nil {
+		return s.failureOn(conn, stageConfirm, err).problem()
+	}
+	return nil
 }

@@ -44,7 +44,8 @@ func exitCode(err error) (int, string) {
 		// the general error's code.
 		return exitGeneral, "Internal error"
 	case errors.Is(err, recovery.ErrSink):
-		return exitGeneral, "General error during bootstrap"
+		// The MCAS agent's name for it; SPEC §3 gives it no code of its own.
+		return exitGeneral, "Data server connection error"
 	}
 	var missing *missingError
 	if errors.As(err, &missing) {
