@@ -25,6 +25,15 @@ type Replayer struct {
 	Redactor *Redactor
 	// Progress, when set, is told after every delivered page.
 	Progress func(State)
+	// Stop, once closed, asks for a planned stop (--max-duration, a
+	// signal): no page is fetched or sent after it, and the batch in flight
+	// is given Grace to be confirmed, so that the next run sends nothing of
+	// it again. Nil never stops. The ctx given to Run cuts everything at
+	// once (a second signal).
+	Stop <-chan struct{}
+	// Grace bounds how long a planned stop waits for the batch in flight;
+	// zero cuts it at once.
+	Grace time.Duration
 }
 
 // Result sums up a run.
@@ -33,13 +42,13 @@ type Result struct {
 	AlreadyCompleted bool  // the checkpoint was completed before this run: nothing was done
 	Sent             int64 // delivered by this run
 	Skipped          int64 // excluded by this run
-	Resent           int64 // possibly duplicated by this run (crash recovery, reconnects)
+	Resent           int64 // sent again by this run (a dead run's batch, reconnects): the SIEM may hold them twice
 }
 
 // Run recovers the window from where the checkpoint stands to its end, then
-// marks the checkpoint completed. A cancelled ctx stops it between pages or
-// during a sink retry; the progress made is kept and the error wraps
-// ErrStopped.
+// marks the checkpoint completed. A planned stop (Stop) ends it after the
+// batch in flight, a cancelled ctx at once; the progress made is kept and
+// the error wraps ErrStopped.
 func (r *Replayer) Run(ctx context.Context) (Result, error) {
 	log := r.Logger
 	if log == nil {
@@ -77,10 +86,10 @@ func (r *Replayer) Run(ctx context.Context) (Result, error) {
 
 	// The next page is fetched while the sink takes the current one, so
 	// decoding and delivery overlap; at most one page is read ahead.
-	fetchCtx, stopFetch := context.WithCancel(ctx)
+	sendCtx, fetchCtx, release := r.stopContexts(ctx)
 	var next <-chan fetched
 	defer func() {
-		stopFetch()
+		release()
 		if next != nil {
 			<-next // never leave a fetch running behind the caller
 		}
@@ -92,6 +101,9 @@ func (r *Replayer) Run(ctx context.Context) (Result, error) {
 		page, err := f.page, f.err
 		if err != nil {
 			return r.fail(ctx, &res, fmt.Errorf("fetch the page %s: %w", st.Cursor, err), page.Requests)
+		}
+		if r.stopAsked() { // a page read before the stop is not sent after it
+			return r.fail(ctx, &res, nil, page.Requests)
 		}
 		if !page.Last {
 			next = r.prefetch(fetchCtx, page.Next)
@@ -107,7 +119,7 @@ func (r *Replayer) Run(ctx context.Context) (Result, error) {
 				return res, fmt.Errorf("record batch in flight: %w", err)
 			}
 			page.Requests = 0 // counted
-			resent, err := r.Sink.Send(ctx, batch)
+			resent, err := r.Sink.Send(sendCtx, batch)
 			if err != nil {
 				return r.fail(ctx, &res, fmt.Errorf("send %d activities %s: %w", len(batch), st.Cursor, err), 0)
 			}
@@ -144,9 +156,51 @@ func (r *Replayer) Run(ctx context.Context) (Result, error) {
 		if page.Last {
 			res.State = st
 			log.Info("window recovered: checkpoint completed and disabled", "sent", st.Sent, "skipped", st.Skipped,
-				"resent", st.Resent, "api_requests", st.APIRequests)
+				"sent_again", st.Resent, "api_requests", st.APIRequests)
 			return res, nil
 		}
+	}
+}
+
+// stopContexts returns the contexts a planned stop ends in two steps:
+// fetch at the stop, so that no page is read after it; send Grace later,
+// so that the batch in flight can be confirmed. Both end with ctx. release
+// ends them and the goroutine that watches Stop.
+func (r *Replayer) stopContexts(ctx context.Context) (send, fetch context.Context, release func()) {
+	send, cutSend := context.WithCancel(ctx)
+	fetch, cutFetch := context.WithCancel(send)
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		select {
+		case <-r.Stop:
+		case <-done:
+			return
+		}
+		cutFetch()
+		grace := time.NewTimer(r.Grace)
+		defer grace.Stop()
+		select {
+		case <-grace.C:
+			cutSend()
+		case <-done:
+		}
+	}()
+	return send, fetch, func() {
+		close(done)
+		<-exited
+		cutFetch()
+		cutSend()
+	}
+}
+
+// stopAsked reports whether a planned stop was asked.
+func (r *Replayer) stopAsked() bool {
+	select {
+	case <-r.Stop:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -185,11 +239,12 @@ func (r *Replayer) prefetch(ctx context.Context, cur Cursor) <-chan fetched {
 	return ch
 }
 
-// fail records why the run ended: stopped (ctx cancelled) or failed.
-// A batch the sink did not confirm stays in flight: the next run sends it
-// again and counts it as possibly duplicated.
+// fail records why the run ended: stopped (a planned stop, or ctx
+// cancelled; cause may then be nil) or failed. A batch the sink did not
+// confirm stays in flight: the next run sends it again and counts it as
+// possibly duplicated.
 func (r *Replayer) fail(ctx context.Context, res *Result, cause error, requests int) (Result, error) {
-	stopped := ctx.Err() != nil
+	stopped := r.stopAsked() || ctx.Err() != nil
 	err := r.Checkpoint.Update(context.WithoutCancel(ctx), func(s *State) error {
 		s.APIRequests += int64(requests)
 		if stopped {
@@ -206,6 +261,9 @@ func (r *Replayer) fail(ctx context.Context, res *Result, cause error, requests 
 		return *res, errors.Join(cause, fmt.Errorf("record the failure in the checkpoint: %w", err))
 	}
 	if stopped {
+		if n := res.State.InFlight; n > 0 && r.Logger != nil {
+			r.Logger.Warn("stopped before the sink confirmed the batch in flight; the next run sends it again", "activities", n)
+		}
 		return *res, Problemf(ErrStopped, "re-run the same command to resume",
 			"stopped %s with %.1f%% of the window done (%d sent in all); progress is saved", res.State.Cursor, 100*res.State.Progress, res.State.Sent)
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // sliceSource serves activities in pages of size n, the cursor being an
@@ -167,6 +168,57 @@ func TestReplayStopsOnCancel(t *testing.T) {
 		t.Fatalf("resume: %v, %+v, %+v", err, res, cp.st)
 	}
 }
+
+// TestReplayPlannedStopFinishesTheBatchInFlight: a stop asked while a
+// batch is being sent lets that batch finish and sends nothing after it,
+// not even the page read ahead; the resumed run sends nothing twice.
+func TestReplayPlannedStopFinishesTheBatchInFlight(t *testing.T) {
+	acts := activities(45)
+	src := &sliceSource{acts: acts, n: 10, failAt: -1}
+	stop := make(chan struct{})
+	sink := &recordingSink{}
+	sink.onSend = func() {
+		if len(sink.ids) == 10 { // the second batch is in flight
+			close(stop)
+		}
+	}
+	cp := &memCheckpoint{st: State{State: StatePending}}
+	_, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp, Stop: stop, Grace: time.Minute}).Run(context.Background())
+	if !errors.Is(err, ErrStopped) || cp.st.State != StateStopped || cp.st.InFlight != 0 || cp.st.Sent != 20 ||
+		!slices.Equal(sink.ids, ids(acts[:20])) {
+		t.Fatalf("err %v, delivered %v, state %+v", err, sink.ids, cp.st)
+	}
+	res, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp}).Run(context.Background())
+	if err != nil || res.Resent != 0 || cp.st.Resent != 0 || !slices.Equal(sink.ids, ids(acts)) {
+		t.Fatalf("resume: %v, %+v, delivered %v", err, res, sink.ids)
+	}
+}
+
+// TestReplayGraceEndCutsTheBatch: a batch that is not confirmed within the
+// grace is cut; it stays in flight, so the next run sends it again.
+func TestReplayGraceEndCutsTheBatch(t *testing.T) {
+	acts := activities(25)
+	src := &sliceSource{acts: acts, n: 10, failAt: -1}
+	stop := make(chan struct{})
+	cp := &memCheckpoint{st: State{State: StatePending}}
+	sink := blockingSink(func() { close(stop) })
+	_, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp, Stop: stop, Grace: time.Millisecond}).Run(context.Background())
+	if !errors.Is(err, ErrStopped) || cp.st.State != StateStopped || cp.st.InFlight != 10 || cp.st.Sent != 0 {
+		t.Fatalf("err %v, state %+v", err, cp.st)
+	}
+}
+
+// blockingSink is a receiver that never confirms: Send returns when its
+// ctx ends. started runs when the first Send begins.
+type blockingSink func()
+
+func (s blockingSink) Send(ctx context.Context, batch []Activity) (int, error) {
+	s()
+	<-ctx.Done()
+	return 0, ctx.Err()
+}
+
+func (s blockingSink) Close() error { return nil }
 
 func TestReplayFetchFailureKeepsProgress(t *testing.T) {
 	acts := activities(25)

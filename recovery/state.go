@@ -29,7 +29,7 @@ type State struct {
 
 	Sent        int64 `json:"sent"`         // activities the sink accepted
 	Skipped     int64 `json:"skipped"`      // activities not sent: already in the SIEM (--exclude-ids)
-	Resent      int64 `json:"resent"`       // activities possibly delivered twice (crash, reconnect)
+	Resent      int64 `json:"resent"`       // activities sent again (a dead run's batch, reconnects): the SIEM may hold them twice
 	APIRequests int64 `json:"api_requests"` // requests made to the source API
 	Runs        int64 `json:"runs"`         // how many runs worked on this checkpoint
 
@@ -62,8 +62,8 @@ type Sink interface {
 	// network sink), retrying connection failures itself. It returns an
 	// error only when it cannot go on (ctx done, a fault no retry mends);
 	// then none of the batch may be taken as delivered. resent counts the
-	// activities that may have reached the receiver twice because a retry
-	// sent again what a broken connection had possibly already delivered.
+	// activities a retry sent again after a broken connection had possibly
+	// delivered them already: the SIEM may hold those twice.
 	Send(ctx context.Context, batch []Activity) (resent int, err error)
 	Close() error
 }

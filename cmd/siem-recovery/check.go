@@ -86,7 +86,7 @@ func check(c *cli.Context, stdout io.Writer) error {
 		checkSource(ctx, c, log, src, window, filter, add)
 	}
 
-	sink, err := openSink(ctx, c, log, src, nil)
+	sink, err := openSink(ctx, c, log, src, nil, nil)
 	if err == nil {
 		detail := c.String("sink")
 		if p, ok := sink.(prober); ok {

@@ -234,7 +234,7 @@ func TestMaxDurationStopsAndResumes(t *testing.T) {
 	wantCode(t, r, exitStopped)
 	wantStderr(t, r, "--max-duration 300ms reached", "Stopped before the end date: stopped after line ", "progress is saved; re-run the same command to resume")
 	mid := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
-	if mid.Sent == 0 || mid.Sent >= int64(len(want)) || mid.Percent >= 100 {
+	if mid.Sent == 0 || mid.Sent >= int64(len(want)) || mid.Percent >= 100 || mid.State != "stopped" || mid.InFlight != 0 {
 		t.Fatalf("status after the stop: %+v", mid)
 	}
 	r = runBin(t, dir, nil, bigArgs(dir, "--page-size", "1000")...)
@@ -260,11 +260,11 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 	if code := cmd.ProcessState.ExitCode(); code != exitStopped {
 		t.Fatalf("exit code %d after SIGTERM, want 75\n%s", code, stderr.String())
 	}
-	if !bytes.Contains(stderr.Bytes(), []byte("Stopped before the end date: ")) || !bytes.Contains(stderr.Bytes(), []byte("reason=\"signal received\"")) {
+	if !bytes.Contains(stderr.Bytes(), []byte("Stopped before the end date: ")) || !bytes.Contains(stderr.Bytes(), []byte("reason=\"SIGTERM received\"")) {
 		t.Fatalf("stderr: %s", stderr.String())
 	}
 	st := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
-	if st.Sent >= int64(len(want)) || st.RunActive {
+	if st.Sent >= int64(len(want)) || st.RunActive || st.State != "stopped" {
 		t.Fatalf("status after SIGTERM: %+v", st)
 	}
 }

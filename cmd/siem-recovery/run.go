@@ -53,16 +53,11 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if d := c.Duration("max-duration"); d > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
-	}
+	ctx, stop, release := watchStops(c.Context, c.Duration("max-duration"), log)
+	defer release()
 
 	if c.Bool("dry-run") {
-		return dryRun(ctx, c, log, src, window, filter)
+		return dryRun(stop, c, log, src, window, filter)
 	}
 
 	store, err := checkpoint.Open(ctx, c.String("checkpoint"), identity(src, window, filter))
@@ -99,13 +94,14 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 			log.Warn("cannot record the sink failure in the checkpoint", "error", err)
 		}
 	}
-	sink, err := openSink(ctx, c, log, src, recordFailure)
+	sink, err := openSink(ctx, c, log, src, stop.Done(), recordFailure)
 	if err != nil {
 		return err
 	}
 	defer sink.Close()
 
-	r := &recovery.Replayer{Source: source, Sink: sink, Checkpoint: store, Logger: log, Redactor: redactor}
+	r := &recovery.Replayer{Source: source, Sink: sink, Checkpoint: store, Logger: log, Redactor: redactor,
+		Stop: stop.Done(), Grace: stopGrace}
 	if exclude != nil {
 		r.Exclude = exclude.Contains
 	}
@@ -115,7 +111,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 	progress.Close()
 	if err != nil {
 		if errors.Is(err, recovery.ErrStopped) {
-			log.Warn("stopped before the end date", "reason", stopReason(ctx, c), "sent", res.Sent)
+			log.Warn("stopped before the end date", "reason", context.Cause(stop).Error(), "sent", res.Sent)
 		}
 		return err
 	}
@@ -126,16 +122,77 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 		log.Info("already completed, nothing to do", "checkpoint", store.Path())
 		return nil
 	}
-	log.Info("completed", "sent_this_run", res.Sent, "skipped_this_run", res.Skipped, "resent_this_run", res.Resent,
+	log.Info("completed", "sent_this_run", res.Sent, "skipped_this_run", res.Skipped, "sent_again_this_run", res.Resent,
 		"sent_total", res.State.Sent, "checkpoint", store.Path())
 	return nil
 }
 
-func stopReason(ctx context.Context, c *cli.Context) string {
-	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return "--max-duration " + c.Duration("max-duration").String() + " reached"
+// stopGrace is how long a planned stop waits for the batch in flight to be
+// confirmed: below the 30 s a Kubernetes pod (terminationGracePeriodSeconds)
+// and docker stop -t 30 give before SIGKILL, so the stop is recorded.
+const stopGrace = 20 * time.Second
+
+// stopSignals ask for a planned stop. A terminal closed under a run sends
+// SIGHUP (Windows has none: the value is never delivered there).
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+
+// watchStops returns the run's two contexts. stop ends at the first
+// SIGINT, SIGTERM or SIGHUP, or once maxDuration (if > 0) has passed: a
+// planned stop, which lets the batch in flight finish; its cause says why.
+// ctx, which cuts all I/O, ends at any signal after that. release stops
+// watching.
+func watchStops(parent context.Context, maxDuration time.Duration, log *slog.Logger) (ctx, stop context.Context, release func()) {
+	ctx, cut := context.WithCancelCause(parent)
+	stop, stopNow := context.WithCancelCause(ctx)
+	cancelTimer := context.CancelFunc(func() {})
+	if maxDuration > 0 {
+		stop, cancelTimer = context.WithTimeoutCause(stop, maxDuration, fmt.Errorf("--max-duration %s reached", maxDuration))
 	}
-	return "signal received"
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, stopSignals...)
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		select {
+		case sig := <-signals:
+			stopNow(fmt.Errorf("%s received", signalName(sig)))
+		case <-stop.Done():
+		case <-done:
+			return
+		}
+		if ctx.Err() == nil {
+			log.Warn("stopping: no new page is fetched; the batch in flight may take up to "+stopGrace.String()+
+				" to be confirmed (send the signal again to stop at once)", "reason", context.Cause(stop).Error())
+		}
+		select {
+		case sig := <-signals:
+			cut(fmt.Errorf("%s received again", signalName(sig)))
+			log.Warn("stopping at once: the batch in flight is cut; the next run sends it again")
+		case <-done:
+		}
+	}()
+	return ctx, stop, func() {
+		signal.Stop(signals)
+		close(done)
+		<-exited
+		cancelTimer()
+		stopNow(context.Canceled)
+		cut(context.Canceled)
+	}
+}
+
+// signalName is the conventional name of a stop signal.
+func signalName(sig os.Signal) string {
+	switch sig {
+	case os.Interrupt:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGHUP:
+		return "SIGHUP"
+	}
+	return sig.String()
 }
 
 func dryRun(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, w recovery.Window, f recovery.Filter) error {

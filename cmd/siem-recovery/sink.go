@@ -10,9 +10,10 @@ import (
 	"siem-recovery/sink"
 )
 
-// openSink opens the sink --sink names, formatting as --format says.
+// openSink opens the sink --sink names, formatting as --format says. Once
+// stop is closed, the sink stops retrying a receiver that is down.
 // onFailure, if not nil, is told each distinct connection failure.
-func openSink(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, onFailure func(string)) (recovery.Sink, error) {
+func openSink(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, stop <-chan struct{}, onFailure func(string)) (recovery.Sink, error) {
 	portal := c.String("portal-url")
 	if portal == "" && src.api != nil {
 		portal = src.api.String()
@@ -30,5 +31,6 @@ func openSink(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceS
 		PortalURL:          portal,
 		Logger:             log,
 		OnFailure:          onFailure,
+		Stop:               stop,
 	})
 }

@@ -25,11 +25,13 @@ func statusCommand(stdout io.Writer) *cli.Command {
 		Name:      "status",
 		Usage:     "show a recovery's progress from its checkpoint (works while a run is in progress)",
 		UsageText: "siem-recovery status --checkpoint PATH [--json]",
-		Description: "States: pending (no run yet), running (in progress), connection_error (no progress for over 2 h),\n" +
-			"disconnected (no progress for over 12 h), completed (window delivered, recovery disabled), failed (the last run ended on an error).",
+		Description: "States: pending (no run yet), running (in progress, or a run died without a word: run active says which),\n" +
+			"stopped (the last run stopped before the end date, exit 75: --max-duration or a signal; a re-run resumes),\n" +
+			"connection_error (running or stopped, and nothing delivered for over 2 h), disconnected (the same for over 12 h),\n" +
+			"completed (window delivered, recovery disabled), failed (the last run ended on an error; a re-run resumes).",
 		Flags: []cli.Flag{
 			checkpointFlag(),
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON object (keys: state, window_start, window_end, position, percent, sent, skipped, api_requests, last_error, updated_at, ...)"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object (keys: state, window_start, window_end, position, percent, sent, skipped, api_requests, last_error, updated_at, sent_again, ...)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
@@ -62,7 +64,8 @@ type statusReport struct {
 	APIRequests   int64   `json:"api_requests"`
 	LastError     string  `json:"last_error"`
 	UpdatedAt     string  `json:"updated_at"`
-	Resent        int64   `json:"resent"`
+	SentAgain     int64   `json:"sent_again"`
+	Resent        int64   `json:"resent"` // the old name of sent_again, kept for scripts
 	InFlight      int64   `json:"in_flight"`
 	Source        string  `json:"source"`
 	Filter        string  `json:"filter"`
@@ -84,6 +87,7 @@ func newStatusReport(st recovery.State, active bool, now time.Time) statusReport
 		APIRequests:   st.APIRequests,
 		LastError:     st.LastError.String(),
 		UpdatedAt:     stamp(st.UpdatedAt),
+		SentAgain:     st.Resent,
 		Resent:        st.Resent,
 		InFlight:      st.InFlight,
 		Source:        st.Source,
@@ -96,8 +100,10 @@ func newStatusReport(st recovery.State, active bool, now time.Time) statusReport
 }
 
 // displayState turns the stored state into the states of SPEC §4: a
-// recovery in progress whose last success is old shows as the MCAS portal
-// shows a silent agent.
+// recovery not yet done (running, or stopped to be resumed by the next
+// slot) whose last success is old shows as the MCAS portal shows a silent
+// agent: a schedule whose every slot stops without delivering must not
+// look merely stopped.
 func displayState(st recovery.State, now time.Time) string {
 	switch st.State {
 	case recovery.StateCompleted, recovery.StateFailed, recovery.StatePending:
@@ -112,6 +118,8 @@ func displayState(st recovery.State, now time.Time) string {
 		return "disconnected"
 	case age > connectionErrorAfter:
 		return "connection_error"
+	case st.State == recovery.StateStopped:
+		return recovery.StateStopped
 	}
 	return recovery.StateRunning
 }
@@ -147,7 +155,11 @@ func (r statusReport) writeText(w io.Writer) error {
 	fmt.Fprintf(tw, "percent:\t%.1f%%\n", r.Percent)
 	fmt.Fprintf(tw, "sent:\t%d\n", r.Sent)
 	fmt.Fprintf(tw, "skipped:\t%d\n", r.Skipped)
-	fmt.Fprintf(tw, "resent:\t%d\n", r.Resent)
+	if r.SentAgain > 0 {
+		fmt.Fprintf(tw, "sent again:\t%d (after a broken connection or a run that died mid-batch: the SIEM may hold up to that many twice)\n", r.SentAgain)
+	} else {
+		fmt.Fprintf(tw, "sent again:\t0\n")
+	}
 	if r.InFlight > 0 {
 		fmt.Fprintf(tw, "unconfirmed:\t%d (handed to the sink, not yet confirmed: sent again if this run dies)\n", r.InFlight)
 	}

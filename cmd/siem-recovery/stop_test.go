@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Planned stops (--max-duration, SIGINT, SIGTERM, SIGHUP) over TCP: the
+// batch the receiver is reading when the stop comes is finished, nothing is
+// sent after it, and the resumed run sends nothing twice.
+
+// streamReceiver is a syslog receiver over TCP as rsyslog behaves towards
+// the sink: it reads each connection to its end, then closes it. It keeps
+// every complete line. It can read slowly (bytesPerSecond), and it can hold
+// a connection once it has read holdAt lines in all, until release is
+// called.
+type streamReceiver struct {
+	addr string
+
+	mu    sync.Mutex
+	lines []string
+	total int // lines read, complete or not
+
+	limiter *rate.Limiter // nil: as fast as it comes
+	holdAt  int           // 0: never
+	held    chan struct{} // closed when holding
+	resume  chan struct{} // closed by release
+}
+
+func startStreamReceiver(t *testing.T, bytesPerSecond, holdAt int) *streamReceiver {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	r := &streamReceiver{addr: l.Addr().String(), holdAt: holdAt, held: make(chan struct{}), resume: make(chan struct{})}
+	if bytesPerSecond > 0 {
+		r.limiter = rate.NewLimiter(rate.Limit(bytesPerSecond), 64<<10)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			r.read(c) // one connection at a time, as the sink opens them
+		}
+	}()
+	return r
+}
+
+func (r *streamReceiver) read(c net.Conn) {
+	defer c.Close()
+	var data []byte
+	buf := make([]byte, 32<<10)
+	for {
+		if r.limiter != nil {
+			r.limiter.WaitN(context.Background(), len(buf))
+		}
+		n, err := c.Read(buf)
+		data = append(data, buf[:n]...)
+		r.mu.Lock()
+		before := r.total
+		r.total += bytes.Count(buf[:n], []byte("\n"))
+		hold := r.holdAt > 0 && before < r.holdAt && r.total >= r.holdAt
+		r.mu.Unlock()
+		if hold {
+			close(r.held)
+			<-r.resume
+		}
+		if err != nil { // io.EOF: the sender's FIN; or the sender is gone
+			break
+		}
+	}
+	if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
+		r.mu.Lock()
+		r.lines = append(r.lines, strings.Split(string(data[:i]), "\n")...)
+		r.mu.Unlock()
+	}
+}
+
+func (r *streamReceiver) release() { close(r.resume) }
+
+// ids returns how often each activity id arrived, in the order of first
+// arrival.
+func (r *streamReceiver) ids(t *testing.T) (order []string, counts map[string]int) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	counts = map[string]int{}
+	for _, line := range r.lines {
+		m := externalID.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("not a CEF line: %q", line)
+		}
+		if counts[m[1]]++; counts[m[1]] == 1 {
+			order = append(order, m[1])
+		}
+	}
+	return order, counts
+}
+
+// syncBuffer is a bytes.Buffer a test may read while the process writes it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// awaitOutput polls out until it contains want, or fails the test when the
+// process ends or ctx does first.
+func awaitOutput(ctx context.Context, t *testing.T, out *syncBuffer, want string, exited <-chan struct{}) {
+	t.Helper()
+	for !strings.Contains(out.String(), want) {
+		select {
+		case <-exited:
+			if strings.Contains(out.String(), want) {
+				return
+			}
+			t.Fatalf("the run ended without printing %q:\n%s", want, out.String())
+		case <-ctx.Done():
+			t.Fatalf("the run never printed %q:\n%s", want, out.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// stopArgs runs the big export (see crash_test.go) into the receiver as
+// CEF over TCP, 5000 activities a batch.
+func stopArgs(dir, addr string, extra ...string) []string {
+	return append([]string{"run",
+		"--start", strconv.FormatInt(bigStart, 10), "--end", strconv.FormatInt(bigEnd, 10),
+		"--source", "file:" + filepath.Join(dir, "big.jsonl"), "--sink", "tcp://" + addr,
+		"--checkpoint", filepath.Join(dir, "cp.db"), "--page-size", "5000",
+	}, extra...)
+}
+
+// checkAllOnce fails unless every id of want arrived exactly once.
+func checkAllOnce(t *testing.T, counts map[string]int, want map[string]bool) {
+	t.Helper()
+	var missing, dups int
+	for id := range want {
+		switch c := counts[id]; {
+		case c == 0:
+			missing++
+		case c > 1:
+			dups += c - 1
+		}
+	}
+	if missing != 0 || dups != 0 || len(counts) != len(want) {
+		t.Fatalf("%d of %d activities missing, %d sent twice, %d distinct ids received", missing, len(want), dups, len(counts))
+	}
+}
+
+// TestSignalLetsTheBatchInFlightFinish holds the receiver in the middle of
+// the second batch, stops the run with each stop signal, and lets the
+// receiver read on: the run confirms that batch, fetches and sends nothing
+// more, exits 75 with the stop recorded (status says stopped, nothing in
+// flight), and the next run delivers the rest: every activity exactly
+// once, nothing counted as sent again.
+func TestSignalLetsTheBatchInFlightFinish(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		t.Run(signalName(sig), func(t *testing.T) {
+			dir := t.TempDir()
+			want := writeBigExport(t, filepath.Join(dir, "big.jsonl"), 20_000)
+			recv := startStreamReceiver(t, 0, 7500) // in the middle of the second batch
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, binary, stopArgs(dir, recv.addr)...)
+			cmd.Env = cleanEnv()
+			var stderr syncBuffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() { cmd.Wait(); close(exited) }()
+			select {
+			case <-recv.held:
+			case <-exited:
+				t.Fatalf("the run ended before the receiver held a batch:\n%s", stderr.String())
+			}
+			cmd.Process.Signal(sig)
+			awaitOutput(ctx, t, &stderr, "stopping: no new page is fetched", exited)
+			recv.release()
+			<-exited
+			if code := cmd.ProcessState.ExitCode(); code != exitStopped {
+				t.Fatalf("exit code %d, want 75\n%s", code, stderr.String())
+			}
+			for _, w := range []string{`reason="` + signalName(sig) + ` received"`, "Stopped before the end date: stopped after line "} {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
+				}
+			}
+			order, counts := recv.ids(t)
+			mid := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
+			if len(order) != 10_000 || mid.Sent != 10_000 || mid.InFlight != 0 || mid.State != "stopped" || mid.SentAgain != 0 {
+				t.Fatalf("after the stop: %d ids received, status %+v; want the two batches confirmed and nothing in flight", len(order), mid)
+			}
+
+			r := runBin(t, dir, nil, stopArgs(dir, recv.addr)...)
+			wantCode(t, r, 0)
+			_, counts = recv.ids(t)
+			checkAllOnce(t, counts, want)
+			if end := statusJSON(t, dir, filepath.Join(dir, "cp.db")); end.SentAgain != 0 || end.Sent != int64(len(want)) || end.State != "completed" {
+				t.Fatalf("final status %+v", end)
+			}
+		})
+	}
+}
+
+// TestSecondSignalCutsTheBatch: a second signal does not wait for the batch
+// in flight; it stays in flight in the checkpoint, and the next run sends
+// it again, counted.
+func TestSecondSignalCutsTheBatch(t *testing.T) {
+	dir := t.TempDir()
+	want := writeBigExport(t, filepath.Join(dir, "big.jsonl"), 20_000)
+	recv := startStreamReceiver(t, 0, 7500)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, stopArgs(dir, recv.addr)...)
+	cmd.Env = cleanEnv()
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	<-recv.held
+	cmd.Process.Signal(syscall.SIGTERM)
+	awaitOutput(ctx, t, &stderr, "stopping: no new page is fetched", exited)
+	cmd.Process.Signal(syscall.SIGTERM)
+	<-exited
+	recv.release()
+	if code := cmd.ProcessState.ExitCode(); code != exitStopped {
+		t.Fatalf("exit code %d, want 75\n%s", code, stderr.String())
+	}
+	for _, w := range []string{"stopping at once: the batch in flight is cut",
+		"stopped before the sink confirmed the batch in flight; the next run sends it again", "activities=5000"} {
+		if !strings.Contains(stderr.String(), w) {
+			t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
+		}
+	}
+	if mid := statusJSON(t, dir, filepath.Join(dir, "cp.db")); mid.Sent != 5000 || mid.InFlight != 5000 || mid.State != "stopped" {
+		t.Fatalf("after the cut: %+v", mid)
+	}
+	r := runBin(t, dir, nil, stopArgs(dir, recv.addr)...)
+	wantCode(t, r, 0)
+	wantStderr(t, r, "the previous run stopped before the sink confirmed its last batch; that batch is sent again", "activities=5000")
+	_, counts := recv.ids(t)
+	var dups int
+	for id := range want {
+		if counts[id] == 0 {
+			t.Fatalf("%s was lost", id)
+		}
+		dups += counts[id] - 1
+	}
+	if end := statusJSON(t, dir, filepath.Join(dir, "cp.db")); end.SentAgain != 5000 || dups > 5000 {
+		t.Fatalf("%d duplicates, status %+v: the cut batch must be sent again and counted", dups, end)
+	}
+}
+
+// TestMaxDurationSlotsResendNothing is the issue's trial: a receiver that
+// reads 5,000 lines in about 0.3 s, and --max-duration slots that end in
+// the middle of batches, one after the other until the window is done.
+// Every activity arrives exactly once; nothing is counted as sent again.
+func TestMaxDurationSlotsResendNothing(t *testing.T) {
+	dir := t.TempDir()
+	want := writeBigExport(t, filepath.Join(dir, "big.jsonl"), 40_304)
+	recv := startStreamReceiver(t, 5000*480*10/3, 0) // lines of about 480 bytes
+	var codes []int
+	for slot := 0; ; slot++ {
+		if slot == 100 {
+			t.Fatalf("100 slots did not finish the window; exit codes %v", codes)
+		}
+		r := runBin(t, dir, nil, stopArgs(dir, recv.addr, "--max-duration", "700ms")...)
+		codes = append(codes, r.code)
+		if r.code == 0 {
+			break
+		}
+		wantCode(t, r, exitStopped)
+	}
+	_, counts := recv.ids(t)
+	checkAllOnce(t, counts, want)
+	end := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
+	t.Logf("%d slots: exit codes %v; status %+v", len(codes), codes, end)
+	if end.SentAgain != 0 || end.State != "completed" || end.Sent != int64(len(want)) {
+		t.Fatalf("final status %+v", end)
+	}
+}
