@@ -142,7 +142,7 @@ for _ in $(seq "$KILLS"); do
   wait "$p" 2>/dev/null || true
 done
 $sr $args --sink "file:$work/crash.out" --format json
-resent=$($sr status --checkpoint "$work/crash.db" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["resent"])')
+resent=$($sr status --checkpoint "$work/crash.db" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["sent_again"])')
 resent_per_kill=$(awk -v r="$resent" -v k="$KILLS" 'BEGIN { printf "%.0f", r / k }')
 
 cat <<TABLE

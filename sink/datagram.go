@@ -5,9 +5,12 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"sort"
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/time/rate"
 
 	"siem-recovery/recovery"
 )
@@ -17,7 +20,8 @@ const truncatedMark = "[truncated]"
 
 // datagramSink sends each activity as one UDP datagram (RFC 5426). UDP has
 // no acknowledgement: what the network or a busy receiver drops is lost
-// without a trace, so this sink is at-most-once.
+// without a trace, so this sink is at-most-once. Pacing (Options.UDPRate)
+// keeps a burst from overflowing the receiver's socket buffer.
 type datagramSink struct {
 	mu           sync.Mutex
 	addr         string
@@ -27,12 +31,14 @@ type datagramSink struct {
 	dialer       net.Dialer
 	writeTimeout time.Duration
 	max          int
+	pace         *rate.Limiter // nil: unpaced
 	conn         net.Conn
 	buf          []byte
+	sent         int64 // datagrams handed to the network
 }
 
 func newDatagramSink(target, addr string, enc *encoder, opts Options) *datagramSink {
-	return &datagramSink{
+	s := &datagramSink{
 		addr:         addr,
 		enc:          enc,
 		retry:        newReconnector(target, opts, false),
@@ -41,12 +47,26 @@ func newDatagramSink(target, addr string, enc *encoder, opts Options) *datagramS
 		writeTimeout: opts.WriteTimeout,
 		max:          opts.MaxDatagram,
 	}
+	if opts.UDPRate > 0 {
+		// A burst of 10 ms worth lets the limiter sleep in steps the
+		// timer can keep, while staying far below a socket buffer.
+		s.pace = rate.NewLimiter(rate.Limit(opts.UDPRate), max(1, opts.UDPRate/100))
+	}
+	return s
+}
+
+// DatagramsSent is how many datagrams the sink has handed to the network:
+// what the receiver got can only be checked on its side.
+func (s *datagramSink) DatagramsSent() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sent
 }
 
 // Send sends the batch, one datagram per activity, and returns once each
 // was handed to the network. A send the kernel refuses (no route, or an
 // ICMP "port unreachable" for an earlier datagram) is retried with backoff
-// until ctx is done. resent is always 0.
+// until ctx is done or a stop is asked. resent is always 0.
 func (s *datagramSink) Send(ctx context.Context, batch []recovery.Activity) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -64,6 +84,7 @@ func (s *datagramSink) Send(ctx context.Context, batch []recovery.Activity) (int
 		if err := s.sendOne(ctx); err != nil {
 			return 0, err
 		}
+		s.sent++
 	}
 	if shortened > 0 {
 		s.log.Warn("activities larger than a UDP datagram were shortened to fit; their full text is in the portal (cs1)",
@@ -73,6 +94,12 @@ func (s *datagramSink) Send(ctx context.Context, batch []recovery.Activity) (int
 }
 
 func (s *datagramSink) sendOne(ctx context.Context) error {
+	if s.pace != nil {
+		if err := s.pace.Wait(ctx); err != nil {
+			<-ctx.Done() // Wait refuses at once a wait past ctx's deadline
+			return s.retry.giveUp(ctx.Err(), err)
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return s.retry.giveUp(err, err)
 	}
@@ -95,39 +122,22 @@ func (s *datagramSink) sendOne(ctx context.Context) error {
 // fit appends a's message, shortened if it is longer than a datagram may
 // be. A CEF event keeps every key, its id, times, user, address and portal
 // link: the longest free-text values (description, target objects, user
-// agent, ...) are cut, each ending with truncatedMark, until the event
-// fits. Only if that is not enough, or for JSON, which cannot be shortened
-// and stay the same object, is the message itself cut at the limit, on a
-// UTF-8 boundary and never inside a CEF escape, and ends with the mark.
+// agent, ...) are cut to a common length, each ending with truncatedMark,
+// until the event fits. Only if that is not enough, or for JSON, which
+// cannot be shortened and stay the same object, is the message itself cut
+// at the limit, on a UTF-8 boundary and never inside a CEF escape, and ends
+// with the mark.
 func (s *datagramSink) fit(dst []byte, a recovery.Activity) ([]byte, bool) {
 	dst = s.enc.appendMessage(dst, a)
 	if len(dst) <= s.max {
 		return dst, false
 	}
 	if !s.enc.json {
-		// The description is both the header's name and msg: cutting it
-		// by half the excess shortens the line by all of it.
-		fields := []struct {
-			value *string
-			times int
-		}{{&a.Description, 2}, {&a.TargetObjects, 1}, {&a.UserAgent, 1}, {&a.PolicyIDs, 1},
+		// The description is both the header's name and msg: it takes
+		// twice its length on the line.
+		fields := []cutField{{&a.Description, 2}, {&a.TargetObjects, 1}, {&a.UserAgent, 1}, {&a.PolicyIDs, 1},
 			{&a.UniqueServiceAppIDs, 1}, {&a.AppName, 1}, {&a.UserName, 1}}
-		for len(dst) > s.max {
-			longest := fields[0]
-			for _, f := range fields[1:] {
-				if len(*f.value)*f.times > len(*longest.value)*longest.times {
-					longest = f
-				}
-			}
-			if *longest.value == "" {
-				break
-			}
-			// Escapes make a value longer on the line than it is: cut
-			// only as much of it as the line is too long.
-			v := *longest.value
-			perByte := float64(len(appendExtValue(nil, v))*longest.times) / float64(len(v))
-			cut := int(math.Ceil(float64(len(dst)-s.max) / perByte))
-			*longest.value = shorten(v, cut)
+		for len(dst) > s.max && shareCut(fields, len(dst)-s.max) {
 			dst = s.enc.appendMessage(dst[:0], a)
 		}
 		if len(dst) <= s.max {
@@ -146,12 +156,59 @@ func (s *datagramSink) fit(dst []byte, a recovery.Activity) ([]byte, bool) {
 	return append(dst[:cut], truncatedMark...), true
 }
 
+// cutField is a free-text value fit may shorten, and how many times it is
+// on the line.
+type cutField struct {
+	value *string
+	times int
+}
+
+// shareCut shortens the longest fields to one common length on the line
+// (escapes included), so that together they give up at least excess bytes
+// and each keeps truncatedMark: no field is emptied while another stays
+// long. It reports false when no field can give any more.
+func shareCut(fields []cutField, excess int) bool {
+	type candidate struct {
+		value   *string
+		cost    int     // bytes on the line
+		perByte float64 // line bytes per byte of the value
+	}
+	var cs []candidate
+	for _, f := range fields {
+		if v := *f.value; len(v) > len(truncatedMark) {
+			cost := len(appendExtValue(nil, v)) * f.times
+			cs = append(cs, candidate{f.value, cost, float64(cost) / float64(len(v))})
+		}
+	}
+	if len(cs) == 0 {
+		return false
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].cost > cs[j].cost })
+	// The level the k longest come down to: they give sum-k*level, which
+	// must reach excess, and no shorter field may be above it.
+	level, sum := 0, 0
+	for k := 1; ; k++ {
+		sum += cs[k-1].cost
+		level = (sum - excess) / k
+		if k == len(cs) || level >= cs[k].cost {
+			break
+		}
+	}
+	for _, c := range cs {
+		if c.cost <= level {
+			break
+		}
+		*c.value = shorten(*c.value, int(math.Ceil(float64(c.cost-level)/c.perByte)))
+	}
+	return true
+}
+
 // shorten cuts at least over bytes off s, on a UTF-8 boundary, and marks
-// the cut. A value too short to hold the mark after the cut becomes empty.
+// the cut; a value too short for that becomes the mark alone.
 func shorten(s string, over int) string {
 	keep := len(s) - over - len(truncatedMark)
 	if keep <= 0 {
-		return ""
+		return truncatedMark
 	}
 	for keep > 0 && !utf8.RuneStart(s[keep]) {
 		keep--

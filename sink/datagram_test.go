@@ -5,6 +5,8 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +85,95 @@ func TestUDPShortensLargeEvents(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestFitSharesTheCut: when several fields are long, fit brings the
+// longest down to one common length, so that each shortened field keeps
+// its [truncated] mark and none is emptied (golden files under
+// testdata/fit/: check every changed line by hand).
+func TestFitSharesTheCut(t *testing.T) {
+	base := recovery.Activity{ID: "1715673600000_5f0c1a2b", Timestamp: 1715673600000, EventTypeName: "EVENT_CATEGORY_DOWNLOAD_FILE",
+		AppName: "Box", UserName: "alice@contoso.com", ClientIP: "198.51.100.7"}
+	tests := []struct {
+		name  string
+		max   int
+		edit  func(a *recovery.Activity)
+		marks int // [truncated] marks in the result: the header's name and msg count for two
+	}{
+		{"two-fields", 700, func(a *recovery.Activity) {
+			a.Description = strings.Repeat("Downloaded report ", 17) // 306 bytes, twice on the line
+			a.TargetObjects = strings.Repeat("file.xlsx,", 50)       // 500 bytes
+		}, 3},
+		{"four-fields-escaped-and-accented", 900, func(a *recovery.Activity) {
+			a.Description = strings.Repeat("Téléchargé a=b | ", 20)
+			a.TargetObjects = strings.Repeat("東京\\share,", 60)
+			a.UserAgent = strings.Repeat("Mozilla/5.0 (X11; a=b) ", 15)
+			a.PolicyIDs = strings.Repeat("policy-0123456789,", 25)
+		}, 5},
+		{"one-long-field-others-short", 700, func(a *recovery.Activity) {
+			a.TargetObjects = strings.Repeat("t", 800)
+			a.UserAgent = "curl/8.0 with a somewhat longer agent string" // below the level: untouched
+		}, 1},
+		{"every-field-down-to-its-mark", 480, func(a *recovery.Activity) {
+			a.ID = strings.Repeat("i", 300) // never shortened, and in cs1 too: the line is cut last
+			a.Description = strings.Repeat("d", 200)
+			a.TargetObjects = strings.Repeat("t", 200)
+		}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := base
+			tt.edit(&a)
+			s := &datagramSink{enc: &encoder{format: Formatter{Version: "1.2.3", PortalURL: "https://contoso.portal.cloudappsecurity.com"},
+				syslog: SyslogRFC5424, hostname: "siem-host", appName: "siem-recovery"}, max: tt.max}
+			got, cut := s.fit(nil, a)
+			path := filepath.Join("testdata", "fit", tt.name+".golden")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !cut || !bytes.Equal(got, want) {
+				t.Errorf("cut %v, got\n%s\nwant\n%s", cut, got, want)
+			}
+			if len(got) > tt.max || !utf8.Valid(got) {
+				t.Errorf("%d bytes (max %d), valid UTF-8: %v", len(got), tt.max, utf8.Valid(got))
+			}
+			if n := bytes.Count(got, []byte(truncatedMark)); n != tt.marks {
+				t.Errorf("%d %s marks, want %d: a shortened field lost its mark", n, truncatedMark, tt.marks)
+			}
+		})
+	}
+}
+
+// TestUDPRatePacesTheDatagrams: with UDPRate, N datagrams take at least
+// (N - burst) / rate seconds (a lower bound that load cannot break), all
+// arrive, and the sink counts them.
+func TestUDPRatePacesTheDatagrams(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
+	defer cancel()
+	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.UDP})
+	opts := testOptions(t)
+	opts.UDPRate = 1000 // burst: 10
+	s, err := Open(ctx, "udp://"+srv.Addr, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	as := makeActivities(300)
+	start := time.Now()
+	sendAll(ctx, t, s, as, 100)
+	if took, least := time.Since(start), 290*time.Millisecond; took < least {
+		t.Errorf("300 datagrams at 1000/s took %v, less than %v: not paced", took, least)
+	}
+	if n := s.(*datagramSink).DatagramsSent(); n != 300 {
+		t.Errorf("DatagramsSent %d, want 300", n)
+	}
+	compareReceived(t, srv.AwaitCount(len(as), netTimeout/2), expected(t, "udp://"+srv.Addr, opts, as))
 }
 
 func TestFitNeverSplitsAnEscape(t *testing.T) {

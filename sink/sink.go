@@ -80,6 +80,10 @@ type Options struct {
 	// ConfirmTimeout is how long the receiver has, once a batch has been
 	// written, to read it to its end and close its side (default 60s).
 	ConfirmTimeout time.Duration
+	// UDPRate paces a udp:// sink to at most that many datagrams a second
+	// (0: as fast as the socket takes them; see docs/delivery.md for the
+	// measurement behind the command's default). Negative is refused.
+	UDPRate int
 	// MaxDatagram is the largest UDP message sent, syslog header included
 	// (default 2048, the size RFC 5426 says receivers should accept; at
 	// least 480, at most 65507). Larger events are shortened: see
@@ -265,6 +269,10 @@ func (o Options) encoder(scheme string) (*encoder, error) {
 		}
 	default:
 		return nil, recovery.Problemf(recovery.ErrUsage, "use lf or octet", "--framing %q is not a framing", o.Framing)
+	}
+	if o.UDPRate < 0 {
+		return nil, recovery.Problemf(recovery.ErrUsage, "give a rate of datagrams per second, or 0 for none",
+			"UDP rate %d is negative", o.UDPRate)
 	}
 	if scheme == "udp" {
 		e.framing = "" // one message per datagram (RFC 5426)

@@ -93,6 +93,9 @@ func check(c *cli.Context, stdout io.Writer) error {
 			err = p.Probe(ctx)
 			detail += ": reachable"
 		}
+		if _, ok := sink.(datagramSender); ok {
+			detail += ": not probed (UDP gets no answer); " + udpCaveat
+		}
 		sink.Close()
 		add("sink", detail, err)
 	} else {

@@ -94,6 +94,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "export-missing", args: []string{"run", "--alert", "alert.json", "--source", "file:nope.jsonl", "--checkpoint", "cp.db"}, code: exitUsage},
 		{name: "export-malformed-line", args: base, files: map[string]string{"export.jsonl": goodExport + `{"_id":"c","timestamp":` + "\n"}, code: exitUsage},
 		{name: "format-unknown", args: append(base, "--format", "leef"), code: exitUsage},
+		{name: "udp-rate-negative", args: append(base, "--sink", "udp://127.0.0.1:514", "--udp-rate", "-1"), code: exitUsage},
 		{name: "sink-write-fails", args: append(base, "--sink", "file:/dev/full"), code: exitGeneral},
 		{name: "checkpoint-corrupt", args: base, files: map[string]string{"cp.db": "not a database"}, code: exitCheckpointUnusable},
 		{name: "checkpoint-other-window", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {

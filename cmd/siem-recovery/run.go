@@ -99,6 +99,12 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 		return err
 	}
 	defer sink.Close()
+	if udp, ok := sink.(datagramSender); ok {
+		log.Warn(udpCaveat, "sink", c.String("sink"), "udp_rate", c.Int("udp-rate"))
+		defer func() {
+			log.Info(fmt.Sprintf("sent %d datagrams to %s; UDP confirms nothing: verify --received checks what the SIEM got", udp.DatagramsSent(), c.String("sink")))
+		}()
+	}
 
 	r := &recovery.Replayer{Source: source, Sink: sink, Checkpoint: store, Logger: log, Redactor: redactor,
 		Stop: stop.Done(), Grace: stopGrace}

@@ -10,10 +10,23 @@ import (
 	"siem-recovery/sink"
 )
 
+// datagramSender is the udp:// sink: at most once, it can only say how
+// many datagrams it sent.
+type datagramSender interface {
+	DatagramsSent() int64
+}
+
+// udpCaveat is what a run on udp:// and check say about it (SPEC §4).
+const udpCaveat = "UDP is at most once: a datagram the network or a busy receiver drops is lost without a trace and never sent again; " +
+	"after the run, check what the SIEM holds with verify --received"
+
 // openSink opens the sink --sink names, formatting as --format says. Once
 // stop is closed, the sink stops retrying a receiver that is down.
 // onFailure, if not nil, is told each distinct connection failure.
 func openSink(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, stop <-chan struct{}, onFailure func(string)) (recovery.Sink, error) {
+	if n := c.Int("udp-rate"); n < 0 {
+		return nil, recovery.Problemf(recovery.ErrUsage, "give datagrams per second, or 0 to send unpaced", "--udp-rate %d is negative", n)
+	}
 	portal := c.String("portal-url")
 	if portal == "" && src.api != nil {
 		portal = src.api.String()
@@ -32,5 +45,6 @@ func openSink(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceS
 		Logger:             log,
 		OnFailure:          onFailure,
 		Stop:               stop,
+		UDPRate:            c.Int("udp-rate"),
 	})
 }

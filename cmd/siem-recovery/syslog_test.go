@@ -163,3 +163,31 @@ func TestRunRefusedTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestRunUDPSaysItIsAtMostOnce: a run on udp:// warns once at start that
+// UDP is at most once, naming verify --received, and ends by saying how many
+// datagrams it sent; check says the same (golden file check/sink-udp).
+func TestRunUDPSaysItIsAtMostOnce(t *testing.T) {
+	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.UDP})
+	dir := t.TempDir()
+	target := "udp://" + srv.Addr
+	r := runBin(t, dir, nil, exampleArgs(t, dir, "--sink", target)...)
+	wantCode(t, r, 0)
+	caveat := `level=WARN msg="UDP is at most once: a datagram the network or a busy receiver drops is lost without a trace and never sent again; ` +
+		`after the run, check what the SIEM holds with verify --received" sink=` + target + " udp_rate=5000\n"
+	sent := `level=INFO msg="sent 102 datagrams to ` + target + `; UDP confirms nothing: verify --received checks what the SIEM got"` + "\n"
+	if strings.Count(r.stderr, caveat) != 1 || strings.Count(r.stderr, sent) != 1 {
+		t.Fatalf("stderr lacks, or repeats, the UDP caveat or the count:\n%s", r.stderr)
+	}
+	wantIDs, _ := exampleLines(t, nil)
+	lines := srv.AwaitCount(len(wantIDs), time.Minute)
+	if got := cefIDs(t, string(bytes.Join(lines, []byte("\n")))); !slices.Equal(got, wantIDs) {
+		t.Fatalf("rsyslog got %d ids, want the window's %d in order", len(got), len(wantIDs))
+	}
+
+	writeFile(t, dir, "alert.json", goodAlert)
+	writeFile(t, dir, "export.jsonl", goodExport)
+	c := runBin(t, dir, nil, "check", "--alert", "alert.json", "--source", "file:export.jsonl", "--checkpoint", "cp2.db", "--sink", target)
+	wantCode(t, c, 0)
+	golden(t, "check/sink-udp/stdout", strings.ReplaceAll(c.stdout, srv.Addr, "127.0.0.1:PORT"))
+}
