@@ -138,9 +138,20 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 // and docker stop -t 30 give before SIGKILL, so the stop is recorded.
 const stopGrace = 20 * time.Second
 
-// stopSignals ask for a planned stop. A terminal closed under a run sends
-// SIGHUP (Windows has none: the value is never delivered there).
-var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+// stopSignals are the signals that ask for a planned stop. A terminal
+// closed under a run sends SIGHUP (Windows has none: it is never
+// delivered there). A signal the process was started with ignored stays
+// ignored: os/signal would catch it, and nohup or a background job of a
+// script would no longer protect the run.
+func stopSignals() []os.Signal {
+	var sigs []os.Signal
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP} {
+		if !signal.Ignored(sig) {
+			sigs = append(sigs, sig)
+		}
+	}
+	return sigs
+}
 
 // watchStops returns the run's two contexts. stop ends at the first
 // SIGINT, SIGTERM or SIGHUP, or once maxDuration (if > 0) has passed: a
@@ -155,7 +166,9 @@ func watchStops(parent context.Context, maxDuration time.Duration, log *slog.Log
 		stop, cancelTimer = context.WithTimeoutCause(stop, maxDuration, fmt.Errorf("--max-duration %s reached", maxDuration))
 	}
 	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, stopSignals...)
+	if sigs := stopSignals(); len(sigs) > 0 { // none would mean all
+		signal.Notify(signals, sigs...)
+	}
 	done := make(chan struct{})
 	exited := make(chan struct{})
 	go func() {

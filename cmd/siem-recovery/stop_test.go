@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -230,6 +232,65 @@ func TestSignalLetsTheBatchInFlightFinish(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNohupKeepsSIGHUPIgnored: under nohup (SIGHUP ignored from the start)
+// the run leaves SIGHUP ignored, as the runbook promises, and a SIGHUP does
+// not stop it; SIGTERM is still caught.
+func TestNohupKeepsSIGHUPIgnored(t *testing.T) {
+	nohup, err := exec.LookPath("nohup")
+	if err != nil {
+		t.Skip("no nohup on this system")
+	}
+	dir := t.TempDir()
+	want := writeBigExport(t, filepath.Join(dir, "big.jsonl"), 20_000)
+	recv := startStreamReceiver(t, 0, 7500)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, nohup, append([]string{binary}, stopArgs(dir, recv.addr)...)...)
+	cmd.Env = cleanEnv()
+	var stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	select {
+	case <-recv.held: // the run is in its replay loop: its handlers are set
+	case <-exited:
+		t.Fatalf("the run ended before the receiver held a batch:\n%s", stderr.String())
+	}
+	ignored, caught := signalMasks(t, cmd.Process.Pid)
+	if ignored&(1<<(syscall.SIGHUP-1)) == 0 || caught&(1<<(syscall.SIGTERM-1)) == 0 {
+		t.Fatalf("SigIgn %x, SigCgt %x: want SIGHUP ignored and SIGTERM caught", ignored, caught)
+	}
+	cmd.Process.Signal(syscall.SIGHUP)
+	recv.release()
+	<-exited
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGHUP under nohup, want 0\n%s", code, stderr.String())
+	}
+	_, counts := recv.ids(t)
+	checkAllOnce(t, counts, want)
+}
+
+// signalMasks reads a process's ignored and caught signals from /proc.
+func signalMasks(t *testing.T, pid int) (ignored, caught uint64) {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigIgn:\t"); ok {
+			ignored, _ = strconv.ParseUint(v, 16, 64)
+		}
+		if v, ok := strings.CutPrefix(line, "SigCgt:\t"); ok {
+			caught, _ = strconv.ParseUint(v, 16, 64)
+		}
+	}
+	return ignored, caught
 }
 
 // TestSecondSignalCutsTheBatch: a second signal does not wait for the batch
