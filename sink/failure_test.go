@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -236,6 +237,61 @@ func TestLastingOutageIsLoggedEveryInterval(t *testing.T) {
 			t.Fatalf("reminders must name the outage's start (not before %v) and count up:\n%s", start, strings.Join(lines, ""))
 		}
 		since, attempts = m[1], n
+	}
+}
+
+// TestFailureClassification: which failures of an attempt end the retries
+// (and after how many), and what the operator reads for each.
+func TestFailureClassification(t *testing.T) {
+	timeout := &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}
+	reset := &net.OpError{Op: "read", Err: &os.SyscallError{Syscall: "read", Err: syscall.ECONNRESET}}
+	alert := &net.OpError{Op: "remote error", Err: errors.New("tls: handshake failure")}
+	tests := []struct {
+		name    string
+		f       failure
+		refusal int
+		text    string // Error(), then "; " and the remedy
+	}{
+		{"tcp refused", failure{stage: stageConnect, target: "tcp://siem:514", err: syscall.ECONNREFUSED}, notRefused,
+			"cannot connect to tcp://siem:514: connection refused; check the server name and port of the syslog server and that no firewall blocks it"},
+		{"tcp reset mid-batch", failure{stage: stageSend, target: "tcp://siem:514", err: reset}, notRefused,
+			"the connection to tcp://siem:514 broke while sending: connection reset by the receiver; check the server name and port of the syslog server and that no firewall blocks it"},
+		{"tls handshake timeout", failure{stage: stageHandshake, target: "tls://siem:6514", err: timeout}, notRefused,
+			"the TLS handshake with tls://siem:6514 failed: timed out; check that the syslog server speaks TLS on this port (a plain TCP port never answers the handshake)"},
+		{"tls alert", failure{stage: stageHandshake, target: "tls://siem:6514", err: alert}, refusedNow,
+			"the TLS handshake with tls://siem:6514 failed: the receiver refused the TLS session: tls: handshake failure; check that the server speaks TLS on this port, and --tls-cert and --tls-key if it asks for a client certificate"},
+		{"tls alert after a certificate request", failure{stage: stageConfirm, target: "tls://siem:6514", err: alert, certRequested: true}, refusedNow,
+			"tls://siem:6514 did not confirm it read the batch to its end: the receiver refused the TLS session: tls: handshake failure; check --tls-cert and --tls-key: it wants a client certificate signed by a CA it trusts"},
+		{"no common version", failure{stage: stageHandshake, target: "tls://siem:6514", err: errors.New("tls: server selected unsupported protocol version 301")}, refusedNow,
+			"the TLS handshake with tls://siem:6514 failed: tls: server selected unsupported protocol version 301; check the syslog server's TLS settings: this tool speaks TLS 1.2 and 1.3 with Go's default cipher suites"},
+		{"dropped during the handshake", failure{stage: stageHandshake, target: "tls://siem:6514", err: io.EOF}, refusedIfRepeated,
+			"tls://siem:6514 dropped the connection during the TLS handshake; check that the server speaks TLS on this port, and --tls-cert and --tls-key if it asks for a client certificate"},
+		{"dropped after a certificate request", failure{stage: stageSend, target: "tls://siem:6514", err: reset, certRequested: true}, refusedIfRepeated,
+			"tls://siem:6514 asked for a client certificate, then dropped the connection; check --tls-cert and --tls-key: it wants a client certificate signed by a CA it trusts"},
+		{"tls reset mid-batch, no certificate asked", failure{stage: stageSend, target: "tls://siem:6514", err: reset}, notRefused,
+			"the connection to tls://siem:6514 broke while sending: connection reset by the receiver; check the server name and port of the syslog server and that no firewall blocks it"},
+		{"tls probe refused", failure{stage: stageProbe, target: "tls://siem:6514", err: syscall.ECONNREFUSED, certRequested: true}, notRefused,
+			"tls://siem:6514 stopped accepting connections right after the batch, which may not all have been processed: connection refused; check the server name and port of the syslog server and that no firewall blocks it"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.f.refusal(); got != tt.refusal {
+				t.Errorf("refusal %d, want %d", got, tt.refusal)
+			}
+			if got := tt.f.problem().Error(); got != tt.text {
+				t.Errorf("got  %s\nwant %s", got, tt.text)
+			}
+		})
+	}
+	// Three drops in a row end the retries; anything else between starts
+	// the count again.
+	r := reconnector{}
+	dropped := &failure{stage: stageSend, target: "tls://siem:6514", err: reset, certRequested: true}
+	other := &failure{stage: stageConnect, target: "tls://siem:6514", err: syscall.ECONNREFUSED}
+	for i, f := range []*failure{dropped, dropped, other, dropped, dropped, dropped} {
+		if got, want := r.refused(f), i == 5; got != want {
+			t.Fatalf("attempt %d: refused %v, want %v", i, got, want)
+		}
 	}
 }
 

@@ -208,6 +208,8 @@ func (f *failure) remedy() string {
 		return "check --tls-cert and --tls-key: it wants a client certificate signed by a CA it trusts"
 	case isAlert(err), f.refusal() == refusedIfRepeated:
 		return "check that the server speaks TLS on this port, and --tls-cert and --tls-key if it asks for a client certificate"
+	case f.refusal() == refusedNow:
+		return "check the syslog server's TLS settings: this tool speaks TLS 1.2 and 1.3 with Go's default cipher suites"
 	case f.stage == stageHandshake && errors.As(err, &netErr) && netErr.Timeout():
 		return "check that the syslog server speaks TLS on this port (a plain TCP port never answers the handshake)"
 	case f.stage == stageConfirm && errors.As(err, &netErr) && netErr.Timeout():
