@@ -8,5 +8,7 @@
 // the receiver holds the whole batch. For a file that means written and
 // fsynced; for TCP and TLS it means the receiver read the batch to its end
 // and closed its side of the connection (see docs/delivery.md for the
-// guarantee and its cost). UDP is at-most-once.
+// guarantee and its cost). UDP is at most once, and paced. A receiver that
+// is down is retried until it is back; one that refuses our TLS setup is a
+// configuration error, not retried.
 package sink

@@ -28,12 +28,14 @@ func runCommand(stderr io.Writer) *cli.Command {
 		Description: "Sends every activity of the window [start, end) that matches the filter to the sink, page by page,\n" +
 			"recording progress in the checkpoint only once the sink has accepted a page. Re-running the same\n" +
 			"command resumes; once the window is complete a re-run does nothing and exits 0.\n\n" +
+			"A planned stop (--max-duration, Ctrl-C, SIGTERM, SIGHUP) fetches nothing more and lets the batch the SIEM is\n" +
+			"reading finish (up to 20 s), so the next run sends nothing twice; a second signal stops at once.\n\n" +
 			"Exit codes: 0 completed, 1 general error, 2 usage error, 3 invalid token, 4 invalid proxy,\n" +
 			"5 too many critical errors, 6 checkpoint unavailable, 75 stopped before the end date (re-run to resume).",
 		Flags: slices.Concat(windowFlags(), sourceFlags(), sinkFlags(), []cli.Flag{
 			checkpointFlag(),
 			&cli.DurationFlag{Name: "max-duration", Category: "Progress", EnvVars: env("max-duration"),
-				Usage: "stop cleanly after `D` (e.g. 50m for an hourly cron slot); progress is kept, exit 75"},
+				Usage: "stop cleanly after `D` (e.g. 50m for an hourly cron slot; the batch in flight may take up to 20 s more); progress is kept, exit 75"},
 			&cli.StringFlag{Name: "exclude-ids", Category: "Progress", EnvVars: env("exclude-ids"), TakesFile: true,
 				Usage: "activities already in the SIEM: a `FILE` of ids, one per line (or CEF lines with externalId=, or JSON lines with _id); those are not sent again"},
 			&cli.BoolFlag{Name: "dry-run", Category: "Progress", EnvVars: env("dry-run"),
