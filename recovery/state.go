@@ -60,7 +60,8 @@ type Sink interface {
 	// Send delivers batch in order and returns once the receiver holds all
 	// of it (written and synced for a file, read by the receiver for a
 	// network sink), retrying connection failures itself. It returns an
-	// error only when it cannot go on (ctx done, a fault no retry mends);
+	// error only when it cannot go on (ctx done, a planned stop while the
+	// receiver is down, a fault no retry mends such as a refused TLS setup);
 	// then none of the batch may be taken as delivered. resent counts the
 	// activities a retry sent again after a broken connection had possibly
 	// delivered them already: the SIEM may hold those twice.

@@ -188,7 +188,7 @@ func watchStops(parent context.Context, maxDuration time.Duration, log *slog.Log
 		}
 		select {
 		case sig := <-signals:
-			cut(fmt.Errorf("%s received again", signalName(sig)))
+			cut(fmt.Errorf("%s received while stopping", signalName(sig)))
 			log.Warn("stopping at once: the batch in flight is cut; the next run sends it again")
 		case <-done:
 		}
