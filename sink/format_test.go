@@ -13,7 +13,7 @@ import (
 	"siem-recovery/recovery"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/format/*.golden and testdata/real-shape/cef.golden (check every changed line by hand)")
+var update = flag.Bool("update", false, "rewrite testdata/format/*.golden, testdata/real-shape/cef.golden and testdata/fit/*.golden (check every changed line by hand)")
 
 // specReference is the reference line of SPEC §5, from the MCAS agent.
 const specReference = `2017-11-22T17:50:04.000Z CEF:0|MCAS|SIEM_Agent|0.111.85|EVENT_CATEGORY_LOGOUT|Log out|0|externalId=1511373015679_167ae3eb-ed33-454a-b548-c2ed6cea6ef0 rt=1511373004000 start=1511373004000 end=1511373004000 msg=Log out suser=admin@contoso.com destinationServiceName=ServiceNow dvc=13.82.149.151 requestClientApplication= cs1Label=portalURL cs1=https://contoso.portal.cloudappsecurity.com/#/audits?activity.id\=eq(1511373015679_167ae3eb-ed33-454a-b548-c2ed6cea6ef0,) cs2Label=uniqueServiceAppIds cs2=APPID_SERVICENOW cs3Label=targetObjects cs3=admin@contoso.com,admin@contoso.com,admin@contoso.com cs4Label=policyIDs cs4= c6a1Label="Device IPv6 Address" c6a1=`
