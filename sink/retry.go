@@ -163,8 +163,10 @@ func (f *failure) refusal() int {
 		netErr net.Error
 		notTLS tls.RecordHeaderError
 	)
+	// ENOTCONN: the half-close after the batch, on a connection the
+	// receiver has already reset.
 	dropped := errors.Is(f.err, syscall.ECONNRESET) || errors.Is(f.err, syscall.EPIPE) ||
-		errors.Is(f.err, io.EOF) || errors.Is(f.err, io.ErrUnexpectedEOF)
+		errors.Is(f.err, syscall.ENOTCONN) || errors.Is(f.err, io.EOF) || errors.Is(f.err, io.ErrUnexpectedEOF)
 	switch {
 	case !tlsTarget:
 		return notRefused
