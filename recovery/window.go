@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -46,24 +47,99 @@ func FormatMillis(ms int64) string {
 	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
 }
 
+// Bounds of a plausible window bound: MCAS began keeping activities in 2015,
+// and RFC 3339 ends with the year 9999.
+var (
+	mcasBegan = time.Date(2015, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	lastYear  = time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC).UnixMilli()
+)
+
+// The reasons a window bound is refused; a *TimeError wraps one of them.
+var (
+	// ErrNotATime: neither an RFC 3339 date nor a whole number.
+	ErrNotATime = errors.New("not an RFC 3339 date nor epoch milliseconds")
+	// ErrEpochSeconds: a number that is a plausible date only in seconds
+	// (what date +%s prints); in milliseconds it would be 1970.
+	ErrEpochSeconds = errors.New("epoch seconds, not milliseconds")
+	// ErrEpochMicros: a number that is a plausible date only in
+	// microseconds.
+	ErrEpochMicros = errors.New("epoch microseconds, not milliseconds")
+	// ErrBeforeMCAS: a date before 2015 (before 1970 included): MCAS holds
+	// no activity that old, so the date is a mistake.
+	ErrBeforeMCAS = errors.New("before 2015, when MCAS began")
+	// ErrTooLate: a date after the year 9999.
+	ErrTooLate = errors.New("after the year 9999")
+)
+
+// TimeError is a window bound that cannot be right. It carries the value as
+// given and, for a number in the wrong unit, the value in milliseconds, so
+// that the caller can name its flag and suggest the fix.
+type TimeError struct {
+	Field  string // the alert's key ("startDate"), empty for a bare value
+	Value  string // as given
+	Kind   error  // one of ErrNotATime, ErrEpochSeconds, ErrEpochMicros, ErrBeforeMCAS, ErrTooLate
+	Millis int64  // Value as epoch milliseconds: read as given, or converted from its unit
+}
+
+func (e *TimeError) Error() string {
+	var b strings.Builder
+	if e.Field != "" {
+		b.WriteString(e.Field + ": ")
+	}
+	fmt.Fprintf(&b, "%q is ", e.Value)
+	switch e.Kind {
+	case ErrEpochSeconds, ErrEpochMicros:
+		fmt.Fprintf(&b, "%v (%d ms, %s)", e.Kind, e.Millis, FormatMillis(e.Millis))
+	case ErrBeforeMCAS:
+		fmt.Fprintf(&b, "%s, %v", FormatMillis(e.Millis), e.Kind)
+	case ErrNotATime:
+		b.WriteString("neither an RFC 3339 date (2024-05-01T10:00:00Z) nor epoch milliseconds")
+	default:
+		b.WriteString(e.Kind.Error())
+	}
+	return b.String()
+}
+
+func (e *TimeError) Unwrap() error { return e.Kind }
+
 // ParseTime reads a window bound: an RFC 3339 date (with or without
-// fractional seconds) or Unix epoch milliseconds.
+// fractional seconds) or Unix epoch milliseconds. A date before 2015 is
+// refused (ErrBeforeMCAS), and so is a number that is a plausible date only
+// in seconds or microseconds: read as milliseconds it would silently make
+// a window in 1970 or in the far future. Errors are *TimeError.
 func ParseTime(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, fmt.Errorf("empty date")
 	}
-	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if ms < 0 {
-			return 0, fmt.Errorf("%q is a negative epoch", s)
-		}
-		return ms, nil
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return epochMillis(s, n)
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return 0, fmt.Errorf("%q is neither an RFC 3339 date (2024-05-01T10:00:00Z) nor epoch milliseconds", s)
+		return 0, &TimeError{Value: s, Kind: ErrNotATime}
 	}
-	return t.UnixMilli(), nil
+	ms := t.UnixMilli()
+	if ms < mcasBegan {
+		return 0, &TimeError{Value: s, Kind: ErrBeforeMCAS, Millis: ms}
+	}
+	return ms, nil
+}
+
+// epochMillis checks a number meant as epoch milliseconds.
+func epochMillis(s string, n int64) (int64, error) {
+	plausible := func(ms int64) bool { return mcasBegan <= ms && ms <= lastYear }
+	switch {
+	case plausible(n):
+		return n, nil
+	case n >= 0 && n < mcasBegan && n <= lastYear/1000 && plausible(n*1000):
+		return 0, &TimeError{Value: s, Kind: ErrEpochSeconds, Millis: n * 1000}
+	case n > lastYear && plausible(n/1000):
+		return 0, &TimeError{Value: s, Kind: ErrEpochMicros, Millis: n / 1000}
+	case n > lastYear:
+		return 0, &TimeError{Value: s, Kind: ErrTooLate, Millis: n}
+	}
+	return 0, &TimeError{Value: s, Kind: ErrBeforeMCAS, Millis: n}
 }
 
 // parseJSONTime reads a window bound from a JSON value: a string (RFC 3339
@@ -78,10 +154,10 @@ func parseJSONTime(raw json.RawMessage) (int64, error) {
 		return 0, fmt.Errorf("%s is neither a date string nor epoch milliseconds", raw)
 	}
 	ms, err := strconv.ParseInt(n.String(), 10, 64)
-	if err != nil || ms < 0 {
-		return 0, fmt.Errorf("%s is not a whole, non-negative number of epoch milliseconds", raw)
+	if err != nil {
+		return 0, fmt.Errorf("%s is not a whole number of epoch milliseconds", raw)
 	}
-	return ms, nil
+	return epochMillis(n.String(), ms)
 }
 
 // ParseAlert reads the window out of an MCAS system alert in JSON: its
@@ -96,6 +172,11 @@ func ParseAlert(data []byte) (Window, error) {
 		for _, k := range keys {
 			if raw, ok := alert[k]; ok && string(raw) != "null" {
 				ms, err := parseJSONTime(raw)
+				var te *TimeError
+				if errors.As(err, &te) {
+					te.Field = k
+					return 0, te
+				}
 				if err != nil {
 					return 0, fmt.Errorf("%s: %w", k, err)
 				}

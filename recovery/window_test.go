@@ -19,7 +19,18 @@ func TestParseTime(t *testing.T) {
 		{in: "", wantErr: "empty date"},
 		{in: "yesterday", wantErr: `"yesterday" is neither an RFC 3339 date`},
 		{in: "2024-05-01", wantErr: "neither an RFC 3339 date"},
-		{in: "-5", wantErr: "negative epoch"},
+		// A number that is a date only in another unit is refused with
+		// the value in milliseconds, never read as 1970 or year 50000.
+		{in: "1795132800", wantErr: `"1795132800" is epoch seconds, not milliseconds (1795132800000 ms, 2026-11-20T00:00:00.000Z)`},
+		{in: "1795132800000000", wantErr: `"1795132800000000" is epoch microseconds, not milliseconds (1795132800000 ms, 2026-11-20T00:00:00.000Z)`},
+		// Before MCAS existed, as a number or as a date, before 1970 too.
+		{in: "1000", wantErr: `"1000" is 1970-01-01T00:00:01.000Z, before 2015, when MCAS began`},
+		{in: "-5", wantErr: `"-5" is 1969-12-31T23:59:59.995Z, before 2015, when MCAS began`},
+		{in: "2014-12-31T23:59:59.999Z", wantErr: `"2014-12-31T23:59:59.999Z" is 2014-12-31T23:59:59.999Z, before 2015`},
+		{in: "1969-07-20T20:17:40Z", wantErr: "before 2015, when MCAS began"},
+		{in: "2015-01-01T00:00:00Z", want: 1420070400000},
+		{in: "1420070400000", want: 1420070400000},
+		{in: "999999999999999999", wantErr: "after the year 9999"},
 	}
 	for _, tt := range tests {
 		got, err := ParseTime(tt.in)
@@ -46,12 +57,15 @@ func TestParseAlert(t *testing.T) {
 		{name: "epoch numbers", in: `{"startDate":1714557600000,"endDate":1714561200000}`, want: Window{1714557600000, 1714561200000}},
 		{name: "epoch strings", in: `{"startDate":"1714557600000","endDate":"1714561200000"}`, want: Window{1714557600000, 1714561200000}},
 		{name: "start/end keys", in: `{"start":"2024-05-01T10:00:00Z","end":1714561200000}`, want: Window{1714557600000, 1714561200000}},
-		{name: "startDate wins over start", in: `{"startDate":1,"start":2,"endDate":3}`, want: Window{1, 3}},
+		{name: "startDate wins over start", in: `{"startDate":1714557600000,"start":1714557600001,"endDate":1714561200000}`, want: Window{1714557600000, 1714561200000}},
 		{name: "not json", in: `startDate=1`, wantErr: "not a JSON object"},
-		{name: "no end", in: `{"startDate":1}`, wantErr: `no "endDate" (or "end") key`},
+		{name: "no end", in: `{"startDate":1714557600000}`, wantErr: `no "endDate" (or "end") key`},
 		{name: "bad date", in: `{"startDate":"soon","endDate":3}`, wantErr: `startDate: "soon" is neither`},
 		{name: "fractional epoch", in: `{"startDate":1.5,"endDate":3}`, wantErr: "startDate: 1.5 is not a whole"},
 		{name: "bool", in: `{"startDate":true,"endDate":3}`, wantErr: "startDate: true is neither"},
+		{name: "epoch seconds", in: `{"startDate":1714557600,"endDate":1714561200000}`, wantErr: `startDate: "1714557600" is epoch seconds`},
+		{name: "epoch seconds as a string", in: `{"startDate":"1714557600000","endDate":"1714561200"}`, wantErr: `endDate: "1714561200" is epoch seconds`},
+		{name: "before MCAS", in: `{"startDate":"1999-01-01T00:00:00Z","endDate":1714561200000}`, wantErr: `startDate: "1999-01-01T00:00:00Z" is 1999-01-01T00:00:00.000Z, before 2015`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,6 +18,8 @@ func TestCheck(t *testing.T) {
 		code  int
 	}{
 		{name: "all-ok", args: append(base, "--sink", "file:out.cef"), code: 0},
+		// check used to pass a window of 21 seconds in 1970.
+		{name: "window-epoch-seconds", args: []string{"check", "--start", "1715673600", "--end", "1715677200", "--source", "file:export.jsonl", "--sink", "file:out.cef"}, code: exitUsage},
 		{name: "bad-alert", args: []string{"check", "--alert", "nope.json", "--source", "file:export.jsonl"}, code: exitUsage},
 		{name: "bad-source-and-sink", args: []string{"check", "--alert", "alert.json", "--source", "file:nope.jsonl", "--sink", "file:no/such/dir/out", "--checkpoint", "cp.db"}, code: exitUsage},
 		{name: "checkpoint-other-window", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {

@@ -61,7 +61,7 @@ func TestProgressLogWithoutTerminal(t *testing.T) {
 		t.Fatalf("a bar was drawn on a pipe:\n%.2000s", r.stderr)
 	}
 	wantStderr(t, r, "level=INFO msg=progress percent=", "sent=1000 ")
-	json := runBin(t, dir, nil, "run", "--start", "1", "--end", "2", "--source", "file:big.jsonl", "--checkpoint", "j.db", "--log-format", "json")
+	json := runBin(t, dir, nil, "run", "--start", "2015-01-01T00:00:00Z", "--end", "2015-01-01T00:00:01Z", "--source", "file:big.jsonl", "--checkpoint", "j.db", "--log-format", "json")
 	wantCode(t, json, 0)
 	wantStderr(t, json, `"level":"INFO","msg":"completed"`)
 }

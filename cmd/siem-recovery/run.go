@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -55,7 +57,11 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop, release := watchStops(c.Context, c.Duration("max-duration"), log)
+	maxDuration, err := duration(c, "max-duration")
+	if err != nil {
+		return err
+	}
+	ctx, stop, release := watchStops(c.Context, maxDuration, log)
 	defer release()
 
 	if c.Bool("dry-run") {
@@ -277,7 +283,8 @@ func readWindow(c *cli.Context) (recovery.Window, error) {
 			return w, recovery.Problemf(recovery.ErrUsage, "check the path given to --alert", "cannot read the alert file %s: %w", alert, err)
 		}
 		if w, err = recovery.ParseAlert(data); err != nil && (c.String("start") == "" || c.String("end") == "") {
-			return w, recovery.Problemf(recovery.ErrUsage, "give the MCAS system alert as JSON with startDate and endDate, or use --start and --end", "the alert file %s: %w", alert, err)
+			return w, timeProblem("the alert file "+alert+":", err,
+				"give the MCAS system alert as JSON with startDate and endDate, or use --start and --end")
 		}
 	}
 	for _, b := range []struct {
@@ -287,7 +294,7 @@ func readWindow(c *cli.Context) (recovery.Window, error) {
 		if v := c.String(b.flag); v != "" {
 			ms, err := recovery.ParseTime(v)
 			if err != nil {
-				return w, recovery.Problemf(recovery.ErrUsage, "use e.g. 2024-05-01T10:00:00Z or 1714557600000", "--%s: %w", b.flag, err)
+				return w, timeProblem("--"+b.flag, err, remedyDate)
 			}
 			*b.dst = ms
 		} else if alert == "" {
@@ -303,6 +310,55 @@ func readWindow(c *cli.Context) (recovery.Window, error) {
 		return w, recovery.Problemf(recovery.ErrUsage, "check the dates: the window is [start, end)", "%s: %w", where, err)
 	}
 	return w, nil
+}
+
+const remedyDate = "use e.g. 2024-05-01T10:00:00Z or 1714557600000 (epoch milliseconds)"
+
+// timeProblem words a window bound the parser refused, after where (a flag,
+// or the alert file followed by a colon), with the fix for its kind: the
+// value in milliseconds for a number in another unit.
+func timeProblem(where string, err error, remedy string) error {
+	var te *recovery.TimeError
+	if !errors.As(err, &te) {
+		if !strings.HasSuffix(where, ":") {
+			where += ":"
+		}
+		return recovery.Problemf(recovery.ErrUsage, remedy, "%s %w", where, err)
+	}
+	where += " "
+	if te.Field != "" {
+		where += te.Field + " "
+	}
+	date := time.UnixMilli(te.Millis).UTC().Format(time.RFC3339)
+	switch {
+	case errors.Is(te, recovery.ErrEpochSeconds), errors.Is(te, recovery.ErrEpochMicros):
+		unit := "seconds"
+		if errors.Is(te, recovery.ErrEpochMicros) {
+			unit = "microseconds"
+		}
+		return recovery.Problemf(recovery.ErrUsage, fmt.Sprintf("give milliseconds (%d) or RFC 3339 (%s)", te.Millis, date),
+			"%s%s looks like epoch %s", where, te.Value, unit)
+	case errors.Is(te, recovery.ErrBeforeMCAS):
+		read := ""
+		if _, err := strconv.ParseInt(te.Value, 10, 64); err == nil {
+			read = " (" + recovery.FormatMillis(te.Millis) + " in epoch milliseconds)"
+		}
+		return recovery.Problemf(recovery.ErrUsage, "check the date; "+remedyDate,
+			"%s%s%s is before 2015, when MCAS began", where, te.Value, read)
+	case errors.Is(te, recovery.ErrTooLate):
+		return recovery.Problemf(recovery.ErrUsage, "check the date; "+remedyDate, "%s%s is after the year 9999", where, te.Value)
+	}
+	return recovery.Problemf(recovery.ErrUsage, remedy, "%s%q is neither an RFC 3339 date nor epoch milliseconds", where, te.Value)
+}
+
+// duration reads a duration flag that must not be negative (0: unset).
+func duration(c *cli.Context, name string) (time.Duration, error) {
+	d := c.Duration(name)
+	if d < 0 {
+		return 0, recovery.Problemf(recovery.ErrUsage, "give a positive duration such as 50m, or leave it unset",
+			"--%s (or %s) %s is negative", name, env(name)[0], d)
+	}
+	return d, nil
 }
 
 func readFilter(c *cli.Context) (recovery.Filter, error) {
