@@ -124,7 +124,7 @@ func (s *Store) init(ctx context.Context, id Identity) error {
 		now := s.now().UTC()
 		st := recovery.State{
 			Window: id.Window, Source: id.Source, Filter: id.Filter, Fingerprint: id.Fingerprint,
-			State: recovery.StatePending, CreatedAt: now, UpdatedAt: now,
+			Pass: recovery.Pass{State: recovery.StatePending}, CreatedAt: now, UpdatedAt: now,
 		}
 		// Built aside and renamed into place: a run killed while creating
 		// it leaves no half-made checkpoint that every re-run would refuse

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -102,4 +103,21 @@ func ReadIDSet(r io.Reader) (*IDSet, error) {
 	s.digests = slices.CompactFunc(s.digests, func(a, b [2]uint64) bool { return a == b })
 	s.digests = slices.Clip(s.digests)
 	return s, nil
+}
+
+// Fingerprint identifies the set by its content (its ids, in any order,
+// from any file): a checkpoint records it to know a set it has seen. The
+// nil set (no file given) has none: "".
+func (s *IDSet) Fingerprint() string {
+	if s == nil {
+		return ""
+	}
+	h := sha256.New()
+	var b [16]byte
+	for _, d := range s.digests {
+		binary.BigEndian.PutUint64(b[:8], d[0])
+		binary.BigEndian.PutUint64(b[8:], d[1])
+		h.Write(b[:])
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

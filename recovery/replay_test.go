@@ -86,6 +86,15 @@ func activities(n int) []Activity {
 	return acts
 }
 
+func idSet(t *testing.T, ids ...string) *IDSet {
+	t.Helper()
+	set, err := ReadIDSet(strings.NewReader(strings.Join(ids, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
 func ids(acts []Activity) []string {
 	var out []string
 	for _, a := range acts {
@@ -98,7 +107,7 @@ func TestReplayDeliversAllAndCompletes(t *testing.T) {
 	acts := activities(25)
 	src := &sliceSource{acts: acts, n: 10, failAt: -1}
 	sink := &recordingSink{}
-	cp := &memCheckpoint{st: State{State: StatePending}}
+	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
 	r := &Replayer{Source: src, Sink: sink, Checkpoint: cp}
 	res, err := r.Run(context.Background())
 	if err != nil {
@@ -122,7 +131,7 @@ func TestReplaySinkFailureResumesAndCountsResent(t *testing.T) {
 	acts := activities(25)
 	src := &sliceSource{acts: acts, n: 10, failAt: -1}
 	sink := &recordingSink{}
-	cp := &memCheckpoint{st: State{State: StatePending}}
+	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
 	sink.onSend = func() {
 		if len(sink.ids) == 10 && sink.failNext == 0 && cp.st.Runs == 1 {
 			sink.failNext = 1
@@ -158,7 +167,7 @@ func TestReplayStopsOnCancel(t *testing.T) {
 			cancel()
 		}
 	}
-	cp := &memCheckpoint{st: State{State: StatePending}}
+	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
 	_, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp}).Run(ctx)
 	if !errors.Is(err, ErrStopped) || cp.st.State != StateStopped || cp.st.Sent != 10 || !cp.st.LastError.IsZero() {
 		t.Fatalf("err %v, state %+v", err, cp.st)
@@ -182,7 +191,7 @@ func TestReplayPlannedStopFinishesTheBatchInFlight(t *testing.T) {
 			close(stop)
 		}
 	}
-	cp := &memCheckpoint{st: State{State: StatePending}}
+	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
 	_, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp, Stop: stop, Grace: time.Minute}).Run(context.Background())
 	if !errors.Is(err, ErrStopped) || cp.st.State != StateStopped || cp.st.InFlight != 0 || cp.st.Sent != 20 ||
 		!slices.Equal(sink.ids, ids(acts[:20])) {
@@ -200,7 +209,7 @@ func TestReplayGraceEndCutsTheBatch(t *testing.T) {
 	acts := activities(25)
 	src := &sliceSource{acts: acts, n: 10, failAt: -1}
 	stop := make(chan struct{})
-	cp := &memCheckpoint{st: State{State: StatePending}}
+	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
 	sink := blockingSink(func() { close(stop) })
 	_, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp, Stop: stop, Grace: time.Millisecond}).Run(context.Background())
 	if !errors.Is(err, ErrStopped) || cp.st.State != StateStopped || cp.st.InFlight != 10 || cp.st.Sent != 0 {
@@ -224,7 +233,7 @@ func TestReplayFetchFailureKeepsProgress(t *testing.T) {
 	acts := activities(25)
 	src := &sliceSource{acts: acts, n: 10, failAt: 20}
 	sink := &recordingSink{}
-	cp := &memCheckpoint{st: State{State: StatePending}}
+	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
 	_, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp}).Run(context.Background())
 	if err == nil || cp.st.Cursor.Offset != 20 || cp.st.Sent != 20 || cp.st.APIRequests != 3 || cp.st.InFlight != 0 || cp.st.State != StateFailed {
 		t.Fatalf("err %v, state %+v", err, cp.st)
@@ -242,7 +251,7 @@ func TestReplayRecordsTheFailureRedacted(t *testing.T) {
 	const token = "replay-token-0123456789abcdefghij"
 	src := &sliceSource{acts: activities(5), n: 10, failAt: 0,
 		failErr: fmt.Errorf("a redirect to https://x/?t=%s\nlevel=INFO msg=completed", strings.ToUpper(token))}
-	cp := &memCheckpoint{st: State{State: StatePending}}
+	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
 	_, err := (&Replayer{Source: src, Sink: &recordingSink{}, Checkpoint: cp, Redactor: NewRedactor(token)}).Run(context.Background())
 	want := `"fetch the page at the start of the window: a redirect to https://x/?t=[REDACTED]\nlevel=INFO msg=completed"`
 	if err == nil || cp.st.State != StateFailed || cp.st.LastError.String() != want {
@@ -253,11 +262,143 @@ func TestReplayRecordsTheFailureRedacted(t *testing.T) {
 func TestReplayExclude(t *testing.T) {
 	acts := activities(5)
 	sink := &recordingSink{}
-	cp := &memCheckpoint{st: State{State: StatePending}}
+	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
 	r := &Replayer{Source: &sliceSource{acts: acts, n: 10, failAt: -1}, Sink: sink, Checkpoint: cp,
-		Exclude: func(id string) bool { return id == "id001" || id == "id003" }}
+		Exclude: idSet(t, "id001", "id003")}
 	res, err := r.Run(context.Background())
 	if err != nil || !slices.Equal(sink.ids, []string{"id000", "id002", "id004"}) || res.Skipped != 2 || cp.st.Skipped != 2 || cp.st.Sent != 3 {
 		t.Fatalf("%v %v %+v %+v", err, sink.ids, res, cp.st)
+	}
+}
+
+// countingSource is a sliceSource that can also count its window.
+type countingSource struct {
+	*sliceSource
+	counts int
+	err    error
+}
+
+func (s *countingSource) Count(context.Context) (int64, int, error) {
+	s.counts++
+	return int64(len(s.acts)), 1, s.err
+}
+
+// TestReplayCountsTheWindowOnce: a source that can count is asked once per
+// checkpoint; the total is kept and its request counted. One that answers
+// without a total is paged through as before.
+func TestReplayCountsTheWindowOnce(t *testing.T) {
+	src := &countingSource{sliceSource: &sliceSource{acts: activities(25), n: 10, failAt: 20}}
+	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
+	r := &Replayer{Source: src, Sink: &recordingSink{}, Checkpoint: cp}
+	if _, err := r.Run(context.Background()); err == nil {
+		t.Fatal("the fetch at 20 should fail")
+	}
+	if cp.st.Total == nil || *cp.st.Total != 25 || cp.st.APIRequests != 1+3 || src.counts != 1 {
+		t.Fatalf("after the first run: total %v, %d requests, %d counts", cp.st.Total, cp.st.APIRequests, src.counts)
+	}
+	if p := cp.st.ProgressOf(cp.st.Pass, time.Time{}, false); p.Percent != 80 || !p.ByCount {
+		t.Fatalf("progress %+v, want 80%% by count", p)
+	}
+	src.failAt = -1
+	if _, err := r.Run(context.Background()); err != nil || src.counts != 1 {
+		t.Fatalf("resume: %v, %d counts", err, src.counts)
+	}
+
+	none := &countingSource{sliceSource: &sliceSource{acts: activities(5), n: 10, failAt: -1}, err: fmt.Errorf("x: %w", ErrNoTotal)}
+	cp = &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
+	if _, err := (&Replayer{Source: none, Sink: &recordingSink{}, Checkpoint: cp}).Run(context.Background()); err != nil || cp.st.Total != nil || cp.st.Sent != 5 {
+		t.Fatalf("no total: %v, %+v", err, cp.st)
+	}
+	n, requests, err := Count(context.Background(), none, nil)
+	if err != nil || n != 5 || requests != 2 {
+		t.Fatalf("Count without a total = %d in %d requests, %v; want 5 in 1+1", n, requests, err)
+	}
+}
+
+// TestReplayTopUp: --exclude-ids on a completed window sweeps it again and
+// sends exactly what the file lacks, recorded as a pass of its own that
+// resumes where it stopped; once done, the same run does nothing, and so
+// does a run whose every pass left out the same ids.
+func TestReplayTopUp(t *testing.T) {
+	acts := activities(25)
+	src := &sliceSource{acts: acts, n: 10, failAt: -1}
+	sink := &recordingSink{}
+	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
+	if _, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp}).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The SIEM holds all but id003, id017 and id024.
+	var held []string
+	for _, a := range acts {
+		if a.ID != "id003" && a.ID != "id017" && a.ID != "id024" {
+			held = append(held, a.ID)
+		}
+	}
+	received := idSet(t, held...)
+	sink.ids = nil
+	ctx, cancel := context.WithCancel(context.Background())
+	sink.onSend = cancelAtSend(2, cancel) // stop after the first batch of the top-up
+	r := &Replayer{Source: src, Sink: sink, Checkpoint: cp, Exclude: received, ExcludeFile: "siem.txt"}
+	res, err := r.Run(ctx)
+	if !errors.Is(err, ErrStopped) || !res.TopUp || !slices.Equal(sink.ids, []string{"id003"}) {
+		t.Fatalf("first top-up run: %v, %+v, sent %v", err, res, sink.ids)
+	}
+	tu := cp.st.TopUp()
+	if cp.st.State != StateCompleted || tu == nil || tu.State != StateStopped || tu.Sent != 1 || tu.Skipped != 9 ||
+		tu.InFlight != 1 || tu.Cursor.Offset != 10 || tu.IDsFile != "siem.txt" || cp.st.Sent != 25 || cp.st.Current() != tu {
+		t.Fatalf("after the stop: %+v", cp.st)
+	}
+	sink.onSend = nil
+	res, err = r.Run(context.Background())
+	if err != nil || !res.TopUp || !slices.Equal(sink.ids, []string{"id003", "id017", "id024"}) || res.Sent != 2 {
+		t.Fatalf("resumed top-up: %v, %+v, sent %v", err, res, sink.ids)
+	}
+	done := cp.st.TopUps[0]
+	if len(cp.st.TopUps) != 1 || done.State != StateCompleted || done.Sent != 3 || done.Skipped != 22 || done.Resent != 1 || cp.st.TopUp() != nil {
+		t.Fatalf("after the top-up: %+v", cp.st)
+	}
+	// The same command once more: nothing to do, nothing fetched.
+	src.fetches = 0
+	if res, err := r.Run(context.Background()); err != nil || !res.AlreadyCompleted || src.fetches != 0 {
+		t.Fatalf("re-run: %+v, %v, %d fetches", res, err, src.fetches)
+	}
+	// A run without --exclude-ids: nothing to do either.
+	if res, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp}).Run(context.Background()); err != nil || !res.AlreadyCompleted {
+		t.Fatalf("plain re-run: %+v, %v", res, err)
+	}
+
+	// A recovery that left out the same ids from its start is not topped
+	// up by the same command; one whose runs left out different ids is.
+	for _, tt := range []struct {
+		name  string
+		first *IDSet
+		topUp bool
+	}{{"same ids throughout", received, false}, {"other ids first", idSet(t, "id000"), true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &sliceSource{acts: acts, n: 10, failAt: -1}
+			cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
+			ctx, cancel := context.WithCancel(context.Background())
+			sink := &recordingSink{onSend: cancelAtSend(2, cancel)}
+			(&Replayer{Source: src, Sink: sink, Checkpoint: cp, Exclude: tt.first}).Run(ctx)
+			sink.onSend = nil
+			if _, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp, Exclude: received}).Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			res, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp, Exclude: received}).Run(context.Background())
+			if err != nil || res.TopUp != tt.topUp || res.AlreadyCompleted == tt.topUp {
+				t.Fatalf("second run: %+v, %v", res, err)
+			}
+		})
+	}
+}
+
+// cancelAtSend returns an onSend that calls cancel at the n-th Send: the
+// batches before it are delivered, that one is cut.
+func cancelAtSend(n int, cancel func()) func() {
+	calls := 0
+	return func() {
+		if calls++; calls == n {
+			cancel()
+		}
 	}
 }

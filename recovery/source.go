@@ -35,9 +35,9 @@ func (c Cursor) IsZero() bool {
 func (c Cursor) String() string {
 	var parts []string
 	if len(c.NextFilters) > 0 {
-		// The API's own text: escaped (JSON may hold raw newlines
-		// between its tokens).
-		parts = append(parts, "at scan continuation "+shorten(Escape(string(c.NextFilters)), 80))
+		// The continuation is the API's opaque filter; its bytes mean
+		// nothing to people (status --json shows them).
+		parts = append(parts, "at a scan continuation")
 	}
 	if c.Timestamp != 0 {
 		parts = append(parts, fmt.Sprintf("after %s (%d ids at that ms)", FormatMillis(c.Timestamp), len(c.SeenIDs)))
@@ -49,13 +49,6 @@ func (c Cursor) String() string {
 		return "at the start of the window"
 	}
 	return strings.Join(parts, ", ")
-}
-
-func shorten(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // Page is one batch of activities from a source, in the window, matching

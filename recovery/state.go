@@ -23,27 +23,65 @@ type State struct {
 	Filter      string `json:"filter"`      // the activity filter, canonical JSON ("" for none)
 	Fingerprint string `json:"fingerprint"` // identity of source and filter
 
+	// Pass is the window's own pass, the recovery proper. Embedded, its
+	// fields keep their place in the stored JSON.
+	Pass
+
+	// Total is the window's activity count at the source when a run first
+	// asked it (nil: the source cannot count, e.g. an export); the percent
+	// done is counted in activities against it.
+	Total *int64 `json:"total,omitempty"`
+
+	APIRequests int64 `json:"api_requests"` // requests made to the source API, by every pass
+	Runs        int64 `json:"runs"`         // how many runs worked on this checkpoint
+
+	// TopUps are the passes over the completed window that sent what the
+	// SIEM still lacked (run --exclude-ids on a completed checkpoint),
+	// oldest first; the last is the current one.
+	TopUps []Pass `json:"top_ups,omitempty"`
+
+	// LastError is why the last run failed, or what it is waiting for (a
+	// sink outage); a Redacted, so that no secret is ever stored in it.
+	LastError   Redacted  `json:"last_error,omitzero"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// Pass is one sweep over the window, from its start to its end: its resume
+// position and its counters. A recovery has its own pass; each top-up is
+// another over the completed window.
+type Pass struct {
 	State    string  `json:"state"`
 	Cursor   Cursor  `json:"cursor"`
-	Progress float64 `json:"progress"` // fraction of the window behind Cursor
+	Progress float64 `json:"progress"` // fraction of the window behind Cursor, as the source measures it
+	// Reached is the time (ms) of the latest activity behind Cursor: where
+	// the pass stands, for people (Cursor is the source's own business).
+	Reached int64 `json:"reached,omitempty"`
 
-	Sent        int64 `json:"sent"`         // activities the sink accepted
-	Skipped     int64 `json:"skipped"`      // activities not sent: already in the SIEM (--exclude-ids)
-	Resent      int64 `json:"resent"`       // activities sent again (a dead run's batch, reconnects): the SIEM may hold them twice
-	APIRequests int64 `json:"api_requests"` // requests made to the source API
-	Runs        int64 `json:"runs"`         // how many runs worked on this checkpoint
+	Sent    int64 `json:"sent"`    // activities the sink accepted
+	Skipped int64 `json:"skipped"` // activities not sent: already in the SIEM (--exclude-ids)
+	Resent  int64 `json:"resent"`  // activities sent again (a dead run's batch, reconnects): the SIEM may hold them twice
 
 	// InFlight is the size of the batch handed to the sink and not yet
 	// confirmed; non-zero on open means the last run died mid-batch and that
 	// batch will be sent again.
 	InFlight int64 `json:"in_flight"`
 
-	// LastError is why the last run failed, or what it is waiting for (a
-	// sink outage); a Redacted, so that no secret is ever stored in it.
-	LastError     Redacted  `json:"last_error,omitzero"`
-	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	// Excluded is the fingerprint (IDSet.Fingerprint) of the ids every run
+	// of the pass left out (--exclude-ids); "" for none, or when its runs
+	// left out different ids. IDsFile names the file.
+	Excluded string `json:"excluded,omitempty"`
+	IDsFile  string `json:"ids_file,omitempty"`
+
+	// RunStartedAt, RunStartedDone and RunStartedSent mark where the
+	// latest run of this pass started (done as a fraction, see State.Done):
+	// its rate and the time left are reckoned from this run alone.
+	RunStartedAt   time.Time `json:"run_started_at,omitzero"`
+	RunStartedDone float64   `json:"run_started_done,omitempty"`
+	RunStartedSent int64     `json:"run_started_sent,omitempty"`
+
+	StartedAt     time.Time `json:"started_at,omitzero"` // a top-up's start
 	LastSuccessAt time.Time `json:"last_success_at,omitzero"`
 	CompletedAt   time.Time `json:"completed_at,omitzero"`
 }
@@ -75,4 +113,62 @@ type Sink interface {
 // what Prepare made.
 type Preparer interface {
 	Prepare(batch []Activity)
+}
+
+// Plan is what a run has to do on a checkpoint.
+type Plan int
+
+const (
+	// PlanNothing: the window is completed, and so is any pass the run
+	// asks for: "already completed, nothing to do".
+	PlanNothing Plan = iota
+	// PlanRecover: the window's own pass, from where it stands.
+	PlanRecover
+	// PlanTopUp: a pass over the completed window that sends what is not
+	// in the run's --exclude-ids file (started, or resumed where it
+	// stopped).
+	PlanTopUp
+)
+
+// Plan tells what a run that leaves out the ids with fingerprint excluded
+// ("" for none) has to do. On a completed window, leaving out ids asks for
+// a top-up pass, unless a completed pass already left out the very same
+// ids (the recovery's own, started with that file; or an earlier top-up),
+// or the window holds no activity: then there is nothing to do. So a
+// schedule that keeps re-running the same command does nothing once done,
+// and following verify's advice with a fresh file of the SIEM's ids sends
+// exactly what the SIEM lacks.
+func (st State) Plan(excluded string) Plan {
+	switch {
+	case st.State != StateCompleted:
+		return PlanRecover
+	case excluded == "" || excluded == st.Excluded || st.Sent+st.Skipped == 0:
+		return PlanNothing
+	}
+	for _, t := range st.TopUps {
+		if t.Excluded == excluded && t.State == StateCompleted {
+			return PlanNothing
+		}
+	}
+	return PlanTopUp
+}
+
+// TopUp is the current top-up pass: the latest, if it is not completed.
+func (st *State) TopUp() *Pass {
+	if n := len(st.TopUps); n > 0 && st.TopUps[n-1].State != StateCompleted {
+		return &st.TopUps[n-1]
+	}
+	return nil
+}
+
+// topUpFor returns the top-up pass for the ids with fingerprint excluded
+// (read from file): the current one when it was started for them, else a
+// new one from the start of the window. An unfinished top-up for other ids
+// is left as it stands: the newer file is what the SIEM holds now.
+func (st *State) topUpFor(excluded, file string, now time.Time) (p *Pass, resumed bool) {
+	if t := st.TopUp(); t != nil && t.Excluded == excluded {
+		return t, true
+	}
+	st.TopUps = append(st.TopUps, Pass{State: StatePending, Excluded: excluded, IDsFile: file, StartedAt: now})
+	return &st.TopUps[len(st.TopUps)-1], false
 }

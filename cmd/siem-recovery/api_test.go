@@ -234,7 +234,8 @@ func TestAPICheckProbesTokenAndProxy(t *testing.T) {
 	withCreds := strings.Replace(proxy.URL(), "http://", "http://ops:SECRETP@", 1)
 	r := runBin(t, a.dir, nil, append(args, "--proxy", withCreds)...)
 	wantCode(t, r, 0)
-	for _, want := range []string{"OK  proxy", "OK  token"} {
+	for _, want := range []string{"OK  proxy", "OK  token",
+		"OK  count       10 activities in the window (one more request); a run needs at least 1 request(s) of 5000, 0s at --rate-limit 6000\n"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("check output lacks %q:\n%s", want, r.stdout)
 		}
@@ -242,8 +243,8 @@ func TestAPICheckProbesTokenAndProxy(t *testing.T) {
 	if strings.Contains(r.stdout+r.stderr, "SECRETP") {
 		t.Errorf("check shows the proxy password:\n%s%s", r.stdout, r.stderr)
 	}
-	if got := srv.Stats().Requests; got != 1 {
-		t.Errorf("check made %d API requests, want 1", got)
+	if got := srv.Stats().Requests; got != 2 {
+		t.Errorf("check made %d API requests, want 2 (the probe and the count)", got)
 	}
 	proxy.WaitLog(t, "POST http://"+hostPort(srv.URL)+"/api/v1/activities/", 5*time.Second)
 

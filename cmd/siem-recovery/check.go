@@ -163,7 +163,15 @@ func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sour
 	if validFor > 0 {
 		detail = "obtained, valid for " + lifetime(validFor) + "; the API accepted it (one request)"
 	}
-	add(failedItem(err, "token"), detail, err)
+	if !add(failedItem(err, "token"), detail, err) {
+		return
+	}
+	if counter, ok := source.(recovery.Counter); ok {
+		n, _, err := counter.Count(ctx)
+		requests, took := runCost(n, c.Int("page-size"), c.Int("rate-limit"))
+		add("count", fmt.Sprintf("%d activities in the window (one more request); a run needs at least %d request(s) of %d, %s at --rate-limit %d",
+			n, requests, c.Int("page-size"), took, c.Int("rate-limit")), err)
+	}
 }
 
 // credentialed is an API source that says how it authenticates and can
@@ -180,6 +188,15 @@ func lifetime(d time.Duration) string {
 		return d.Round(time.Minute).String()
 	}
 	return d.Round(time.Second).String()
+}
+
+// runCost is what a run of n activities costs at least: one request a
+// page, spaced by the rate limit. A page can hold fewer activities than
+// the page size (scan mode ends a page before a millisecond it cannot hold
+// whole), so more requests may be needed.
+func runCost(n int64, pageSize, perMinute int) (requests int64, took time.Duration) {
+	requests = max(1, (n+int64(pageSize)-1)/int64(pageSize))
+	return requests, (time.Duration(requests) * time.Minute / time.Duration(perMinute)).Round(time.Second)
 }
 
 // failedItem names the line of a failure by what it is about.
@@ -221,12 +238,12 @@ func checkCheckpoint(ctx context.Context, path string, id checkpoint.Identity) (
 	f.Close()
 	if active {
 		return path, recovery.Problemf(recovery.ErrCheckpointUnavailable, "wait for that run to finish; status shows its progress",
-			"%s is held by a run right now (%.1f%% done)", path, 100*st.Progress)
+			"%s is held by a run right now (%.1f%% done)", path, st.ProgressOf(*st.Current(), time.Now(), true).Percent)
 	}
 	if st.State == recovery.StateCompleted {
 		return fmt.Sprintf("%s: completed (%d sent); a run will do nothing", path, st.Sent), nil
 	}
-	return fmt.Sprintf("%s: resumable, %.1f%% done, %d sent", path, 100*st.Progress, st.Sent), nil
+	return fmt.Sprintf("%s: resumable, %.1f%% done, %d sent", path, st.ProgressOf(st.Pass, time.Now(), false).Percent, st.Sent), nil
 }
 
 func printCheck(w io.Writer, lines []checkLine) {

@@ -232,10 +232,16 @@ func TestMaxDurationStopsAndResumes(t *testing.T) {
 	want := writeBigExport(t, filepath.Join(dir, "big.jsonl"), 300_000)
 	r := runBin(t, dir, nil, bigArgs(dir, "--max-duration", "300ms", "--page-size", "1000")...)
 	wantCode(t, r, exitStopped)
-	wantStderr(t, r, "--max-duration 300ms reached", "Stopped before the end date: stopped after line ", "progress is saved; re-run the same command to resume")
+	wantStderr(t, r, "--max-duration 300ms reached", "Stopped before the end date: stopped at 2024-05-14T08:00:", " of the export) with ",
+		"% of the window done (", "progress is saved; re-run the same command to resume")
 	mid := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
 	if mid.Sent == 0 || mid.Sent >= int64(len(want)) || mid.Percent >= 100 || mid.State != "stopped" || mid.InFlight != 0 {
 		t.Fatalf("status after the stop: %+v", mid)
+	}
+	// The stop message and status tell the same percent and position.
+	said := regexp.MustCompile(`stopped at (.+) with (\d+\.\d)% of the window done \((\d+) sent in all\)`).FindStringSubmatch(r.stderr)
+	if said == nil || said[1] != mid.Position || said[2] != fmt.Sprintf("%.1f", mid.Percent) || said[3] != strconv.FormatInt(mid.Sent, 10) {
+		t.Fatalf("the stop message says %q; status says %s, %.1f%%, %d sent", said, mid.Position, mid.Percent, mid.Sent)
 	}
 	r = runBin(t, dir, nil, bigArgs(dir, "--page-size", "1000")...)
 	wantCode(t, r, 0)

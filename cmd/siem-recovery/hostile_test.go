@@ -60,10 +60,10 @@ func TestAPIHostileAnswersEndTheRun(t *testing.T) {
 			acts := mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 3000})
 			early := mcastest.Generate(mcastest.GenerateOptions{Window: recovery.Window{Start: apiWindow.Start - 60_000, End: apiWindow.Start}, Count: 300})
 			srv := mcastest.New(t, mcastest.Options{Activities: append(early, acts...)})
-			// The first request is answered properly; every later one
-			// (2, 3, 4, …) is hostile.
-			srv.FailEvery(2, tc.fault)
+			// The first two requests (the window's count, the first page)
+			// are answered properly; the next ones (3, 4) are hostile.
 			srv.FailEvery(3, tc.fault)
+			srv.FailEvery(4, tc.fault)
 			a := newAPIRun(t, srv, srv.Token())
 			r := a.run(t, nil, "--page-size", tc.pageSize)
 			wantCode(t, r, tc.code)
@@ -77,9 +77,9 @@ func TestAPIHostileAnswersEndTheRun(t *testing.T) {
 				t.Fatalf("%d sent, want the first page", page)
 			}
 			assertDelivered(t, filepath.Join(a.dir, "out.jsonl"), acts[:page])
-			requests := 3 // the first, and two hostile answers to the same request
+			requests := 4 // the count, the first page, and two hostile answers to the same request
 			if tc.code == exitGeneral {
-				requests = 2 // not retried
+				requests = 3 // not retried
 			}
 			if got := srv.Stats().Requests; got != requests {
 				t.Errorf("%d API requests, want %d", got, requests)

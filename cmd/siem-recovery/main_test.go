@@ -45,9 +45,21 @@ type result struct {
 // in time, and returns its output and exit code.
 func runBin(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()
+	return runProgram(t, dir, env, binary, args...)
+}
+
+// runShell runs a command line in dir as a POSIX shell reads it, as an
+// operator would paste it.
+func runShell(t *testing.T, dir string, env []string, line string) result {
+	t.Helper()
+	return runProgram(t, dir, env, "/bin/sh", "-c", line)
+}
+
+func runProgram(t *testing.T, dir string, env []string, program string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, program, args...)
 	cmd.Dir = dir
 	cmd.Env = append(cleanEnv(), env...)
 	var stdout, stderr bytes.Buffer

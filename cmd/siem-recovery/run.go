@@ -65,7 +65,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 	defer release()
 
 	if c.Bool("dry-run") {
-		return dryRun(stop, c, log, src, window, filter)
+		return dryRun(stop, c, in)
 	}
 
 	store, err := checkpoint.Open(ctx, c.String("checkpoint"), identity(src, window, filter))
@@ -77,9 +77,9 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if st.State == recovery.StateCompleted {
-		log.Info("already completed, nothing to do", "checkpoint", store.Path(), "window", window.String(),
-			"sent", st.Sent, "completed_at", st.CompletedAt)
+	plan := st.Plan(exclude.Fingerprint())
+	if plan == recovery.PlanNothing {
+		alreadyCompleted(log, store.Path(), st, exclude != nil)
 		return nil
 	}
 
@@ -92,8 +92,16 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 	if cl, ok := source.(io.Closer); ok {
 		defer cl.Close()
 	}
-	// A sink outage shows in status as the last error while the run waits.
+	verb := "recovering"
+	if plan == recovery.PlanTopUp {
+		verb = "top-up"
+	}
+	progress := newProgressReporter(in.console, log, verb, in.progressEvery)
+	defer progress.Close()
+	// A sink outage shows in status as the last error while the run waits,
+	// and on the bar as the time it has been waiting.
 	recordFailure := func(msg string) {
+		progress.Waiting(msg)
 		err := store.Update(context.WithoutCancel(ctx), func(s *recovery.State) error {
 			s.LastError, s.LastErrorAt = redactor.Redacted(msg), time.Now().UTC()
 			return nil
@@ -115,12 +123,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 	}
 
 	r := &recovery.Replayer{Source: source, Sink: sink, Checkpoint: store, Logger: log, Redactor: redactor,
-		Stop: stop.Done(), Grace: stopGrace}
-	if exclude != nil {
-		r.Exclude = exclude.Contains
-	}
-	progress := newProgressReporter(stderr, log, !c.Bool("quiet") && c.String("log-format") != "json", c.Duration("progress-interval"), st)
-	r.Progress = progress.Update
+		Stop: stop.Done(), Grace: stopGrace, Exclude: exclude, ExcludeFile: c.String("exclude-ids"), Progress: progress.Update}
 	res, err := r.Run(ctx)
 	progress.Close()
 	if err != nil {
@@ -133,12 +136,32 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 		return fmt.Errorf("close the sink: %w", err)
 	}
 	if res.AlreadyCompleted {
-		log.Info("already completed, nothing to do", "checkpoint", store.Path())
+		alreadyCompleted(log, store.Path(), res.State, exclude != nil)
 		return nil
 	}
-	log.Info("completed", "sent_this_run", res.Sent, "skipped_this_run", res.Skipped, "sent_again_this_run", res.Resent,
-		"sent_total", res.State.Sent, "checkpoint", store.Path())
+	attrs := []any{"sent_this_run", res.Sent, "skipped_this_run", res.Skipped, "sent_again_this_run", res.Resent,
+		"sent_total", res.State.Sent}
+	if res.TopUp {
+		attrs = append(attrs, "pass", "top-up", "top_up_sent", res.State.TopUps[len(res.State.TopUps)-1].Sent)
+	}
+	log.Info("completed", append(attrs, "checkpoint", store.Path())...)
 	return nil
+}
+
+// alreadyCompleted says that a run has nothing to do: the window is
+// completed, and so is the top-up its --exclude-ids asked for, if any. A
+// top-up left unfinished is pointed out: only a run with its ids file
+// can finish it.
+func alreadyCompleted(log *slog.Logger, path string, st recovery.State, excluding bool) {
+	attrs := []any{"checkpoint", path, "window", st.Window.String(), "sent", st.Sent, "completed_at", st.CompletedAt}
+	if n := len(st.TopUps); n > 0 && excluding {
+		attrs = append(attrs, "top_up_sent", st.TopUps[n-1].Sent)
+	}
+	log.Info("already completed, nothing to do", attrs...)
+	if t := st.TopUp(); t != nil {
+		log.Warn("a top-up pass is unfinished; re-run with the --exclude-ids file it was started with to finish it",
+			"ids_file", t.IDsFile, "state", t.State, "position", t.Position())
+	}
 }
 
 // stopGrace is how long a planned stop waits for the batch in flight to be
@@ -222,8 +245,11 @@ func signalName(sig os.Signal) string {
 	return sig.String()
 }
 
-func dryRun(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, w recovery.Window, f recovery.Filter) error {
-	source, err := openSource(ctx, c, log, src, w, f, nil)
+// dryRun counts the window and says what a run would cost: one request
+// where the source can count (the API's total), a scan where it cannot
+// (an export).
+func dryRun(ctx context.Context, c *cli.Context, in inputs) error {
+	source, err := openSource(ctx, c, in.log, in.src, in.window, in.filter, nil)
 	if err != nil {
 		return err
 	}
@@ -231,24 +257,33 @@ func dryRun(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpe
 		defer cl.Close()
 	}
 	start := time.Now()
-	n, requests, err := recovery.Count(ctx, source, nil)
+	progress := newProgressReporter(in.console, in.log, "counting", in.progressEvery)
+	n, requests, err := recovery.Count(ctx, source, progress.Scanned)
+	progress.Close()
 	if err != nil {
 		if ctx.Err() != nil {
 			return recovery.Problemf(recovery.ErrStopped, "re-run to count again", "dry run stopped after counting %d activities: %v", n, err)
 		}
 		return err
 	}
-	log.Info("dry run: nothing sent, no checkpoint written", "window", w.String(), "activities", n,
-		"api_requests", requests, "took", time.Since(start).Round(time.Millisecond))
+	attrs := []any{"window", in.window.String(), "activities", n, "api_requests", requests}
+	if in.src.api != nil {
+		pages, took := runCost(n, c.Int("page-size"), c.Int("rate-limit"))
+		attrs = append(attrs, "run_needs_requests", pages, "run_takes_at_rate_limit", took.String())
+	}
+	attrs = append(attrs, "took", time.Since(start).Round(time.Millisecond))
+	in.log.Info("dry run: nothing sent, no checkpoint written", attrs...)
 	return nil
 }
 
 // inputs are what run, verify and check read from their common flags.
 type inputs struct {
-	log    *slog.Logger
-	window recovery.Window
-	filter recovery.Filter
-	src    sourceSpec
+	log           *slog.Logger
+	console       *console // stderr, shared by the logs and the progress bar
+	progressEvery time.Duration
+	window        recovery.Window
+	filter        recovery.Filter
+	src           sourceSpec
 }
 
 // readInputs reads the logging, window, filter and source flags, refusing
@@ -260,7 +295,11 @@ func readInputs(c *cli.Context, stderr io.Writer) (inputs, error) {
 			"unexpected argument %q (%s takes flags only)", c.Args().First(), c.Command.Name)
 	}
 	var err error
-	if in.log, err = newLogger(c, stderr); err != nil {
+	in.console = newConsole(stderr, !c.Bool("quiet") && c.String("log-format") != "json")
+	if in.log, err = newLogger(c, in.console); err != nil {
+		return in, err
+	}
+	if in.progressEvery, err = duration(c, "progress-interval"); err != nil {
 		return in, err
 	}
 	if in.window, err = readWindow(c); err != nil {

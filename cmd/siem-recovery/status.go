@@ -28,7 +28,8 @@ func statusCommand(stdout io.Writer) *cli.Command {
 		Description: "States: pending (no run yet), running (in progress, or a run died without a word: run active says which),\n" +
 			"stopped (the last run stopped before the end date, exit 75: --max-duration or a signal; a re-run resumes),\n" +
 			"connection_error (running or stopped, and nothing delivered for over 2 h), disconnected (the same for over 12 h),\n" +
-			"completed (window delivered, recovery disabled), failed (the last run ended on an error; a re-run resumes).",
+			"completed (window delivered, recovery disabled), failed (the last run ended on an error; a re-run resumes).\n" +
+			"While a top-up pass (run --exclude-ids on a completed window) is unfinished, the state is the top-up's.",
 		Flags: []cli.Flag{
 			checkpointFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object (keys: state, window_start, window_end, position, percent, sent, skipped, api_requests, last_error, updated_at, sent_again, ...)"},
@@ -53,50 +54,118 @@ func statusCommand(stdout io.Writer) *cli.Command {
 }
 
 // statusReport is what status prints; its JSON keys are part of SPEC §4.
+// Position, percent and the counters are the recovery's own pass; state is
+// that of the work in progress (a top-up, while one is unfinished), so that
+// a script waiting for "completed" waits for the top-up too.
 type statusReport struct {
-	State         string  `json:"state"`
-	WindowStart   string  `json:"window_start"`
-	WindowEnd     string  `json:"window_end"`
-	Position      string  `json:"position"`
-	Percent       float64 `json:"percent"`
-	Sent          int64   `json:"sent"`
-	Skipped       int64   `json:"skipped"`
-	APIRequests   int64   `json:"api_requests"`
-	LastError     string  `json:"last_error"`
-	UpdatedAt     string  `json:"updated_at"`
-	SentAgain     int64   `json:"sent_again"`
-	Resent        int64   `json:"resent"` // the old name of sent_again, kept for scripts
-	InFlight      int64   `json:"in_flight"`
-	Source        string  `json:"source"`
-	Filter        string  `json:"filter"`
-	RunActive     bool    `json:"run_active"`
-	Runs          int64   `json:"runs"`
-	LastSuccessAt string  `json:"last_success_at"`
-	CompletedAt   string  `json:"completed_at"`
+	State             string          `json:"state"`
+	WindowStart       string          `json:"window_start"`
+	WindowEnd         string          `json:"window_end"`
+	Position          string          `json:"position"`
+	Percent           float64         `json:"percent"`
+	Sent              int64           `json:"sent"`
+	Skipped           int64           `json:"skipped"`
+	APIRequests       int64           `json:"api_requests"`
+	LastError         string          `json:"last_error"`
+	UpdatedAt         string          `json:"updated_at"`
+	LastErrorResolved bool            `json:"last_error_resolved"`
+	Cursor            json.RawMessage `json:"cursor"`           // the source's resume position, raw
+	Total             *int64          `json:"total,omitempty"`  // the window's count at the source, when it can count
+	PercentOf         string          `json:"percent_of"`       // "activities" (of total) or "window" (the source's measure)
+	Left              string          `json:"left,omitempty"`   // time left at the running run's rate
+	TopUp             *topUpReport    `json:"top_up,omitempty"` // the latest top-up pass
+	SentAgain         int64           `json:"sent_again"`
+	Resent            int64           `json:"resent"` // the old name of sent_again, kept for scripts
+	InFlight          int64           `json:"in_flight"`
+	Source            string          `json:"source"`
+	Filter            string          `json:"filter"`
+	RunActive         bool            `json:"run_active"`
+	Runs              int64           `json:"runs"`
+	LastSuccessAt     string          `json:"last_success_at"`
+	CompletedAt       string          `json:"completed_at"`
+}
+
+// topUpReport is a top-up pass as status shows it.
+type topUpReport struct {
+	State       string          `json:"state"`
+	IDsFile     string          `json:"ids_file"`
+	Position    string          `json:"position"`
+	Cursor      json.RawMessage `json:"cursor"`
+	Percent     float64         `json:"percent"`
+	Left        string          `json:"left,omitempty"`
+	Sent        int64           `json:"sent"`
+	Skipped     int64           `json:"skipped"`
+	SentAgain   int64           `json:"sent_again"`
+	InFlight    int64           `json:"in_flight"`
+	StartedAt   string          `json:"started_at"`
+	CompletedAt string          `json:"completed_at"`
+	Earlier     int             `json:"earlier"` // top-ups before this one
 }
 
 func newStatusReport(st recovery.State, active bool, now time.Time) statusReport {
-	return statusReport{
-		State:         displayState(st, now),
-		WindowStart:   recovery.FormatMillis(st.Window.Start),
-		WindowEnd:     recovery.FormatMillis(st.Window.End),
-		Position:      st.Cursor.String(),
-		Percent:       float64(int(st.Progress*1000)) / 10, // floor to 0.1: 100 only when done
-		Sent:          st.Sent,
-		Skipped:       st.Skipped,
-		APIRequests:   st.APIRequests,
-		LastError:     st.LastError.String(),
-		UpdatedAt:     stamp(st.UpdatedAt),
-		SentAgain:     st.Resent,
-		Resent:        st.Resent,
-		InFlight:      st.InFlight,
-		Source:        st.Source,
-		Filter:        st.Filter,
-		RunActive:     active,
-		Runs:          st.Runs,
-		LastSuccessAt: stamp(st.LastSuccessAt),
-		CompletedAt:   stamp(st.CompletedAt),
+	pr := st.ProgressOf(st.Pass, now, active)
+	current := st
+	current.Pass = *st.Current()
+	r := statusReport{
+		State:             displayState(current, now),
+		WindowStart:       recovery.FormatMillis(st.Window.Start),
+		WindowEnd:         recovery.FormatMillis(st.Window.End),
+		Position:          st.Position(),
+		Percent:           pr.Percent,
+		Sent:              st.Sent,
+		Skipped:           st.Skipped,
+		APIRequests:       st.APIRequests,
+		LastError:         st.LastError.String(),
+		LastErrorResolved: lastErrorResolved(st),
+		UpdatedAt:         stamp(st.UpdatedAt),
+		Cursor:            rawCursor(st.Cursor),
+		Total:             st.Total,
+		PercentOf:         "window",
+		Left:              left(pr),
+		SentAgain:         st.Resent,
+		Resent:            st.Resent,
+		InFlight:          st.InFlight,
+		Source:            st.Source,
+		Filter:            st.Filter,
+		RunActive:         active,
+		Runs:              st.Runs,
+		LastSuccessAt:     stamp(st.LastSuccessAt),
+		CompletedAt:       stamp(st.CompletedAt),
 	}
+	if pr.ByCount {
+		r.PercentOf = "activities"
+	}
+	if n := len(st.TopUps); n > 0 {
+		t := st.TopUps[n-1]
+		tp := st.ProgressOf(t, now, active)
+		r.TopUp = &topUpReport{State: displayState(recovery.State{Pass: t, CreatedAt: t.StartedAt}, now), IDsFile: t.IDsFile,
+			Position: t.Position(), Cursor: rawCursor(t.Cursor), Percent: tp.Percent, Left: left(tp),
+			Sent: t.Sent, Skipped: t.Skipped, SentAgain: t.Resent, InFlight: t.InFlight,
+			StartedAt: stamp(t.StartedAt), CompletedAt: stamp(t.CompletedAt), Earlier: n - 1}
+	}
+	return r
+}
+
+// lastErrorResolved tells whether the run got past its last error: a page
+// was delivered after it (a completed recovery has always got past it).
+func lastErrorResolved(st recovery.State) bool {
+	last := st.Current().LastSuccessAt
+	return st.LastError.String() != "" && (st.State == recovery.StateCompleted && st.TopUp() == nil || last.After(st.LastErrorAt))
+}
+
+func rawCursor(c recovery.Cursor) json.RawMessage {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func left(pr recovery.Progress) string {
+	if pr.Left <= 0 {
+		return ""
+	}
+	return recovery.FormatLeft(pr.Left)
 }
 
 // displayState turns the stored state into the states of SPEC §4: a
@@ -152,7 +221,7 @@ func (r statusReport) writeText(w io.Writer) error {
 	fmt.Fprintf(tw, "source:\t%s\n", r.Source)
 	fmt.Fprintf(tw, "filter:\t%s\n", filter)
 	fmt.Fprintf(tw, "position:\t%s\n", r.Position)
-	fmt.Fprintf(tw, "percent:\t%.1f%%\n", r.Percent)
+	fmt.Fprintf(tw, "percent:\t%s\n", percentText(r.Percent, r.PercentOf, r.Total, r.Left))
 	fmt.Fprintf(tw, "sent:\t%d\n", r.Sent)
 	fmt.Fprintf(tw, "skipped:\t%d\n", r.Skipped)
 	if r.SentAgain > 0 {
@@ -163,8 +232,18 @@ func (r statusReport) writeText(w io.Writer) error {
 	if r.InFlight > 0 {
 		fmt.Fprintf(tw, "unconfirmed:\t%d (handed to the sink, not yet confirmed: sent again if this run dies)\n", r.InFlight)
 	}
+	if t := r.TopUp; t != nil {
+		fmt.Fprintf(tw, "top-up:\t%s, for the ids not in %s (started %s)\n", t.State, t.IDsFile, t.StartedAt)
+		fmt.Fprintf(tw, "top-up position:\t%s\n", t.Position)
+		fmt.Fprintf(tw, "top-up percent:\t%s\n", percentText(t.Percent, r.PercentOf, r.Total, t.Left))
+		fmt.Fprintf(tw, "top-up sent:\t%d (skipped as already in the SIEM: %d; sent again: %d)\n", t.Sent, t.Skipped, t.SentAgain)
+	}
 	fmt.Fprintf(tw, "api requests:\t%d\n", r.APIRequests)
-	fmt.Fprintf(tw, "last error:\t%s\n", dash(r.LastError))
+	if r.LastErrorResolved {
+		fmt.Fprintf(tw, "last error (resolved):\t%s\n", r.LastError)
+	} else {
+		fmt.Fprintf(tw, "last error:\t%s\n", dash(r.LastError))
+	}
 	fmt.Fprintf(tw, "run active:\t%s (runs so far: %d)\n", active, r.Runs)
 	fmt.Fprintf(tw, "last success:\t%s\n", dash(r.LastSuccessAt))
 	fmt.Fprintf(tw, "updated at:\t%s\n", dash(r.UpdatedAt))
@@ -172,4 +251,18 @@ func (r statusReport) writeText(w io.Writer) error {
 		fmt.Fprintf(tw, "completed at:\t%s\n", r.CompletedAt)
 	}
 	return tw.Flush()
+}
+
+// percentText is "42.3% of 150304 activities at the source, 2m10s left".
+func percentText(percent float64, of string, total *int64, left string) string {
+	s := fmt.Sprintf("%.1f%%", percent)
+	if of == "activities" && total != nil {
+		s += fmt.Sprintf(" of %d activities at the source", *total)
+	} else {
+		s += " of the window"
+	}
+	if left != "" {
+		s += ", " + left + " left at this run's rate"
+	}
+	return s
 }

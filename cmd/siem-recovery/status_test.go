@@ -55,7 +55,7 @@ func TestDisplayState(t *testing.T) {
 		{recovery.StateStopped, 12*time.Hour + time.Second, 13 * time.Hour, "disconnected"},
 	}
 	for _, tt := range tests {
-		st := recovery.State{State: tt.stored, CreatedAt: now.Add(-tt.created)}
+		st := recovery.State{Pass: recovery.Pass{State: tt.stored}, CreatedAt: now.Add(-tt.created)}
 		if tt.lastSuccess > 0 {
 			st.LastSuccessAt = now.Add(-tt.lastSuccess)
 		}

@@ -212,7 +212,7 @@ func TestSignalLetsTheBatchInFlightFinish(t *testing.T) {
 			if code := cmd.ProcessState.ExitCode(); code != exitStopped {
 				t.Fatalf("exit code %d, want 75\n%s", code, stderr.String())
 			}
-			for _, w := range []string{`reason="` + signalName(sig) + ` received"`, "Stopped before the end date: stopped after line "} {
+			for _, w := range []string{`reason="` + signalName(sig) + ` received"`, "Stopped before the end date: stopped at 2024-05-14T08:00:"} {
 				if !strings.Contains(stderr.String(), w) {
 					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
 				}

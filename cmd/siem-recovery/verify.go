@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"slices"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -18,13 +19,17 @@ func verifyCommand(stdout, stderr io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:      "verify",
 		Usage:     "check that the SIEM got the whole window (step 2 of the MCAS recovery procedure)",
-		UsageText: "siem-recovery verify --alert ALERT.json --source URL|file:PATH [--filter F] [--checkpoint P] [--received FILE]",
-		Description: "Counts the window's activities at the source (same window, source and filter flags as run) and compares\n" +
-			"the count with what the checkpoint says was sent. With --received FILE (the ids the SIEM holds: one per\n" +
-			"line, or the CEF or JSON lines it received) it prints every missing activity id on stdout.\n\n" +
-			"Exit codes: 0 nothing missing, 10 activities missing (re-run the recovery, e.g. with --exclude-ids FILE),\n" +
-			"otherwise as for run (2 usage, 3 invalid token, 4 invalid proxy, 5 too many critical errors, 6 checkpoint).",
-		Flags: slices.Concat(windowFlags(), sourceFlags(), []cli.Flag{
+		UsageText: "siem-recovery verify --alert ALERT.json --source URL|file:PATH [--filter F] [--checkpoint P] [--received FILE] [run's sink flags]",
+		Description: "Counts the window's activities at the source (same window, source and filter flags as run; the API\n" +
+			"answers with the count in one request, an export is read through) and compares the count with what the\n" +
+			"checkpoint says was sent. With --received FILE (the ids the SIEM holds: one per line, or the CEF or JSON\n" +
+			"lines it received) it reads the whole window and prints every missing activity id on stdout, with the\n" +
+			"command that sends just those. It also takes run's sink flags, so that the same command line serves\n" +
+			"both, and that command is complete.\n\n" +
+			"Exit codes: 0 something was compared and nothing is missing, 10 activities missing, 6 nothing to compare\n" +
+			"with (no checkpoint and no --received) or a checkpoint of another recovery; otherwise as for run\n" +
+			"(2 usage, 3 invalid token, 4 invalid proxy, 5 too many critical errors).",
+		Flags: slices.Concat(windowFlags(), sourceFlags(), sinkFlags(), []cli.Flag{
 			checkpointFlag(),
 			&cli.StringFlag{Name: "received", Category: "Verify", EnvVars: env("received"), TakesFile: true,
 				Usage: "the ids the SIEM holds, a `FILE`: one id per line, or CEF lines with externalId=, or JSON lines with _id"},
@@ -43,8 +48,9 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// The checkpoint is optional: verify also checks a SIEM against a window
-	// recovered some other way.
+	// The checkpoint is optional with --received: verify also checks a
+	// SIEM against a window recovered some other way. Without either,
+	// nothing would be compared, and "nothing missing" would be a guess.
 	var st *recovery.State
 	cpPath := c.String("checkpoint")
 	if s, _, err := checkpoint.Read(c.Context, cpPath); err == nil {
@@ -55,6 +61,11 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	} else if !errors.Is(err, fs.ErrNotExist) || c.IsSet("checkpoint") {
 		return err
 	}
+	if st == nil && received == nil {
+		return recovery.Problemf(recovery.ErrCheckpointUnavailable,
+			"give --checkpoint with the recovery's checkpoint, or --received FILE with the ids the SIEM holds",
+			"nothing to compare the source's count with: no checkpoint at %s, and no --received", cpPath)
+	}
 
 	source, err := openSource(c.Context, c, log, src, window, filter, nil)
 	if err != nil {
@@ -63,15 +74,20 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	if cl, ok := source.(io.Closer); ok {
 		defer cl.Close()
 	}
+	if received == nil {
+		return verifyCount(c, in, source, *st)
+	}
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	var missing int64
-	count, requests, err := recovery.Count(c.Context, source, func(a recovery.Activity) {
-		if received != nil && !received.Contains(a.ID) {
+	progress := newProgressReporter(in.console, log, "verifying", in.progressEvery)
+	count, requests, err := recovery.Scan(c.Context, source, func(a recovery.Activity) {
+		if !received.Contains(a.ID) {
 			missing++
 			fmt.Fprintln(out, a.ID)
 		}
-	})
+	}, progress.Scanned)
+	progress.Close()
 	if err != nil {
 		return err
 	}
@@ -82,25 +98,85 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	if st != nil {
 		attrs = append(attrs, "sent", st.Sent, "skipped", st.Skipped, "state", st.State)
 	}
-	if received != nil {
-		attrs = append(attrs, "received_ids", received.Len(), "missing", missing)
-		log.Info("verified against the SIEM's ids", attrs...)
-		if missing > 0 {
-			return &missingError{detail: fmt.Sprintf("%d of the window's %d activities are not in %s (their ids are on stdout)", missing, count, c.String("received")),
-				remedy: "re-run the recovery with --exclude-ids " + c.String("received") + " to send just those"}
-		}
-		return nil
+	attrs = append(attrs, "received_ids", received.Len(), "missing", missing)
+	log.Info("verified against the SIEM's ids", attrs...)
+	if missing > 0 {
+		return &missingError{detail: fmt.Sprintf("%d of the window's %d activities are not in %s (their ids are on stdout)", missing, count, c.String("received")),
+			remedy: topUpAdvice(c, st)}
 	}
-	log.Info("verified against the checkpoint", attrs...)
-	switch {
-	case st == nil:
-		log.Warn("no checkpoint to compare with: only the source was counted", "checkpoint", cpPath)
-	case st.State != recovery.StateCompleted || st.Sent+st.Skipped < count:
+	return nil
+}
+
+// verifyCount compares the source's count of the window (one request for
+// the API) with what the checkpoint says the recovery sent or skipped.
+func verifyCount(c *cli.Context, in inputs, source recovery.Source, st recovery.State) error {
+	progress := newProgressReporter(in.console, in.log, "counting", in.progressEvery)
+	count, requests, err := recovery.Count(c.Context, source, progress.Scanned)
+	progress.Close()
+	if err != nil {
+		return err
+	}
+	in.log.Info("verified against the checkpoint", "window", in.window.String(), "at_source", count, "api_requests", requests,
+		"sent", st.Sent, "skipped", st.Skipped, "state", st.State)
+	if st.State != recovery.StateCompleted || st.Sent+st.Skipped < count {
 		short := max(count-st.Sent-st.Skipped, 0)
 		return &missingError{detail: fmt.Sprintf("the source has %d activities in the window; the recovery sent %d and skipped %d (state %s): at least %d not delivered", count, st.Sent, st.Skipped, st.State, short),
 			remedy: "run the recovery again to finish it, then verify with --received to list what the SIEM lacks"}
 	}
 	return nil
+}
+
+// topUpAdvice is the command that sends just the missing activities: run,
+// with verify's own flags, leaving out the ids the SIEM holds. On a
+// completed checkpoint that run is a top-up pass; on an unfinished one the
+// recovery must finish first (a run resumes where it stands, and would not
+// go back for what is missing before that).
+func topUpAdvice(c *cli.Context, st *recovery.State) string {
+	cmd := runCommandLine(c, "received") + " --exclude-ids " + shellQuote(c.String("received"))
+	if !c.IsSet("sink") {
+		cmd += " (with the --sink flags of the recovery)"
+	}
+	switch {
+	case st == nil:
+		return "send just those with: " + cmd
+	case st.State == recovery.StateCompleted:
+		return "send just those with a top-up pass of the completed recovery: " + cmd
+	}
+	return fmt.Sprintf("the recovery is %s: finish it (re-run it), verify again, then send what is still missing with a top-up pass: %s", st.State, cmd)
+}
+
+// runCommandLine is "siem-recovery run" with the flags c was given (from
+// the command line or the environment), except skip, the token (never
+// printed) and those of logging.
+func runCommandLine(c *cli.Context, skip ...string) string {
+	skip = append(skip, "token", "log-format", "quiet", "verbose", "progress-interval")
+	var b strings.Builder
+	b.WriteString("siem-recovery run")
+	for _, f := range c.Command.Flags {
+		name := f.Names()[0]
+		if slices.Contains(skip, name) || !c.IsSet(name) {
+			continue
+		}
+		switch f.(type) {
+		case *cli.BoolFlag:
+			if c.Bool(name) {
+				b.WriteString(" --" + name)
+			}
+		case *cli.IntFlag:
+			fmt.Fprintf(&b, " --%s %d", name, c.Int(name))
+		default:
+			b.WriteString(" --" + name + " " + shellQuote(fmt.Sprint(c.Value(name))))
+		}
+	}
+	return b.String()
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:=@%+,-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // missingError is verify's finding that activities are missing (exit 10).

@@ -6,11 +6,15 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"siem-recovery/recovery/mcas/mcastest"
 )
 
 // TestVerifyFindsRemovedIDs runs the example recovery, removes three
 // events from what "the SIEM received", and checks that verify names
-// exactly those ids and exits 10; with everything received it exits 0.
+// exactly those ids, exits 10, and prints a command that, run as printed,
+// sends exactly those three (a top-up pass of the completed checkpoint);
+// the same command once more does nothing, and verify then exits 0.
 func TestVerifyFindsRemovedIDs(t *testing.T) {
 	dir := t.TempDir()
 	root := repoRoot(t)
@@ -30,24 +34,45 @@ func TestVerifyFindsRemovedIDs(t *testing.T) {
 	removed := []string{ids[0], ids[50], ids[101]}
 	kept := slices.Concat(lines[1:50], lines[51:101])
 	received := writeFile(t, dir, "received.cef", strings.Join(kept, "\n")+"\n")
-	r := runBin(t, root, nil, args("verify", "--received", received)...)
+	resend := filepath.Join(dir, "resend.cef")
+	// verify takes run's sink flags, so that its advice is complete.
+	r := runBin(t, root, nil, args("verify", "--received", received, "--sink", "file:"+resend)...)
 	wantCode(t, r, exitMissing)
 	if got := strings.Fields(r.stdout); !slices.Equal(got, removed) {
 		t.Fatalf("verify listed %v, want %v", got, removed)
 	}
+	advice := "siem-recovery run --alert docs/examples/alert.json --source file:docs/examples/activities.jsonl --sink file:" + resend +
+		" --checkpoint " + filepath.Join(dir, "cp.db") + " --exclude-ids " + received
+	golden(t, "verify/missing/stderr", strings.ReplaceAll(lastLine(r.stderr), dir, "DIR"))
 	wantStderr(t, r, "Activities missing: 3 of the window's 102 activities are not in "+received,
-		"re-run the recovery with --exclude-ids "+received+" to send just those")
+		"; send just those with a top-up pass of the completed recovery: "+advice+"\n")
 
-	// Sending just those completes the SIEM.
-	resend := filepath.Join(dir, "resend.cef")
-	fix := runBin(t, root, nil, "run", "--alert", "docs/examples/alert.json", "--source", "file:docs/examples/activities.jsonl",
-		"--checkpoint", filepath.Join(dir, "fix.db"), "--exclude-ids", received, "--sink", "file:"+resend)
+	// The advice, run as printed (from the same directory), sends just
+	// those, into the same checkpoint.
+	fix := runShell(t, root, nil, strings.Replace(advice, "siem-recovery", binary, 1))
 	wantCode(t, fix, 0)
 	got, _ := os.ReadFile(resend)
 	if sent := cefIDs(t, string(got)); !slices.Equal(sent, removed) {
-		t.Fatalf("--exclude-ids sent %v, want %v", sent, removed)
+		t.Fatalf("the top-up sent %v, want %v", sent, removed)
 	}
-	wantStderr(t, fix, "skipped_this_run=99")
+	wantStderr(t, fix, "the window was completed; sweeping it again to send what the SIEM lacks (top-up)",
+		"top-up completed: the window is complete again", "sent_this_run=3 skipped_this_run=99", "pass=top-up")
+	s := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
+	if s.State != "completed" || s.Sent != 102 || s.TopUp == nil || s.TopUp.State != "completed" || s.TopUp.Sent != 3 ||
+		s.TopUp.Skipped != 99 || s.TopUp.IDsFile != received || s.TopUp.Percent != 100 {
+		t.Fatalf("status after the top-up: %+v %+v", s, s.TopUp)
+	}
+
+	// The same command again: nothing to do, nothing sent.
+	again := runShell(t, root, nil, strings.Replace(advice, "siem-recovery", binary, 1))
+	wantCode(t, again, 0)
+	wantStderr(t, again, "already completed, nothing to do", "top_up_sent=3")
+	if after, _ := os.ReadFile(resend); string(after) != string(got) {
+		t.Fatal("the second top-up sent again")
+	}
+	// The SIEM now holds everything.
+	whole := writeFile(t, dir, "whole.cef", string(got)+strings.Join(kept, "\n")+"\n")
+	wantCode(t, runBin(t, root, nil, args("verify", "--received", whole)...), 0)
 }
 
 func TestVerifyIncompleteCheckpoint(t *testing.T) {
@@ -59,4 +84,50 @@ func TestVerifyIncompleteCheckpoint(t *testing.T) {
 		"--source", "file:"+filepath.Join(dir, "big.jsonl"), "--checkpoint", filepath.Join(dir, "cp.db"))
 	wantCode(t, v, exitMissing)
 	wantStderr(t, v, "Activities missing: the source has 198000 activities in the window; the recovery sent ", "(state stopped)")
+}
+
+// TestVerifyWithNothingToCompare: no checkpoint and no --received used to
+// warn "only the source was counted" and exit 0, which a script reads as
+// "nothing missing". Nothing compared is exit 6, naming both.
+func TestVerifyWithNothingToCompare(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "alert.json", goodAlert)
+	writeFile(t, dir, "export.jsonl", goodExport)
+	r := runBin(t, dir, nil, "verify", "--alert", "alert.json", "--source", "file:export.jsonl")
+	wantCode(t, r, exitCheckpointUnusable)
+	golden(t, "verify/nothing-to-compare/stderr", lastLine(r.stderr))
+}
+
+// TestAPICountOnlyVerifyAndDryRun: counting a window of 50,000 activities
+// costs one request (the API's total), for a dry run and for verify
+// without --received; a dry run says what a run will cost.
+func TestAPICountOnlyVerifyAndDryRun(t *testing.T) {
+	acts := mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 50_000})
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	a := newAPIRun(t, srv, srv.Token())
+
+	dry := a.run(t, nil, "--dry-run", "--rate-limit", "20")
+	wantCode(t, dry, 0)
+	wantStderr(t, dry, "dry run: nothing sent, no checkpoint written", "activities=50000 api_requests=1 run_needs_requests=10 run_takes_at_rate_limit=30s")
+	if n := srv.Stats().Requests; n > 2 {
+		t.Fatalf("the dry run made %d API requests", n)
+	}
+	if _, err := os.Stat(filepath.Join(a.dir, "cp.db")); err == nil {
+		t.Fatal("the dry run wrote a checkpoint")
+	}
+
+	run := a.run(t, nil)
+	wantCode(t, run, 0)
+	before := srv.Stats().Requests
+	// verify takes run's flags as they are.
+	v := runBin(t, a.dir, nil, append([]string{"verify"}, a.args[1:]...)...)
+	wantCode(t, v, 0)
+	wantStderr(t, v, "verified against the checkpoint", "at_source=50000 api_requests=1 sent=50000 skipped=0 state=completed")
+	if n := srv.Stats().Requests - before; n > 2 {
+		t.Fatalf("verify made %d API requests", n)
+	}
+	s := statusJSON(t, a.dir, "cp.db")
+	if s.Total == nil || *s.Total != 50_000 || s.PercentOf != "activities" || s.Percent != 100 {
+		t.Fatalf("status: total %v, percent %v of %s", s.Total, s.Percent, s.PercentOf)
+	}
 }

@@ -504,11 +504,7 @@ func compact(b []byte) []byte {
 // MaxCriticalErrors; it shares the rate limit. A nil error means the API
 // accepted the token.
 func (s *Source) Probe(ctx context.Context) error {
-	filters, err := s.dateFilters(s.window.Start)
-	if err != nil {
-		return err
-	}
-	body, err := json.Marshal(plainRequest{Filters: filters, SortField: "date", SortDirection: "asc", Limit: 1})
+	c, err := s.singleActivity()
 	if err != nil {
 		return err
 	}
@@ -517,7 +513,7 @@ func (s *Source) Probe(ctx context.Context) error {
 	}
 	header, err := s.auth.authorization(ctx)
 	if err == nil {
-		_, err = s.once(ctx, header, call{body: body, limit: 1, gte: s.window.Start})
+		_, err = s.once(ctx, header, c)
 	}
 	return s.probeError(err)
 }

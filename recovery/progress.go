@@ -1,0 +1,100 @@
+package recovery
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Progress is how far a pass has come. The progress bar, status, check and
+// the stop message all take it from State.ProgressOf, so that they show
+// the same figure at the same moment.
+type Progress struct {
+	// Percent is the share of the pass done, floored to a tenth: 100 only
+	// once the pass completed.
+	Percent float64
+	// ByCount is true when Percent counts activities against the window's
+	// total at the source; otherwise it is the source's own measure: the
+	// time reached within the window for the API, the bytes read for an
+	// export (whose activities need not be in time order).
+	ByCount bool
+	// Left is the time the rest should take at the rate of the pass's
+	// latest run alone (what an earlier run did says nothing of this one);
+	// 0 when unknown: no run in progress, or nothing done yet.
+	Left time.Duration
+}
+
+// Done is the share of pass p done, from 0 to 1, and whether it counts
+// activities. With the window's total known it is the activities the pass
+// has sent or skipped over that total; otherwise the source's measure.
+func (st State) Done(p Pass) (fraction float64, byCount bool) {
+	if p.State == StateCompleted {
+		return 1, st.Total != nil
+	}
+	if st.Total != nil && *st.Total > 0 {
+		// Activities saved late can make the pass outgrow the count taken
+		// at its start: it is not done until its last page.
+		return min(float64(p.Sent+p.Skipped)/float64(*st.Total), 0.999), true
+	}
+	return min(p.Progress, 0.999), false
+}
+
+// ProgressOf returns the progress of pass p at now. The time left uses the
+// mark the pass's latest run left (RunStartedAt, RunStartedDone); pass
+// running=false when no run is in progress, and Left stays 0.
+func (st State) ProgressOf(p Pass, now time.Time, running bool) Progress {
+	done, byCount := st.Done(p)
+	pr := Progress{Percent: math.Floor(done*1000) / 10, ByCount: byCount}
+	elapsed := now.Sub(p.RunStartedAt)
+	gained := done - p.RunStartedDone
+	if running && p.State != StateCompleted && !p.RunStartedAt.IsZero() && elapsed > 0 && gained > 0 {
+		pr.Left = time.Duration(float64(elapsed) * (1 - done) / gained).Round(time.Second)
+	}
+	return pr
+}
+
+// Position says where pass p stands, for people: the time of the latest
+// activity behind it (and the export's line), never the source's cursor,
+// which can be an opaque continuation.
+func (p Pass) Position() string {
+	if p.State == StateCompleted {
+		return "the end of the window"
+	}
+	reached := p.Reached
+	if reached == 0 {
+		reached = p.Cursor.Timestamp
+	}
+	var parts []string
+	if reached != 0 {
+		parts = append(parts, FormatMillis(reached))
+	}
+	if p.Cursor.Line != 0 {
+		parts = append(parts, fmt.Sprintf("line %d of the export", p.Cursor.Line))
+	}
+	switch {
+	case len(parts) == 2:
+		return parts[0] + " (" + parts[1] + ")"
+	case len(parts) == 1:
+		return parts[0]
+	case p.Cursor.IsZero():
+		return "the start of the window"
+	}
+	return "past the start of the window"
+}
+
+// FormatLeft renders a time left for people: "1h02m", "4m10s", "25s".
+func FormatLeft(d time.Duration) string {
+	d = d.Round(time.Second)
+	h, m, s := int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60
+	var b strings.Builder
+	switch {
+	case h > 0:
+		fmt.Fprintf(&b, "%dh%02dm", h, m)
+	case m > 0:
+		fmt.Fprintf(&b, "%dm%02ds", m, s)
+	default:
+		fmt.Fprintf(&b, "%ds", s)
+	}
+	return b.String()
+}
