@@ -243,6 +243,14 @@ func TestMaxDurationStopsAndResumes(t *testing.T) {
 	if said == nil || said[1] != mid.Position || said[2] != fmt.Sprintf("%.1f", mid.Percent) || said[3] != strconv.FormatInt(mid.Sent, 10) {
 		t.Fatalf("the stop message says %q; status says %s, %.1f%%, %d sent", said, mid.Position, mid.Percent, mid.Sent)
 	}
+	// For a scheduler that takes only 0 for success (a Kubernetes Job), a
+	// planned stop can exit 0; it is still a stop, and says so.
+	r = runBin(t, dir, nil, bigArgs(dir, "--max-duration", "300ms", "--page-size", "1000", "--stopped-exit-code", "0")...)
+	wantCode(t, r, 0)
+	wantStderr(t, r, "Stopped before the end date: stopped at 2024-05-14T08:00:")
+	if s := statusJSON(t, dir, filepath.Join(dir, "cp.db")); s.Sent <= mid.Sent || s.Percent >= 100 {
+		t.Fatalf("status after a stop that exits 0: %+v", s)
+	}
 	r = runBin(t, dir, nil, bigArgs(dir, "--page-size", "1000")...)
 	wantCode(t, r, 0)
 	counts, _ := deliveredIDs(t, filepath.Join(dir, "out.jsonl"))

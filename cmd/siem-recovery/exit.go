@@ -24,6 +24,10 @@ const (
 // exitCode maps an error to its exit code and the name printed before it.
 // It is the only place that does.
 func exitCode(err error) (int, string) {
+	var as *stoppedAs
+	if errors.As(err, &as) {
+		return as.code, "Stopped before the end date"
+	}
 	switch {
 	case err == nil:
 		return exitCompleted, "Completed"
@@ -71,4 +75,21 @@ func explain(err error) string {
 // usageError marks err as a usage error (exit 2).
 func usageError(err error) error {
 	return recovery.Problemf(recovery.ErrUsage, "see siem-recovery --help", "%w", err)
+}
+
+// stoppedAs is a planned stop that exits with the code --stopped-exit-code
+// asks for instead of 75.
+type stoppedAs struct {
+	error
+	code int
+}
+
+func (e *stoppedAs) Unwrap() error { return e.error }
+
+// stoppedWith gives a planned stop the exit code code.
+func stoppedWith(err error, code int) error {
+	if code == exitStopped || !errors.Is(err, recovery.ErrStopped) {
+		return err
+	}
+	return &stoppedAs{error: err, code: code}
 }

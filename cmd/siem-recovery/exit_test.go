@@ -75,6 +75,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "alert-epoch-seconds", args: base, files: map[string]string{"alert.json": `{"startDate":1715673600,"endDate":1715677200}`}, code: exitUsage},
 		{name: "max-duration-negative", args: base, env: []string{"SIEM_RECOVERY_MAX_DURATION=-5s"}, code: exitUsage},
 		{name: "max-duration-negative-flag", args: append(base, "--max-duration", "-1m"), code: exitUsage},
+		{name: "stopped-exit-code-taken", args: append(base, "--stopped-exit-code", "5"), code: exitUsage},
 		{name: "window-missing", args: []string{"run", "--source", "file:export.jsonl"}, code: exitUsage},
 		{name: "unknown-flag", args: []string{"run", "--alrt", "alert.json"}, code: exitUsage},
 		{name: "unknown-command", args: []string{"recover"}, code: exitUsage},

@@ -38,12 +38,21 @@ func runCommand(stderr io.Writer) *cli.Command {
 			checkpointFlag(),
 			&cli.DurationFlag{Name: "max-duration", Category: "Progress", EnvVars: env("max-duration"),
 				Usage: "stop cleanly after `D` (e.g. 50m for an hourly cron slot; the batch in flight may take up to 20 s more); progress is kept, exit 75"},
+			&cli.IntFlag{Name: "stopped-exit-code", Category: "Progress", EnvVars: env("stopped-exit-code"), Value: exitStopped,
+				Usage: "the exit code of a planned stop (--max-duration, a signal): 0 for a scheduler that takes only 0 for success, such as a Kubernetes Job; status still says stopped"},
 			&cli.StringFlag{Name: "exclude-ids", Category: "Progress", EnvVars: env("exclude-ids"), TakesFile: true,
-				Usage: "activities already in the SIEM: a `FILE` of ids, one per line (or CEF lines with externalId=, or JSON lines with _id); those are not sent again"},
+				Usage: "activities already in the SIEM: a `FILE` of ids, one per line (or CEF lines with externalId=, or JSON lines with _id); those are not sent; on a completed window, a top-up pass sends those the file lacks"},
 			&cli.BoolFlag{Name: "dry-run", Category: "Progress", EnvVars: env("dry-run"),
-				Usage: "fetch and count the window's activities; send nothing, write no checkpoint"},
+				Usage: "count the window's activities (one request for the API) and say what a run needs; send nothing, write no checkpoint"},
 		}, logFlags()),
-		Action: func(c *cli.Context) error { return runRecovery(c, stderr) },
+		Action: func(c *cli.Context) error {
+			code := c.Int("stopped-exit-code")
+			if code != exitCompleted && code != exitStopped && (code < 7 || code == exitMissing || code > 125) {
+				return recovery.Problemf(recovery.ErrUsage, "use 0, 75 (the default), or a code from 7 to 125 that means nothing else",
+					"--stopped-exit-code %d would be taken for another outcome", code)
+			}
+			return stoppedWith(runRecovery(c, stderr), code)
+		},
 	}
 }
 
