@@ -105,7 +105,11 @@ func check(c *cli.Context, stdout io.Writer) error {
 	// Without a valid source, the checkpoint's identity is unknown: comparing
 	// it would report a mismatch that is not there.
 	if !c.Bool("dry-run") && srcErr == nil {
-		detail, err := checkCheckpoint(ctx, c.String("checkpoint"), identity(src, window, filter))
+		exclude, err := readIDs(c, "exclude-ids", log)
+		if err != nil {
+			add("exclude-ids", c.String("exclude-ids"), err)
+		}
+		detail, err := checkCheckpoint(ctx, c.String("checkpoint"), identity(src, window, filter), exclude.Fingerprint())
 		add("checkpoint", detail, err)
 	}
 	return firstFailure(lines)
@@ -212,7 +216,7 @@ func failedItem(err error, fallback string) string {
 
 // checkCheckpoint tells whether a run could use the checkpoint at path,
 // without creating, locking or changing it.
-func checkCheckpoint(ctx context.Context, path string, id checkpoint.Identity) (string, error) {
+func checkCheckpoint(ctx context.Context, path string, id checkpoint.Identity, excluded string) (string, error) {
 	st, active, err := checkpoint.Read(ctx, path)
 	if errors.Is(err, fs.ErrNotExist) {
 		dir := filepath.Dir(path)
@@ -240,8 +244,11 @@ func checkCheckpoint(ctx context.Context, path string, id checkpoint.Identity) (
 		return path, recovery.Problemf(recovery.ErrCheckpointUnavailable, "wait for that run to finish; status shows its progress",
 			"%s is held by a run right now (%.1f%% done)", path, st.ProgressOf(*st.Current(), time.Now(), true).Percent)
 	}
-	if st.State == recovery.StateCompleted {
+	switch st.Plan(excluded) {
+	case recovery.PlanNothing:
 		return fmt.Sprintf("%s: completed (%d sent); a run will do nothing", path, st.Sent), nil
+	case recovery.PlanTopUp:
+		return fmt.Sprintf("%s: completed (%d sent); a run will sweep the window again and send what --exclude-ids lacks (top-up)", path, st.Sent), nil
 	}
 	return fmt.Sprintf("%s: resumable, %.1f%% done, %d sent", path, st.ProgressOf(st.Pass, time.Now(), false).Percent, st.Sent), nil
 }

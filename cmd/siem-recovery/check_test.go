@@ -38,6 +38,12 @@ func TestCheck(t *testing.T) {
 				r := runBin(t, dir, nil, "run", "--alert", "alert.json", "--source", "file:export.jsonl", "--checkpoint", "cp.db")
 				wantCode(t, r, 0)
 			}},
+		// --exclude-ids on a completed window makes a run a top-up pass.
+		{name: "checkpoint-completed-top-up", args: append(base, "--exclude-ids", "siem-ids.txt"), code: 0, setup: func(t *testing.T, dir string) {
+			r := runBin(t, dir, nil, "run", "--alert", "alert.json", "--source", "file:export.jsonl", "--checkpoint", "cp.db")
+			wantCode(t, r, 0)
+			writeFile(t, dir, "siem-ids.txt", "a\n")
+		}},
 		{name: "checkpoint-completed", args: base, code: 0, setup: func(t *testing.T, dir string) {
 			r := runBin(t, dir, nil, "run", "--alert", "alert.json", "--source", "file:export.jsonl", "--checkpoint", "cp.db")
 			wantCode(t, r, 0)

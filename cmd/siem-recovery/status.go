@@ -105,7 +105,11 @@ type topUpReport struct {
 func newStatusReport(st recovery.State, active bool, now time.Time) statusReport {
 	pr := st.ProgressOf(st.Pass, now, active)
 	current := st
-	current.Pass = *st.Current()
+	if t := st.TopUp(); t != nil {
+		// An unfinished top-up is the work in progress: its state, aged
+		// from its own start.
+		current.Pass, current.CreatedAt = *t, t.StartedAt
+	}
 	r := statusReport{
 		State:             displayState(current, now),
 		WindowStart:       recovery.FormatMillis(st.Window.Start),

@@ -72,3 +72,24 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version printed %q", r.stdout)
 	}
 }
+
+// TestStatusOfATopUp: while a top-up is unfinished its state is the
+// checkpoint's, aged from its own start (not the recovery's, days ago);
+// the recovery's own figures stay as they were.
+func TestStatusOfATopUp(t *testing.T) {
+	now := time.Date(2024, 5, 14, 12, 0, 0, 0, time.UTC)
+	total := int64(100)
+	st := recovery.State{CreatedAt: now.Add(-30 * time.Hour), Total: &total,
+		Pass: recovery.Pass{State: recovery.StateCompleted, Sent: 100, LastSuccessAt: now.Add(-29 * time.Hour), CompletedAt: now.Add(-29 * time.Hour)},
+		TopUps: []recovery.Pass{{State: recovery.StateRunning, StartedAt: now.Add(-time.Minute), IDsFile: "siem.txt", Skipped: 40, Sent: 2,
+			Reached: 1715673600000}}}
+	r := newStatusReport(st, true, now)
+	if r.State != "running" || r.Percent != 100 || r.Sent != 100 || r.TopUp == nil || r.TopUp.State != "running" ||
+		r.TopUp.Percent != 42 || r.TopUp.Position != "2024-05-14T08:00:00.000Z" || r.TopUp.IDsFile != "siem.txt" {
+		t.Fatalf("%+v %+v", r, r.TopUp)
+	}
+	st.TopUps[0].State, st.TopUps[0].CompletedAt = recovery.StateCompleted, now
+	if r := newStatusReport(st, false, now); r.State != "completed" || r.TopUp.State != "completed" || r.TopUp.Percent != 100 {
+		t.Fatalf("after the top-up: %+v %+v", r, r.TopUp)
+	}
+}
