@@ -174,8 +174,8 @@ func TestEntraCheckShowsIdentity(t *testing.T) {
 	r := e.run(t, "check")
 	wantCode(t, r, 0)
 	golden(t, "check/entra/stdout", normalizeEntra(r.stdout, e))
-	if n := e.api.Stats().Requests; n != 1 {
-		t.Errorf("check made %d API requests, want 1", n)
+	if n := e.api.Stats().Requests; n != 2 {
+		t.Errorf("check made %d API requests, want 2 (the probe and the count)", n)
 	}
 	e.assertNothingSecret(t, r)
 
@@ -183,8 +183,8 @@ func TestEntraCheckShowsIdentity(t *testing.T) {
 	r = e.run(t, "check")
 	wantCode(t, r, exitInvalidToken)
 	golden(t, "check/entra-no-consent/stdout", normalizeEntra(r.stdout, e))
-	if n := e.api.Stats().Requests; n != 1 {
-		t.Errorf("check asked the API without a token (%d requests)", n-1)
+	if n := e.api.Stats().Requests; n != 2 {
+		t.Errorf("check asked the API without a token (%d requests)", n-2)
 	}
 }
 
