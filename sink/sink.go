@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"siem-recovery/internal/argfile"
 	"siem-recovery/recovery"
 )
 
@@ -153,7 +154,7 @@ func Open(ctx context.Context, target string, opts Options) (recovery.Sink, erro
 			return d.DialContext(ctx, "tcp", addr)
 		}), nil
 	case "tls":
-		cfg, err := opts.tlsConfig(addr)
+		cfg, err := opts.tlsConfig(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
@@ -286,7 +287,21 @@ func (o Options) encoder(scheme string) (*encoder, error) {
 
 // tlsConfig builds the client TLS configuration: the server certificate is
 // verified unless InsecureSkipVerify, against CAFile or the system roots.
-func (o Options) tlsConfig(addr string) (*tls.Config, error) {
+// loadKeyPair is tls.LoadX509KeyPair through the capped, pipe-safe reader
+// of argument files.
+func loadKeyPair(ctx context.Context, certFile, keyFile string) (tls.Certificate, error) {
+	cert, _, err := argfile.Read(ctx, certFile, argfile.SmallLimit)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	key, _, err := argfile.Read(ctx, keyFile, argfile.SmallLimit)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(cert, key)
+}
+
+func (o Options) tlsConfig(ctx context.Context, addr string) (*tls.Config, error) {
 	host, _, _ := net.SplitHostPort(addr)
 	cfg := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
@@ -300,7 +315,7 @@ func (o Options) tlsConfig(addr string) (*tls.Config, error) {
 		cfg.ServerName = o.ServerName
 	}
 	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
+		pem, _, err := argfile.Read(ctx, o.CAFile, argfile.SmallLimit)
 		if err != nil {
 			return nil, recovery.Problemf(recovery.ErrUsage, "check the path and its permissions",
 				"--ca-file %s: %w", o.CAFile, err)
@@ -314,7 +329,7 @@ func (o Options) tlsConfig(addr string) (*tls.Config, error) {
 	}
 	switch {
 	case o.CertFile != "" && o.KeyFile != "":
-		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		cert, err := loadKeyPair(ctx, o.CertFile, o.KeyFile)
 		if err != nil {
 			return nil, recovery.Problemf(recovery.ErrUsage, "give a PEM certificate and its private key",
 				"--tls-cert %s / --tls-key %s: %w", o.CertFile, o.KeyFile, err)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -21,7 +23,7 @@ const (
 // token given by hand, or an Entra ID identity from the Azure SDK's
 // environment. Without --auth: the token when one is given, else Entra ID
 // when AZURE_CLIENT_ID and AZURE_TENANT_ID are set.
-func readAuth(c *cli.Context, source string) (recovery.Token, *mcas.Identity, error) {
+func readAuth(ctx context.Context, c *cli.Context, log *slog.Logger, source string) (recovery.Token, *mcas.Identity, error) {
 	kind := strings.TrimSpace(c.String("auth"))
 	tokenGiven := c.String("token-file") != "" || c.String("token") != ""
 	if kind == "" {
@@ -40,7 +42,7 @@ func readAuth(c *cli.Context, source string) (recovery.Token, *mcas.Identity, er
 	var err error
 	switch kind {
 	case authToken:
-		token, err := readToken(c, source)
+		token, err := readToken(ctx, c, log, source)
 		return token, nil, err
 	case authEntra:
 		id, err = mcas.EntraFromEnv(os.Getenv)

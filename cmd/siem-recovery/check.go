@@ -29,7 +29,8 @@ func checkCommand(stdout, stderr io.Writer) *cli.Command {
 			"the identity it authenticates as; an Entra ID token obtained, and its lifetime; then one request of a single\n" +
 			"activity, which proves the token, the proxy and the route); the sink (TCP connect,\n" +
 			"TLS handshake, or the file opened for appending); and the checkpoint (belongs to this recovery, writable,\n" +
-			"not held by a run). Each line says OK or FAIL, with the MCAS error name and the remedy on failure.\n" +
+			"not held by a run). Each line says OK or FAIL, with the MCAS error name and the remedy on failure\n" +
+			"(WARN: fine to run, but worth fixing, such as a token file other users can read).\n" +
 			"Nothing is sent and nothing is written. The exit code is that of the first failure (as for run), or 0.",
 		Flags: runCommand(stderr).Flags,
 		Action: func(c *cli.Context) error {
@@ -47,10 +48,12 @@ type prober interface {
 	Probe(ctx context.Context) error
 }
 
-// checkLine is one checked item of the report.
+// checkLine is one checked item of the report: OK, FAIL (err), or WARN
+// (fine to run, but worth fixing; the exit code stays 0).
 type checkLine struct {
 	item, detail string
 	err          error
+	warn         bool
 }
 
 func check(c *cli.Context, stdout io.Writer) error {
@@ -62,16 +65,16 @@ func check(c *cli.Context, stdout io.Writer) error {
 	ctx := c.Context
 	var lines []checkLine
 	add := func(item, detail string, err error) bool {
-		lines = append(lines, checkLine{item, detail, err})
+		lines = append(lines, checkLine{item: item, detail: detail, err: err})
 		return err == nil
 	}
 	defer func() { printCheck(stdout, lines) }()
 
-	window, err := readWindow(c)
+	window, err := readWindow(ctx, c)
 	if !add("window", window.String(), err) {
 		return firstFailure(lines)
 	}
-	filter, err := readFilter(c)
+	filter, err := readFilter(ctx, c)
 	filterText := filter.JSON()
 	if filterText == "" {
 		filterText = "none: every activity of the window"
@@ -84,6 +87,9 @@ func check(c *cli.Context, stdout io.Writer) error {
 		add("source", mcas.RedactURL(c.String("source")), srcErr)
 	} else {
 		checkSource(ctx, c, log, src, window, filter, add)
+		if w := tokenFileWarning(c.String("token-file")); w != "" && src.api != nil {
+			lines = append(lines, checkLine{item: "token file", detail: w, warn: true})
+		}
 	}
 
 	sink, err := openSink(ctx, c, log, src, nil, nil)
@@ -105,7 +111,7 @@ func check(c *cli.Context, stdout io.Writer) error {
 	// Without a valid source, the checkpoint's identity is unknown: comparing
 	// it would report a mismatch that is not there.
 	if !c.Bool("dry-run") && srcErr == nil {
-		exclude, err := readIDs(c, "exclude-ids", log)
+		exclude, err := readIDs(ctx, c, "exclude-ids", log)
 		if err != nil {
 			add("exclude-ids", c.String("exclude-ids"), err)
 		}
@@ -256,6 +262,10 @@ func checkCheckpoint(ctx context.Context, path string, id checkpoint.Identity, e
 func printCheck(w io.Writer, lines []checkLine) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, l := range lines {
+		if l.warn {
+			fmt.Fprintf(tw, "WARN\t%s\t%s\n", l.item, l.detail)
+			continue
+		}
 		if l.err == nil {
 			fmt.Fprintf(tw, "OK\t%s\t%s\n", l.item, l.detail)
 			continue

@@ -115,6 +115,25 @@ func TestExitCodes(t *testing.T) {
 			wantCode(t, r, 0)
 			writeFile(t, dir, "export.jsonl", `{"_id":"z","timestamp":1715673600000}`+"\n")
 		}},
+		// Argument files are capped (issue 16): an endless file fails fast
+		// with the cap and the flag named, instead of growing to gigabytes.
+		{name: "alert-endless", args: []string{"run", "--alert", "/dev/zero", "--source", "file:export.jsonl", "--checkpoint", "cp.db"}, code: exitUsage},
+		{name: "filter-endless", args: append(base, "--filter", "/dev/urandom"), code: exitUsage},
+		{name: "token-file-endless", args: []string{"run", "--alert", "alert.json", "--source", "https://contoso.portal.cloudappsecurity.com", "--checkpoint", "cp.db", "--token-file", "/dev/zero"}, code: exitInvalidToken},
+		{name: "exclude-ids-too-large", args: append(base, "--exclude-ids", "ids.txt"), code: exitUsage, setup: func(t *testing.T, dir string) {
+			sparse(t, filepath.Join(dir, "ids.txt"), 3<<30)
+		}},
+		{name: "ca-file-endless", args: append(base, "--sink", "tls://127.0.0.1:1", "--ca-file", "/dev/zero"), code: exitUsage},
+		// A named pipe as the export is refused at once: before, the run
+		// drained it to fingerprint it, then waited for ever on a second open.
+		{name: "source-fifo", args: []string{"run", "--alert", "alert.json", "--source", "file:pipe", "--checkpoint", "cp.db"}, code: exitUsage, setup: func(t *testing.T, dir string) {
+			mkfifo(t, filepath.Join(dir, "pipe"))
+		}},
+		{name: "source-directory", args: []string{"run", "--alert", "alert.json", "--source", "file:.", "--checkpoint", "cp.db"}, code: exitUsage},
+		// A pipe nobody writes blocks in open(2); --max-duration still ends the run.
+		{name: "filter-fifo-no-writer", args: append(base, "--filter", "pipe", "--max-duration", "300ms"), code: exitStopped, setup: func(t *testing.T, dir string) {
+			mkfifo(t, filepath.Join(dir, "pipe"))
+		}},
 		{name: "checkpoint-locked", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
 			holdLock(t, filepath.Join(dir, "cp.db.lock"), 4242)
 		}},
@@ -162,6 +181,26 @@ func holdLock(t *testing.T, path string, pid int) {
 		t.Fatal(err)
 	}
 	if _, err := f.WriteString(strconv.Itoa(pid) + "\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sparse makes a file of size bytes that takes no room on disk.
+func sparse(t *testing.T, path string, size int64) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mkfifo(t *testing.T, path string) {
+	t.Helper()
+	if err := unix.Mkfifo(path, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"siem-recovery/checkpoint"
+	"siem-recovery/internal/argfile"
 	"siem-recovery/recovery"
 )
 
@@ -57,21 +58,27 @@ func runCommand(stderr io.Writer) *cli.Command {
 }
 
 func runRecovery(c *cli.Context, stderr io.Writer) error {
-	in, err := readInputs(c, stderr)
+	in, err := readLogging(c, stderr)
 	if err != nil {
 		return err
 	}
-	log, window, filter, src := in.log, in.window, in.filter, in.src
-	exclude, err := readIDs(c, "exclude-ids", log)
-	if err != nil {
-		return err
-	}
+	log := in.log
 	maxDuration, err := duration(c, "max-duration")
 	if err != nil {
 		return err
 	}
 	ctx, stop, release := watchStops(c.Context, maxDuration, log)
 	defer release()
+	// A planned stop ends the wait for the argument files too: a named pipe
+	// with no writer must not outlast --max-duration or a signal.
+	if err := in.readFlags(stop, c); err != nil {
+		return err
+	}
+	window, filter, src := in.window, in.filter, in.src
+	exclude, err := readIDs(stop, c, "exclude-ids", log)
+	if err != nil {
+		return err
+	}
 
 	if c.Bool("dry-run") {
 		return dryRun(stop, c, in)
@@ -297,7 +304,17 @@ type inputs struct {
 
 // readInputs reads the logging, window, filter and source flags, refusing
 // positional arguments: every command but status takes flags only.
-func readInputs(c *cli.Context, stderr io.Writer) (inputs, error) {
+func readInputs(ctx context.Context, c *cli.Context, stderr io.Writer) (inputs, error) {
+	in, err := readLogging(c, stderr)
+	if err != nil {
+		return in, err
+	}
+	return in, in.readFlags(ctx, c)
+}
+
+// readLogging refuses positional arguments and sets up the logs and the
+// progress display: what a run needs before it reads the argument files.
+func readLogging(c *cli.Context, stderr io.Writer) (inputs, error) {
 	var in inputs
 	if c.Args().Present() {
 		return in, recovery.Problemf(recovery.ErrUsage, "see siem-recovery "+c.Command.Name+" --help",
@@ -308,27 +325,32 @@ func readInputs(c *cli.Context, stderr io.Writer) (inputs, error) {
 	if in.log, err = newLogger(c, in.console); err != nil {
 		return in, err
 	}
-	if in.progressEvery, err = duration(c, "progress-interval"); err != nil {
-		return in, err
-	}
-	if in.window, err = readWindow(c); err != nil {
-		return in, err
-	}
-	if in.filter, err = readFilter(c); err != nil {
-		return in, err
-	}
-	in.src, err = parseSource(c.String("source"))
+	in.progressEvery, err = duration(c, "progress-interval")
 	return in, err
 }
 
+// readFlags reads the window, filter and source flags; the argument files
+// are read within ctx.
+func (in *inputs) readFlags(ctx context.Context, c *cli.Context) error {
+	var err error
+	if in.window, err = readWindow(ctx, c); err != nil {
+		return err
+	}
+	if in.filter, err = readFilter(ctx, c); err != nil {
+		return err
+	}
+	in.src, err = parseSource(c.String("source"))
+	return err
+}
+
 // readWindow takes the window from --start/--end, else from --alert.
-func readWindow(c *cli.Context) (recovery.Window, error) {
+func readWindow(ctx context.Context, c *cli.Context) (recovery.Window, error) {
 	var w recovery.Window
 	alert := c.String("alert")
 	if alert != "" {
-		data, err := os.ReadFile(alert)
+		data, _, err := readArgFile(ctx, "alert", "the alert file", alert, recovery.ErrUsage)
 		if err != nil {
-			return w, recovery.Problemf(recovery.ErrUsage, "check the path given to --alert", "cannot read the alert file %s: %w", alert, err)
+			return w, err
 		}
 		if w, err = recovery.ParseAlert(data); err != nil && (c.String("start") == "" || c.String("end") == "") {
 			return w, timeProblem("the alert file "+alert+":", err,
@@ -409,14 +431,14 @@ func duration(c *cli.Context, name string) (time.Duration, error) {
 	return d, nil
 }
 
-func readFilter(c *cli.Context) (recovery.Filter, error) {
+func readFilter(ctx context.Context, c *cli.Context) (recovery.Filter, error) {
 	path := c.String("filter")
 	if path == "" {
 		return recovery.Filter{}, nil
 	}
-	data, err := os.ReadFile(path)
+	data, _, err := readArgFile(ctx, "filter", "the filter file", path, recovery.ErrUsage)
 	if err != nil {
-		return recovery.Filter{}, recovery.Problemf(recovery.ErrUsage, "check the path given to --filter", "cannot read the filter file %s: %w", path, err)
+		return recovery.Filter{}, err
 	}
 	f, err := recovery.ParseFilter(data)
 	if err != nil {
@@ -453,18 +475,27 @@ func newLogger(c *cli.Context, stderr io.Writer) (*slog.Logger, error) {
 	return nil, recovery.Problemf(recovery.ErrUsage, "use --log-format text or json", "--log-format %q is not a log format", c.String("log-format"))
 }
 
+// maxIDFileBytes caps an id file (--exclude-ids, --received): room for
+// tens of millions of bare ids or millions of CEF lines, while an endless
+// file (/dev/zero, a pipe that never closes) fails instead of filling memory.
+const maxIDFileBytes = 2 << 30
+
 // readIDs reads the id file a flag names (nil when the flag is unset).
-func readIDs(c *cli.Context, flag string, log *slog.Logger) (*recovery.IDSet, error) {
+func readIDs(ctx context.Context, c *cli.Context, flag string, log *slog.Logger) (*recovery.IDSet, error) {
 	path := c.String(flag)
 	if path == "" {
 		return nil, nil
 	}
-	f, err := os.Open(path)
+	f, err := argfile.Open(ctx, path, maxIDFileBytes)
 	if err != nil {
-		return nil, recovery.Problemf(recovery.ErrUsage, "check the path given to --"+flag, "cannot read --%s: %w", flag, err)
+		return nil, argFileProblem(ctx, recovery.ErrUsage, flag, "--"+flag+" "+path, err)
 	}
 	defer f.Close()
 	set, err := recovery.ReadIDSet(f)
+	var tooLarge *argfile.TooLargeError
+	if errors.As(err, &tooLarge) || ctx.Err() != nil {
+		return nil, argFileProblem(ctx, recovery.ErrUsage, flag, "--"+flag+" "+path, err)
+	}
 	if err != nil {
 		return nil, recovery.Problemf(recovery.ErrUsage,
 			"give one activity id per line, or the CEF or JSON lines the SIEM received", "--%s %s: %w", flag, path, err)

@@ -39,12 +39,12 @@ func verifyCommand(stdout, stderr io.Writer) *cli.Command {
 }
 
 func verify(c *cli.Context, stdout, stderr io.Writer) error {
-	in, err := readInputs(c, stderr)
+	in, err := readInputs(c.Context, c, stderr)
 	if err != nil {
 		return err
 	}
 	log, window, filter, src := in.log, in.window, in.filter, in.src
-	received, err := readIDs(c, "received", log)
+	received, err := readIDs(c.Context, c, "received", log)
 	if err != nil {
 		return err
 	}

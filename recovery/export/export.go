@@ -21,6 +21,7 @@ import (
 	"os"
 	"slices"
 
+	"siem-recovery/internal/argfile"
 	"siem-recovery/internal/parallel"
 	"siem-recovery/recovery"
 )
@@ -53,22 +54,17 @@ type Source struct {
 }
 
 // Open opens the export at path. pageSize bounds the activities per page.
+// An export must be a regular file: a resume seeks to a byte offset, and
+// the checkpoint knows the export by its first MiB, neither of which a pipe
+// or a device can give twice. Anything else fails with an
+// *argfile.NotRegularError, at once (a pipe is not waited on).
 func Open(path string, w recovery.Window, f recovery.Filter, pageSize int) (*Source, error) {
 	if pageSize <= 0 {
 		return nil, fmt.Errorf("page size %d: must be positive", pageSize)
 	}
-	file, err := os.Open(path)
+	file, info, err := argfile.OpenRegular(path)
 	if err != nil {
-		return nil, recovery.Problemf(recovery.ErrUsage, "check the path after file: in --source", "cannot open the export %s: %w", path, err)
-	}
-	info, err := file.Stat()
-	if err != nil {
-		file.Close()
-		return nil, fmt.Errorf("stat %s: %w", path, err)
-	}
-	if info.IsDir() {
-		file.Close()
-		return nil, recovery.Problemf(recovery.ErrUsage, "name a JSON-lines file after file: in --source", "the export %s is a directory", path)
+		return nil, err
 	}
 	return &Source{path: path, f: file, size: info.Size(), window: w, filter: f, pageSize: pageSize}, nil
 }
@@ -347,17 +343,18 @@ func (a *arena) clone(b []byte) []byte {
 // Identity names the export at path by its content, not its path: the same
 // export moved or reached from another directory is the same recovery, and
 // another export at the same path is not. The first MiB decides (a resume
-// also checks the line at its offset). An unreadable file gets its path;
-// opening it reports the problem.
-func Identity(path string) string {
-	f, err := os.Open(path)
+// also checks the line at its offset). It fails as Open does, so a path
+// that can be no export (a pipe, which reading would drain) is refused
+// before anything else happens.
+func Identity(path string) (string, error) {
+	f, _, err := argfile.OpenRegular(path)
 	if err != nil {
-		return "file:" + path
+		return "", err
 	}
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.CopyN(h, f, 1<<20); err != nil && !errors.Is(err, io.EOF) {
-		return "file:" + path
+		return "", fmt.Errorf("read %s: %w", path, err)
 	}
-	return fmt.Sprintf("file-sha256:%x", h.Sum(nil))
+	return fmt.Sprintf("file-sha256:%x", h.Sum(nil)), nil
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"siem-recovery/internal/argfile"
 	"siem-recovery/recovery"
 )
 
@@ -146,9 +148,33 @@ func TestLongLines(t *testing.T) {
 }
 
 func TestMissingExport(t *testing.T) {
-	_, err := Open(filepath.Join(t.TempDir(), "nope.jsonl"), recovery.Window{Start: 0, End: 1}, recovery.Filter{}, 1)
-	if !errors.Is(err, recovery.ErrUsage) || !strings.Contains(err.Error(), "cannot open the export") {
-		t.Fatalf("missing: %v", err)
+	path := filepath.Join(t.TempDir(), "nope.jsonl")
+	if _, err := Open(path, recovery.Window{Start: 0, End: 1}, recovery.Filter{}, 1); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Open of a missing export: %v", err)
+	}
+	if _, err := Identity(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Identity of a missing export: %v", err)
+	}
+}
+
+// An export must be a regular file: a resume seeks to a byte offset and
+// the identity reads the first MiB, which a pipe would give only once. A
+// pipe, a device or a directory is refused at once; before, Identity
+// drained a pipe and Open then waited for ever for a second writer.
+func TestExportMustBeARegularFile(t *testing.T) {
+	dir := t.TempDir()
+	paths := []string{dir, "/dev/null"}
+	if fifo := filepath.Join(dir, "pipe"); mkfifo(fifo) == nil {
+		paths = append(paths, fifo) // no writer: an open that waited would hang here
+	}
+	for _, path := range paths {
+		var notRegular *argfile.NotRegularError
+		if _, err := Identity(path); !errors.As(err, &notRegular) || notRegular.Path != path {
+			t.Errorf("Identity(%s): %v", path, err)
+		}
+		if _, err := Open(path, recovery.Window{Start: 0, End: 1}, recovery.Filter{}, 1); !errors.As(err, &notRegular) {
+			t.Errorf("Open(%s): %v", path, err)
+		}
 	}
 }
 
