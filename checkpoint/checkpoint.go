@@ -10,6 +10,8 @@ package checkpoint
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,14 +24,15 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/sys/unix"
 
+	"siem-recovery/internal/argfile"
 	"siem-recovery/recovery"
 )
 
 var (
 	bucketName = []byte("siem-recovery")
 	stateKey   = []byte("state")
+	sumKey     = []byte("state.sha256") // the first 8 bytes of the state's SHA-256, in hex
 )
 
 // FileMode is the mode of a checkpoint file and its lock: the checkpoint
@@ -82,7 +85,8 @@ func short(fp string) string { return fp[:min(12, len(fp))] }
 
 // Store is a checkpoint held by one run. It implements recovery.Checkpoint.
 type Store struct {
-	path string
+	path string // as the operator named it: what messages say
+	file string // the file it resolves to: what is locked and opened
 	lock *os.File
 	now  func() time.Time
 }
@@ -91,12 +95,20 @@ type Store struct {
 // when it does not exist. It fails with recovery.ErrCheckpointUnavailable,
 // leaving the file untouched, when another run holds it, when it is corrupt
 // or not a checkpoint, or when it was made for another identity.
+//
+// The lock is taken on the file path resolves to, symbolic links followed,
+// so two runs that name one checkpoint by two paths still exclude each
+// other.
 func Open(ctx context.Context, path string, id Identity) (*Store, error) {
-	lock, err := acquire(path)
+	file, err := resolve(path)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: path, lock: lock, now: time.Now}
+	lock, err := acquire(path, file+".lock", lockName(path, file))
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{path: path, file: file, lock: lock, now: time.Now}
 	if err := s.init(ctx, id); err != nil {
 		s.Close()
 		return nil, err
@@ -118,7 +130,7 @@ func (s *Store) Close() error {
 func (s *Store) Path() string { return s.path }
 
 func (s *Store) init(ctx context.Context, id Identity) error {
-	_, statErr := os.Stat(s.path)
+	_, statErr := os.Stat(s.file)
 	switch {
 	case errors.Is(statErr, fs.ErrNotExist):
 		now := s.now().UTC()
@@ -129,7 +141,7 @@ func (s *Store) init(ctx context.Context, id Identity) error {
 		// Built aside and renamed into place: a run killed while creating
 		// it leaves no half-made checkpoint that every re-run would refuse
 		// as corrupt. The lock is held, so the temporary file is ours.
-		tmp := s.path + ".new"
+		tmp := s.file + ".new"
 		os.Remove(tmp)
 		db, err := bolt.Open(tmp, FileMode, &bolt.Options{Timeout: lockWait})
 		if err != nil {
@@ -143,19 +155,19 @@ func (s *Store) init(ctx context.Context, id Identity) error {
 			return put(b, st)
 		})
 		if err = errors.Join(err, db.Close()); err == nil {
-			err = os.Rename(tmp, s.path)
+			err = os.Rename(tmp, s.file)
 		}
 		if err != nil {
 			os.Remove(tmp)
 			return fmt.Errorf("create %s: %w", s.path, err)
 		}
-		return syncDir(filepath.Dir(s.path))
+		return syncDir(filepath.Dir(s.file))
 	case statErr != nil:
 		return unavailable(statErr, "check the path and its permissions", "cannot read %s: %v", s.path, statErr)
 	}
 	// An existing file is first read read-only: a corrupt or foreign file
 	// must be reported, never "repaired" by opening it for writing.
-	st, err := readFile(ctx, s.path)
+	st, err := readFile(ctx, s.path, s.file)
 	if err != nil {
 		return err
 	}
@@ -167,96 +179,135 @@ func (s *Store) init(ctx context.Context, id Identity) error {
 
 // Load returns the stored state.
 func (s *Store) Load(ctx context.Context) (recovery.State, error) {
-	return readFile(ctx, s.path)
+	return readFile(ctx, s.path, s.file)
 }
 
 // Update applies fn to the stored state and writes the result in one bbolt
 // transaction, stamping UpdatedAt. When fn fails nothing is written. A
 // cancelled ctx does not stop the write: progress is saved on the way out.
+// A file damaged since the run opened it is reported as corrupt before
+// anything is written to it.
 func (s *Store) Update(ctx context.Context, fn func(*recovery.State) error) error {
 	if s.lock == nil {
 		return errors.New("checkpoint: update after close")
 	}
-	db, err := bolt.Open(s.path, FileMode, &bolt.Options{Timeout: lockWait})
-	if err != nil {
-		return fmt.Errorf("open checkpoint %s: %w", s.path, err)
-	}
-	defer db.Close()
-	return db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketName)
-		if b == nil {
-			return fmt.Errorf("checkpoint %s lost its bucket", s.path)
-		}
-		st, err := get(b)
+	return guarded(s.path, func() error {
+		db, err := openDB(s.path, s.file, false)
 		if err != nil {
 			return err
 		}
-		if err := fn(&st); err != nil {
-			return err
-		}
-		st.UpdatedAt = s.now().UTC()
-		return put(b, st)
+		defer db.Close()
+		return db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketName)
+			st, err := get(b)
+			if err != nil {
+				return corrupt(s.path, err)
+			}
+			if err := fn(&st); err != nil {
+				return err
+			}
+			st.UpdatedAt = s.now().UTC()
+			return put(b, st)
+		})
 	})
 }
 
 // Read returns the state of the checkpoint at path without locking it
 // against a run, and whether a run holds it right now. It never writes.
 func Read(ctx context.Context, path string) (st recovery.State, running bool, err error) {
-	if _, err := os.Stat(path); err != nil {
-		return st, false, unavailable(err, "check the --checkpoint path: a run creates it when it starts", "cannot read %s: %v", path, err)
-	}
-	st, err = readFile(ctx, path)
+	file, err := resolve(path)
 	if err != nil {
 		return st, false, err
 	}
-	return st, isLocked(path), nil
+	if _, err := os.Stat(file); err != nil {
+		return st, false, unavailable(err, "check the --checkpoint path: a run creates it when it starts", "cannot read %s: %v", path, err)
+	}
+	st, err = readFile(ctx, path, file)
+	if err != nil {
+		return st, false, err
+	}
+	return st, isLocked(file + ".lock"), nil
 }
 
-func readFile(ctx context.Context, path string) (st recovery.State, err error) {
-	corrupt := func(cause error) error {
-		return unavailable(cause,
-			"move it aside and re-run to start this recovery afresh (activities already sent will be sent again)",
-			"%s is corrupt or not a siem-recovery checkpoint (%v)", path, cause)
+// readFile reads the state of the checkpoint file, named path in
+// messages. The file is opened read-only: a corrupt or foreign file must be
+// reported, never "repaired" by opening it for writing.
+func readFile(_ context.Context, path, file string) (st recovery.State, err error) {
+	err = guarded(path, func() error {
+		db, err := openDB(path, file, true)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return db.View(func(tx *bolt.Tx) error {
+			st, err = get(tx.Bucket(bucketName))
+			if err != nil {
+				return corrupt(path, err)
+			}
+			return nil
+		})
+	})
+	return st, err
+}
+
+// openDB opens the bbolt file for one transaction, once its layout is
+// found sound (see checkLayout): a damaged file is reported, never given to
+// bbolt, and never written.
+func openDB(path, file string, readOnly bool) (*bolt.DB, error) {
+	if err := checkFile(file); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, unavailable(err, "run as the user that owns it", "cannot open %s: %v", path, err)
+		}
+		return nil, corrupt(path, err)
 	}
-	// bbolt panics on some forms of damage, and a truncated file faults
-	// (SIGBUS) when its mmap is read; a damaged checkpoint is an operator's
-	// problem to hear about, not a crash.
+	db, err := bolt.Open(file, FileMode, &bolt.Options{ReadOnly: readOnly, Timeout: lockWait})
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, bolt.ErrTimeout):
+		return nil, unavailable(err, "try again in a moment", "%s stayed locked for %s", path, lockWait)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, unavailable(err, "run as the user that owns it", "cannot open %s: %v", path, err)
+	}
+	return nil, corrupt(path, err)
+}
+
+// guarded runs fn, which reads a bbolt file, and turns what bbolt does on
+// a damaged one (a panic, or a memory fault reading a page its mmap does
+// not hold) into the corrupt error: an operator's problem to hear about,
+// not a crash.
+func guarded(path string, fn func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = corrupt(fmt.Errorf("damaged bbolt file: %v", r))
+			err = corrupt(path, fmt.Errorf("damaged bbolt file: %v", r))
 		}
 	}()
-	db, err := bolt.Open(path, FileMode, &bolt.Options{ReadOnly: true, Timeout: lockWait})
-	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return st, unavailable(err, "try again in a moment", "%s stayed locked for %s", path, lockWait)
-		}
-		if errors.Is(err, fs.ErrPermission) {
-			return st, unavailable(err, "run as the user that owns it", "cannot open %s: %v", path, err)
-		}
-		return st, corrupt(err)
-	}
-	defer db.Close()
-	err = db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketName)
-		if b == nil {
-			return errors.New("it holds no siem-recovery state")
-		}
-		st, err = get(b)
-		return err
-	})
-	if err != nil {
-		return st, corrupt(err)
-	}
-	return st, nil
+	return fn()
 }
 
+// corrupt is the error for a file that is no sound siem-recovery
+// checkpoint.
+func corrupt(path string, cause error) error {
+	return unavailable(cause,
+		"move it aside and re-run to start this recovery afresh (activities already sent will be sent again)",
+		"%s is corrupt or not a siem-recovery checkpoint (%v)", path, cause)
+}
+
+// get decodes the stored state, checking it against its checksum: a
+// damaged page can leave JSON that still decodes, to other numbers.
 func get(b *bolt.Bucket) (recovery.State, error) {
 	var st recovery.State
+	if b == nil {
+		return st, errors.New("it holds no siem-recovery state")
+	}
 	v := b.Get(stateKey)
 	if v == nil {
 		return st, errors.New("it holds no siem-recovery state")
+	}
+	// Checkpoints written before the checksum have none; theirs is not checked.
+	if sum := b.Get(sumKey); sum != nil && string(sum) != checksum(v) {
+		return st, errors.New("its state does not match its checksum")
 	}
 	if err := json.Unmarshal(v, &st); err != nil {
 		return st, fmt.Errorf("its state does not decode: %w", err)
@@ -264,27 +315,91 @@ func get(b *bolt.Bucket) (recovery.State, error) {
 	return st, nil
 }
 
+func checksum(v []byte) string {
+	sum := sha256.Sum256(v)
+	return hex.EncodeToString(sum[:8])
+}
+
 func put(b *bolt.Bucket, st recovery.State) error {
 	v, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	return b.Put(stateKey, v)
+	if err := b.Put(stateKey, v); err != nil {
+		return err
+	}
+	return b.Put(sumKey, []byte(checksum(v)))
 }
 
-// acquire takes the run lock PATH.lock, writing this process's pid into it.
-func acquire(path string) (*os.File, error) {
-	lockPath := path + ".lock"
-	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, FileMode)
+// resolve returns the file the checkpoint path stands for: absolute, with
+// every symbolic link followed, so that the lock beside it is the same for
+// every path to it. A checkpoint that does not exist yet resolves through
+// its directory. A path that names something other than a regular file
+// (a named pipe, a device, a directory) is refused: bbolt would block on
+// a pipe, or write into a device.
+func resolve(path string) (string, error) {
+	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, unavailable(err, "check that the checkpoint's directory exists and is writable, or choose another --checkpoint", "cannot create lock %s: %v", lockPath, err)
+		return "", unavailable(err, "check the --checkpoint path", "cannot resolve %s: %v", path, err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	file, err := filepath.EvalSymlinks(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		if info, lerr := os.Lstat(abs); lerr == nil && info.Mode()&fs.ModeSymlink != 0 {
+			return "", unavailable(nil, "point the link at an existing checkpoint, or give --checkpoint the real path",
+				"%s is a symbolic link to a file that does not exist", path)
+		}
+		dir, derr := filepath.EvalSymlinks(filepath.Dir(abs))
+		if derr != nil {
+			return "", unavailable(derr, "check that the checkpoint's directory exists, or choose another --checkpoint", "cannot create %s: %v", path, derr)
+		}
+		return filepath.Join(dir, filepath.Base(abs)), nil
+	}
+	if err != nil {
+		return "", unavailable(err, "check the path and its permissions", "cannot read %s: %v", path, err)
+	}
+	info, err := os.Stat(file)
+	if err != nil {
+		return "", unavailable(err, "check the path and its permissions", "cannot read %s: %v", path, err)
+	}
+	if !info.Mode().IsRegular() {
+		return "", unavailable(nil, "give --checkpoint the path of a regular file (a run creates it)",
+			"%s is %s, not a checkpoint file", path, argfile.Describe(info.Mode()))
+	}
+	return file, nil
+}
+
+// lockName is how messages name the lock of the checkpoint path that
+// resolves to file: beside path as given, unless path is an alias.
+func lockName(path, file string) string {
+	if abs, err := filepath.Abs(path); err == nil && abs == file {
+		return path + ".lock"
+	}
+	return file + ".lock"
+}
+
+// acquire takes the run lock at lockPath, beside the checkpoint's resolved
+// file, and writes this process's pid into it; path and name name the
+// checkpoint and the lock in messages. The lock file is never followed through a link, and never
+// truncated unless it holds what a run writes (a pid, or nothing): a link
+// or a hard link planted at its name must not make a run overwrite
+// another file.
+func acquire(path, lockPath, name string) (*os.File, error) {
+	const remedy = "remove it (a run creates its lock file itself), or choose another --checkpoint"
+	f, err := openLockFile(lockPath)
+	if err != nil {
+		if info, lerr := os.Lstat(lockPath); lerr == nil && !info.Mode().IsRegular() {
+			return nil, unavailable(err, remedy, "the lock %s is %s, not a lock file", name, argfile.Describe(info.Mode()))
+		}
+		return nil, unavailable(err, "check that the checkpoint's directory exists and is writable, or choose another --checkpoint", "cannot create lock %s: %v", name, err)
+	}
+	if err := checkLockFile(f); err != nil {
+		f.Close()
+		return nil, unavailable(nil, remedy, "the lock %s %v", name, err)
+	}
+	if err := lockFile(f); err != nil {
 		holder := "another process"
-		if b, rerr := os.ReadFile(lockPath); rerr == nil {
-			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
-				holder = fmt.Sprintf("another siem-recovery run (pid %d)", pid)
-			}
+		if pid, ok := readPID(f); ok {
+			holder = fmt.Sprintf("another siem-recovery run (pid %d)", pid)
 		}
 		f.Close()
 		return nil, unavailable(err, "wait for that run to finish, or stop it; two runs must never share a checkpoint", "%s is locked by %s", path, holder)
@@ -295,18 +410,36 @@ func acquire(path string) (*os.File, error) {
 	return f, nil
 }
 
-// isLocked reports whether a run holds path's lock, without creating it.
-func isLocked(path string) bool {
-	f, err := os.Open(path + ".lock")
+// maxLockBytes is more than any pid line a run writes.
+const maxLockBytes = 32
+
+// checkLockFile makes sure f is a lock file a run made: a regular file
+// with one name, holding a pid line or nothing.
+func checkLockFile(f *os.File) error {
+	info, err := f.Stat()
 	if err != nil {
-		return false
+		return err
 	}
-	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		return true
+	switch {
+	case !info.Mode().IsRegular():
+		return fmt.Errorf("is %s, not a lock file", argfile.Describe(info.Mode()))
+	case links(info) > 1:
+		return fmt.Errorf("has %d names (hard links): it may be another file", links(info))
+	case info.Size() > maxLockBytes:
+		return fmt.Errorf("holds %d bytes, not a pid: it is not a siem-recovery lock file", info.Size())
 	}
-	unix.Flock(int(f.Fd()), unix.LOCK_UN)
-	return false
+	if _, ok := readPID(f); !ok && info.Size() > 0 {
+		return errors.New("holds something other than a pid: it is not a siem-recovery lock file")
+	}
+	return nil
+}
+
+// readPID reads the pid a run wrote into its lock file.
+func readPID(f *os.File) (int, bool) {
+	buf := make([]byte, maxLockBytes+1)
+	n, _ := f.ReadAt(buf, 0)
+	pid, err := strconv.Atoi(strings.TrimSuffix(string(buf[:n]), "\n"))
+	return pid, err == nil && pid > 0
 }
 
 func unavailable(cause error, remedy, format string, args ...any) error {
@@ -315,17 +448,4 @@ func unavailable(cause error, remedy, format string, args ...any) error {
 		e.Err = cause
 	}
 	return e
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }

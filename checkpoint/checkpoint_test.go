@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -163,3 +164,5 @@ func TestKilledCreationDoesNotBlockTheNextRun(t *testing.T) {
 		t.Errorf("checkpoint mode %v, %v; want 0600", info.Mode().Perm(), err)
 	}
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	le "encoding/binary"
 	"flag"
 	"os"
 	"path/filepath"
@@ -134,6 +135,27 @@ func TestExitCodes(t *testing.T) {
 		{name: "filter-fifo-no-writer", args: append(base, "--filter", "pipe", "--max-duration", "300ms"), code: exitStopped, setup: func(t *testing.T, dir string) {
 			mkfifo(t, filepath.Join(dir, "pipe"))
 		}},
+		// A damaged page made bbolt panic (exit 2, a stack trace); the
+		// checkpoint is now checked before bbolt reads it.
+		{name: "checkpoint-damaged-freelist", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
+			r := runBin(t, dir, nil, append(base, "--max-duration", "1ns")...)
+			wantCode(t, r, exitStopped)
+			damageFreelist(t, filepath.Join(dir, "cp.db"))
+		}},
+		{name: "checkpoint-fifo", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
+			mkfifo(t, filepath.Join(dir, "cp.db"))
+		}},
+		{name: "checkpoint-lock-symlink", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
+			writeFile(t, dir, "victim.conf", "important\n")
+			if err := os.Symlink("victim.conf", filepath.Join(dir, "cp.db.lock")); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if got, _ := os.ReadFile(filepath.Join(dir, "victim.conf")); string(got) != "important\n" {
+					t.Errorf("the run wrote through the lock's link: victim.conf holds %q", got)
+				}
+			})
+		}},
 		{name: "checkpoint-locked", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
 			holdLock(t, filepath.Join(dir, "cp.db.lock"), 4242)
 		}},
@@ -151,13 +173,13 @@ func TestExitCodes(t *testing.T) {
 			}
 			var before []byte
 			if tt.code == exitCheckpointUnusable {
-				before, _ = os.ReadFile(filepath.Join(dir, "cp.db"))
+				before = regularContent(t, filepath.Join(dir, "cp.db"))
 			}
 			r := runBin(t, dir, tt.env, tt.args...)
 			wantCode(t, r, tt.code)
 			golden(t, filepath.Join("run", tt.name, "stderr"), lastLine(r.stderr))
 			if tt.code == exitCheckpointUnusable {
-				after, _ := os.ReadFile(filepath.Join(dir, "cp.db"))
+				after := regularContent(t, filepath.Join(dir, "cp.db"))
 				if string(before) != string(after) {
 					t.Fatal("the checkpoint changed")
 				}
@@ -203,4 +225,39 @@ func mkfifo(t *testing.T, path string) {
 	if err := unix.Mkfifo(path, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// damageFreelist gives the freelist page of the bbolt file at path an
+// impossible count, as a torn or flipped write could.
+func damageFreelist(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageSize := int(le.LittleEndian.Uint32(data[16+8:]))
+	meta := 16 // the meta of the later transaction: bbolt reads that one
+	if le.LittleEndian.Uint64(data[pageSize+16+48:]) > le.LittleEndian.Uint64(data[16+48:]) {
+		meta = pageSize + 16
+	}
+	free := int(le.LittleEndian.Uint64(data[meta+32:])) * pageSize
+	le.LittleEndian.PutUint16(data[free+10:], 0xffff) // the count is in the first element...
+	le.LittleEndian.PutUint64(data[free+16:], 1<<40)  // ...which says 2^40 ids
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// regularContent is the content of path if it is a regular file (reading
+// a pipe would wait for a writer), else nil.
+func regularContent(t *testing.T, path string) []byte {
+	t.Helper()
+	if info, err := os.Stat(path); err != nil || !info.Mode().IsRegular() {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
