@@ -220,6 +220,9 @@ func Read(ctx context.Context, path string) (st recovery.State, running bool, er
 		return st, false, err
 	}
 	if _, err := os.Stat(file); err != nil {
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+			pe.Path = path // as the operator named it
+		}
 		return st, false, unavailable(err, "check the --checkpoint path: a run creates it when it starts", "cannot read %s: %v", path, err)
 	}
 	st, err = readFile(ctx, path, file)

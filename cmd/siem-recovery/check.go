@@ -115,7 +115,12 @@ func check(c *cli.Context, stdout io.Writer) error {
 		if err != nil {
 			add("exclude-ids", c.String("exclude-ids"), err)
 		}
-		detail, err := checkCheckpoint(ctx, c.String("checkpoint"), identity(src, window, filter), exclude.Fingerprint())
+		id := identity(src, window, filter)
+		path, err := checkpointPath(c, id)
+		detail := path
+		if err == nil {
+			detail, err = checkCheckpoint(ctx, path, id, exclude.Fingerprint())
+		}
 		add("checkpoint", detail, err)
 	}
 	return firstFailure(lines)
@@ -226,6 +231,9 @@ func checkCheckpoint(ctx context.Context, path string, id checkpoint.Identity, e
 	st, active, err := checkpoint.Read(ctx, path)
 	if errors.Is(err, fs.ErrNotExist) {
 		dir := filepath.Dir(path)
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			return path + ": new; a run will create it (mode 0600) and its directory (mode 0700)", nil
+		}
 		probe, err := os.CreateTemp(dir, ".siem-recovery-check-*")
 		if err != nil {
 			return path, recovery.Problemf(recovery.ErrCheckpointUnavailable, "choose a --checkpoint in a directory this user can write",

@@ -62,14 +62,18 @@ func exitCode(err error) (int, string) {
 // remedy of the operator-facing error, without the wrapping context the
 // code added on the way up.
 func explain(err error) string {
+	text := err.Error()
 	var e *recovery.Error
 	if errors.As(err, &e) {
-		return e.Error()
+		text = e.Error()
+	} else if code, _ := exitCode(err); code == exitGeneral {
+		text += "; fix the cause and re-run (progress is kept); if the cause is unclear, re-run with --log-format json and report the output with the command line (without the token)"
 	}
-	if code, _ := exitCode(err); code == exitGeneral {
-		return err.Error() + "; fix the cause and re-run (progress is kept); if the cause is unclear, re-run with --log-format json and report the output with the command line (without the token)"
+	var at *atCheckpoint
+	if errors.As(err, &at) {
+		text += " (checkpoint " + at.path + ")"
 	}
-	return err.Error()
+	return text
 }
 
 // usageError marks err as a usage error (exit 2).

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"siem-recovery/checkpoint"
+	"siem-recovery/recovery"
 )
 
 // env names the environment variable that may set a flag (SPEC §2).
@@ -13,10 +19,9 @@ func env(flag string) []string {
 }
 
 const (
-	defaultPageSize   = 5000
-	defaultRateLimit  = 20
-	defaultCritical   = 10
-	defaultCheckpoint = "siem-recovery.db"
+	defaultPageSize  = 5000
+	defaultRateLimit = 20
+	defaultCritical  = 10
 	// defaultUDPRate paces UDP as scripts/udp-rate.sh measured worth it
 	// (docs/delivery.md): unpaced, a stock rsyslog lost a quarter and more;
 	// at 5,000 a second, a few in a thousand. It is twice what the API can
@@ -90,8 +95,45 @@ func sinkFlags() []cli.Flag {
 
 // checkpointFlag names the checkpoint file.
 func checkpointFlag() cli.Flag {
-	return &cli.StringFlag{Name: "checkpoint", Category: "Progress", EnvVars: env("checkpoint"), Value: defaultCheckpoint, TakesFile: true,
-		Usage: "the bbolt `FILE` that records progress (created with mode 0600; a run also holds FILE.lock)"}
+	return &cli.StringFlag{Name: "checkpoint", Category: "Progress", EnvVars: env("checkpoint"), TakesFile: true,
+		Usage: "the bbolt `FILE` that records progress (created with mode 0600; a run also holds FILE.lock). " +
+			"Default: a file named for the window, source and filter in the user's state directory " +
+			"($XDG_STATE_HOME/siem-recovery, else ~/.local/state/siem-recovery; macOS ~/Library/Application Support/siem-recovery; " +
+			"Windows %LOCALAPPDATA%\\siem-recovery), so the same command resumes from any directory; run prints the path"}
+}
+
+// checkpointPath is --checkpoint, or else the default checkpoint of the
+// recovery id: its own file in the user's state directory.
+func checkpointPath(c *cli.Context, id checkpoint.Identity) (string, error) {
+	if p := c.String("checkpoint"); p != "" {
+		return p, nil
+	}
+	dir, err := stateDir()
+	if err != nil {
+		return "", recovery.Problemf(recovery.ErrUsage, "give --checkpoint FILE",
+			"no --checkpoint, and no state directory for the default one: %w", err)
+	}
+	return filepath.Join(dir, id.FileName()), nil
+}
+
+// stateDir is the user's state directory for checkpoints on this system.
+func stateDir() (string, error) {
+	return checkpoint.StateDir(runtime.GOOS, os.Getenv, os.UserHomeDir)
+}
+
+// missingCheckpoint is status's error without --checkpoint: status reads
+// one checkpoint, so it lists the ones in the state directory to choose.
+func missingCheckpoint() error {
+	const remedy = "give it with --checkpoint PATH (run prints the path it uses when it starts)"
+	dir, err := stateDir()
+	if err != nil {
+		return recovery.Problemf(recovery.ErrUsage, remedy, "status needs --checkpoint")
+	}
+	names, _ := filepath.Glob(filepath.Join(dir, "*.db"))
+	if len(names) == 0 {
+		return recovery.Problemf(recovery.ErrUsage, remedy, "status needs --checkpoint, and %s holds no checkpoint", dir)
+	}
+	return recovery.Problemf(recovery.ErrUsage, remedy, "status needs --checkpoint; the checkpoints in %s are: %s", dir, strings.Join(names, ", "))
 }
 
 // logFlags choose how logs look; logs always go to stderr.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,7 +58,7 @@ func runCommand(stderr io.Writer) *cli.Command {
 	}
 }
 
-func runRecovery(c *cli.Context, stderr io.Writer) error {
+func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 	in, err := readLogging(c, stderr)
 	if err != nil {
 		return err
@@ -84,15 +85,22 @@ func runRecovery(c *cli.Context, stderr io.Writer) error {
 		return dryRun(stop, c, in)
 	}
 
-	store, err := checkpoint.Open(ctx, c.String("checkpoint"), identity(src, window, filter))
+	store, err := openCheckpoint(ctx, c, identity(src, window, filter))
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	// From here on, every way the run ends names the checkpoint.
+	defer func() {
+		if err != nil {
+			err = &atCheckpoint{err: err, path: store.Path()}
+		}
+	}()
 	st, err := store.Load(ctx)
 	if err != nil {
 		return err
 	}
+	log.Info("checkpoint", "path", store.Path(), "state", st.State, "sent", st.Sent)
 	plan := st.Plan(exclude.Fingerprint())
 	if plan == recovery.PlanNothing {
 		alreadyCompleted(log, store.Path(), st, exclude != nil)
@@ -447,15 +455,41 @@ func readFilter(ctx context.Context, c *cli.Context) (recovery.Filter, error) {
 	return f, nil
 }
 
-// fingerprint identifies what a checkpoint recovers: the source and the
-// filter (the window is stored and compared as is). The token is no part of
-// it: a new token for the same tenant resumes the same recovery.
 // identity is what a checkpoint must hold to be this recovery's: the
-// window, and a fingerprint of the source and the filter.
+// window, and a fingerprint of the source and the filter. The token is no
+// part of it: a new token for the same tenant resumes the same recovery.
 func identity(src sourceSpec, w recovery.Window, f recovery.Filter) checkpoint.Identity {
 	sum := sha256.Sum256([]byte(src.identity + "\n" + f.JSON()))
 	return checkpoint.Identity{Window: w, Source: src.display, Filter: f.JSON(), Fingerprint: hex.EncodeToString(sum[:])}
 }
+
+// openCheckpoint opens the run's checkpoint: --checkpoint, or by default
+// the recovery's own file in the user's state directory, which it creates
+// (mode 0700) if need be.
+func openCheckpoint(ctx context.Context, c *cli.Context, id checkpoint.Identity) (*checkpoint.Store, error) {
+	path, err := checkpointPath(c, id)
+	if err != nil {
+		return nil, err
+	}
+	if c.String("checkpoint") == "" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, recovery.Problemf(recovery.ErrCheckpointUnavailable, "give --checkpoint FILE in a directory this user can write",
+				"cannot create the state directory for the default checkpoint: %w", err)
+		}
+	}
+	return checkpoint.Open(ctx, path, id)
+}
+
+// atCheckpoint is an error a run ended on once its checkpoint was open:
+// its message names the checkpoint, which the operator needs to resume,
+// look at (status) or move aside.
+type atCheckpoint struct {
+	err  error
+	path string
+}
+
+func (e *atCheckpoint) Error() string { return e.err.Error() }
+func (e *atCheckpoint) Unwrap() error { return e.err }
 
 func newLogger(c *cli.Context, stderr io.Writer) (*slog.Logger, error) {
 	level := slog.LevelInfo

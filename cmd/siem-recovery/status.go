@@ -38,6 +38,9 @@ func statusCommand(stdout io.Writer) *cli.Command {
 			if c.Args().Present() {
 				return usageError(fmt.Errorf("unexpected argument %q (flags only)", c.Args().First()))
 			}
+			if c.String("checkpoint") == "" {
+				return missingCheckpoint()
+			}
 			st, active, err := checkpoint.Read(c.Context, c.String("checkpoint"))
 			if err != nil {
 				return err

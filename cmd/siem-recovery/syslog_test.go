@@ -152,7 +152,7 @@ func TestRunRefusedTLS(t *testing.T) {
 			r := runBin(t, dir, nil, exampleArgs(t, dir, append(tt.args, "--sink", "tls://"+tt.srv.Addr)...)...)
 			wantCode(t, r, exitGeneral)
 			last := lastLine(r.stderr)
-			golden(t, "run/"+tt.name+"/stderr", strings.ReplaceAll(last, tt.srv.Addr, "127.0.0.1:PORT"))
+			golden(t, "run/"+tt.name+"/stderr", strings.NewReplacer(tt.srv.Addr, "127.0.0.1:PORT", dir, "DIR").Replace(last))
 			st := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
 			if st.State != "failed" || st.Sent != 0 || !strings.Contains(last, st.LastError[strings.Index(st.LastError, ": ")+2:]) {
 				t.Fatalf("status after the refusal: %+v", st)

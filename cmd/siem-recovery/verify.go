@@ -52,9 +52,13 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	// SIEM against a window recovered some other way. Without either,
 	// nothing would be compared, and "nothing missing" would be a guess.
 	var st *recovery.State
-	cpPath := c.String("checkpoint")
+	id := identity(src, window, filter)
+	cpPath, err := checkpointPath(c, id)
+	if err != nil {
+		return err
+	}
 	if s, _, err := checkpoint.Read(c.Context, cpPath); err == nil {
-		if id := identity(src, window, filter); !id.Matches(s) {
+		if !id.Matches(s) {
 			return checkpoint.Mismatch(cpPath, s, id, "verify asks for")
 		}
 		st = &s

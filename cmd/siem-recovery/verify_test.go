@@ -95,7 +95,8 @@ func TestVerifyWithNothingToCompare(t *testing.T) {
 	writeFile(t, dir, "export.jsonl", goodExport)
 	r := runBin(t, dir, nil, "verify", "--alert", "alert.json", "--source", "file:export.jsonl")
 	wantCode(t, r, exitCheckpointUnusable)
-	golden(t, "verify/nothing-to-compare/stderr", lastLine(r.stderr))
+	// Without --checkpoint, the recovery's default one in the state directory.
+	golden(t, "verify/nothing-to-compare/stderr", strings.ReplaceAll(lastLine(r.stderr), os.Getenv("XDG_STATE_HOME"), "$XDG_STATE_HOME"))
 }
 
 // TestAPICountOnlyVerifyAndDryRun: counting a window of 50,000 activities
