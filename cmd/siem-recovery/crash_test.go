@@ -297,9 +297,7 @@ type fifoReceiver struct {
 
 func startFIFOReceiver(t *testing.T, path string, pauseAt int, writers int) *fifoReceiver {
 	t.Helper()
-	if err := syscall.Mkfifo(path, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	mkfifo(t, path)
 	f := &fifoReceiver{path: path, paused: make(chan struct{}), resume: make(chan struct{}), done: make(chan error, 1)}
 	go func() {
 		buf := make([]byte, 32<<10)

@@ -5,11 +5,8 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -191,22 +188,6 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
-// holdLock takes the run lock of a checkpoint as another run would.
-func holdLock(t *testing.T, path string, pid int) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteString(strconv.Itoa(pid) + "\n"); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // sparse makes a file of size bytes that takes no room on disk.
 func sparse(t *testing.T, path string, size int64) {
 	t.Helper()
@@ -216,13 +197,6 @@ func sparse(t *testing.T, path string, size int64) {
 	}
 	defer f.Close()
 	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func mkfifo(t *testing.T, path string) {
-	t.Helper()
-	if err := unix.Mkfifo(path, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

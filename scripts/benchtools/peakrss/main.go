@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command peakrss runs a command and prints, on stderr, its peak resident
 // set size in KiB (getrusage's ru_maxrss of the child) and the CPU time it
 // used in ms (user + system), then exits with its code.
