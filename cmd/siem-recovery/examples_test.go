@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -342,6 +343,9 @@ func flagValue(args []string, flag string) string {
 
 // podSpec is the part of a pod's spec the examples are checked for.
 type podSpec struct {
+	SecurityContext struct {
+		RunAsUser int `yaml:"runAsUser"`
+	} `yaml:"securityContext"`
 	RestartPolicy                 string `yaml:"restartPolicy"`
 	ServiceAccountName            string `yaml:"serviceAccountName"`
 	TerminationGracePeriodSeconds int    `yaml:"terminationGracePeriodSeconds"`
@@ -431,6 +435,15 @@ func TestExampleKubernetesCronJob(t *testing.T) {
 	}
 	args := pod.Containers[0].Args
 	checkCommandLine(t, "CronJob args", args)
+	// The image is the Dockerfile's: its user is the pod's.
+	dockerfile, err := os.ReadFile(filepath.Join(repoRoot(t), "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := fmt.Sprintf("\nUSER %d:%d\n", pod.SecurityContext.RunAsUser, pod.SecurityContext.RunAsUser)
+	if !strings.Contains(string(dockerfile), user) || !strings.HasSuffix(strings.Split(pod.Containers[0].Image, ":")[0], "/siem-recovery") {
+		t.Fatalf("the CronJob runs image %q as user %d; the Dockerfile's image runs as another", pod.Containers[0].Image, pod.SecurityContext.RunAsUser)
+	}
 	joined := strings.Join(args, " ")
 	if !strings.Contains(joined, "--checkpoint=/data/") || !strings.Contains(joined, "--auth=entra") || strings.Contains(joined, "--token") {
 		t.Fatalf("the CronJob must keep the checkpoint on /data and authenticate with workload identity, no token: %s", joined)
