@@ -2,8 +2,9 @@
 // Cloud Apps (MCAS) activities API, for tests of siem-recovery's API source
 // and of the command that uses it. It is an httptest server on 127.0.0.1
 // (plain HTTP, or HTTPS with Options.TLS) that holds a fixed set of
-// activities and answers POST /api/v1/activities/ the way the real API
-// does, as far as siem-recovery relies on it:
+// activities (more can be added between two runs: Add) and answers POST
+// /api/v1/activities/ the way the real API does, as far as siem-recovery
+// relies on it:
 //
 //   - Auth: "Authorization: Token <t>" for a legacy token, "Bearer <t>" when
 //     the server's token is a JWT, or "Bearer <t>" for an access token
@@ -12,23 +13,30 @@
 //   - The trailing slash: POST /api/v1/activities (no slash) ignores the
 //     body, as the real API does, and lists the first 100 activities of the
 //     tenant, newest first, unfiltered. Stats.NoSlash counts such requests.
-//   - Filters: {"field":{"op":value}} ANDed. The "date" field takes eq, gt,
-//     gte, lt, lte and range ([{"start":ms,"end":ms}], both ends included);
-//     every other field (service, activity.eventType, user.username, …) is
-//     matched by recovery.Filter, with the same operators and field names.
-//   - Sorting by "date" (or "created", taken as the same field here) "asc"
-//     or "desc" (the default), ties broken by _id so the order is stable.
+//   - Two times: "date" (the activity's timestamp, when it happened) and
+//     "created" (when MCAS saved it: the activity's "created", else
+//     "createdRaw", else its timestamp). Options.IndexDelay lists an
+//     activity only that long after it was saved, by the server's clock
+//     (Now, moved by Advance), as MCAS indexes what it saves.
+//   - Filters: {"field":{"op":value}} ANDed. "date" and "created" take eq,
+//     gt, gte, lt, lte and range ([{"start":ms,"end":ms}], both ends
+//     included); every other field (service, activity.eventType,
+//     user.username, …) is matched by recovery.Filter, with the same
+//     operators and field names.
+//   - Sorting by "date" (the default) or "created", "asc" or "desc" (the
+//     default), ties broken by _id so the order is stable.
 //   - Plain paging: "skip" and "limit" with limit ≤ 100 and skip+limit ≤
 //     5000, else 400. The answer has "data", "total" and "hasNext".
 //   - Scan mode ("isScan": true): limit 500–5000 (default 500), else 400.
 //     While more records follow, the server drops the last records of the
-//     page that share its final millisecond and answers "hasNext": true
-//     with "nextQueryFilters": the request's filters with the date bound
-//     moved to that millisecond, so each record is listed exactly once.
-//     When every record of a page shares one millisecond nothing can be
-//     dropped; the page is kept whole and nextQueryFilters carries a private
-//     "_scanAfter" key ({"timestamp":ms,"id":lastId}) that resumes inside
-//     the millisecond. Options.NoScan makes the server refuse isScan with
+//     page that share its final millisecond (of the sort field) and
+//     answers "hasNext": true with "nextQueryFilters": the request's
+//     filters with the sort field's bound moved to that millisecond, so
+//     each record is listed exactly once. When every record of a page
+//     shares one millisecond nothing can be dropped; the page is kept whole
+//     and nextQueryFilters carries a private "_scanAfter" key
+//     ({"timestamp":ms,"id":lastId}, ms of the sort field) that resumes
+//     inside the millisecond. Options.NoScan makes the server refuse isScan with
 //     400, like an API without scan support.
 //   - Throttling: Options.RequestsPerMinute requests per Options.BudgetPeriod
 //     (default one minute, a fixed window from the first request); past
@@ -48,8 +56,9 @@
 //
 // Generate makes activities in the shape the API returns them
 // (internal/activitygen: appId but no uniqueServiceAppIds, event objects,
-// both forms of _id, created later than timestamp, numbers as strings),
-// including many that share one millisecond. StartTinyproxy runs a real tinyproxy for proxy
+// both forms of _id, created later than timestamp — seconds, and for one in
+// 17 hours — numbers as strings), including many that share one
+// millisecond, or all saved at one moment (late arrivals to Add). StartTinyproxy runs a real tinyproxy for proxy
 // tests, and DeadAddr gives a loopback address where nothing listens.
 // ShowsSecret tells whether a text shows a token or a long piece of it.
 package mcastest

@@ -16,28 +16,55 @@ import (
 // millisecond, used only when a whole scan page shares it.
 const scanAfterKey = "_scanAfter"
 
+// scanAfter resumes a scan after the record id at the millisecond
+// Timestamp of the sort field (date or created).
 type scanAfter struct {
 	Timestamp int64  `json:"timestamp"`
 	ID        string `json:"id"`
 }
 
-// conditions is a parsed "filters" object.
-type conditions struct {
-	date  dateCond
-	after *scanAfter
-	rest  recovery.Filter // every field but date
+// field is one of the two times of an activity that filters and sorting
+// use.
+type field int
+
+const (
+	fieldDate    field = iota // "date": when the activity happened, its timestamp
+	fieldCreated              // "created": when MCAS saved it
+)
+
+func (f field) String() string {
+	if f == fieldCreated {
+		return "created"
+	}
+	return "date"
 }
 
-// dateCond is the date field's operators, ANDed. lo and hi bound the
-// matching timestamps (both included) so the records can be searched.
-type dateCond struct {
+// conditions is a parsed "filters" object.
+type conditions struct {
+	date, created timeCond
+	after         *scanAfter
+	rest          recovery.Filter // every field but the two times
+}
+
+// on returns the condition on field f.
+func (c *conditions) on(f field) *timeCond {
+	if f == fieldCreated {
+		return &c.created
+	}
+	return &c.date
+}
+
+// timeCond is the operators on one time field, ANDed. lo and hi bound the
+// matching times (both included) so the records can be searched.
+type timeCond struct {
 	lo, hi int64
 	eq     []int64    // nil: no eq
 	ranges [][2]int64 // nil: no range
 }
 
 func (c *conditions) parse(raw json.RawMessage) error {
-	c.date = dateCond{lo: math.MinInt64, hi: math.MaxInt64}
+	c.date = timeCond{lo: math.MinInt64, hi: math.MaxInt64}
+	c.created = c.date
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil
@@ -49,9 +76,13 @@ func (c *conditions) parse(raw json.RawMessage) error {
 	rest := map[string]json.RawMessage{}
 	for field, v := range top {
 		switch field {
-		case "date":
-			if err := c.date.parse(v); err != nil {
-				return fmt.Errorf("filters.date: %w", err)
+		case "date", "created":
+			f := fieldDate
+			if field == "created" {
+				f = fieldCreated
+			}
+			if err := c.on(f).parse(v, f); err != nil {
+				return fmt.Errorf("filters.%s: %w", field, err)
 			}
 		case scanAfterKey:
 			c.after = new(scanAfter)
@@ -74,7 +105,7 @@ func (c *conditions) parse(raw json.RawMessage) error {
 	return nil
 }
 
-func (d *dateCond) parse(raw json.RawMessage) error {
+func (d *timeCond) parse(raw json.RawMessage, f field) error {
 	var ops map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &ops); err != nil || ops == nil {
 		return fmt.Errorf(`want an object of operators such as {"gte": ms}, got %s`, raw)
@@ -134,7 +165,7 @@ func (d *dateCond) parse(raw json.RawMessage) error {
 			}
 			d.lo, d.hi = max(d.lo, rLo), min(d.hi, rHi)
 		default:
-			return fmt.Errorf("operator %q is not supported on date (use eq, gt, gte, lt, lte, range)", op)
+			return fmt.Errorf("operator %q is not supported on %s (use eq, gt, gte, lt, lte, range)", op, f)
 		}
 	}
 	return nil
@@ -149,7 +180,7 @@ func millis(raw json.RawMessage) (int64, error) {
 	return ms, nil
 }
 
-func (d dateCond) match(ts int64) bool {
+func (d timeCond) match(ts int64) bool {
 	if ts < d.lo || ts > d.hi {
 		return false
 	}
@@ -173,13 +204,15 @@ func (d dateCond) match(ts int64) bool {
 	return true
 }
 
-func (c conditions) match(r record, desc bool) bool {
-	if !c.date.match(r.ts) {
+// match tells whether r matches c, in a listing sorted on by (desc for
+// newest first).
+func (c conditions) match(r record, by field, desc bool) bool {
+	if !c.date.match(r.ts) || !c.created.match(r.created) {
 		return false
 	}
 	if a := c.after; a != nil {
-		mark := record{ts: a.Timestamp, id: a.ID}
-		if desc && !r.less(mark) || !desc && !mark.less(r) {
+		mark := record{ts: a.Timestamp, created: a.Timestamp, id: a.ID}
+		if desc && !r.less(mark, by) || !desc && !mark.less(r, by) {
 			return false
 		}
 	}
@@ -190,36 +223,36 @@ func (c conditions) match(r record, desc bool) bool {
 	return err == nil && ok
 }
 
-// nextFilters is the nextQueryFilters of a scan page whose final
-// millisecond is ts: the request's filters with the date bound moved to ts
-// (gte for an ascending scan, lte for a descending one), and the private
-// continuation inside ts when after is set.
-func nextFilters(filters json.RawMessage, ts int64, desc bool, after *scanAfter) (json.RawMessage, error) {
+// nextFilters is the nextQueryFilters of a scan sorted on by whose page
+// ends at the millisecond ts: the request's filters with the bound of that
+// field moved to ts (gte for an ascending scan, lte for a descending one),
+// and the private continuation inside ts when after is set.
+func nextFilters(filters json.RawMessage, by field, ts int64, desc bool, after *scanAfter) (json.RawMessage, error) {
 	top := map[string]json.RawMessage{}
 	if f := bytes.TrimSpace(filters); len(f) > 0 && string(f) != "null" {
 		if err := json.Unmarshal(f, &top); err != nil {
 			return nil, err
 		}
 	}
-	date := map[string]json.RawMessage{}
-	if raw, ok := top["date"]; ok {
-		if err := json.Unmarshal(raw, &date); err != nil {
+	ops := map[string]json.RawMessage{}
+	if raw, ok := top[by.String()]; ok {
+		if err := json.Unmarshal(raw, &ops); err != nil {
 			return nil, err
 		}
 	}
 	bound := json.RawMessage(strconv.FormatInt(ts, 10))
 	if desc {
-		delete(date, "lt")
-		date["lte"] = bound
+		delete(ops, "lt")
+		ops["lte"] = bound
 	} else {
-		delete(date, "gt")
-		date["gte"] = bound
+		delete(ops, "gt")
+		ops["gte"] = bound
 	}
-	b, err := marshalSorted(date)
+	b, err := marshalSorted(ops)
 	if err != nil {
 		return nil, err
 	}
-	top["date"] = b
+	top[by.String()] = b
 	delete(top, scanAfterKey)
 	if after != nil {
 		if top[scanAfterKey], err = json.Marshal(after); err != nil {

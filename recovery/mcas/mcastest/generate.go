@@ -24,6 +24,15 @@ type GenerateOptions struct {
 	// test can make them straddle a page boundary.
 	Burst      int
 	BurstIndex int
+	// First numbers the activities from First on, so that activities made
+	// for the same window by a later call (saved late, between two runs)
+	// are new ones, with their own ids.
+	First int
+	// SavedAt, when not zero, is when MCAS saved every one of them
+	// ("created", Unix ms): late arrivals that a connector delivered
+	// together. Zero: each is saved seconds after it happened, one in 17
+	// hours after (activitygen.CreatedAfter).
+	SavedAt int64
 }
 
 // Service is one app the generated activities come from.
@@ -82,16 +91,20 @@ func Generate(opts GenerateOptions) []json.RawMessage {
 			slot = i - burst + 1
 		}
 		ts := w.Start + int64(slot)*span/int64(max(slots, 1))
-		out = append(out, activity(i, ts))
+		out = append(out, activity(opts.First+i, ts, opts.SavedAt))
 	}
 	return out
 }
 
 // activity is activity i at ts, from Services[i] and EventTypes[i], by
 // user<i%50>@contoso.com (what the "user.username" filter matches; a
-// failed log-on has it in failedUserData only, as the API does).
-func activity(i int, ts int64) json.RawMessage {
+// failed log-on has it in failedUserData only, as the API does), saved
+// at saved (0: activitygen's choice).
+func activity(i int, ts, saved int64) json.RawMessage {
 	a := activitygen.New(i, ts)
+	if saved != 0 {
+		a.Created = saved
+	}
 	svc := Services[i%len(Services)]
 	a.App = activitygen.App{ID: svc.ID, Name: svc.Name}
 	a.Event = EventTypes[i%len(EventTypes)]

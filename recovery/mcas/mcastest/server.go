@@ -12,6 +12,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"siem-recovery/recovery"
 )
 
 // DefaultToken is the legacy API token the emulator accepts when
@@ -32,9 +35,14 @@ type Options struct {
 	// parts) must come as "Bearer", anything else as "Token".
 	Token string
 	// Activities are the tenant's activities, one JSON object each with at
-	// least "_id" and a numeric "timestamp". The server keeps them sorted
-	// by timestamp, then _id.
+	// least "_id" and a numeric "timestamp"; "created" (else "createdRaw",
+	// else the timestamp) is when MCAS saved it. Add saves more later.
 	Activities []json.RawMessage
+	// IndexDelay is how long after it was saved ("created") an activity
+	// is listed: MCAS indexes what it saves before a query finds it. The
+	// server's clock (Now) decides; Advance moves it. Zero lists every
+	// activity at once, whatever its created time.
+	IndexDelay time.Duration
 	// TLS serves HTTPS with httptest's self-signed certificate (for
 	// 127.0.0.1 and example.com); see TLSConfig and CAPEM.
 	TLS bool
@@ -83,9 +91,9 @@ type Fault struct {
 	// and never held whole, so a test can send millions; the answer stops
 	// when the client stops reading.
 	Overfill int
-	// IgnoreStart lists as if the request's date filter had no lower
-	// bound, so that a page can lie before the date asked for (and before
-	// the window).
+	// IgnoreStart lists as if the request's time filters (date, created)
+	// had no lower bound, so that a page can lie before the time asked for
+	// (and before the window).
 	IgnoreStart bool
 }
 
@@ -126,14 +134,20 @@ type Server struct {
 	// http://127.0.0.1:41234, without a trailing slash.
 	URL string
 
-	srv      *httptest.Server
-	token    string
-	bearer   bool
-	records  []record // sorted by (ts, id); read-only after New
-	noScan   bool
-	unstable bool
-	rpm      int
-	period   time.Duration
+	srv        *httptest.Server
+	token      string
+	bearer     bool
+	noScan     bool
+	unstable   bool
+	rpm        int
+	period     time.Duration
+	indexDelay time.Duration
+
+	data sync.RWMutex
+	// sorted holds the records twice: sorted[fieldDate] by (ts, id),
+	// sorted[fieldCreated] by (created, id).
+	sorted [2][]record
+	ahead  time.Duration // Advance: the server's clock is this far ahead
 
 	plainCalls atomic.Int64
 
@@ -147,9 +161,27 @@ type Server struct {
 }
 
 type record struct {
-	ts  int64
-	id  string
-	raw json.RawMessage
+	ts      int64 // date
+	created int64
+	id      string
+	raw     json.RawMessage
+}
+
+// key is the record's time on field f.
+func (r record) key(f field) int64 {
+	if f == fieldCreated {
+		return r.created
+	}
+	return r.ts
+}
+
+// less orders records on field f, ties broken by _id so the order is
+// stable.
+func (r record) less(o record, f field) bool {
+	if r.key(f) != o.key(f) {
+		return r.key(f) < o.key(f)
+	}
+	return r.id < o.id
 }
 
 // New starts an emulator on 127.0.0.1 holding opts.Activities; it is
@@ -158,11 +190,12 @@ type record struct {
 func New(tb testing.TB, opts Options) *Server {
 	tb.Helper()
 	s := &Server{
-		token:    opts.Token,
-		noScan:   opts.NoScan,
-		unstable: opts.UnstableTies,
-		rpm:      opts.RequestsPerMinute,
-		period:   opts.BudgetPeriod,
+		token:      opts.Token,
+		noScan:     opts.NoScan,
+		unstable:   opts.UnstableTies,
+		rpm:        opts.RequestsPerMinute,
+		period:     opts.BudgetPeriod,
+		indexDelay: opts.IndexDelay,
 	}
 	if s.token == "" {
 		s.token = DefaultToken
@@ -171,20 +204,7 @@ func New(tb testing.TB, opts Options) *Server {
 	if s.period <= 0 {
 		s.period = time.Minute
 	}
-	s.records = make([]record, 0, len(opts.Activities))
-	for i, raw := range opts.Activities {
-		var a struct {
-			ID        string      `json:"_id"`
-			Timestamp json.Number `json:"timestamp"`
-		}
-		err := json.Unmarshal(raw, &a)
-		ts, terr := a.Timestamp.Int64()
-		if err != nil || a.ID == "" || terr != nil {
-			tb.Fatalf("mcastest: activity %d has no \"_id\" or no numeric \"timestamp\" (%v): %.200s", i, err, raw)
-		}
-		s.records = append(s.records, record{ts: ts, id: a.ID, raw: bytes.Clone(raw)})
-	}
-	sort.Slice(s.records, func(i, j int) bool { return s.records[i].less(s.records[j]) })
+	s.Add(tb, opts.Activities...)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/v1/activities/", s.serveActivities)
@@ -199,11 +219,48 @@ func New(tb testing.TB, opts Options) *Server {
 	return s
 }
 
-func (r record) less(o record) bool {
-	if r.ts != o.ts {
-		return r.ts < o.ts
+// Add saves more activities, as MCAS does between two runs of a
+// recovery: each is listed from its "created" time on (plus IndexDelay),
+// at its place in the order of either field. An activity without "_id" or
+// a numeric "timestamp" fails the test.
+func (s *Server) Add(tb testing.TB, acts ...json.RawMessage) {
+	tb.Helper()
+	added := make([]record, 0, len(acts))
+	for i, raw := range acts {
+		a, err := recovery.ParseActivity(raw)
+		if err != nil {
+			tb.Fatalf("mcastest: activity %d: %v: %.200s", i, err, raw)
+		}
+		r := record{ts: a.Timestamp, created: a.Created, id: a.ID, raw: bytes.Clone(raw)}
+		if r.created == 0 {
+			r.created = r.ts
+		}
+		added = append(added, r)
 	}
-	return r.id < o.id
+	s.data.Lock()
+	defer s.data.Unlock()
+	for _, f := range []field{fieldDate, fieldCreated} {
+		// A new slice: a listing in progress keeps reading the old one.
+		all := slices.Concat(s.sorted[f], added)
+		sort.SliceStable(all, func(i, j int) bool { return all[i].less(all[j], f) })
+		s.sorted[f] = all
+	}
+}
+
+// Now is the server's clock: the machine's, moved on by Advance. It says
+// which saved activities are indexed yet (Options.IndexDelay).
+func (s *Server) Now() time.Time {
+	s.data.RLock()
+	defer s.data.RUnlock()
+	return time.Now().Add(s.ahead)
+}
+
+// Advance moves the server's clock on by d: activities saved less than
+// IndexDelay before now are listed once it has passed.
+func (s *Server) Advance(d time.Duration) {
+	s.data.Lock()
+	defer s.data.Unlock()
+	s.ahead += d
 }
 
 // Close stops the server; the test's cleanup does it too.
@@ -239,8 +296,12 @@ func (s *Server) CAPEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 }
 
-// Len is the number of activities the server holds.
-func (s *Server) Len() int { return len(s.records) }
+// Len is the number of activities the server holds, indexed or not.
+func (s *Server) Len() int {
+	s.data.RLock()
+	defer s.data.RUnlock()
+	return len(s.sorted[fieldDate])
+}
 
 // FailNext answers the next n requests with f.
 func (s *Server) FailNext(n int, f Fault) {
@@ -494,7 +555,7 @@ func (s *Server) answer(q query, f Fault) (answer, int, string) {
 		return answer{}, http.StatusBadRequest, err.Error()
 	}
 	if f.IgnoreStart {
-		c.date.lo = math.MinInt64
+		c.date.lo, c.created.lo = math.MinInt64, math.MinInt64
 	}
 	a, status, msg := s.list(q, c)
 	if status == http.StatusOK && f.RepeatFilters && q.IsScan {
@@ -505,8 +566,11 @@ func (s *Server) answer(q query, f Fault) (answer, int, string) {
 }
 
 func (s *Server) list(q query, c conditions) (answer, int, string) {
+	by := fieldDate
 	switch q.SortField {
-	case "", "date", "created":
+	case "", "date":
+	case "created":
+		by = fieldCreated
 	default:
 		return answer{}, http.StatusBadRequest, fmt.Sprintf("sortField %q: use date or created", q.SortField)
 	}
@@ -522,12 +586,12 @@ func (s *Server) list(q query, c conditions) (answer, int, string) {
 		if s.noScan {
 			return answer{}, http.StatusBadRequest, "isScan is not supported"
 		}
-		return s.scan(q, c, desc)
+		return s.scan(q, c, by, desc)
 	}
-	return s.plain(q, c, desc)
+	return s.plain(q, c, by, desc)
 }
 
-func (s *Server) plain(q query, c conditions, desc bool) (answer, int, string) {
+func (s *Server) plain(q query, c conditions, by field, desc bool) (answer, int, string) {
 	skip, limit := 0, 100
 	if q.Skip != nil {
 		skip = *q.Skip
@@ -544,14 +608,14 @@ func (s *Server) plain(q query, c conditions, desc bool) (answer, int, string) {
 		return answer{}, http.StatusBadRequest, fmt.Sprintf("skip %d + limit %d: at most 5000 without isScan", skip, limit)
 	}
 	var listed []record
-	s.each(c, desc, func(r record) bool {
+	s.each(c, by, desc, func(r record) bool {
 		listed = append(listed, r)
 		return true
 	})
 	if s.unstable && s.plainCalls.Add(1)%2 == 0 {
 		for i := 0; i < len(listed); {
 			j := i
-			for j < len(listed) && listed[j].ts == listed[i].ts {
+			for j < len(listed) && listed[j].key(by) == listed[i].key(by) {
 				j++
 			}
 			// The first of the millisecond moves to its end.
@@ -569,7 +633,7 @@ func (s *Server) plain(q query, c conditions, desc bool) (answer, int, string) {
 	return a, http.StatusOK, ""
 }
 
-func (s *Server) scan(q query, c conditions, desc bool) (answer, int, string) {
+func (s *Server) scan(q query, c conditions, by field, desc bool) (answer, int, string) {
 	limit := 500
 	if q.Limit != nil {
 		limit = *q.Limit
@@ -581,7 +645,7 @@ func (s *Server) scan(q query, c conditions, desc bool) (answer, int, string) {
 		return answer{}, http.StatusBadRequest, "skip is not supported with isScan"
 	}
 	var a answer
-	s.each(c, desc, func(r record) bool {
+	s.each(c, by, desc, func(r record) bool {
 		a.data = append(a.data, r)
 		return len(a.data) <= limit
 	})
@@ -595,14 +659,14 @@ func (s *Server) scan(q query, c conditions, desc bool) (answer, int, string) {
 	a.data = a.data[:limit]
 	a.hasNext = true
 	final := a.data[limit-1]
-	k := sort.Search(len(a.data), func(i int) bool { return a.data[i].ts == final.ts })
+	k := sort.Search(len(a.data), func(i int) bool { return a.data[i].key(by) == final.key(by) })
 	var after *scanAfter
 	if k == 0 {
-		after = &scanAfter{Timestamp: final.ts, ID: final.id}
+		after = &scanAfter{Timestamp: final.key(by), ID: final.id}
 	} else {
 		a.data = a.data[:k]
 	}
-	next, err := nextFilters(q.Filters, final.ts, desc, after)
+	next, err := nextFilters(q.Filters, by, final.key(by), desc, after)
 	if err != nil {
 		return answer{}, http.StatusInternalServerError, err.Error()
 	}
@@ -610,14 +674,22 @@ func (s *Server) scan(q query, c conditions, desc bool) (answer, int, string) {
 	return a, http.StatusOK, ""
 }
 
-// each calls fn with the records that match c, in order, until fn returns
-// false.
-func (s *Server) each(c conditions, desc bool, fn func(record) bool) {
-	lo := sort.Search(len(s.records), func(i int) bool { return s.records[i].ts >= c.date.lo })
-	hi := sort.Search(len(s.records), func(i int) bool { return s.records[i].ts > c.date.hi })
+// each calls fn with the indexed records that match c, in the order of
+// field by, until fn returns false.
+func (s *Server) each(c conditions, by field, desc bool, fn func(record) bool) {
+	s.data.RLock()
+	records := s.sorted[by]
+	indexed := int64(math.MaxInt64) // saved at or before: listed
+	if s.indexDelay > 0 {
+		indexed = time.Now().Add(s.ahead).Add(-s.indexDelay).UnixMilli()
+	}
+	s.data.RUnlock()
+	bounds := c.on(by)
+	lo := sort.Search(len(records), func(i int) bool { return records[i].key(by) >= bounds.lo })
+	hi := sort.Search(len(records), func(i int) bool { return records[i].key(by) > bounds.hi })
 	visit := func(i int) bool {
-		r := s.records[i]
-		return !c.match(r, desc) || fn(r)
+		r := records[i]
+		return r.created > indexed || !c.match(r, by, desc) || fn(r)
 	}
 	if desc {
 		for i := hi - 1; i >= lo && visit(i); i-- {
