@@ -75,7 +75,7 @@ func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourc
 		return nil, recovery.Problemf(recovery.ErrUsage, "use a positive --page-size (default 5000)", "--page-size %d", pageSize)
 	}
 	if src.file != "" {
-		s, err := export.Open(src.file, w, f, pageSize)
+		s, err := export.Open(src.file, recovery.Scope{Window: w}, f, pageSize)
 		if err != nil {
 			return nil, exportProblem(src.file, err)
 		}

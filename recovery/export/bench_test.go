@@ -26,7 +26,7 @@ func BenchmarkFetch(b *testing.B) {
 	var n int
 	b.SetBytes(info.Size())
 	for b.Loop() {
-		s, err := Open(path, w, recovery.Filter{}, 5000)
+		s, err := Open(path, recovery.Scope{Window: w}, recovery.Filter{}, 5000)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -58,7 +58,7 @@ func BenchmarkPipeline(b *testing.B) {
 	w := recovery.Window{Start: 0, End: 1 << 62}
 	var n int64
 	for b.Loop() {
-		src, err := Open(path, w, recovery.Filter{}, 5000)
+		src, err := Open(path, recovery.Scope{Window: w}, recovery.Filter{}, 5000)
 		if err != nil {
 			b.Fatal(err)
 		}

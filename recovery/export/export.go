@@ -39,13 +39,13 @@ const (
 	minLinesPerWorker = 256
 )
 
-// Source is a JSON-lines export filtered to a window. It implements
-// recovery.Source.
+// Source is a JSON-lines export filtered to a scope: a window on the
+// activities' date or created time. It implements recovery.Source.
 type Source struct {
 	path     string
 	f        *os.File
 	size     int64
-	window   recovery.Window
+	scope    recovery.Scope
 	filter   recovery.Filter
 	pageSize int
 	r        *bufio.Reader // Fetch's reader and buffers, kept from page to page
@@ -53,12 +53,13 @@ type Source struct {
 	decoders []recovery.Decoder // one per part of a round
 }
 
-// Open opens the export at path. pageSize bounds the activities per page.
-// An export must be a regular file: a resume seeks to a byte offset, and
-// the checkpoint knows the export by its first MiB, neither of which a pipe
-// or a device can give twice. Anything else fails with an
-// *argfile.NotRegularError, at once (a pipe is not waited on).
-func Open(path string, w recovery.Window, f recovery.Filter, pageSize int) (*Source, error) {
+// Open opens the export at path, to read the activities of scope that
+// match f. pageSize bounds the activities per page. An export must be a
+// regular file: a resume seeks to a byte offset, and the checkpoint knows
+// the export by its first MiB, neither of which a pipe or a device can give
+// twice. Anything else fails with an *argfile.NotRegularError, at once (a
+// pipe is not waited on).
+func Open(path string, scope recovery.Scope, f recovery.Filter, pageSize int) (*Source, error) {
 	if pageSize <= 0 {
 		return nil, fmt.Errorf("page size %d: must be positive", pageSize)
 	}
@@ -66,7 +67,7 @@ func Open(path string, w recovery.Window, f recovery.Filter, pageSize int) (*Sou
 	if err != nil {
 		return nil, err
 	}
-	return &Source{path: path, f: file, size: info.Size(), window: w, filter: f, pageSize: pageSize}, nil
+	return &Source{path: path, f: file, size: info.Size(), scope: scope, filter: f, pageSize: pageSize}, nil
 }
 
 // Close closes the file.
@@ -161,6 +162,9 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 	return page, nil
 }
 
+// errNoCreated: a line without the time a window by created needs.
+var errNoCreated = errors.New(`the activity has neither "created" nor "createdRaw", so it cannot be placed in a window by created`)
+
 // accept decodes one line with d and tells whether it belongs to the
 // recovery. Blank lines are no activity and are passed over. It is safe
 // for concurrent use with distinct decoders.
@@ -170,8 +174,13 @@ func (s *Source) accept(d *recovery.Decoder, line []byte) decoded {
 		return decoded{}
 	}
 	act, err := d.Decode(line)
-	if err != nil || !s.window.Contains(act.Timestamp) {
+	switch {
+	case err != nil:
 		return decoded{err: err}
+	case s.scope.By == recovery.ByCreated && act.Created == 0:
+		return decoded{err: errNoCreated}
+	case !s.scope.Contains(act):
+		return decoded{}
 	}
 	ok, err := s.filter.Match(act.Raw)
 	return decoded{act: act, keep: ok && err == nil, err: err}
@@ -260,9 +269,11 @@ func (l *lineRound) split() {
 // badLine explains why line n cannot be recovered. err may quote the
 // line, which is shown escaped.
 func (s *Source) badLine(n int64, err error) error {
-	return recovery.Problemf(recovery.ErrUsage,
-		"fix or remove that line and re-run; the checkpoint resumes after the last page delivered",
-		"%s line %d: %w", s.path, n, recovery.EscapeError(err))
+	remedy := "fix or remove that line and re-run; the checkpoint resumes after the last page delivered"
+	if errors.Is(err, errNoCreated) {
+		remedy = "recover from an export whose activities carry created, or by the time they happened (--by date)"
+	}
+	return recovery.Problemf(recovery.ErrUsage, remedy, "%s line %d: %w", s.path, n, recovery.EscapeError(err))
 }
 
 // checkResume makes sure the file still has, just before cur.Offset, the

@@ -24,6 +24,11 @@ func writeExport(t *testing.T, lines ...string) string {
 	return path
 }
 
+// byDate is the scope of a window [start, end) on the activities' date.
+func byDate(start, end int64) recovery.Scope {
+	return recovery.Scope{Window: recovery.Window{Start: start, End: end}}
+}
+
 func act(id string, ts int64, app int) string {
 	return fmt.Sprintf(`{"_id":%q,"timestamp":%d,"appId":%d,"description":"d"}`, id, ts, app)
 }
@@ -66,7 +71,7 @@ func TestWindowFilterAndPaging(t *testing.T) {
 		act("e", 1600, 1)+"   ",
 	)
 	f, _ := recovery.ParseFilter([]byte(`{"service":{"eq":[1]}}`))
-	s, err := Open(path, recovery.Window{Start: 1000, End: 2000}, f, 2)
+	s, err := Open(path, byDate(1000, 2000), f, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +88,7 @@ func TestResumeFromCursor(t *testing.T) {
 		lines = append(lines, act(fmt.Sprint(i), 1000+int64(i), 1))
 	}
 	path := writeExport(t, lines...)
-	s, _ := Open(path, recovery.Window{Start: 0, End: 5000}, recovery.Filter{}, 3)
+	s, _ := Open(path, byDate(0, 5000), recovery.Filter{}, 3)
 	defer s.Close()
 	p, err := s.Fetch(context.Background(), recovery.Cursor{})
 	if err != nil || p.Next.Line != 3 || p.Last {
@@ -97,7 +102,7 @@ func TestResumeFromCursor(t *testing.T) {
 
 func TestChangedExportRefusedOnResume(t *testing.T) {
 	path := writeExport(t, act("a", 1, 1), act("b", 2, 1), act("c", 3, 1))
-	s, _ := Open(path, recovery.Window{Start: 0, End: 10}, recovery.Filter{}, 1)
+	s, _ := Open(path, byDate(0, 10), recovery.Filter{}, 1)
 	p, err := s.Fetch(context.Background(), recovery.Cursor{})
 	s.Close()
 	if err != nil {
@@ -107,7 +112,7 @@ func TestChangedExportRefusedOnResume(t *testing.T) {
 	if err := os.WriteFile(path, []byte(strings.Join([]string{act("z", 1, 1), act("b", 2, 1), act("c", 3, 1)}, "\n")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, _ = Open(path, recovery.Window{Start: 0, End: 10}, recovery.Filter{}, 1)
+	s, _ = Open(path, byDate(0, 10), recovery.Filter{}, 1)
 	defer s.Close()
 	_, err = s.Fetch(context.Background(), p.Next)
 	if !errors.Is(err, recovery.ErrCheckpointUnavailable) || !strings.Contains(err.Error(), "changed since the checkpoint was written: line 1 is not the line delivered there") {
@@ -127,7 +132,7 @@ func TestMalformedLineNamed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		path := writeExport(t, act("a", 1, 1), act("b", 2, 1), tt.line, act("c", 3, 1))
-		s, _ := Open(path, recovery.Window{Start: 0, End: 10}, recovery.Filter{}, 100)
+		s, _ := Open(path, byDate(0, 10), recovery.Filter{}, 100)
 		_, err := s.Fetch(context.Background(), recovery.Cursor{})
 		s.Close()
 		if !errors.Is(err, recovery.ErrUsage) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "fix or remove that line") {
@@ -139,7 +144,7 @@ func TestMalformedLineNamed(t *testing.T) {
 func TestLongLines(t *testing.T) {
 	long := fmt.Sprintf(`{"_id":"long","timestamp":5,"description":%q}`, strings.Repeat("é|=\\", 200_000)) // ~1.2 MB
 	path := writeExport(t, act("a", 1, 1), long, act("b", 6, 1))
-	s, _ := Open(path, recovery.Window{Start: 0, End: 10}, recovery.Filter{}, 100)
+	s, _ := Open(path, byDate(0, 10), recovery.Filter{}, 100)
 	defer s.Close()
 	p, err := s.Fetch(context.Background(), recovery.Cursor{})
 	if err != nil || len(p.Activities) != 3 || string(p.Activities[1].Raw) != long || p.Activities[2].ID != "b" {
@@ -149,7 +154,7 @@ func TestLongLines(t *testing.T) {
 
 func TestMissingExport(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nope.jsonl")
-	if _, err := Open(path, recovery.Window{Start: 0, End: 1}, recovery.Filter{}, 1); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := Open(path, byDate(0, 1), recovery.Filter{}, 1); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Open of a missing export: %v", err)
 	}
 	if _, err := Identity(path); !errors.Is(err, fs.ErrNotExist) {
@@ -172,7 +177,7 @@ func TestExportMustBeARegularFile(t *testing.T) {
 		if _, err := Identity(path); !errors.As(err, &notRegular) || notRegular.Path != path {
 			t.Errorf("Identity(%s): %v", path, err)
 		}
-		if _, err := Open(path, recovery.Window{Start: 0, End: 1}, recovery.Filter{}, 1); !errors.As(err, &notRegular) {
+		if _, err := Open(path, byDate(0, 1), recovery.Filter{}, 1); !errors.As(err, &notRegular) {
 			t.Errorf("Open(%s): %v", path, err)
 		}
 	}
@@ -196,7 +201,7 @@ func TestParallelDecodeKeepsFileOrder(t *testing.T) {
 		}
 	}
 	path := writeExport(t, lines...)
-	s, err := Open(path, recovery.Window{Start: 1000, End: 1_000_000}, recovery.Filter{}, decodeRound+100)
+	s, err := Open(path, byDate(1000, 1_000_000), recovery.Filter{}, decodeRound+100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +250,7 @@ func TestParallelDecodeKeepsFileOrder(t *testing.T) {
 	// Two bad lines in one round: the first is the one named.
 	lines[decodeRound+500] = `{"_id":"bad"`
 	lines[decodeRound+1500] = `nope`
-	s2, _ := Open(writeExport(t, lines...), recovery.Window{Start: 1000, End: 1_000_000}, recovery.Filter{}, n)
+	s2, _ := Open(writeExport(t, lines...), byDate(1000, 1_000_000), recovery.Filter{}, n)
 	defer s2.Close()
 	_, err = s2.Fetch(context.Background(), recovery.Cursor{})
 	if wantErr := fmt.Sprintf("export.jsonl line %d: not valid JSON", decodeRound+501); err == nil || !strings.Contains(err.Error(), wantErr) {
@@ -256,7 +261,7 @@ func TestParallelDecodeKeepsFileOrder(t *testing.T) {
 func TestTooLongLineNamed(t *testing.T) {
 	long := `{"_id":"long","timestamp":5,"description":"` + strings.Repeat("x", MaxLineBytes) + `"}`
 	path := writeExport(t, act("a", 1, 1), act("b", 2, 1), long, act("c", 3, 1))
-	s, _ := Open(path, recovery.Window{Start: 0, End: 10}, recovery.Filter{}, 100)
+	s, _ := Open(path, byDate(0, 10), recovery.Filter{}, 100)
 	defer s.Close()
 	_, err := s.Fetch(context.Background(), recovery.Cursor{})
 	want := fmt.Sprintf("export.jsonl line 3: longer than %d bytes", MaxLineBytes)
@@ -272,7 +277,7 @@ func TestHugeLineDoesNotSizeLaterRounds(t *testing.T) {
 	for i := range 2*decodeRound + 10 {
 		lines = append(lines, act(fmt.Sprint(i), 3, 1))
 	}
-	s, _ := Open(writeExport(t, lines...), recovery.Window{Start: 0, End: 10}, recovery.Filter{}, len(lines))
+	s, _ := Open(writeExport(t, lines...), byDate(0, 10), recovery.Filter{}, len(lines))
 	defer s.Close()
 	p, err := s.Fetch(context.Background(), recovery.Cursor{})
 	if err != nil || len(p.Activities) != len(lines) || string(p.Activities[1].Raw) != lines[1] {
@@ -280,5 +285,55 @@ func TestHugeLineDoesNotSizeLaterRounds(t *testing.T) {
 	}
 	if c := cap(s.round.buf); c > 1<<20 {
 		t.Errorf("the round buffer kept %d bytes of capacity after the huge line", c)
+	}
+}
+
+// TestWindowByCreated: with --by created the window applies to when MCAS
+// saved each activity (created, else createdRaw): one that happened before
+// the window but was saved in it is sent, one saved after it is not.
+func TestWindowByCreated(t *testing.T) {
+	saved := func(id string, ts int64, key string, created int64) string {
+		return fmt.Sprintf(`{"_id":%q,"timestamp":%d,%q:%d,"appId":1}`, id, ts, key, created)
+	}
+	path := writeExport(t,
+		saved("happened-before", 500, "created", 1200),
+		saved("inside", 1100, "created", 1101),
+		saved("saved-after", 1900, "created", 2000),
+		saved("raw-only", 1000, "createdRaw", 1999),
+		saved("saved-at-start", 999, "created", 1000),
+	)
+	for _, tc := range []struct {
+		by   recovery.TimeField
+		want []string
+	}{
+		{recovery.ByCreated, []string{"happened-before", "inside", "raw-only", "saved-at-start"}},
+		{recovery.ByDate, []string{"inside", "saved-after", "raw-only"}},
+	} {
+		s, err := Open(path, recovery.Scope{Window: recovery.Window{Start: 1000, End: 2000}, By: tc.by}, recovery.Filter{}, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, _, _ := drain(t, s, recovery.Cursor{})
+		s.Close()
+		if !slices.Equal(ids, tc.want) {
+			t.Errorf("by %s: %v, want %v", tc.by, ids, tc.want)
+		}
+	}
+}
+
+// TestNoCreatedNamed: a window by created cannot place an activity that
+// does not say when it was saved; the line is named, with the way out.
+func TestNoCreatedNamed(t *testing.T) {
+	path := writeExport(t, `{"_id":"a","timestamp":5,"created":6}`, `{"_id":"b","timestamp":5}`)
+	s, err := Open(path, recovery.Scope{Window: recovery.Window{Start: 0, End: 10}, By: recovery.ByCreated}, recovery.Filter{}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = s.Fetch(context.Background(), recovery.Cursor{})
+	want := `export.jsonl line 2: the activity has neither "created" nor "createdRaw", so it cannot be placed in a window by created; ` +
+		"recover from an export whose activities carry created, or by the time they happened (--by date)"
+	if !errors.Is(err, recovery.ErrUsage) || !strings.HasSuffix(err.Error(), want) {
+		t.Fatalf("got %v\nwant …%s", err, want)
 	}
 }
