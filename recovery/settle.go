@@ -1,0 +1,62 @@
+package recovery
+
+import "time"
+
+// DefaultSettleMargin is --settle-margin's default: how long after saving
+// an activity MCAS is trusted to list it. It costs latency only (a late
+// arrival saved within it waits for the next sweep), never a duplicate:
+// docs/time-semantics.md says why 10 minutes.
+const DefaultSettleMargin = 10 * time.Minute
+
+// Settle is the late-arrival phase of a recovery whose source keeps saving
+// activities after its pass read them (the MCAS API). The pass reads what
+// was saved before its horizon; each sweep reads what was saved from the
+// last horizon to its own, so each activity is read by one pass or sweep
+// only; the final sweep, made by the first run after Deadline, reads all
+// that is left and completes the recovery (docs/time-semantics.md).
+type Settle struct {
+	// For is --settle: how long after the pass completes sweeps go on.
+	// Zero makes the final sweep right after the pass, in the same run.
+	For time.Duration `json:"for"`
+	// Margin is --settle-margin as of the latest run: what was saved less
+	// than Margin before a sweep began is left to the next.
+	Margin time.Duration `json:"margin"`
+	// Deadline is the pass's completion plus For; zero until the pass
+	// completes.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// Horizon is where the next sweep starts: the created time (Unix ms)
+	// up to which the pass and the sweeps so far have read.
+	Horizon int64 `json:"horizon"`
+	// Sweeps counts the sweeps completed; LateSent the activities they
+	// sent (also counted in the recovery's sent).
+	Sweeps   int64 `json:"sweeps"`
+	LateSent int64 `json:"late_sent"`
+}
+
+// Horizon is the created time (Unix ms) up to which a pass or sweep begun
+// at now reads: what MCAS saved at least margin before.
+func Horizon(now time.Time, margin time.Duration) int64 {
+	return now.Add(-margin).UnixMilli()
+}
+
+// NextSweep is the scope of the sweep a run begun at now makes over the
+// pass's scope: from the horizon to now's horizon, or, once the deadline
+// has passed, the final sweep, with no upper bound. empty tells that the
+// range can hold no activity of the window (past the end of a window by
+// created, or behind the horizon after the clock was set back): it needs
+// no request.
+func (s Settle) NextSweep(pass Scope, now time.Time) (scope Scope, final, empty bool) {
+	final = !now.Before(s.Deadline)
+	scope = Scope{Window: pass.Window, By: pass.By, SavedFrom: s.Horizon}
+	if !final {
+		scope.SavedBefore = Horizon(now, s.Margin)
+	}
+	if pass.By == ByCreated {
+		scope.SavedFrom = max(scope.SavedFrom, pass.Window.Start)
+		if scope.SavedBefore == 0 || scope.SavedBefore > pass.Window.End {
+			scope.SavedBefore = pass.Window.End
+		}
+	}
+	empty = scope.SavedBefore != 0 && scope.SavedBefore <= scope.SavedFrom
+	return scope, final, empty
+}
