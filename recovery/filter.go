@@ -50,7 +50,9 @@ var filterOps = map[string]bool{
 }
 
 // ParseFilter reads a filter file's content. An empty or "{}" filter matches
-// everything. A "date" key is refused: the window is the only date filter.
+// everything. A "date" or "created" key is refused: the window is the only
+// date range of a recovery, and it sets the range of created of every
+// request itself (the pass's horizon, the sweeps of late arrivals).
 func ParseFilter(data []byte) (Filter, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
@@ -64,6 +66,9 @@ func ParseFilter(data []byte) (Filter, error) {
 	for field, raw := range top {
 		if strings.EqualFold(field, "date") {
 			return Filter{}, fmt.Errorf(`it has a "date" key, but the window (--alert or --start/--end) is the only date range of a recovery`)
+		}
+		if strings.EqualFold(field, "created") {
+			return Filter{}, fmt.Errorf(`it has a "created" key, but a recovery sets the range of created itself (the window with --by created, and the sweeps for activities saved late)`)
 		}
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()

@@ -54,6 +54,7 @@ func TestParseFilterErrors(t *testing.T) {
 	tests := []struct{ filter, wantErr string }{
 		{`{"date":{"gte":1}}`, `"date" key`},
 		{`{"Date":{"gte":1}}`, `"date" key`},
+		{`{"created":{"lt":1}}`, `"created" key`},
 		{`[1,2]`, "not a JSON object"},
 		{`{"service":[11161]}`, `field "service": want an object of operators`},
 		{`{"service":{"like":"x"}}`, `unknown operator "like"`},

@@ -47,8 +47,9 @@ type call struct {
 	// filters are the request's filters: a scan answer that gives them
 	// back as nextQueryFilters would be asked again forever.
 	filters json.RawMessage
-	// gte is the date a plain page starts at: a full page that ends
-	// before it leaves the date cursor where it was.
+	// gte is the time (on field by: date or created) a plain page starts
+	// at: a full page that ends before it leaves the cursor where it was.
+	by  recovery.TimeField
 	gte int64
 }
 
@@ -386,10 +387,13 @@ func (c call) check(ans *answer) error {
 		}
 		return nil
 	}
+	if ans.lastPlainPage(c.limit) {
+		return nil
+	}
 	acts := ans.activities
-	if !ans.lastPlainPage(c.limit) && acts[len(acts)-1].Timestamp < c.gte {
-		return malformed("a full page of %d activities ends at %s, before the date asked for (%s): the date cursor cannot advance",
-			len(acts), recovery.FormatMillis(acts[len(acts)-1].Timestamp), recovery.FormatMillis(c.gte))
+	if last := c.by.Of(acts[len(acts)-1]); last < c.gte {
+		return malformed("a full page of %d activities ends at %s, before the %s asked for (%s): the %s cursor cannot advance",
+			len(acts), recovery.FormatMillis(last), c.by, recovery.FormatMillis(c.gte), c.by)
 	}
 	return nil
 }

@@ -14,7 +14,7 @@ import (
 // Fetch does and shares its rate limit. An answer without a usable total is
 // recovery.ErrNoTotal. Count implements recovery.Counter.
 func (s *Source) Count(ctx context.Context) (activities int64, requests int, err error) {
-	c, err := s.singleActivity()
+	c, err := s.singleActivity(s.scope)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -28,13 +28,13 @@ func (s *Source) Count(ctx context.Context) (activities int64, requests int, err
 	return *ans.Total, requests, nil
 }
 
-// singleActivity is a plain request for the window's first activity: the
-// cheapest request there is, for Probe and Count.
-func (s *Source) singleActivity() (call, error) {
-	filters, err := s.dateFilters(s.window.Start)
+// singleActivity is a plain request for the first activity of scope:
+// the cheapest request there is, for Probe and Count.
+func (s *Source) singleActivity(scope recovery.Scope) (call, error) {
+	filters, err := s.filters(scope, scope.Window.Start)
 	if err != nil {
 		return call{}, err
 	}
-	body, err := json.Marshal(plainRequest{Filters: filters, SortField: "date", SortDirection: "asc", Limit: 1})
-	return call{body: body, limit: 1, gte: s.window.Start}, err
+	body, err := json.Marshal(plainRequest{Filters: filters, SortField: scope.By.String(), SortDirection: "asc", Limit: 1})
+	return call{body: body, limit: 1, by: scope.By, gte: scope.Window.Start}, err
 }

@@ -2,6 +2,7 @@ package mcas
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -9,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,8 +88,11 @@ type Config struct {
 	// timeout, network error, malformed answer) before Fetch gives up
 	// with ErrTooManyCriticalErrors. Default 10.
 	MaxCriticalErrors int
-	// Window is the recovery window; Filter the original agent's filter.
+	// Window is the recovery window, on the activities' time By (--by:
+	// when they happened, or when MCAS saved them); Filter the original
+	// agent's filter.
 	Window recovery.Window
+	By     recovery.TimeField
 	Filter recovery.Filter
 	// Paging selects scan mode, plain paging, or the automatic choice.
 	Paging Paging
@@ -121,8 +124,8 @@ type Source struct {
 	proxy       *url.URL
 	client      *http.Client
 	limiter     *rate.Limiter
-	window      recovery.Window
-	filter      map[string]json.RawMessage // the operator's filter, without date
+	scope       recovery.Scope             // the recovery's window, on its time
+	filter      map[string]json.RawMessage // the operator's filter, without date or created
 	paging      Paging
 	scanLimit   int
 	plainLimit  int
@@ -162,7 +165,7 @@ func New(cfg Config) (*Source, error) {
 	}
 	s := &Source{
 		endpoint:    endpoint,
-		window:      cfg.Window,
+		scope:       recovery.Scope{Window: cfg.Window, By: cfg.By},
 		paging:      cfg.Paging,
 		maxCritical: orDefault(cfg.MaxCriticalErrors, DefaultMaxCriticalErrors),
 		timeout:     orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
@@ -266,20 +269,26 @@ func (s *Source) Endpoint() string { return s.endpoint.String() }
 // Fetch returns the page of activities that starts at cur (see
 // recovery.Source). A cursor with NextFilters continues a scan exactly
 // where it stopped; one with a Timestamp continues plain paging after the
-// ids it lists at that millisecond; the zero cursor starts the window in
-// the configured mode. Errors are *recovery.Error (ErrInvalidToken,
-// ErrInvalidProxy, ErrTooManyCriticalErrors, ErrUsage for a request the
-// API refuses) or the context's error.
+// ids it lists at that millisecond (of the window's time: date or
+// created); the zero cursor starts the window in the configured mode.
+// Errors are *recovery.Error (ErrInvalidToken, ErrInvalidProxy,
+// ErrTooManyCriticalErrors, ErrUsage for a request the API refuses) or the
+// context's error.
 func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page, error) {
+	return s.fetch(ctx, s.scope, cur)
+}
+
+// fetch is Fetch over scope.
+func (s *Source) fetch(ctx context.Context, scope recovery.Scope, cur recovery.Cursor) (recovery.Page, error) {
 	switch {
 	case len(cur.NextFilters) > 0:
-		return s.fetchScan(ctx, cur)
+		return s.fetchScan(ctx, scope, cur)
 	case cur.Timestamp != 0 || len(cur.SeenIDs) > 0:
-		return s.fetchPlain(ctx, cur)
+		return s.fetchPlain(ctx, scope, cur)
 	case s.usePlain():
-		return s.fetchPlain(ctx, cur)
+		return s.fetchPlain(ctx, scope, cur)
 	}
-	page, err := s.fetchScan(ctx, cur)
+	page, err := s.fetchScan(ctx, scope, cur)
 	if err == nil || s.paging != PagingAuto || !isRefused(err) {
 		return page, err
 	}
@@ -287,7 +296,7 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 	// paging, the API refused scan mode itself, and this run pages by date
 	// cursor from here on. If they do not, the filter is at fault and
 	// plain paging's refusal is the answer.
-	plain, perr := s.fetchPlain(ctx, cur)
+	plain, perr := s.fetchPlain(ctx, scope, cur)
 	plain.Requests += page.Requests
 	if perr == nil {
 		s.log.Warn("the API refused scan mode; paging by date cursor instead",
@@ -305,16 +314,38 @@ func (s *Source) usePlain() bool {
 	return s.scanLimit == 0 || s.fellBack
 }
 
-// dateFilters is the operator's filter ANDed with the window, from gte on.
-// The API documents gte and lte (not lt) for date; timestamps are whole
-// milliseconds, so lte End-1 is the half-open window's end.
-func (s *Source) dateFilters(gte int64) (json.RawMessage, error) {
-	m := make(map[string]json.RawMessage, len(s.filter)+1)
+// filters is the operator's filter ANDed with scope, from the time from
+// on (on the scope's field: where plain paging resumes). The API documents
+// gte and lte, not lt, for date: times are whole milliseconds, so lte
+// End-1 is the half-open window's end. created takes lt, so its bounds are
+// the half-open ones as they are.
+func (s *Source) filters(scope recovery.Scope, from int64) (json.RawMessage, error) {
+	m := make(map[string]json.RawMessage, len(s.filter)+2)
 	for k, v := range s.filter {
 		m[k] = v
 	}
-	m["date"] = json.RawMessage(`{"gte":` + strconv.FormatInt(gte, 10) + `,"lte":` + strconv.FormatInt(s.window.End-1, 10) + `}`)
-	return json.Marshal(m) // sorted keys: the same window and filter give the same bytes
+	saved := bounds{GTE: scope.SavedFrom, LT: scope.SavedBefore}
+	w := scope.Window
+	var err error
+	if scope.By == recovery.ByCreated {
+		saved.GTE = max(saved.GTE, w.Start, from)
+		saved.LT = min(cmp.Or(saved.LT, w.End), w.End)
+	} else if m["date"], err = json.Marshal(bounds{GTE: max(w.Start, from), LTE: w.End - 1}); err != nil {
+		return nil, err
+	}
+	if saved != (bounds{}) {
+		if m["created"], err = json.Marshal(saved); err != nil {
+			return nil, err
+		}
+	}
+	return json.Marshal(m) // sorted keys: the same scope and filter give the same bytes
+}
+
+// bounds are the operators of a time filter; zero ones are left out.
+type bounds struct {
+	GTE int64 `json:"gte,omitempty"`
+	LT  int64 `json:"lt,omitempty"`
+	LTE int64 `json:"lte,omitempty"`
 }
 
 // scanRequest and plainRequest are the bodies of the two paging modes.
@@ -334,11 +365,11 @@ type plainRequest struct {
 	Limit         int             `json:"limit"`
 }
 
-func (s *Source) fetchScan(ctx context.Context, cur recovery.Cursor) (recovery.Page, error) {
+func (s *Source) fetchScan(ctx context.Context, scope recovery.Scope, cur recovery.Cursor) (recovery.Page, error) {
 	filters := cur.NextFilters
 	if len(filters) == 0 {
 		var err error
-		if filters, err = s.dateFilters(s.window.Start); err != nil {
+		if filters, err = s.filters(scope, scope.Window.Start); err != nil {
 			return recovery.Page{}, err
 		}
 	}
@@ -346,7 +377,7 @@ func (s *Source) fetchScan(ctx context.Context, cur recovery.Cursor) (recovery.P
 	if limit == 0 { // a scan cursor resumed with a plain page size
 		limit = ScanMinLimit
 	}
-	body, err := json.Marshal(scanRequest{Filters: filters, SortField: "date", SortDirection: "asc", IsScan: true, Limit: limit})
+	body, err := json.Marshal(scanRequest{Filters: filters, SortField: scope.By.String(), SortDirection: "asc", IsScan: true, Limit: limit})
 	if err != nil {
 		return recovery.Page{}, err
 	}
@@ -363,7 +394,7 @@ func (s *Source) fetchScan(ctx context.Context, cur recovery.Cursor) (recovery.P
 		repeat = nil
 	}
 	s.mu.Unlock()
-	acts := s.inWindow(ans.activities)
+	acts := s.inScope(scope, ans.activities)
 	if repeat != nil {
 		kept := acts[:0]
 		for _, a := range acts {
@@ -384,12 +415,12 @@ func (s *Source) fetchScan(ctx context.Context, cur recovery.Cursor) (recovery.P
 		return page, nil
 	}
 	page.Next = recovery.Cursor{NextFilters: ans.NextQueryFilters}
-	page.Progress = s.progress(ans.activities, cur)
+	page.Progress = progress(scope, ans.activities, cur)
 
 	ids := map[string]bool{}
 	if n := len(ans.activities); n > 0 {
-		final := ans.activities[n-1].Timestamp
-		for i := n - 1; i >= 0 && ans.activities[i].Timestamp == final; i-- {
+		final := scope.By.Of(ans.activities[n-1])
+		for i := n - 1; i >= 0 && scope.By.Of(ans.activities[i]) == final; i-- {
 			ids[ans.activities[i].ID] = true
 		}
 	}
@@ -399,10 +430,11 @@ func (s *Source) fetchScan(ctx context.Context, cur recovery.Cursor) (recovery.P
 	return page, nil
 }
 
-func (s *Source) fetchPlain(ctx context.Context, cur recovery.Cursor) (recovery.Page, error) {
-	gte, skip := s.window.Start, 0
+func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, cur recovery.Cursor) (recovery.Page, error) {
+	by := scope.By
+	gte, skip := scope.Window.Start, 0
 	if cur.Timestamp != 0 || len(cur.SeenIDs) > 0 {
-		gte, skip = max(cur.Timestamp, s.window.Start), len(cur.SeenIDs)
+		gte, skip = max(cur.Timestamp, scope.Window.Start), len(cur.SeenIDs)
 	}
 	limit := s.plainLimit
 	if skip+limit > PlainMaxWindow {
@@ -413,15 +445,15 @@ func (s *Source) fetchPlain(ctx context.Context, cur recovery.Cursor) (recovery.
 			"more than %d activities share the millisecond %s, which plain paging (skip+limit ≤ %d) cannot page through",
 			PlainMaxWindow-1, recovery.FormatMillis(cur.Timestamp), PlainMaxWindow)
 	}
-	filters, err := s.dateFilters(gte)
+	filters, err := s.filters(scope, gte)
 	if err != nil {
 		return recovery.Page{}, err
 	}
-	body, err := json.Marshal(plainRequest{Filters: filters, SortField: "date", SortDirection: "asc", Skip: skip, Limit: limit})
+	body, err := json.Marshal(plainRequest{Filters: filters, SortField: by.String(), SortDirection: "asc", Skip: skip, Limit: limit})
 	if err != nil {
 		return recovery.Page{}, err
 	}
-	ans, requests, err := s.post(ctx, call{body: body, limit: limit, gte: gte})
+	ans, requests, err := s.post(ctx, call{body: body, limit: limit, by: by, gte: gte})
 	page := recovery.Page{Requests: requests}
 	if err != nil {
 		return page, err
@@ -438,13 +470,13 @@ func (s *Source) fetchPlain(ctx context.Context, cur recovery.Cursor) (recovery.
 		seen[id] = true
 	}
 	for _, a := range all {
-		if a.Timestamp == gte && seen[a.ID] {
+		if by.Of(a) == gte && seen[a.ID] {
 			return page, recovery.Problemf(recovery.ErrInternal, remedyScan,
 				"the API answered %s with activity %s, already delivered at %s: its order within one millisecond is not stable, so plain paging cannot go on without losing activities",
 				s.Endpoint(), s.show(a.ID), recovery.FormatMillis(gte))
 		}
 	}
-	page.Activities = s.inWindow(all)
+	page.Activities = s.inScope(scope, all)
 	if page.Last {
 		page.Progress = 1
 		page.Next = cur
@@ -452,42 +484,42 @@ func (s *Source) fetchPlain(ctx context.Context, cur recovery.Cursor) (recovery.
 	}
 	// The next cursor: the last millisecond listed, and every id listed
 	// at it (all of them, so skip stays the count of records before).
-	last := all[len(all)-1].Timestamp
+	last := by.Of(all[len(all)-1])
 	var ids []string
 	if last == gte {
 		ids = append(ids, cur.SeenIDs...)
 	}
 	for _, a := range all {
-		if a.Timestamp == last {
+		if by.Of(a) == last {
 			ids = append(ids, a.ID)
 		}
 	}
 	page.Next = recovery.Cursor{Timestamp: last, SeenIDs: ids}
-	page.Progress = s.window.Fraction(last)
+	page.Progress = scope.Window.Fraction(last)
 	return page, nil
 }
 
-// inWindow drops what the API should not have sent: activities outside
-// the window.
-func (s *Source) inWindow(acts []recovery.Activity) []recovery.Activity {
+// inScope drops what the API should not have sent: activities outside
+// the window (or the range of created) asked for.
+func (s *Source) inScope(scope recovery.Scope, acts []recovery.Activity) []recovery.Activity {
 	kept := acts[:0:0]
 	for _, a := range acts {
-		if s.window.Contains(a.Timestamp) {
+		if scope.Contains(a) {
 			kept = append(kept, a)
 		}
 	}
 	if n := len(acts) - len(kept); n > 0 {
-		s.log.Warn("the API sent activities outside the window; dropped them", "count", n, "window", s.window.String())
+		s.log.Warn("the API sent activities outside the window; dropped them", "count", n, "window", scope.String())
 	}
 	return kept
 }
 
-// progress is how far into the window the page's last activity lies.
-func (s *Source) progress(acts []recovery.Activity, cur recovery.Cursor) float64 {
+// progress is how far into scope's window the page's last activity lies.
+func progress(scope recovery.Scope, acts []recovery.Activity, cur recovery.Cursor) float64 {
 	if n := len(acts); n > 0 {
-		return s.window.Fraction(acts[n-1].Timestamp)
+		return scope.Window.Fraction(scope.By.Of(acts[n-1]))
 	}
-	return s.window.Fraction(cur.Timestamp)
+	return scope.Window.Fraction(cur.Timestamp)
 }
 
 func compact(b []byte) []byte {
@@ -504,7 +536,7 @@ func compact(b []byte) []byte {
 // MaxCriticalErrors; it shares the rate limit. A nil error means the API
 // accepted the token.
 func (s *Source) Probe(ctx context.Context) error {
-	c, err := s.singleActivity()
+	c, err := s.singleActivity(s.scope)
 	if err != nil {
 		return err
 	}
