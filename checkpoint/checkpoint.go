@@ -44,9 +44,11 @@ const FileMode = 0o600
 const lockWait = 10 * time.Second
 
 // Identity is what a checkpoint belongs to: a run may only resume a
-// checkpoint made for the same window, source and filter.
+// checkpoint made for the same window (on the same time, --by), source and
+// filter.
 type Identity struct {
 	Window      recovery.Window
+	By          recovery.TimeField
 	Source      string // as displayed; never holds a secret
 	Filter      string // canonical filter JSON, "" for none
 	Fingerprint string
@@ -55,7 +57,7 @@ type Identity struct {
 // Matches tells whether st is the checkpoint of this recovery: same window,
 // same source and filter.
 func (id Identity) Matches(st recovery.State) bool {
-	return st.Fingerprint == id.Fingerprint && st.Window == id.Window
+	return st.Fingerprint == id.Fingerprint && st.Window == id.Window && st.By == id.By
 }
 
 func (id Identity) String() string {
@@ -63,14 +65,18 @@ func (id Identity) String() string {
 	if filter == "" {
 		filter = "none"
 	}
-	return fmt.Sprintf("window %s, source %s, filter %s", id.Window, id.Source, filter)
+	window := id.Window.String()
+	if id.By != recovery.ByDate {
+		window += " by " + id.By.String()
+	}
+	return fmt.Sprintf("window %s, source %s, filter %s", window, id.Source, filter)
 }
 
 // Mismatch is the error for a checkpoint made for another recovery than
 // id: both identities are named, with their fingerprints when the names
 // alone look the same (the same path holding another export, say).
 func Mismatch(path string, st recovery.State, id Identity, asker string) error {
-	have := Identity{Window: st.Window, Source: st.Source, Filter: st.Filter, Fingerprint: st.Fingerprint}
+	have := Identity{Window: st.Window, By: st.By, Source: st.Source, Filter: st.Filter, Fingerprint: st.Fingerprint}
 	haveText, wantText := have.String(), id.String()
 	if haveText == wantText {
 		haveText += " (fingerprint " + short(have.Fingerprint) + ")"
@@ -135,8 +141,9 @@ func (s *Store) init(ctx context.Context, id Identity) error {
 	case errors.Is(statErr, fs.ErrNotExist):
 		now := s.now().UTC()
 		st := recovery.State{
-			Window: id.Window, Source: id.Source, Filter: id.Filter, Fingerprint: id.Fingerprint,
-			Pass: recovery.Pass{State: recovery.StatePending}, CreatedAt: now, UpdatedAt: now,
+			Window: id.Window, By: id.By, Source: id.Source, Filter: id.Filter, Fingerprint: id.Fingerprint,
+			Pass:      recovery.Pass{State: recovery.StatePending, Scope: recovery.Scope{Window: id.Window, By: id.By}},
+			CreatedAt: now, UpdatedAt: now,
 		}
 		// Built aside and renamed into place: a run killed while creating
 		// it leaves no half-made checkpoint that every re-run would refuse
@@ -201,7 +208,7 @@ func (s *Store) Update(ctx context.Context, fn func(*recovery.State) error) erro
 			b := tx.Bucket(bucketName)
 			st, err := get(b)
 			if err != nil {
-				return corrupt(s.path, err)
+				return stateError(s.path, err)
 			}
 			if err := fn(&st); err != nil {
 				return err
@@ -244,10 +251,7 @@ func readFile(_ context.Context, path, file string) (st recovery.State, err erro
 		defer db.Close()
 		return db.View(func(tx *bolt.Tx) error {
 			st, err = get(tx.Bucket(bucketName))
-			if err != nil {
-				return corrupt(path, err)
-			}
-			return nil
+			return stateError(path, err)
 		})
 	})
 	return st, err
@@ -289,6 +293,20 @@ func guarded(path string, fn func() error) (err error) {
 	return fn()
 }
 
+// stateError is the error for a stored state get could not read: one a
+// newer siem-recovery wrote, or a corrupt one.
+func stateError(path string, err error) error {
+	var newer newerError
+	switch {
+	case errors.As(err, &newer):
+		return unavailable(err, "run it with the siem-recovery that wrote it, or start this recovery afresh with another --checkpoint",
+			"%s was written by a newer siem-recovery (%v)", path, err)
+	case err != nil:
+		return corrupt(path, err)
+	}
+	return nil
+}
+
 // corrupt is the error for a file that is no sound siem-recovery
 // checkpoint.
 func corrupt(path string, cause error) error {
@@ -312,10 +330,7 @@ func get(b *bolt.Bucket) (recovery.State, error) {
 	if sum := b.Get(sumKey); sum != nil && string(sum) != checksum(v) {
 		return st, errors.New("its state does not match its checksum")
 	}
-	if err := json.Unmarshal(v, &st); err != nil {
-		return st, fmt.Errorf("its state does not decode: %w", err)
-	}
-	return st, nil
+	return decodeState(v)
 }
 
 func checksum(v []byte) string {
@@ -324,6 +339,7 @@ func checksum(v []byte) string {
 }
 
 func put(b *bolt.Bucket, st recovery.State) error {
+	st.Version = recovery.StateVersion
 	v, err := json.Marshal(st)
 	if err != nil {
 		return err

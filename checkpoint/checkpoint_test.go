@@ -30,7 +30,7 @@ func TestCreateResumeAndMode(t *testing.T) {
 	}
 	err = s.Update(ctx, func(st *recovery.State) error {
 		st.Sent = 42
-		st.Cursor = recovery.Cursor{Offset: 99, Line: 3}
+		st.Cursor = recovery.Cursor{Token: []byte(`{"offset":99,"line":3}`), Text: "line 3 of the export"}
 		return nil
 	})
 	if err != nil {
@@ -47,7 +47,7 @@ func TestCreateResumeAndMode(t *testing.T) {
 	}
 	defer s.Close()
 	st, err := s.Load(ctx)
-	if err != nil || st.Sent != 42 || st.Cursor.Offset != 99 || st.State != recovery.StatePending || st.Window != ident.Window {
+	if err != nil || st.Sent != 42 || string(st.Cursor.Token) != `{"offset":99,"line":3}` || st.State != recovery.StatePending || st.Window != ident.Window {
 		t.Fatalf("reloaded %+v, %v", st, err)
 	}
 }

@@ -29,10 +29,12 @@ type Progress struct {
 // activities. With the window's total known it is the activities the pass
 // has sent or skipped over that total; otherwise the source's measure.
 func (st State) Done(p Pass) (fraction float64, byCount bool) {
-	if p.State == StateCompleted {
+	if p.State == StateCompleted || p.State == StateSettling {
 		return 1, st.Total != nil
 	}
-	if st.Total != nil && *st.Total > 0 {
+	// A sweep reads what was saved late, not the window's count: the
+	// source measures it.
+	if st.Total != nil && *st.Total > 0 && p.Scope.SavedFrom == 0 {
 		// Activities saved late can make the pass outgrow the count taken
 		// at its start: it is not done until its last page.
 		return min(float64(p.Sent+p.Skipped)/float64(*st.Total), 0.999), true
@@ -55,22 +57,19 @@ func (st State) ProgressOf(p Pass, now time.Time, running bool) Progress {
 }
 
 // Position says where pass p stands, for people: the time of the latest
-// activity behind it (and the export's line), never the source's cursor,
-// which can be an opaque continuation.
+// activity behind it (on the pass's time, date or created) and what its
+// cursor says (an export's line), never the source's token, which can be an
+// opaque continuation.
 func (p Pass) Position() string {
-	if p.State == StateCompleted {
+	if p.State == StateCompleted || p.State == StateSettling {
 		return "the end of the window"
 	}
-	reached := p.Reached
-	if reached == 0 {
-		reached = p.Cursor.Timestamp
-	}
 	var parts []string
-	if reached != 0 {
-		parts = append(parts, FormatMillis(reached))
+	if p.Reached != 0 {
+		parts = append(parts, FormatMillis(p.Reached))
 	}
-	if p.Cursor.Line != 0 {
-		parts = append(parts, fmt.Sprintf("line %d of the export", p.Cursor.Line))
+	if p.Cursor.Text != "" {
+		parts = append(parts, p.Cursor.Text)
 	}
 	switch {
 	case len(parts) == 2:

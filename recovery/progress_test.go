@@ -56,11 +56,10 @@ func TestPosition(t *testing.T) {
 		want string
 	}{
 		{Pass{}, "the start of the window"},
-		{Pass{Reached: 1715675472345, Cursor: Cursor{NextFilters: []byte(`{"_cursor":"x"}`)}}, "2024-05-14T08:31:12.345Z"},
-		{Pass{Cursor: Cursor{Timestamp: 1715675472345, SeenIDs: []string{"a"}}}, "2024-05-14T08:31:12.345Z"},
-		{Pass{Reached: 1715675472345, Cursor: Cursor{Offset: 123, Line: 5000}}, "2024-05-14T08:31:12.345Z (line 5000 of the export)"},
-		{Pass{Cursor: Cursor{Offset: 123, Line: 5000}}, "line 5000 of the export"},
-		{Pass{Cursor: Cursor{NextFilters: []byte(`{}`)}}, "past the start of the window"},
+		{Pass{Reached: 1715675472345, Cursor: Cursor{Token: []byte(`{"next_filters":{"_cursor":"x"}}`)}}, "2024-05-14T08:31:12.345Z"},
+		{Pass{Reached: 1715675472345, Cursor: Cursor{Token: []byte(`{"offset":123,"line":5000}`), Text: "line 5000 of the export"}}, "2024-05-14T08:31:12.345Z (line 5000 of the export)"},
+		{Pass{Cursor: Cursor{Token: []byte(`{"offset":123,"line":5000}`), Text: "line 5000 of the export"}}, "line 5000 of the export"},
+		{Pass{Cursor: Cursor{Token: []byte(`{"next_filters":{}}`)}}, "past the start of the window"},
 		{Pass{State: StateCompleted, Reached: 1715675472345}, "the end of the window"},
 	}
 	for _, tt := range tests {

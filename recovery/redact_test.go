@@ -119,8 +119,8 @@ func TestCursorShowsNoAPIText(t *testing.T) {
 	// nextQueryFilters is the API's JSON, which may hold raw newlines
 	// between its tokens: none of it is shown (status --json keeps it
 	// raw; people get the time reached, Pass.Position).
-	c := Cursor{NextFilters: json.RawMessage("{\"a\":\n\"level=INFO msg=completed\"}")}
-	if got, want := c.String(), "at a scan continuation"; got != want {
+	c := Cursor{Token: json.RawMessage("{\"next_filters\":{\"a\":\n\"level=INFO msg=completed\"}}")}
+	if got, want := c.String(), "past the start of the window"; got != want {
 		t.Errorf("String() = %s, want %s", got, want)
 	}
 }

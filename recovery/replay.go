@@ -37,6 +37,34 @@ type Replayer struct {
 	// Grace bounds how long a planned stop waits for the batch in flight;
 	// zero cuts it at once.
 	Grace time.Duration
+	// Sweeps, when set, gives the window's pass a horizon and has sweeps
+	// read what the source saved from it on; nil for a source that gains
+	// no activities once read (an export).
+	Sweeps *Sweeps
+	// Now is the clock of the checkpoint's times, the horizons and the
+	// settling deadline; nil is time.Now.
+	Now func() time.Time
+}
+
+func (r *Replayer) now() time.Time {
+	if r.Now == nil {
+		return time.Now().UTC()
+	}
+	return r.Now().UTC()
+}
+
+// Sweeps configure the late-arrival sweeps of a run over a source that
+// keeps saving activities after a pass read them (the MCAS API): the pass
+// reads what was saved before its horizon and sweeps read the rest
+// (docs/time-semantics.md).
+type Sweeps struct {
+	// For is --settle when the run's command line gives it, nil when it
+	// does not: the checkpoint's stays (0 for a new recovery: the final
+	// sweep follows the pass at once).
+	For *time.Duration
+	// Margin is --settle-margin: what was saved less than Margin before a
+	// pass or sweep began is left to the next.
+	Margin time.Duration
 }
 
 // Result sums up a run.
@@ -44,148 +72,304 @@ type Result struct {
 	State            State
 	AlreadyCompleted bool  // nothing to do: the window (and any pass asked for) was completed before this run
 	TopUp            bool  // this run worked on a top-up pass over the completed window
+	Sweeps           int   // sweeps for activities saved late this run completed
 	Sent             int64 // delivered by this run
 	Skipped          int64 // excluded by this run
 	Resent           int64 // sent again by this run (a dead run's batch, reconnects): the SIEM may hold them twice
 }
 
+// passKind names the pass a run works on.
+type passKind int
+
+const (
+	mainPass  passKind = iota // the window's own
+	topUpPass                 // the latest top-up
+	sweepPass                 // the current sweep for activities saved late
+)
+
 // Current is the pass a run works on now, or worked on last: the current
-// top-up when there is one, else the window's own pass.
+// top-up or sweep when there is one, else the window's own pass.
 func (st *State) Current() *Pass {
 	if t := st.TopUp(); t != nil {
 		return t
 	}
+	if st.Sweep != nil && st.Sweep.State != StateCompleted {
+		return st.Sweep
+	}
 	return &st.Pass
+}
+
+// pass is the pass of kind k.
+func (st *State) pass(k passKind) *Pass {
+	switch k {
+	case topUpPass:
+		return &st.TopUps[len(st.TopUps)-1]
+	case sweepPass:
+		return st.Sweep
+	}
+	return &st.Pass
+}
+
+// run is what one Run carries from pass to pass.
+type run struct {
+	st    State // as last stored
+	save  context.Context
+	send  context.Context // cut by a planned stop after Grace
+	fetch context.Context // cut by a planned stop at once
+	log   *slog.Logger
+	res   Result
+	began bool // a pass has begun in this run: Runs is counted
 }
 
 // Run recovers the window from where the checkpoint stands to its end, then
 // marks the checkpoint completed; on a completed window with Exclude set it
-// runs (or resumes) a top-up pass instead (State.Plan). A planned stop
-// (Stop) ends it after the batch in flight, a cancelled ctx at once; the
-// progress made is kept and the error wraps ErrStopped.
+// runs (or resumes) a top-up pass instead (State.Plan). With Sweeps set the
+// pass reads up to its horizon, and the sweeps that follow it (at once, or
+// once a run until the --settle deadline) read what was saved after.
+// A planned stop (Stop) ends it after the batch in flight, a cancelled ctx
+// at once; the progress made is kept and the error wraps ErrStopped.
 func (r *Replayer) Run(ctx context.Context) (Result, error) {
 	log := r.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var res Result
 	st, err := r.Checkpoint.Load(ctx)
 	if err != nil {
-		return res, err
+		return Result{}, err
 	}
 	excluded := r.Exclude.Fingerprint()
 	plan := st.Plan(excluded)
 	if plan == PlanNothing {
-		res.State, res.AlreadyCompleted = st, true
-		return res, nil
-	}
-	res.TopUp = plan == PlanTopUp
-	if !res.TopUp {
-		if err := r.count(ctx, &st); err != nil {
-			return r.fail(ctx, &res, false, err, 0)
-		}
+		return Result{State: st, AlreadyCompleted: true}, nil
 	}
 	// Writes must survive the cancellation that stops the run.
-	save := context.WithoutCancel(ctx)
-	err = r.Checkpoint.Update(save, func(s *State) error {
-		s.Runs++
-		s.Total = st.Total
-		s.APIRequests = st.APIRequests
-		res.Resent += r.begin(s, res.TopUp, excluded, log)
-		st = *s
-		return nil
-	})
-	if err != nil {
-		return res, fmt.Errorf("start run: %w", err)
+	rn := &run{st: st, save: context.WithoutCancel(ctx), log: log}
+	var release func()
+	rn.send, rn.fetch, release = r.stopContexts(ctx)
+	defer release()
+	if plan == PlanRecover {
+		if err := r.settleOptions(rn); err != nil {
+			return rn.res, err
+		}
 	}
-	pass := func(s *State) *Pass { return s.pass(res.TopUp) }
-	p := pass(&st)
-	log.Info("recovering", "window", st.Window.String(), "source", st.Source, "position", p.Position(),
-		"sent_before", p.Sent)
+	switch {
+	case plan == PlanTopUp:
+		rn.res.TopUp = true
+		err = r.runPass(ctx, rn, topUpPass)
+	case st.State == StateSettling:
+		err = r.settle(ctx, rn, false)
+	default:
+		// The run that completes the pass sweeps only when the final
+		// sweep is due: the pass has just read up to its horizon.
+		if err = r.runPass(ctx, rn, mainPass); err == nil && rn.st.State == StateSettling {
+			err = r.settle(ctx, rn, true)
+		}
+	}
+	rn.res.State = rn.st
+	return rn.res, err
+}
+
+// runPass runs the pass of kind k from where it stands to its end:
+// fetch, deliver, advance, page after page.
+func (r *Replayer) runPass(ctx context.Context, rn *run, k passKind) error {
+	if err := r.beginPass(ctx, rn, k); err != nil {
+		return err
+	}
+	p := rn.st.pass(k)
+	src := Over(r.Source, p.Scope)
+	rn.log.Info(passName(k, p)+" at "+p.Position(), "window", p.Scope.String(), "source", rn.st.Source, "sent_before", p.Sent)
 
 	// The next page is fetched while the sink takes the current one, so
 	// decoding and delivery overlap; at most one page is read ahead.
-	sendCtx, fetchCtx, release := r.stopContexts(ctx)
 	var next <-chan fetched
 	defer func() {
-		release()
 		if next != nil {
 			<-next // never leave a fetch running behind the caller
 		}
 	}()
-	next = r.prefetch(fetchCtx, p.Cursor)
+	by := p.Scope.By
+	next = r.prefetch(rn.fetch, src, by, p.Cursor)
 	for {
 		f := <-next
 		next = nil
 		page, err := f.page, f.err
 		if err != nil {
-			return r.fail(ctx, &res, res.TopUp, fmt.Errorf("fetch the page at %s: %w", pass(&st).Position(), err), page.Requests)
+			return r.fail(ctx, rn, k, fmt.Errorf("fetch the page at %s: %w", rn.st.pass(k).Position(), err), page.Requests)
 		}
 		if r.stopAsked() { // a page read before the stop is not sent after it
-			return r.fail(ctx, &res, res.TopUp, nil, page.Requests)
+			return r.fail(ctx, rn, k, nil, page.Requests)
 		}
 		if !page.Last {
-			next = r.prefetch(fetchCtx, page.Next)
+			next = r.prefetch(rn.fetch, src, by, page.Next)
 		}
 		batch, skipped := f.batch, f.skipped
+		var resent int64
 		if len(batch) > 0 {
-			err := r.Checkpoint.Update(save, func(s *State) error {
-				pass(s).InFlight = int64(len(batch))
+			err := r.Checkpoint.Update(rn.save, func(s *State) error {
+				s.pass(k).InFlight = int64(len(batch))
 				s.APIRequests += int64(page.Requests)
 				return nil
 			})
 			if err != nil {
-				return res, fmt.Errorf("record batch in flight: %w", err)
+				return fmt.Errorf("record batch in flight: %w", err)
 			}
 			page.Requests = 0 // counted
-			resent, err := r.Sink.Send(sendCtx, batch)
+			n, err := r.Sink.Send(rn.send, batch)
 			if err != nil {
-				return r.fail(ctx, &res, res.TopUp, fmt.Errorf("send %d activities at %s: %w", len(batch), pass(&st).Position(), err), 0)
+				return r.fail(ctx, rn, k, fmt.Errorf("send %d activities at %s: %w", len(batch), rn.st.pass(k).Position(), err), 0)
 			}
-			res.Resent += int64(resent)
-			res.Sent += int64(len(batch))
-			pass(&st).Resent += int64(resent)
+			resent = int64(n)
+			rn.res.Resent += resent
+			rn.res.Sent += int64(len(batch))
 		}
-		res.Skipped += skipped
-		now := time.Now().UTC()
-		resent := pass(&st).Resent
-		err = r.Checkpoint.Update(save, func(s *State) error {
-			p := pass(s)
+		rn.res.Skipped += skipped
+		now := r.now()
+		err = r.Checkpoint.Update(rn.save, func(s *State) error {
+			p := s.pass(k)
 			p.Cursor = page.Next
 			p.Progress = page.Progress
 			p.Reached = max(p.Reached, f.reached)
 			p.Sent += int64(len(batch))
 			p.Skipped += skipped
-			p.Resent = resent
+			p.Resent += resent
 			p.InFlight = 0
 			p.LastSuccessAt = now
 			s.APIRequests += int64(page.Requests)
-			if page.Last {
-				p.State = StateCompleted
-				p.Progress = 1
-				p.CompletedAt = now
+			if k == sweepPass {
+				// What a sweep sends, the recovery sent.
+				s.Sent += int64(len(batch))
+				s.Skipped += skipped
+				s.Resent += resent
+				s.Settle.LateSent += int64(len(batch))
 			}
-			st = *s
+			if page.Last {
+				r.complete(s, k, now)
+			}
+			rn.st = *s
 			return nil
 		})
 		if err != nil {
-			return res, fmt.Errorf("advance checkpoint past %s: %w", pass(&st).Position(), err)
+			return fmt.Errorf("advance checkpoint past %s: %w", rn.st.pass(k).Position(), err)
 		}
 		if r.Progress != nil {
-			r.Progress(st)
+			r.Progress(rn.st)
 		}
-		p := pass(&st)
-		log.Debug("page delivered", "activities", len(batch), "skipped", skipped, "position", p.Position())
+		p := rn.st.pass(k)
+		rn.log.Debug("page delivered", "activities", len(batch), "skipped", skipped, "position", p.Position())
 		if page.Last {
-			res.State = st
-			what := "window recovered: checkpoint completed and disabled"
-			if res.TopUp {
-				what = "top-up completed: the window is complete again"
-			}
-			log.Info(what, "sent", p.Sent, "skipped", p.Skipped, "sent_again", p.Resent, "api_requests", st.APIRequests)
-			return res, nil
+			r.logDone(rn, k)
+			return nil
 		}
 	}
+}
+
+// passName says what a pass is, for the log line that starts it.
+func passName(k passKind, p *Pass) string {
+	switch {
+	case k == topUpPass:
+		return "topping up"
+	case k == sweepPass:
+		return "sweeping for activities saved late"
+	case p.Cursor.IsZero() && p.Sent+p.Skipped == 0:
+		return "recovering from the start"
+	}
+	return "recovering"
+}
+
+// complete marks pass k of s done at now, and what follows from it: the
+// window's pass is followed by the settling phase when it has a horizon,
+// the final sweep completes the recovery.
+func (r *Replayer) complete(s *State, k passKind, now time.Time) {
+	p := s.pass(k)
+	p.State, p.Progress, p.CompletedAt = StateCompleted, 1, now
+	switch {
+	case k == mainPass && s.Settle != nil:
+		p.State = StateSettling
+		s.Settle.Deadline = now.Add(s.Settle.For)
+	case k == sweepPass:
+		s.Settle.Sweeps++
+		if s.Settle.Final {
+			s.State, s.CompletedAt = StateCompleted, now
+		} else {
+			s.Settle.Horizon = p.Scope.SavedBefore
+		}
+	}
+}
+
+// logDone says that pass k of the run completed, and what is next.
+func (r *Replayer) logDone(rn *run, k passKind) {
+	st, p := rn.st, rn.st.pass(k)
+	switch {
+	case k == topUpPass:
+		rn.log.Info("top-up completed: the window is complete again", "sent", p.Sent, "skipped", p.Skipped, "sent_again", p.Resent, "api_requests", st.APIRequests)
+	case k == sweepPass:
+		rn.res.Sweeps++
+		rn.log.Info("sweep done", "saved", p.Scope.String(), "sent", p.Sent, "skipped", p.Skipped, "late_sent", st.Settle.LateSent, "sweeps", st.Settle.Sweeps)
+	case st.State == StateSettling:
+		rn.log.Info("window's pass done; what MCAS saved while it ran and after is read by sweeps", "sent", p.Sent, "skipped", p.Skipped,
+			"sent_again", p.Resent, "api_requests", st.APIRequests, "settle_until", st.Settle.Deadline.Format(time.RFC3339))
+	}
+	if st.State == StateCompleted {
+		rn.log.Info("window recovered: checkpoint completed and disabled", "sent", st.Sent, "skipped", st.Skipped, "sent_again", st.Resent, "api_requests", st.APIRequests)
+	}
+}
+
+// settleOptions applies this run's --settle and --settle-margin to a
+// recovery that settles: a --settle given moves the deadline with it.
+func (r *Replayer) settleOptions(rn *run) error {
+	if r.Sweeps == nil || rn.st.Settle == nil {
+		return nil
+	}
+	return r.Checkpoint.Update(rn.save, func(s *State) error {
+		s.Settle.Margin = r.Sweeps.Margin
+		if d := r.Sweeps.For; d != nil {
+			if !s.Settle.Deadline.IsZero() { // set once the pass is done
+				s.Settle.Deadline = s.Settle.Deadline.Add(*d - s.Settle.For)
+			}
+			s.Settle.For = *d
+		}
+		rn.st = *s
+		return nil
+	})
+}
+
+// settle makes the sweeps a run owes the settling phase: it finishes the
+// sweep an earlier run left, then, before the deadline, makes one sweep a
+// run (unless it read already: swept); after it, the final sweep, which
+// completes the recovery. A sweep whose range can hold nothing is not made.
+func (r *Replayer) settle(ctx context.Context, rn *run, swept bool) error {
+	for rn.st.State != StateCompleted {
+		if sw := rn.st.Sweep; sw != nil && sw.State != StateCompleted {
+			if err := r.runPass(ctx, rn, sweepPass); err != nil {
+				return err
+			}
+			swept = true
+			continue
+		}
+		now := r.now()
+		scope, final, empty := rn.st.Settle.NextSweep(rn.st.Pass.Scope, now)
+		if swept && !final || empty && !final {
+			return nil
+		}
+		err := r.Checkpoint.Update(rn.save, func(s *State) error {
+			s.Settle.Final = final
+			if empty { // a window by created that ended before the horizon
+				s.State, s.CompletedAt = StateCompleted, now
+			} else {
+				s.Sweep = &Pass{State: StatePending, Scope: scope, StartedAt: now}
+			}
+			rn.st = *s
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("start a sweep: %w", err)
+		}
+		if empty {
+			rn.log.Info("window recovered: checkpoint completed and disabled (the window can hold no activity saved from now on)",
+				"sent", rn.st.Sent, "late_sent", rn.st.Settle.LateSent)
+		}
+	}
+	return nil
 }
 
 // stopContexts returns the contexts a planned stop ends in two steps:
@@ -230,26 +414,61 @@ func (r *Replayer) stopAsked() bool {
 	}
 }
 
-// pass is the pass a run works on: the window's own, or the latest top-up.
-func (st *State) pass(topUp bool) *Pass {
-	if topUp {
-		return &st.TopUps[len(st.TopUps)-1]
+// beginPass marks the start of pass k in this run (the window's own, a
+// top-up or a sweep, begun or resumed): the window's pass gets its scope,
+// its horizon and the window's count when it starts; the batch the last
+// run left unconfirmed is counted as sent again (this run sends it again).
+func (r *Replayer) beginPass(ctx context.Context, rn *run, k passKind) error {
+	excluded := r.Exclude.Fingerprint()
+	var horizon *Settle
+	if k == mainPass {
+		p := &rn.st.Pass
+		if p.Scope.Window == (Window{}) {
+			p.Scope = Scope{Window: rn.st.Window, By: rn.st.By}
+		}
+		if r.Sweeps != nil && rn.st.Settle == nil && p.Cursor.IsZero() && p.Sent+p.Skipped+p.InFlight == 0 {
+			// What is saved from the horizon on is left to the sweeps.
+			h := Horizon(r.now(), r.Sweeps.Margin)
+			p.Scope.SavedBefore = h
+			horizon = &Settle{Margin: r.Sweeps.Margin, Horizon: h}
+			if d := r.Sweeps.For; d != nil {
+				horizon.For = *d
+			}
+		}
+		if err := r.count(ctx, &rn.st, p.Scope); err != nil {
+			return r.fail(ctx, rn, k, err, 0)
+		}
 	}
-	return &st.Pass
+	return r.Checkpoint.Update(rn.save, func(s *State) error {
+		if !rn.began {
+			rn.began = true
+			s.Runs++
+		}
+		if k == mainPass {
+			s.Total, s.APIRequests, s.Pass.Scope = rn.st.Total, rn.st.APIRequests, rn.st.Pass.Scope
+			if horizon != nil {
+				s.Settle = horizon
+			}
+		}
+		rn.res.Resent += r.begin(s, k, excluded, rn.log)
+		rn.st = *s
+		return nil
+	})
 }
 
-// begin marks the start of a run on its pass (the window's own, or a
-// top-up, begun or resumed) and returns the activities of a batch the last
-// run left unconfirmed, which this run sends again.
-func (r *Replayer) begin(s *State, topUp bool, excluded string, log *slog.Logger) (resent int64) {
+// begin marks the start of a run on pass k and returns the activities of
+// a batch the last run left unconfirmed, which this run sends again.
+func (r *Replayer) begin(s *State, k passKind, excluded string, log *slog.Logger) (resent int64) {
 	p := &s.Pass
 	switch {
-	case topUp:
+	case k == topUpPass:
 		var resumed bool
-		if p, resumed = s.topUpFor(excluded, r.ExcludeFile, time.Now().UTC()); !resumed {
+		if p, resumed = s.topUpFor(excluded, r.ExcludeFile, r.now()); !resumed {
 			log.Info("the window was completed; sweeping it again to send what the SIEM lacks (top-up)",
 				"ids_file", r.ExcludeFile, "ids", r.Exclude.Len())
 		}
+	case k == sweepPass:
+		p = s.Sweep
 	case p.Cursor.IsZero() && p.Sent+p.Skipped+p.InFlight == 0:
 		p.Excluded, p.IDsFile = excluded, r.ExcludeFile
 	case p.Excluded != excluded:
@@ -262,18 +481,22 @@ func (r *Replayer) begin(s *State, topUp bool, excluded string, log *slog.Logger
 		log.Warn("the previous run stopped before the sink confirmed its last batch; that batch is sent again",
 			"activities", p.InFlight, "position", p.Position())
 		p.Resent += p.InFlight
+		if k == sweepPass {
+			s.Resent += p.InFlight
+		}
 		resent, p.InFlight = p.InFlight, 0
 	}
-	p.RunStartedAt = time.Now().UTC()
+	p.RunStartedAt = r.now()
 	p.RunStartedDone, _ = s.Done(*p)
 	p.RunStartedSent = p.Sent
 	return resent
 }
 
-// count asks the source for the window's total once per checkpoint, when
-// it can answer in one request: the percent done then counts activities.
-func (r *Replayer) count(ctx context.Context, st *State) error {
-	c, ok := r.Source.(Counter)
+// count asks the source for the count of scope (the window's pass) once
+// per checkpoint, when it can answer in one request: the percent done then
+// counts activities.
+func (r *Replayer) count(ctx context.Context, st *State, scope Scope) error {
+	c, ok := Over(r.Source, scope).(Counter)
 	if !ok || st.Total != nil {
 		return nil
 	}
@@ -295,19 +518,19 @@ type fetched struct {
 	page    Page
 	batch   []Activity
 	skipped int64
-	reached int64 // the latest activity time of the page, sent or not
+	reached int64 // the latest activity time of the page (on the pass's field), sent or not
 	err     error
 }
 
-// prefetch fetches the page at cur in the background, drops what Exclude
-// names, and has the sink prepare the batch if it can.
-func (r *Replayer) prefetch(ctx context.Context, cur Cursor) <-chan fetched {
+// prefetch fetches the page at cur from src in the background, drops what
+// Exclude names, and has the sink prepare the batch if it can.
+func (r *Replayer) prefetch(ctx context.Context, src Source, by TimeField, cur Cursor) <-chan fetched {
 	ch := make(chan fetched, 1)
 	go func() {
-		page, err := r.Source.Fetch(ctx, cur)
+		page, err := src.Fetch(ctx, cur)
 		f := fetched{page: page, batch: page.Activities, err: err}
 		for _, a := range page.Activities {
-			f.reached = max(f.reached, a.Timestamp)
+			f.reached = max(f.reached, by.Of(a))
 		}
 		if err == nil && r.Exclude != nil {
 			kept := f.batch[:0]
@@ -328,42 +551,42 @@ func (r *Replayer) prefetch(ctx context.Context, cur Cursor) <-chan fetched {
 	return ch
 }
 
-// fail records why the run ended: stopped (a planned stop, or ctx
-// cancelled; cause may then be nil) or failed. A batch the sink did not
+// fail records why the run ended on pass k: stopped (a planned stop, or
+// ctx cancelled; cause may then be nil) or failed. A batch the sink did not
 // confirm stays in flight: the next run sends it again and counts it as
 // possibly duplicated.
-func (r *Replayer) fail(ctx context.Context, res *Result, topUp bool, cause error, requests int) (Result, error) {
+func (r *Replayer) fail(ctx context.Context, rn *run, k passKind, cause error, requests int) error {
 	stopped := r.stopAsked() || ctx.Err() != nil
 	var p Pass
 	err := r.Checkpoint.Update(context.WithoutCancel(ctx), func(s *State) error {
 		s.APIRequests += int64(requests)
-		cur := s.pass(topUp)
+		if k == topUpPass && s.TopUp() == nil {
+			k = mainPass // the top-up never began
+		}
+		cur := s.pass(k)
 		if stopped {
 			cur.State = StateStopped
 		} else {
 			cur.State = StateFailed
 			s.LastError = r.Redactor.Redacted(cause.Error())
-			s.LastErrorAt = time.Now().UTC()
+			s.LastErrorAt = r.now()
 		}
-		res.State, p = *s, *cur
+		rn.st, p = *s, *cur
 		return nil
 	})
 	if err != nil {
-		return *res, errors.Join(cause, fmt.Errorf("record the failure in the checkpoint: %w", err))
+		return errors.Join(cause, fmt.Errorf("record the failure in the checkpoint: %w", err))
 	}
-	if stopped {
-		if n := p.InFlight; n > 0 && r.Logger != nil {
-			r.Logger.Warn("stopped before the sink confirmed the batch in flight; the next run sends it again", "activities", n)
-		}
-		done := res.State.ProgressOf(p, time.Now(), false)
-		what := "of the window done"
-		if topUp {
-			what = "of the top-up done"
-		}
-		return *res, Problemf(ErrStopped, "re-run the same command to resume",
-			"stopped at %s with %.1f%% %s (%d sent in all); progress is saved", p.Position(), done.Percent, what, p.Sent)
+	if !stopped {
+		return cause
 	}
-	return *res, cause
+	if n := p.InFlight; n > 0 && r.Logger != nil {
+		r.Logger.Warn("stopped before the sink confirmed the batch in flight; the next run sends it again", "activities", n)
+	}
+	done := rn.st.ProgressOf(p, r.now(), false)
+	what := map[passKind]string{mainPass: "of the window done", topUpPass: "of the top-up done", sweepPass: "of the sweep for activities saved late done"}[k]
+	return Problemf(ErrStopped, "re-run the same command to resume",
+		"stopped at %s with %.1f%% %s (%d sent in all); progress is saved", p.Position(), done.Percent, what, p.Sent)
 }
 
 // Counter is a Source that can count the window's activities without

@@ -5,19 +5,34 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
 // sliceSource serves activities in pages of size n, the cursor being an
-// index (kept in Cursor.Offset).
+// index (its token, in decimal: at, offset).
 type sliceSource struct {
 	acts    []Activity
 	n       int
 	fetches int
-	failAt  int64 // fail a fetch at this offset (-1: never)
+	failAt  int   // fail a fetch at this offset (-1: never)
 	failErr error // the error of that fetch (nil: "boom")
+}
+
+// at is the cursor of index i; offset the index of a cursor.
+func at(i int) Cursor { return Cursor{Token: []byte(strconv.Itoa(i))} }
+
+func offset(c Cursor) int {
+	if c.IsZero() {
+		return 0
+	}
+	i, err := strconv.Atoi(string(c.Token))
+	if err != nil {
+		panic(err)
+	}
+	return i
 }
 
 func (s *sliceSource) Fetch(ctx context.Context, cur Cursor) (Page, error) {
@@ -25,14 +40,15 @@ func (s *sliceSource) Fetch(ctx context.Context, cur Cursor) (Page, error) {
 	if err := ctx.Err(); err != nil {
 		return Page{}, err
 	}
-	if cur.Offset == s.failAt {
+	from := offset(cur)
+	if from == s.failAt {
 		if s.failErr != nil {
 			return Page{Requests: 1}, s.failErr
 		}
 		return Page{Requests: 1}, errors.New("boom")
 	}
-	end := min(int(cur.Offset)+s.n, len(s.acts))
-	p := Page{Activities: slices.Clone(s.acts[cur.Offset:end]), Next: Cursor{Offset: int64(end)}, Requests: 1}
+	end := min(from+s.n, len(s.acts))
+	p := Page{Activities: slices.Clone(s.acts[from:end]), Next: at(end), Requests: 1}
 	p.Last = end == len(s.acts)
 	p.Progress = float64(end) / float64(len(s.acts))
 	return p, nil
@@ -235,7 +251,7 @@ func TestReplayFetchFailureKeepsProgress(t *testing.T) {
 	sink := &recordingSink{}
 	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
 	_, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp}).Run(context.Background())
-	if err == nil || cp.st.Cursor.Offset != 20 || cp.st.Sent != 20 || cp.st.APIRequests != 3 || cp.st.InFlight != 0 || cp.st.State != StateFailed {
+	if err == nil || offset(cp.st.Cursor) != 20 || cp.st.Sent != 20 || cp.st.APIRequests != 3 || cp.st.InFlight != 0 || cp.st.State != StateFailed {
 		t.Fatalf("err %v, state %+v", err, cp.st)
 	}
 	src.failAt = -1
@@ -345,7 +361,7 @@ func TestReplayTopUp(t *testing.T) {
 	}
 	tu := cp.st.TopUp()
 	if cp.st.State != StateCompleted || tu == nil || tu.State != StateStopped || tu.Sent != 1 || tu.Skipped != 9 ||
-		tu.InFlight != 1 || tu.Cursor.Offset != 10 || tu.IDsFile != "siem.txt" || cp.st.Sent != 25 || cp.st.Current() != tu {
+		tu.InFlight != 1 || offset(tu.Cursor) != 10 || tu.IDsFile != "siem.txt" || cp.st.Sent != 25 || cp.st.Current() != tu {
 		t.Fatalf("after the stop: %+v", cp.st)
 	}
 	sink.onSend = nil

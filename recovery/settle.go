@@ -27,6 +27,9 @@ type Settle struct {
 	// Horizon is where the next sweep starts: the created time (Unix ms)
 	// up to which the pass and the sweeps so far have read.
 	Horizon int64 `json:"horizon"`
+	// Final tells that the sweep in progress (or the last one) is the
+	// final one: it completes the recovery.
+	Final bool `json:"final,omitempty"`
 	// Sweeps counts the sweeps completed; LateSent the activities they
 	// sent (also counted in the recovery's sent).
 	Sweeps   int64 `json:"sweeps"`

@@ -3,52 +3,31 @@ package recovery
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"strings"
 )
 
-// Cursor is where a recovery stands in its source: enough to fetch the next
-// page after a restart, and nothing that is secret. Each source uses the
-// fields of its own paging mode and leaves the others zero.
+// Cursor is where a pass stands in its source. Token is the source's own
+// record of where its next page starts (the API's scan continuation or
+// plain-paging cursor, an export's offset), opaque to everything but the
+// source that made it and never secret; Text says the same for people, or
+// is empty when the token means nothing to them. The zero Cursor is the
+// start of the pass's scope. A checkpoint holds one per pass; a scan lane
+// will hold its own.
 type Cursor struct {
-	// NextFilters is the "nextQueryFilters" of the last MCAS scan-mode
-	// answer, kept as the API sent it: the filters of the next request.
-	NextFilters json.RawMessage `json:"next_filters,omitempty"`
-	// Timestamp and SeenIDs are the date cursor of plain paging: the
-	// timestamp (ms) of the last activity delivered, and the ids already
-	// delivered at that very millisecond (many activities may share one).
-	Timestamp int64    `json:"timestamp,omitempty"`
-	SeenIDs   []string `json:"seen_ids,omitempty"`
-	// Offset and Line locate the next line of a JSON-lines export; LineHash
-	// identifies the line before Offset, so that a resume notices an export
-	// that changed underneath it.
-	Offset   int64  `json:"offset,omitempty"`
-	Line     int64  `json:"line,omitempty"`
-	LineHash string `json:"line_hash,omitempty"`
+	Token json.RawMessage `json:"token,omitempty"`
+	Text  string          `json:"text,omitempty"`
 }
 
-// IsZero reports whether the cursor is the start of the window.
-func (c Cursor) IsZero() bool {
-	return len(c.NextFilters) == 0 && c.Timestamp == 0 && len(c.SeenIDs) == 0 && c.Offset == 0 && c.Line == 0
-}
+// IsZero reports whether the cursor is the start of the scope.
+func (c Cursor) IsZero() bool { return len(c.Token) == 0 }
 
 func (c Cursor) String() string {
-	var parts []string
-	if len(c.NextFilters) > 0 {
-		// The continuation is the API's opaque filter; its bytes mean
-		// nothing to people (status --json shows them).
-		parts = append(parts, "at a scan continuation")
-	}
-	if c.Timestamp != 0 {
-		parts = append(parts, fmt.Sprintf("after %s (%d ids at that ms)", FormatMillis(c.Timestamp), len(c.SeenIDs)))
-	}
-	if c.Offset != 0 || c.Line != 0 {
-		parts = append(parts, fmt.Sprintf("after line %d (byte %d)", c.Line, c.Offset))
-	}
-	if len(parts) == 0 {
+	switch {
+	case c.Text != "":
+		return c.Text
+	case c.IsZero():
 		return "at the start of the window"
 	}
-	return strings.Join(parts, ", ")
+	return "past the start of the window"
 }
 
 // Page is one batch of activities from a source, in the window, matching
@@ -71,4 +50,26 @@ type Source interface {
 	// start of the window. Fetch retries what is worth retrying itself and
 	// returns an error only when the run cannot go on.
 	Fetch(ctx context.Context, cur Cursor) (Page, error)
+}
+
+// Scoped is a Source that can read another scope than the one it was made
+// for: the recovery's pass up to its horizon, the sweeps for activities
+// saved late, and the lanes of a scan all read through one Scoped source,
+// so that they share its connection, its rate limit and its count of
+// failed requests.
+type Scoped interface {
+	Source
+	// Over returns the source of scope: its Fetch pages through scope, and
+	// it is a Counter when the Scoped source is.
+	Over(scope Scope) Source
+}
+
+// Over is src reading scope when it can (a Scoped source), else src itself:
+// a source that cannot read another scope only ever has the one it was
+// made for.
+func Over(src Source, scope Scope) Source {
+	if s, ok := src.(Scoped); ok {
+		return s.Over(scope)
+	}
+	return src
 }

@@ -13,15 +13,25 @@ const (
 	StateStopped   = "stopped"   // a run stopped cleanly before the end date
 	StateCompleted = "completed" // the end date was reached: disabled
 	StateFailed    = "failed"    // the last run ended on an error
+	// StateSettling: the pass is done and runs sweep for activities saved
+	// late until the deadline (--settle; Settle).
+	StateSettling = "settling"
 )
+
+// StateVersion is the version of the State a checkpoint stores. Version 1
+// (no "version" key) held every source's cursor fields side by side and
+// knew no --by; the checkpoint package reads it as version 2.
+const StateVersion = 2
 
 // State is everything a checkpoint records about one recovery. It never
 // holds the token.
 type State struct {
-	Window      Window `json:"window"`
-	Source      string `json:"source"`      // the source as the operator named it, token-free
-	Filter      string `json:"filter"`      // the activity filter, canonical JSON ("" for none)
-	Fingerprint string `json:"fingerprint"` // identity of source and filter
+	Version     int       `json:"version"`
+	Window      Window    `json:"window"`
+	By          TimeField `json:"by"`          // the time the window applies to (--by)
+	Source      string    `json:"source"`      // the source as the operator named it, token-free
+	Filter      string    `json:"filter"`      // the activity filter, canonical JSON ("" for none)
+	Fingerprint string    `json:"fingerprint"` // identity of source and filter
 
 	// Pass is the window's own pass, the recovery proper. Embedded, its
 	// fields keep their place in the stored JSON.
@@ -40,6 +50,12 @@ type State struct {
 	// oldest first; the last is the current one.
 	TopUps []Pass `json:"top_ups,omitempty"`
 
+	// Settle is the late-arrival phase: set when the pass began with a
+	// horizon (a source that keeps saving activities, the API), nil
+	// otherwise. Sweep is the sweep in progress, or the last one made.
+	Settle *Settle `json:"settle,omitempty"`
+	Sweep  *Pass   `json:"sweep,omitempty"`
+
 	// LastError is why the last run failed, or what it is waiting for (a
 	// sink outage); a Redacted, so that no secret is ever stored in it.
 	LastError   Redacted  `json:"last_error,omitzero"`
@@ -48,15 +64,18 @@ type State struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 }
 
-// Pass is one sweep over the window, from its start to its end: its resume
-// position and its counters. A recovery has its own pass; each top-up is
-// another over the completed window.
+// Pass is one reading of a scope, from its start to its end: its resume
+// position and its counters. A recovery has its own pass over the window;
+// each top-up is another over the completed window, and each sweep one over
+// what MCAS saved late.
 type Pass struct {
 	State    string  `json:"state"`
+	Scope    Scope   `json:"scope"`
 	Cursor   Cursor  `json:"cursor"`
 	Progress float64 `json:"progress"` // fraction of the window behind Cursor, as the source measures it
-	// Reached is the time (ms) of the latest activity behind Cursor: where
-	// the pass stands, for people (Cursor is the source's own business).
+	// Reached is the time (ms, on the scope's field: date or created) of
+	// the latest activity behind Cursor: where the pass stands, for people
+	// (Cursor is the source's own business).
 	Reached int64 `json:"reached,omitempty"`
 
 	Sent    int64 `json:"sent"`    // activities the sink accepted
@@ -169,6 +188,6 @@ func (st *State) topUpFor(excluded, file string, now time.Time) (p *Pass, resume
 	if t := st.TopUp(); t != nil && t.Excluded == excluded {
 		return t, true
 	}
-	st.TopUps = append(st.TopUps, Pass{State: StatePending, Excluded: excluded, IDsFile: file, StartedAt: now})
+	st.TopUps = append(st.TopUps, Pass{State: StatePending, Scope: Scope{Window: st.Window, By: st.By}, Excluded: excluded, IDsFile: file, StartedAt: now})
 	return &st.TopUps[len(st.TopUps)-1], false
 }

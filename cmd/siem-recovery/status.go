@@ -160,12 +160,13 @@ func lastErrorResolved(st recovery.State) bool {
 	return st.LastError.String() != "" && (st.State == recovery.StateCompleted && st.TopUp() == nil || last.After(st.LastErrorAt))
 }
 
+// rawCursor is the source's own record of where a pass stands (the API's
+// scan continuation, say), for the curious: people get Pass.Position.
 func rawCursor(c recovery.Cursor) json.RawMessage {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil
+	if c.IsZero() {
+		return json.RawMessage("{}")
 	}
-	return b
+	return c.Token
 }
 
 func left(pr recovery.Progress) string {

@@ -80,7 +80,9 @@ func TestAPIStatusShowsTimeReachedNotCursor(t *testing.T) {
 		t.Errorf("status shows the API's cursor:\n%s", text.stdout)
 	}
 	s := statusJSON(t, a.dir, "cp.db")
-	var cursor recovery.Cursor
+	var cursor struct {
+		NextFilters json.RawMessage `json:"next_filters"`
+	}
 	if err := json.Unmarshal(s.Cursor, &cursor); err != nil || len(cursor.NextFilters) == 0 || s.Position != reached || s.LastErrorResolved {
 		t.Errorf("status --json: position %q, cursor %s (%v), resolved %v", s.Position, s.Cursor, err, s.LastErrorResolved)
 	}

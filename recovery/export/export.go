@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -77,7 +78,11 @@ func (s *Source) Close() error { return s.f.Close() }
 // most decodeRound and decoded on every CPU; they are then taken in file
 // order, so the page, its cursor and the first bad line reported are those
 // of a line-by-line read.
-func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page, error) {
+func (s *Source) Fetch(ctx context.Context, c recovery.Cursor) (recovery.Page, error) {
+	cur, err := decodePosition(c)
+	if err != nil {
+		return recovery.Page{}, err
+	}
 	if err := s.checkResume(cur); err != nil {
 		return recovery.Page{}, err
 	}
@@ -89,7 +94,8 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 	}
 	r := s.r
 	r.Reset(s.f) // after the seek: what it buffered is stale
-	page := recovery.Page{Next: cur, Activities: make([]recovery.Activity, 0, min(s.pageSize, 8192))}
+	page := recovery.Page{Activities: make([]recovery.Activity, 0, min(s.pageSize, 8192))}
+	next := cur
 	var raws arena // the kept lines of rounds mostly left out, copied
 	round := &s.round
 	for scanned := 0; !page.Last && scanned < scanLinesPerPage && len(page.Activities) < s.pageSize; {
@@ -111,7 +117,7 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 		}
 		adopt := kept >= len(round.buf)*3/4
 		for i, line := range round.lines {
-			lineNo := page.Next.Line + 1
+			lineNo := next.Line + 1
 			d := &round.out[i]
 			if d.err != nil {
 				return recovery.Page{}, s.badLine(lineNo, d.err)
@@ -122,8 +128,8 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 				}
 				page.Activities = append(page.Activities, d.act)
 			}
-			page.Next.Offset += int64(len(line))
-			page.Next.Line = lineNo
+			next.Offset += int64(len(line))
+			next.Line = lineNo
 		}
 		scanned += len(round.lines)
 		if adopt {
@@ -134,27 +140,28 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 		}
 		switch {
 		case errors.Is(readErr, errLineTooLong):
-			return recovery.Page{}, s.badLine(page.Next.Line+1, fmt.Errorf("longer than %d bytes", MaxLineBytes))
+			return recovery.Page{}, s.badLine(next.Line+1, fmt.Errorf("longer than %d bytes", MaxLineBytes))
 		case readErr != nil:
-			return recovery.Page{}, fmt.Errorf("read %s after line %d: %w", s.path, page.Next.Line, readErr)
+			return recovery.Page{}, fmt.Errorf("read %s after line %d: %w", s.path, next.Line, readErr)
 		}
 		page.Last = eof
 	}
-	if !page.Last && page.Next.Offset >= s.size {
+	if !page.Last && next.Offset >= s.size {
 		// Nothing follows: say so now rather than with an empty page.
 		if _, err := r.Peek(1); errors.Is(err, io.EOF) {
 			page.Last = true
 		}
 	}
-	if page.Next.Offset != cur.Offset {
-		last, err := lineBefore(s.f, page.Next.Offset)
+	if next.Offset != cur.Offset {
+		last, err := lineBefore(s.f, next.Offset)
 		if err != nil {
-			return recovery.Page{}, fmt.Errorf("read %s before byte %d: %w", s.path, page.Next.Offset, err)
+			return recovery.Page{}, fmt.Errorf("read %s before byte %d: %w", s.path, next.Offset, err)
 		}
-		page.Next.LineHash = hashLine(last)
+		next.LineHash = hashLine(last)
 	}
+	page.Next = next.cursor()
 	if s.size > 0 {
-		page.Progress = float64(page.Next.Offset) / float64(s.size)
+		page.Progress = float64(next.Offset) / float64(s.size)
 	}
 	if page.Last {
 		page.Progress = 1
@@ -276,9 +283,44 @@ func (s *Source) badLine(n int64, err error) error {
 	return recovery.Problemf(recovery.ErrUsage, remedy, "%s line %d: %w", s.path, n, recovery.EscapeError(err))
 }
 
+// position is the Source's cursor token: where the next line starts, its
+// number, and a hash of the line before it, so that a resume notices an
+// export that changed underneath it. Its keys are those of the cursors
+// checkpoints held before cursors were opaque, so those resume as they are.
+type position struct {
+	Offset   int64  `json:"offset,omitempty"`
+	Line     int64  `json:"line,omitempty"`
+	LineHash string `json:"line_hash,omitempty"`
+}
+
+func decodePosition(c recovery.Cursor) (position, error) {
+	var p position
+	if c.IsZero() {
+		return p, nil
+	}
+	if err := json.Unmarshal(c.Token, &p); err != nil {
+		return p, recovery.Problemf(recovery.ErrCheckpointUnavailable, "start this recovery afresh with another --checkpoint",
+			"the checkpoint's position in the export is not one this source made: %w", err)
+	}
+	return p, nil
+}
+
+// cursor is p as a recovery.Cursor, which names the line for people.
+func (p position) cursor() recovery.Cursor {
+	token, err := json.Marshal(p)
+	if err != nil { // two numbers and a string always marshal
+		panic(err)
+	}
+	c := recovery.Cursor{Token: token}
+	if p.Line > 0 {
+		c.Text = fmt.Sprintf("line %d of the export", p.Line)
+	}
+	return c
+}
+
 // checkResume makes sure the file still has, just before cur.Offset, the
 // line the checkpoint recorded there.
-func (s *Source) checkResume(cur recovery.Cursor) error {
+func (s *Source) checkResume(cur position) error {
 	if cur.Offset == 0 {
 		return nil
 	}

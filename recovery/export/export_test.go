@@ -33,6 +33,16 @@ func act(id string, ts int64, app int) string {
 	return fmt.Sprintf(`{"_id":%q,"timestamp":%d,"appId":%d,"description":"d"}`, id, ts, app)
 }
 
+// at is the position a cursor of the export's holds.
+func at(t *testing.T, c recovery.Cursor) position {
+	t.Helper()
+	p, err := decodePosition(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // drain fetches every page, returning the ids and the pages' sizes.
 func drain(t *testing.T, s *Source, cur recovery.Cursor) ([]string, []int, recovery.Cursor) {
 	t.Helper()
@@ -91,7 +101,7 @@ func TestResumeFromCursor(t *testing.T) {
 	s, _ := Open(path, byDate(0, 5000), recovery.Filter{}, 3)
 	defer s.Close()
 	p, err := s.Fetch(context.Background(), recovery.Cursor{})
-	if err != nil || p.Next.Line != 3 || p.Last {
+	if err != nil || at(t, p.Next).Line != 3 || p.Next.Text != "line 3 of the export" || p.Last {
 		t.Fatalf("page 1: %+v %v", p.Next, err)
 	}
 	ids, _, _ := drain(t, s, p.Next)
@@ -216,8 +226,8 @@ func TestParallelDecodeKeepsFileOrder(t *testing.T) {
 			break
 		}
 	}
-	if info, _ := os.Stat(path); end.Line != n || end.Offset != info.Size() {
-		t.Errorf("final cursor at line %d byte %d, want line %d byte %d", end.Line, end.Offset, n, info.Size())
+	if info, _ := os.Stat(path); at(t, end).Line != n || at(t, end).Offset != info.Size() {
+		t.Errorf("final cursor %s, want line %d byte %d", end.Token, n, info.Size())
 	}
 
 	// Every page's activities keep their own bytes while later pages are

@@ -14,7 +14,12 @@ import (
 // Fetch does and shares its rate limit. An answer without a usable total is
 // recovery.ErrNoTotal. Count implements recovery.Counter.
 func (s *Source) Count(ctx context.Context) (activities int64, requests int, err error) {
-	c, err := s.singleActivity(s.scope)
+	return s.count(ctx, s.scope)
+}
+
+// count is Count over scope.
+func (s *Source) count(ctx context.Context, scope recovery.Scope) (activities int64, requests int, err error) {
+	c, err := s.singleActivity(scope)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -1,5 +1,23 @@
 package mcas
 
+import (
+	"encoding/json"
+
+	"siem-recovery/recovery"
+)
+
 // SetMaxAnswer lowers the byte cap of one answer, so that a test can pass
 // it without sending 128 MiB.
 func SetMaxAnswer(s *Source, n int64) { s.maxAnswer = n }
+
+// Continuation is the scan continuation a cursor of the Source holds (nil
+// for none), and PlainCursor its plain-paging millisecond and ids.
+func Continuation(c recovery.Cursor) json.RawMessage {
+	p, _ := decodePosition(c)
+	return p.NextFilters
+}
+
+func PlainCursor(c recovery.Cursor) (at int64, seen []string) {
+	p, _ := decodePosition(c)
+	return p.At, p.SeenIDs
+}

@@ -24,6 +24,12 @@ type requestBody struct {
 	Limit         int             `json:"limit"`
 }
 
+// seenIDs are the ids a plain-paging cursor lists at its millisecond.
+func seenIDs(c recovery.Cursor) []string {
+	_, ids := mcas.PlainCursor(c)
+	return ids
+}
+
 func bodyOf(t *testing.T, r mcastest.Request) requestBody {
 	t.Helper()
 	var b requestBody
@@ -69,7 +75,7 @@ func TestScanDeliversEachActivityExactlyOnce(t *testing.T) {
 				// nextQueryFilters, byte for byte.
 				if i > 0 {
 					got := bodyOf(t, r).Filters
-					prev := d.pages[i-1].Next.NextFilters
+					prev := mcas.Continuation(d.pages[i-1].Next)
 					if !bytes.Equal(got, prev) {
 						t.Errorf("request %d filters %s, want the previous nextQueryFilters %s", i, got, prev)
 					}
@@ -101,9 +107,9 @@ func TestPlainPagingDeliversEachActivityExactlyOnce(t *testing.T) {
 	// every id delivered there.
 	var inBurst int
 	for _, p := range d.pages {
-		if len(p.Next.SeenIDs) > 1 {
+		if len(seenIDs(p.Next)) > 1 {
 			inBurst++
-			if len(p.Next.NextFilters) != 0 {
+			if len(mcas.Continuation(p.Next)) != 0 {
 				t.Errorf("a date cursor with NextFilters: %v", p.Next)
 			}
 		}
@@ -162,7 +168,7 @@ func TestResumeContinuesWhereItStopped(t *testing.T) {
 			if err := json.Unmarshal(saved, &cur); err != nil {
 				t.Fatal(err)
 			}
-			if first.pages[len(first.pages)-1].Last || tc.paging == mcas.PagingScan && len(cur.NextFilters) == 0 || tc.paging == mcas.PagingPlain && len(cur.SeenIDs) < 2 {
+			if first.pages[len(first.pages)-1].Last || tc.paging == mcas.PagingScan && len(mcas.Continuation(cur)) == 0 || tc.paging == mcas.PagingPlain && len(seenIDs(cur)) < 2 {
 				t.Fatalf("cursor after the first run: %s", saved)
 			}
 			// A new run (a new Source, configured in another mode even)

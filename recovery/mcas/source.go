@@ -266,24 +266,80 @@ func (s *Source) setPageSize(n int) error {
 // Endpoint is the URL every request goes to.
 func (s *Source) Endpoint() string { return s.endpoint.String() }
 
-// Fetch returns the page of activities that starts at cur (see
-// recovery.Source). A cursor with NextFilters continues a scan exactly
-// where it stopped; one with a Timestamp continues plain paging after the
-// ids it lists at that millisecond (of the window's time: date or
+// position is the Source's cursor token: the scan continuation, or the
+// plain-paging cursor (the millisecond of the scope's time reached and the
+// ids already sent at it). Its keys are those of the cursors checkpoints
+// held before cursors were opaque, so those resume as they are.
+type position struct {
+	NextFilters json.RawMessage `json:"next_filters,omitempty"`
+	At          int64           `json:"timestamp,omitempty"`
+	SeenIDs     []string        `json:"seen_ids,omitempty"`
+}
+
+func decodePosition(c recovery.Cursor) (position, error) {
+	var p position
+	if c.IsZero() {
+		return p, nil
+	}
+	if err := json.Unmarshal(c.Token, &p); err != nil {
+		return p, recovery.Problemf(recovery.ErrCheckpointUnavailable, "start this recovery afresh with another --checkpoint",
+			"the checkpoint's position in the API is not one this source made: %w", err)
+	}
+	return p, nil
+}
+
+// cursor is p as a recovery.Cursor. It has no text: a continuation means
+// nothing to people, and the pass shows the time it reached instead.
+func (p position) cursor() recovery.Cursor {
+	token, err := json.Marshal(p)
+	if err != nil { // a struct of bytes, a number and strings always marshals
+		panic(err)
+	}
+	return recovery.Cursor{Token: token}
+}
+
+// Fetch returns the page of activities of the recovery's window that
+// starts at cur (see recovery.Source). A cursor made by a scan continues
+// it exactly where it stopped; one made by plain paging continues after
+// the ids it lists at its millisecond (of the window's time: date or
 // created); the zero cursor starts the window in the configured mode.
 // Errors are *recovery.Error (ErrInvalidToken, ErrInvalidProxy,
-// ErrTooManyCriticalErrors, ErrUsage for a request the API refuses) or the
+// ErrTooManyCriticalErrors, ErrUsage for a request the API refuses,
+// ErrCheckpointUnavailable for a cursor this source did not make) or the
 // context's error.
 func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page, error) {
 	return s.fetch(ctx, s.scope, cur)
 }
 
+// Over returns the source of scope (recovery.Scoped): another window, or
+// the recovery's with a range of created. It shares this Source's
+// connection, rate limit, count of failed requests and paging mode. Its
+// Fetch calls must not overlap this Source's.
+func (s *Source) Over(scope recovery.Scope) recovery.Source { return &scoped{s, scope} }
+
+// scoped is a Source reading a scope of its own.
+type scoped struct {
+	src   *Source
+	scope recovery.Scope
+}
+
+func (v *scoped) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page, error) {
+	return v.src.fetch(ctx, v.scope, cur)
+}
+
+// Count is Source.Count over the scope (recovery.Counter).
+func (v *scoped) Count(ctx context.Context) (int64, int, error) { return v.src.count(ctx, v.scope) }
+
 // fetch is Fetch over scope.
-func (s *Source) fetch(ctx context.Context, scope recovery.Scope, cur recovery.Cursor) (recovery.Page, error) {
+func (s *Source) fetch(ctx context.Context, scope recovery.Scope, c recovery.Cursor) (recovery.Page, error) {
+	cur, err := decodePosition(c)
+	if err != nil {
+		return recovery.Page{}, err
+	}
 	switch {
 	case len(cur.NextFilters) > 0:
 		return s.fetchScan(ctx, scope, cur)
-	case cur.Timestamp != 0 || len(cur.SeenIDs) > 0:
+	case cur.At != 0 || len(cur.SeenIDs) > 0:
 		return s.fetchPlain(ctx, scope, cur)
 	case s.usePlain():
 		return s.fetchPlain(ctx, scope, cur)
@@ -365,7 +421,7 @@ type plainRequest struct {
 	Limit         int             `json:"limit"`
 }
 
-func (s *Source) fetchScan(ctx context.Context, scope recovery.Scope, cur recovery.Cursor) (recovery.Page, error) {
+func (s *Source) fetchScan(ctx context.Context, scope recovery.Scope, cur position) (recovery.Page, error) {
 	filters := cur.NextFilters
 	if len(filters) == 0 {
 		var err error
@@ -411,10 +467,11 @@ func (s *Source) fetchScan(ctx context.Context, scope recovery.Scope, cur recove
 	page.Last = !hasNext
 	if page.Last {
 		page.Progress = 1
-		page.Next = cur
+		page.Next = cur.cursor()
 		return page, nil
 	}
-	page.Next = recovery.Cursor{NextFilters: ans.NextQueryFilters}
+	next := position{NextFilters: ans.NextQueryFilters}
+	page.Next = next.cursor()
 	page.Progress = progress(scope, ans.activities, cur)
 
 	ids := map[string]bool{}
@@ -425,16 +482,16 @@ func (s *Source) fetchScan(ctx context.Context, scope recovery.Scope, cur recove
 		}
 	}
 	s.mu.Lock()
-	s.lastNext, s.lastIDs = page.Next.NextFilters, ids
+	s.lastNext, s.lastIDs = next.NextFilters, ids
 	s.mu.Unlock()
 	return page, nil
 }
 
-func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, cur recovery.Cursor) (recovery.Page, error) {
+func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, cur position) (recovery.Page, error) {
 	by := scope.By
 	gte, skip := scope.Window.Start, 0
-	if cur.Timestamp != 0 || len(cur.SeenIDs) > 0 {
-		gte, skip = max(cur.Timestamp, scope.Window.Start), len(cur.SeenIDs)
+	if cur.At != 0 || len(cur.SeenIDs) > 0 {
+		gte, skip = max(cur.At, scope.Window.Start), len(cur.SeenIDs)
 	}
 	limit := s.plainLimit
 	if skip+limit > PlainMaxWindow {
@@ -443,7 +500,7 @@ func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, cur recov
 	if limit <= 0 {
 		return recovery.Page{}, recovery.Problemf(recovery.ErrInternal, remedyScan,
 			"more than %d activities share the millisecond %s, which plain paging (skip+limit ≤ %d) cannot page through",
-			PlainMaxWindow-1, recovery.FormatMillis(cur.Timestamp), PlainMaxWindow)
+			PlainMaxWindow-1, recovery.FormatMillis(cur.At), PlainMaxWindow)
 	}
 	filters, err := s.filters(scope, gte)
 	if err != nil {
@@ -461,7 +518,7 @@ func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, cur recov
 	all := ans.activities
 	page.Last = ans.lastPlainPage(limit)
 
-	// The records at cur.Timestamp come first, and "skip" passes over
+	// The records at cur.At come first, and "skip" passes over
 	// those already delivered. One of them listed again means the API's
 	// order within that millisecond changed: the skipped records then
 	// hold one never delivered, so paging must stop, not go on without it.
@@ -479,7 +536,7 @@ func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, cur recov
 	page.Activities = s.inScope(scope, all)
 	if page.Last {
 		page.Progress = 1
-		page.Next = cur
+		page.Next = cur.cursor()
 		return page, nil
 	}
 	// The next cursor: the last millisecond listed, and every id listed
@@ -494,7 +551,7 @@ func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, cur recov
 			ids = append(ids, a.ID)
 		}
 	}
-	page.Next = recovery.Cursor{Timestamp: last, SeenIDs: ids}
+	page.Next = position{At: last, SeenIDs: ids}.cursor()
 	page.Progress = scope.Window.Fraction(last)
 	return page, nil
 }
@@ -515,11 +572,11 @@ func (s *Source) inScope(scope recovery.Scope, acts []recovery.Activity) []recov
 }
 
 // progress is how far into scope's window the page's last activity lies.
-func progress(scope recovery.Scope, acts []recovery.Activity, cur recovery.Cursor) float64 {
+func progress(scope recovery.Scope, acts []recovery.Activity, cur position) float64 {
 	if n := len(acts); n > 0 {
 		return scope.Window.Fraction(scope.By.Of(acts[n-1]))
 	}
-	return scope.Window.Fraction(cur.Timestamp)
+	return scope.Window.Fraction(cur.At)
 }
 
 func compact(b []byte) []byte {
