@@ -177,7 +177,12 @@ func (r *Replayer) runPass(ctx context.Context, rn *run, k passKind) error {
 	}
 	p := rn.st.pass(k)
 	src := Over(r.Source, p.Scope)
-	rn.log.Info(passName(k, p)+" at "+p.Position(), "window", p.Scope.String(), "source", rn.st.Source, "sent_before", p.Sent)
+	attrs := []any{"window", rn.st.Window.String(), "source", rn.st.Source, "position", p.Position(), "sent_before", p.Sent}
+	if k == sweepPass {
+		rn.log.Info("sweeping for activities saved late", append(attrs, "saved", p.Scope.String())...)
+	} else {
+		rn.log.Info("recovering", attrs...)
+	}
 
 	// The next page is fetched while the sink takes the current one, so
 	// decoding and delivery overlap; at most one page is read ahead.
@@ -261,19 +266,6 @@ func (r *Replayer) runPass(ctx context.Context, rn *run, k passKind) error {
 			return nil
 		}
 	}
-}
-
-// passName says what a pass is, for the log line that starts it.
-func passName(k passKind, p *Pass) string {
-	switch {
-	case k == topUpPass:
-		return "topping up"
-	case k == sweepPass:
-		return "sweeping for activities saved late"
-	case p.Cursor.IsZero() && p.Sent+p.Skipped == 0:
-		return "recovering from the start"
-	}
-	return "recovering"
 }
 
 // complete marks pass k of s done at now, and what follows from it: the

@@ -70,8 +70,8 @@ func check(c *cli.Context, stdout io.Writer) error {
 	}
 	defer func() { printCheck(stdout, lines) }()
 
-	window, err := readWindow(ctx, c)
-	if !add("window", window.String(), err) {
+	scope, err := readScope(ctx, c)
+	if !add("window", scope.String(), err) {
 		return firstFailure(lines)
 	}
 	filter, err := readFilter(ctx, c)
@@ -86,7 +86,7 @@ func check(c *cli.Context, stdout io.Writer) error {
 	if srcErr != nil {
 		add("source", mcas.RedactURL(c.String("source")), srcErr)
 	} else {
-		checkSource(ctx, c, log, src, window, filter, add)
+		checkSource(ctx, c, log, src, scope, filter, add)
 		if w := tokenFileWarning(c.String("token-file")); w != "" && src.api != nil {
 			lines = append(lines, checkLine{item: "token file", detail: w, warn: true})
 		}
@@ -115,7 +115,7 @@ func check(c *cli.Context, stdout io.Writer) error {
 		if err != nil {
 			add("exclude-ids", c.String("exclude-ids"), err)
 		}
-		id := identity(src, window, filter)
+		id := identity(src, scope, filter)
 		path, err := checkpointPath(c, id)
 		detail := path
 		if err == nil {
@@ -128,9 +128,9 @@ func check(c *cli.Context, stdout io.Writer) error {
 
 // checkSource opens the source and, for the API, makes the one request
 // that proves the proxy and the token.
-func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, w recovery.Window, f recovery.Filter,
+func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, scope recovery.Scope, f recovery.Filter,
 	add func(item, detail string, err error) bool) {
-	source, err := openSource(ctx, c, log, src, w, f, nil)
+	source, err := openSource(ctx, c, log, src, scope, f, nil)
 	if err != nil {
 		add(failedItem(err, "source"), src.display, err)
 		return
@@ -263,6 +263,10 @@ func checkCheckpoint(ctx context.Context, path string, id checkpoint.Identity, e
 		return fmt.Sprintf("%s: completed (%d sent); a run will do nothing", path, st.Sent), nil
 	case recovery.PlanTopUp:
 		return fmt.Sprintf("%s: completed (%d sent); a run will sweep the window again and send what --exclude-ids lacks (top-up)", path, st.Sent), nil
+	}
+	if st.State == recovery.StateSettling {
+		return fmt.Sprintf("%s: settling until %s (%d sent, %d of them saved late); a run will send what MCAS saved since its last sweep",
+			path, st.Settle.Deadline.Format(time.RFC3339), st.Sent, st.Settle.LateSent), nil
 	}
 	return fmt.Sprintf("%s: resumable, %.1f%% done, %d sent", path, st.ProgressOf(st.Pass, time.Now(), false).Percent, st.Sent), nil
 }

@@ -46,6 +46,11 @@ func runCommand(stderr io.Writer) *cli.Command {
 				Usage: "activities already in the SIEM: a `FILE` of ids, one per line (or CEF lines with externalId=, or JSON lines with _id); those are not sent; on a completed window, a top-up pass sends those the file lacks"},
 			&cli.BoolFlag{Name: "dry-run", Category: "Progress", EnvVars: env("dry-run"),
 				Usage: "count the window's activities (one request for the API) and say what a run needs; send nothing, write no checkpoint"},
+			&cli.DurationFlag{Name: "settle", Category: "Late arrivals", EnvVars: env("settle"),
+				Usage: "after the window's pass, keep the recovery settling for `D` (e.g. 24h): each run until then sends what MCAS saved late for the window, " +
+					"the first run after it does so once more and completes (default: once, right after the pass); the checkpoint keeps the last value given"},
+			&cli.DurationFlag{Name: "settle-margin", Category: "Late arrivals", EnvVars: env("settle-margin"), Value: recovery.DefaultSettleMargin,
+				Usage: "what MCAS saved less than `D` before a run began is left to the next run, as MCAS may not list it yet"},
 		}, logFlags()),
 		Action: func(c *cli.Context) error {
 			code := c.Int("stopped-exit-code")
@@ -75,8 +80,12 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 	if err := in.readFlags(stop, c); err != nil {
 		return err
 	}
-	window, filter, src := in.window, in.filter, in.src
+	scope, filter, src := in.scope, in.filter, in.src
 	exclude, err := readIDs(stop, c, "exclude-ids", log)
+	if err != nil {
+		return err
+	}
+	sweeps, err := readSettle(c, src)
 	if err != nil {
 		return err
 	}
@@ -85,7 +94,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 		return dryRun(stop, c, in)
 	}
 
-	store, err := openCheckpoint(ctx, c, identity(src, window, filter))
+	store, err := openCheckpoint(ctx, c, identity(src, scope, filter))
 	if err != nil {
 		return err
 	}
@@ -109,7 +118,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 
 	// Every secret of the run, for what the checkpoint records.
 	redactor := recovery.NewRedactor()
-	source, err := openSource(ctx, c, log, src, window, filter, redactor)
+	source, err := openSource(ctx, c, log, src, scope, filter, redactor)
 	if err != nil {
 		return err
 	}
@@ -147,7 +156,8 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 	}
 
 	r := &recovery.Replayer{Source: source, Sink: sink, Checkpoint: store, Logger: log, Redactor: redactor,
-		Stop: stop.Done(), Grace: stopGrace, Exclude: exclude, ExcludeFile: c.String("exclude-ids"), Progress: progress.Update}
+		Stop: stop.Done(), Grace: stopGrace, Exclude: exclude, ExcludeFile: c.String("exclude-ids"), Progress: progress.Update,
+		Sweeps: sweeps}
 	res, err := r.Run(ctx)
 	progress.Close()
 	if err != nil {
@@ -168,8 +178,45 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 	if res.TopUp {
 		attrs = append(attrs, "pass", "top-up", "top_up_sent", res.State.TopUps[len(res.State.TopUps)-1].Sent)
 	}
+	if s := res.State.Settle; s != nil {
+		attrs = append(attrs, "sweeps_this_run", res.Sweeps, "late_sent_total", s.LateSent)
+	}
+	if res.State.State == recovery.StateSettling {
+		s := res.State.Settle
+		log.Info("settling: re-run to send what MCAS saves late for the window, until the deadline", append(attrs,
+			"settle_until", s.Deadline.Format(time.RFC3339), "next_sweep_from", recovery.FormatMillis(s.Horizon), "checkpoint", store.Path())...)
+		return nil
+	}
 	log.Info("completed", append(attrs, "checkpoint", store.Path())...)
 	return nil
+}
+
+// readSettle reads --settle and --settle-margin into the run's sweeps for
+// activities saved late: for the API, which keeps saving them; none for an
+// export, which gains no activity once written.
+func readSettle(c *cli.Context, src sourceSpec) (*recovery.Sweeps, error) {
+	if src.api == nil {
+		for _, name := range []string{"settle", "settle-margin"} {
+			if c.IsSet(name) {
+				return nil, recovery.Problemf(recovery.ErrUsage, "leave --"+name+" out for an export",
+					"--%s: an export gains no activity once written, so nothing can arrive late in it", name)
+			}
+		}
+		return nil, nil
+	}
+	margin, err := duration(c, "settle-margin")
+	if err != nil {
+		return nil, err
+	}
+	sw := &recovery.Sweeps{Margin: margin}
+	if c.IsSet("settle") {
+		d, err := duration(c, "settle")
+		if err != nil {
+			return nil, err
+		}
+		sw.For = &d
+	}
+	return sw, nil
 }
 
 // alreadyCompleted says that a run has nothing to do: the window is
@@ -273,7 +320,7 @@ func signalName(sig os.Signal) string {
 // where the source can count (the API's total), a scan where it cannot
 // (an export).
 func dryRun(ctx context.Context, c *cli.Context, in inputs) error {
-	source, err := openSource(ctx, c, in.log, in.src, in.window, in.filter, nil)
+	source, err := openSource(ctx, c, in.log, in.src, in.scope, in.filter, nil)
 	if err != nil {
 		return err
 	}
@@ -290,7 +337,7 @@ func dryRun(ctx context.Context, c *cli.Context, in inputs) error {
 		}
 		return err
 	}
-	attrs := []any{"window", in.window.String(), "activities", n, "api_requests", requests}
+	attrs := []any{"window", in.scope.String(), "activities", n, "api_requests", requests}
 	if in.src.api != nil {
 		pages, took := runCost(n, c.Int("page-size"), c.Int("rate-limit"))
 		attrs = append(attrs, "run_needs_requests", pages, "run_takes_at_rate_limit", took.String())
@@ -305,7 +352,7 @@ type inputs struct {
 	log           *slog.Logger
 	console       *console // stderr, shared by the logs and the progress bar
 	progressEvery time.Duration
-	window        recovery.Window
+	scope         recovery.Scope // the window, on the time --by names
 	filter        recovery.Filter
 	src           sourceSpec
 }
@@ -341,7 +388,7 @@ func readLogging(c *cli.Context, stderr io.Writer) (inputs, error) {
 // are read within ctx.
 func (in *inputs) readFlags(ctx context.Context, c *cli.Context) error {
 	var err error
-	if in.window, err = readWindow(ctx, c); err != nil {
+	if in.scope, err = readScope(ctx, c); err != nil {
 		return err
 	}
 	if in.filter, err = readFilter(ctx, c); err != nil {
@@ -349,6 +396,20 @@ func (in *inputs) readFlags(ctx context.Context, c *cli.Context) error {
 	}
 	in.src, err = parseSource(c.String("source"))
 	return err
+}
+
+// readScope reads the window and the time it applies to (--by).
+func readScope(ctx context.Context, c *cli.Context) (recovery.Scope, error) {
+	w, err := readWindow(ctx, c)
+	if err != nil {
+		return recovery.Scope{Window: w}, err
+	}
+	by, err := recovery.ParseTimeField(c.String("by"))
+	if err != nil {
+		return recovery.Scope{Window: w}, recovery.Problemf(recovery.ErrUsage,
+			"use --by date (when the activities happened) or --by created (when MCAS saved them)", "--by %s", err)
+	}
+	return recovery.Scope{Window: w, By: by}, nil
 }
 
 // readWindow takes the window from --start/--end, else from --alert.
@@ -450,17 +511,18 @@ func readFilter(ctx context.Context, c *cli.Context) (recovery.Filter, error) {
 	}
 	f, err := recovery.ParseFilter(data)
 	if err != nil {
-		return f, recovery.Problemf(recovery.ErrUsage, "give the original SIEM agent's activity filter as a JSON object in MCAS filter syntax, without a date key", "the filter file %s: %w", path, err)
+		return f, recovery.Problemf(recovery.ErrUsage, "give the original SIEM agent's activity filter as a JSON object in MCAS filter syntax, without a date or created key", "the filter file %s: %w", path, err)
 	}
 	return f, nil
 }
 
 // identity is what a checkpoint must hold to be this recovery's: the
-// window, and a fingerprint of the source and the filter. The token is no
-// part of it: a new token for the same tenant resumes the same recovery.
-func identity(src sourceSpec, w recovery.Window, f recovery.Filter) checkpoint.Identity {
+// window and the time it applies to, and a fingerprint of the source and
+// the filter. The token is no part of it: a new token for the same tenant
+// resumes the same recovery.
+func identity(src sourceSpec, scope recovery.Scope, f recovery.Filter) checkpoint.Identity {
 	sum := sha256.Sum256([]byte(src.identity + "\n" + f.JSON()))
-	return checkpoint.Identity{Window: w, Source: src.display, Filter: f.JSON(), Fingerprint: hex.EncodeToString(sum[:])}
+	return checkpoint.Identity{Window: scope.Window, By: scope.By, Source: src.display, Filter: f.JSON(), Fingerprint: hex.EncodeToString(sum[:])}
 }
 
 // openCheckpoint opens the run's checkpoint: --checkpoint, or by default

@@ -69,13 +69,13 @@ func exportProblem(path string, err error) error {
 
 // openSource opens the source --source names. An API source adds its
 // secrets to redactor (nil: one of its own).
-func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, w recovery.Window, f recovery.Filter, redactor *recovery.Redactor) (recovery.Source, error) {
+func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, scope recovery.Scope, f recovery.Filter, redactor *recovery.Redactor) (recovery.Source, error) {
 	pageSize := c.Int("page-size")
 	if pageSize <= 0 {
 		return nil, recovery.Problemf(recovery.ErrUsage, "use a positive --page-size (default 5000)", "--page-size %d", pageSize)
 	}
 	if src.file != "" {
-		s, err := export.Open(src.file, recovery.Scope{Window: w}, f, pageSize)
+		s, err := export.Open(src.file, scope, f, pageSize)
 		if err != nil {
 			return nil, exportProblem(src.file, err)
 		}
@@ -98,7 +98,8 @@ func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourc
 		RateLimit:         c.Int("rate-limit"),
 		PageSize:          pageSize,
 		MaxCriticalErrors: c.Int("max-critical-errors"),
-		Window:            w,
+		Window:            scope.Window,
+		By:                scope.By,
 		Filter:            f,
 		Logger:            log,
 		Redactor:          redactor,

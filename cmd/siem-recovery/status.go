@@ -28,8 +28,10 @@ func statusCommand(stdout io.Writer) *cli.Command {
 		Description: "States: pending (no run yet), running (in progress, or a run died without a word: run active says which),\n" +
 			"stopped (the last run stopped before the end date, exit 75: --max-duration or a signal; a re-run resumes),\n" +
 			"connection_error (running or stopped, and nothing delivered for over 2 h), disconnected (the same for over 12 h),\n" +
+			"settling (run --settle: the window's pass is done, and each run until the deadline sends what MCAS saved late),\n" +
 			"completed (window delivered, recovery disabled), failed (the last run ended on an error; a re-run resumes).\n" +
-			"While a top-up pass (run --exclude-ids on a completed window) is unfinished, the state is the top-up's.",
+			"While a top-up pass (run --exclude-ids on a completed window) or a sweep for activities saved late is unfinished,\n" +
+			"the state is its own.",
 		Flags: []cli.Flag{
 			checkpointFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object (keys: state, window_start, window_end, position, percent, sent, skipped, api_requests, last_error, updated_at, sent_again, ...)"},
@@ -64,6 +66,7 @@ type statusReport struct {
 	State             string          `json:"state"`
 	WindowStart       string          `json:"window_start"`
 	WindowEnd         string          `json:"window_end"`
+	By                string          `json:"by"` // the time the window applies to: date or created
 	Position          string          `json:"position"`
 	Percent           float64         `json:"percent"`
 	Sent              int64           `json:"sent"`
@@ -77,6 +80,7 @@ type statusReport struct {
 	PercentOf         string          `json:"percent_of"`       // "activities" (of total) or "window" (the source's measure)
 	Left              string          `json:"left,omitempty"`   // time left at the running run's rate
 	TopUp             *topUpReport    `json:"top_up,omitempty"` // the latest top-up pass
+	Settle            *settleReport   `json:"settle,omitempty"` // the late-arrival phase, when the pass had a horizon
 	SentAgain         int64           `json:"sent_again"`
 	Resent            int64           `json:"resent"` // the old name of sent_again, kept for scripts
 	InFlight          int64           `json:"in_flight"`
@@ -105,18 +109,62 @@ type topUpReport struct {
 	Earlier     int             `json:"earlier"` // top-ups before this one
 }
 
+// settleReport is the late-arrival phase as status shows it.
+type settleReport struct {
+	For      string `json:"for"`      // --settle
+	Margin   string `json:"margin"`   // --settle-margin
+	Deadline string `json:"deadline"` // "" until the pass is done
+	// NextFrom is the created time the next sweep reads from.
+	NextFrom string       `json:"next_from"`
+	Sweeps   int64        `json:"sweeps"`
+	LateSent int64        `json:"late_sent"`
+	Sweep    *sweepReport `json:"sweep,omitempty"` // the sweep in progress, or the last one
+}
+
+// sweepReport is one sweep as status shows it.
+type sweepReport struct {
+	State       string `json:"state"`
+	SavedFrom   string `json:"saved_from"`
+	SavedBefore string `json:"saved_before"` // "" for the final sweep: no bound
+	Final       bool   `json:"final"`
+	Position    string `json:"position"`
+	Sent        int64  `json:"sent"`
+	InFlight    int64  `json:"in_flight"`
+	StartedAt   string `json:"started_at"`
+	CompletedAt string `json:"completed_at"`
+}
+
+func newSettleReport(st recovery.State, now time.Time) *settleReport {
+	s := st.Settle
+	if s == nil {
+		return nil
+	}
+	r := &settleReport{For: s.For.String(), Margin: s.Margin.String(), Deadline: stamp(s.Deadline), NextFrom: recovery.FormatMillis(s.Horizon),
+		Sweeps: s.Sweeps, LateSent: s.LateSent}
+	if sw := st.Sweep; sw != nil {
+		r.Sweep = &sweepReport{State: displayState(recovery.State{Pass: *sw, CreatedAt: sw.StartedAt}, now),
+			SavedFrom: recovery.FormatMillis(sw.Scope.SavedFrom), Final: s.Final, Position: sw.Position(), Sent: sw.Sent,
+			InFlight: sw.InFlight, StartedAt: stamp(sw.StartedAt), CompletedAt: stamp(sw.CompletedAt)}
+		if b := sw.Scope.SavedBefore; b != 0 && !s.Final {
+			r.Sweep.SavedBefore = recovery.FormatMillis(b)
+		}
+	}
+	return r
+}
+
 func newStatusReport(st recovery.State, active bool, now time.Time) statusReport {
 	pr := st.ProgressOf(st.Pass, now, active)
 	current := st
-	if t := st.TopUp(); t != nil {
-		// An unfinished top-up is the work in progress: its state, aged
-		// from its own start.
+	if t := st.Current(); t != &st.Pass {
+		// An unfinished top-up or sweep is the work in progress: its
+		// state, aged from its own start.
 		current.Pass, current.CreatedAt = *t, t.StartedAt
 	}
 	r := statusReport{
 		State:             displayState(current, now),
 		WindowStart:       recovery.FormatMillis(st.Window.Start),
 		WindowEnd:         recovery.FormatMillis(st.Window.End),
+		By:                st.By.String(),
 		Position:          st.Position(),
 		Percent:           pr.Percent,
 		Sent:              st.Sent,
@@ -138,6 +186,7 @@ func newStatusReport(st recovery.State, active bool, now time.Time) statusReport
 		Runs:              st.Runs,
 		LastSuccessAt:     stamp(st.LastSuccessAt),
 		CompletedAt:       stamp(st.CompletedAt),
+		Settle:            newSettleReport(st, now),
 	}
 	if pr.ByCount {
 		r.PercentOf = "activities"
@@ -183,7 +232,7 @@ func left(pr recovery.Progress) string {
 // look merely stopped.
 func displayState(st recovery.State, now time.Time) string {
 	switch st.State {
-	case recovery.StateCompleted, recovery.StateFailed, recovery.StatePending:
+	case recovery.StateCompleted, recovery.StateFailed, recovery.StatePending, recovery.StateSettling:
 		return st.State
 	}
 	since := st.LastSuccessAt
@@ -225,7 +274,7 @@ func (r statusReport) writeText(w io.Writer) error {
 		filter = "none"
 	}
 	fmt.Fprintf(tw, "state:\t%s\n", r.State)
-	fmt.Fprintf(tw, "window:\t[%s, %s)\n", r.WindowStart, r.WindowEnd)
+	fmt.Fprintf(tw, "window:\t[%s, %s), by %s\n", r.WindowStart, r.WindowEnd, r.By)
 	fmt.Fprintf(tw, "source:\t%s\n", r.Source)
 	fmt.Fprintf(tw, "filter:\t%s\n", filter)
 	fmt.Fprintf(tw, "position:\t%s\n", r.Position)
@@ -246,6 +295,9 @@ func (r statusReport) writeText(w io.Writer) error {
 		fmt.Fprintf(tw, "top-up percent:\t%s\n", percentText(t.Percent, r.PercentOf, r.Total, t.Left))
 		fmt.Fprintf(tw, "top-up sent:\t%d (skipped as already in the SIEM: %d; sent again: %d)\n", t.Sent, t.Skipped, t.SentAgain)
 	}
+	if s := r.Settle; s != nil {
+		s.writeText(tw, r.State)
+	}
 	fmt.Fprintf(tw, "api requests:\t%d\n", r.APIRequests)
 	if r.LastErrorResolved {
 		fmt.Fprintf(tw, "last error (resolved):\t%s\n", r.LastError)
@@ -259,6 +311,30 @@ func (r statusReport) writeText(w io.Writer) error {
 		fmt.Fprintf(tw, "completed at:\t%s\n", r.CompletedAt)
 	}
 	return tw.Flush()
+}
+
+// writeText says how the late-arrival phase stands, as lines of status.
+func (s *settleReport) writeText(tw io.Writer, state string) {
+	late := fmt.Sprintf("%d activities saved late sent by %d sweeps", s.LateSent, s.Sweeps)
+	switch {
+	case s.Deadline == "":
+		fmt.Fprintf(tw, "settle:\tafter the pass (--settle %s): sweeps read what MCAS saved from %s on\n", s.For, s.NextFrom)
+	case state == recovery.StateCompleted:
+		fmt.Fprintf(tw, "settle:\tdone: %s (--settle %s, until %s)\n", late, s.For, s.Deadline)
+	default:
+		fmt.Fprintf(tw, "settle:\tuntil %s (--settle %s): %s; the next reads what MCAS saved from %s\n", s.Deadline, s.For, late, s.NextFrom)
+	}
+	if sw := s.Sweep; sw != nil && sw.CompletedAt == "" {
+		saved := "from " + sw.SavedFrom
+		if sw.SavedBefore != "" {
+			saved = "in [" + sw.SavedFrom + ", " + sw.SavedBefore + ")"
+		}
+		what := "sweep"
+		if sw.Final {
+			what = "final sweep"
+		}
+		fmt.Fprintf(tw, "%s:\t%s at %s, %d sent, for what MCAS saved %s (started %s)\n", what, sw.State, sw.Position, sw.Sent, saved, sw.StartedAt)
+	}
 }
 
 // percentText is "42.3% of 150304 activities at the source, 2m10s left".

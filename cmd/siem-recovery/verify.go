@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -43,7 +45,7 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, window, filter, src := in.log, in.window, in.filter, in.src
+	log, scope, filter, src := in.log, in.scope, in.filter, in.src
 	received, err := readIDs(c.Context, c, "received", log)
 	if err != nil {
 		return err
@@ -52,7 +54,7 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	// SIEM against a window recovered some other way. Without either,
 	// nothing would be compared, and "nothing missing" would be a guess.
 	var st *recovery.State
-	id := identity(src, window, filter)
+	id := identity(src, scope, filter)
 	cpPath, err := checkpointPath(c, id)
 	if err != nil {
 		return err
@@ -71,7 +73,7 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 			"nothing to compare the source's count with: no checkpoint at %s, and no --received", cpPath)
 	}
 
-	source, err := openSource(c.Context, c, log, src, window, filter, nil)
+	source, err := openSource(c.Context, c, log, src, scope, filter, nil)
 	if err != nil {
 		return err
 	}
@@ -98,9 +100,14 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	if err := out.Flush(); err != nil {
 		return err
 	}
-	attrs := []any{"window", window.String(), "at_source", count, "api_requests", requests}
+	attrs := []any{"window", scope.String(), "at_source", count, "api_requests", requests}
 	if st != nil {
 		attrs = append(attrs, "sent", st.Sent, "skipped", st.Skipped, "state", st.State)
+		late, err := lateArrivals(c.Context, source, *st)
+		if err != nil {
+			return err
+		}
+		attrs = append(attrs, late...)
 	}
 	attrs = append(attrs, "received_ids", received.Len(), "missing", missing)
 	log.Info("verified against the SIEM's ids", attrs...)
@@ -120,14 +127,44 @@ func verifyCount(c *cli.Context, in inputs, source recovery.Source, st recovery.
 	if err != nil {
 		return err
 	}
-	in.log.Info("verified against the checkpoint", "window", in.window.String(), "at_source", count, "api_requests", requests,
-		"sent", st.Sent, "skipped", st.Skipped, "state", st.State)
-	if st.State != recovery.StateCompleted || st.Sent+st.Skipped < count {
+	late, err := lateArrivals(c.Context, source, st)
+	if err != nil {
+		return err
+	}
+	in.log.Info("verified against the checkpoint", append([]any{"window", in.scope.String(), "at_source", count, "api_requests", requests,
+		"sent", st.Sent, "skipped", st.Skipped, "state", st.State}, late...)...)
+	settling := st.State == recovery.StateSettling
+	if st.State != recovery.StateCompleted && !settling || st.Sent+st.Skipped < count {
 		short := max(count-st.Sent-st.Skipped, 0)
+		remedy := "run the recovery again to finish it, then verify with --received to list what the SIEM lacks"
+		if settling {
+			remedy = "the recovery is settling until " + st.Settle.Deadline.Format(time.RFC3339) +
+				": its next run sends what MCAS saved since its last sweep; verify again after it"
+		}
 		return &missingError{detail: fmt.Sprintf("the source has %d activities in the window; the recovery sent %d and skipped %d (state %s): at least %d not delivered", count, st.Sent, st.Skipped, st.State, short),
-			remedy: "run the recovery again to finish it, then verify with --received to list what the SIEM lacks"}
+			remedy: remedy}
 	}
 	return nil
+}
+
+// lateArrivals counts, for a recovery whose pass had a horizon, the
+// activities of the window MCAS saved from it on: those the pass left to
+// the sweeps (one request). It says nothing of a recovery without one (an
+// export, or a pass begun before --settle existed).
+func lateArrivals(ctx context.Context, source recovery.Source, st recovery.State) ([]any, error) {
+	h := st.Scope.SavedBefore
+	if st.Settle == nil || h == 0 {
+		return nil, nil
+	}
+	c, ok := recovery.Over(source, recovery.Scope{Window: st.Window, By: st.By, SavedFrom: h}).(recovery.Counter)
+	if !ok {
+		return nil, nil
+	}
+	n, _, err := c.Count(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("count the activities saved after the pass began: %w", err)
+	}
+	return []any{"saved_late", n, "saved_late_from", recovery.FormatMillis(h), "late_sent", st.Settle.LateSent, "sweeps", st.Settle.Sweeps}, nil
 }
 
 // topUpAdvice is the command that sends just the missing activities: run,
