@@ -6,6 +6,8 @@ import (
 	"errors"
 	"path/filepath"
 	"time"
+
+	"siem-recovery/recovery"
 )
 
 // appDir is the directory of siem-recovery's own in a user's state
@@ -46,13 +48,21 @@ func StateDir(goos string, getenv func(string) string, home func() (string, erro
 }
 
 // FileName is the name of the default checkpoint of this recovery: its
-// window, readable, then a short hash of the exact window, source and
-// filter, e.g. 20240514T080000Z-20240514T090000Z-3f2a9c1b04de.db. Another
-// window, source or filter gets another file; the same recovery, the same.
+// window, readable, "created" for a window by created, then a short hash
+// of the exact window, its time, source and filter, e.g.
+// 20240514T080000Z-20240514T090000Z-3f2a9c1b04de.db or
+// 20240514T080000Z-20240514T090000Z-created-91c0d2e7aa13.db. Another
+// window, time, source or filter gets another file; the same recovery,
+// the same.
 func (id Identity) FileName() string {
 	const stamp = "20060102T150405Z"
 	start := time.UnixMilli(id.Window.Start).UTC().Format(stamp)
 	end := time.UnixMilli(id.Window.End).UTC().Format(stamp)
-	sum := sha256.Sum256([]byte(id.Window.String() + "\n" + id.Fingerprint))
-	return start + "-" + end + "-" + hex.EncodeToString(sum[:6]) + ".db"
+	key, by := id.Window.String()+"\n"+id.Fingerprint, ""
+	if id.By != recovery.ByDate { // a window by date keeps the name it had before --by
+		key += "\nby " + id.By.String()
+		by = id.By.String() + "-"
+	}
+	sum := sha256.Sum256([]byte(key))
+	return start + "-" + end + "-" + by + hex.EncodeToString(sum[:6]) + ".db"
 }

@@ -48,10 +48,14 @@ func TestFileNameNamesTheRecovery(t *testing.T) {
 	if id.FileName() != name {
 		t.Fatal("the same recovery got another name")
 	}
-	others := []Identity{id, id, id}
+	others := []Identity{id, id, id, id}
 	others[0].Fingerprint = "fp2"
 	others[1].Window.End++ // one millisecond: the stamp is the same, the recovery is not
 	others[2].Window.Start -= 1000
+	others[3].By = recovery.ByCreated
+	if got := others[3].FileName(); got[:42] != "20240514T080000Z-20240514T090000Z-created-" || len(got) != 42+12+3 {
+		t.Errorf("by created: %q", got)
+	}
 	for _, o := range others {
 		if o.FileName() == name {
 			t.Errorf("%v has the same name as %v: %s", o, id, name)
