@@ -108,6 +108,16 @@ func TestExitCodes(t *testing.T) {
 			r := runBin(t, dir, nil, "run", "--start", "2024-05-14T07:00:00Z", "--end", "2024-05-14T09:00:00Z", "--source", "file:export.jsonl", "--checkpoint", "cp.db")
 			wantCode(t, r, 0)
 		}},
+		// The same window by another time is another recovery.
+		{name: "checkpoint-other-by", args: append(base, "--by", "created"), files: map[string]string{"export.jsonl": strings.ReplaceAll(goodExport, `,"desc`, `,"created":1715673601000,"desc`)},
+			code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
+				r := runBin(t, dir, nil, base...)
+				wantCode(t, r, 0)
+			}},
+		{name: "by-unknown", args: append(base, "--by", "timestamp"), code: exitUsage},
+		{name: "settle-export", args: append(base, "--settle", "24h"), code: exitUsage},
+		{name: "settle-negative", args: []string{"run", "--alert", "alert.json", "--source", "https://contoso.eu2.portal.cloudappsecurity.com", "--token", strings.Repeat("t", 64), "--settle", "-1h"}, code: exitUsage},
+		{name: "export-without-created", args: append(base, "--by", "created"), code: exitUsage},
 		{name: "checkpoint-other-export", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
 			r := runBin(t, dir, nil, base...)
 			wantCode(t, r, 0)
