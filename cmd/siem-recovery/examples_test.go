@@ -132,6 +132,9 @@ func TestExampleCrontab(t *testing.T) {
 	}
 	run := strings.Fields(strings.SplitN(commands[0], ">>", 2)[0])
 	checkCommandLine(t, "crontab", run[1:])
+	if flagValue(run, "--settle") != "24h" {
+		t.Errorf("the crontab's run: --settle %q, want 24h: a day of late arrivals, then quiet", flagValue(run, "--settle"))
+	}
 	setup := readExample(t, "crontab")
 	for _, want := range []string{"useradd --system", "install -d -o siem-recovery", "/var/log/siem-recovery", "/etc/logrotate.d/siem-recovery", "crontab -u siem-recovery"} {
 		if !strings.Contains(setup, want) {
@@ -268,6 +271,9 @@ func TestExampleSystemdUnits(t *testing.T) {
 		}
 	}
 	execStart := strings.Fields(service["ExecStart"][0])
+	if flagValue(execStart, "--settle") != "24h" {
+		t.Errorf("ExecStart: --settle %q, want 24h: a day of late arrivals, then quiet", flagValue(execStart, "--settle"))
+	}
 	maxDuration, timeout := flagValue(execStart, "--max-duration"), service["TimeoutStartSec"][0]
 	d, err1 := time.ParseDuration(maxDuration)
 	limit, err2 := time.ParseDuration(strings.Replace(timeout, "min", "m", 1))
@@ -435,6 +441,9 @@ func TestExampleKubernetesCronJob(t *testing.T) {
 	}
 	args := pod.Containers[0].Args
 	checkCommandLine(t, "CronJob args", args)
+	if flagValue(args, "--settle") != "24h" {
+		t.Errorf("CronJob args: --settle %q, want 24h: a day of late arrivals, then quiet", flagValue(args, "--settle"))
+	}
 	// The image is the Dockerfile's: its user is the pod's.
 	dockerfile, err := os.ReadFile(filepath.Join(repoRoot(t), "Dockerfile"))
 	if err != nil {

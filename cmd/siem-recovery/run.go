@@ -85,7 +85,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	sweeps, err := readSettle(c, src)
+	sweeps, err := readSettle(c, src, log)
 	if err != nil {
 		return err
 	}
@@ -193,28 +193,29 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 
 // readSettle reads --settle and --settle-margin into the run's sweeps for
 // activities saved late: for the API, which keeps saving them; none for an
-// export, which gains no activity once written.
-func readSettle(c *cli.Context, src sourceSpec) (*recovery.Sweeps, error) {
+// export, which gains no activity once written (a schedule made for the
+// API works on an export as it is: the flags are ignored, with a word).
+func readSettle(c *cli.Context, src sourceSpec, log *slog.Logger) (*recovery.Sweeps, error) {
+	margin, err := duration(c, "settle-margin")
+	if err != nil {
+		return nil, err
+	}
+	settle, err := duration(c, "settle")
+	if err != nil {
+		return nil, err
+	}
 	if src.api == nil {
-		for _, name := range []string{"settle", "settle-margin"} {
-			if c.IsSet(name) {
-				return nil, recovery.Problemf(recovery.ErrUsage, "leave --"+name+" out for an export",
-					"--%s: an export gains no activity once written, so nothing can arrive late in it", name)
-			}
+		if c.IsSet("settle") || c.IsSet("settle-margin") {
+			log.Warn("--settle and --settle-margin are ignored: an export gains no activity once written, so nothing arrives late in it")
 		}
 		return nil, nil
 	}
-	margin, err := duration(c, "settle-margin")
 	if err != nil {
 		return nil, err
 	}
 	sw := &recovery.Sweeps{Margin: margin}
 	if c.IsSet("settle") {
-		d, err := duration(c, "settle")
-		if err != nil {
-			return nil, err
-		}
-		sw.For = &d
+		sw.For = &settle
 	}
 	return sw, nil
 }

@@ -340,3 +340,18 @@ func TestVersion1CheckpointResumes(t *testing.T) {
 		t.Fatalf("status: %+v", st)
 	}
 }
+
+// TestSettleOnAnExportIsIgnored: a schedule made for the API runs on an
+// export as it is: --settle is ignored with a word, and the recovery
+// completes after its pass.
+func TestSettleOnAnExportIsIgnored(t *testing.T) {
+	dir := t.TempDir()
+	root := repoRoot(t)
+	r := runBin(t, dir, nil, "run", "--alert", filepath.Join(root, "docs/examples/alert.json"), "--source", "file:"+filepath.Join(root, "docs/examples/activities.jsonl"),
+		"--checkpoint", "cp.db", "--sink", "file:out.cef", "--settle", "24h", "--settle-margin", "1m")
+	wantCode(t, r, 0)
+	wantStderr(t, r, "--settle and --settle-margin are ignored: an export gains no activity once written, so nothing arrives late in it", "msg=completed")
+	if st := statusJSON(t, dir, "cp.db"); st.State != "completed" || st.Settle != nil {
+		t.Fatalf("status: %+v", st)
+	}
+}
