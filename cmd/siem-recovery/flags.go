@@ -39,7 +39,7 @@ func windowFlags() []cli.Flag {
 		&cli.StringFlag{Name: "end", Category: "Window", EnvVars: env("end"),
 			Usage: "window end `T`, exclusive (RFC 3339 or epoch ms); overrides --alert"},
 		&cli.StringFlag{Name: "by", Category: "Window", EnvVars: env("by"), Value: "date",
-			Usage: "which time of the activities the window applies to: date, when they happened (a gap in the SIEM's timeline), " +
+			Usage: "which `TIME` of the activities the window applies to: date, when they happened (a gap in the SIEM's timeline), " +
 				"or created, when MCAS saved them (an alert about the SIEM agent's delivery: what the agent failed to send)"},
 	}
 }

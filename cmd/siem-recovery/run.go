@@ -32,6 +32,9 @@ func runCommand(stderr io.Writer) *cli.Command {
 		Description: "Sends every activity of the window [start, end) that matches the filter to the sink, page by page,\n" +
 			"recording progress in the checkpoint only once the sink has accepted a page. Re-running the same\n" +
 			"command resumes; once the window is complete a re-run does nothing and exits 0.\n\n" +
+			"The window applies to when the activities happened, or with --by created to when MCAS saved them.\n" +
+			"From the API, what MCAS saves while the run goes on is sent too; with --settle D, what it saves later\n" +
+			"is sent by each run for D after the window's pass (each activity once), then the recovery completes.\n\n" +
 			"A planned stop (--max-duration, Ctrl-C, SIGTERM, SIGHUP) fetches nothing more and lets the batch the SIEM is\n" +
 			"reading finish (up to 20 s), so the next run sends nothing twice; a second signal stops at once.\n\n" +
 			"Exit codes: 0 completed, 1 general error, 2 usage error, 3 invalid token, 4 invalid proxy,\n" +
