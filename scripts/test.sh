@@ -18,6 +18,12 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# A merge that left its conflict markers behind must not pass.
+if markers=$(git grep -n -E '^(<<<<<<< |>>>>>>> )' -- . 2>/dev/null) && [ -n "$markers" ]; then
+  echo "merge conflict markers left in:" >&2
+  echo "$markers" >&2
+  exit 1
+fi
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
   echo "gofmt would change: $unformatted" >&2
