@@ -292,13 +292,38 @@ type fifoReceiver struct {
 	out    bytes.Buffer
 	paused chan struct{} // closed once pauseAt bytes were read
 	resume chan struct{} // close to read on
+	ended  chan struct{} // one value as each writer's stream ends
 	done   chan error
+}
+
+// readOnAfterKill lets the receiver read on, after the writer it held was
+// killed, and returns once it has read that writer's stream to its end. A
+// writer that opened the pipe before that would join the dead writer's
+// stream, and the receiver would wait for it forever.
+func (f *fifoReceiver) readOnAfterKill() {
+	close(f.resume)
+	<-f.ended
+}
+
+// wait returns once every writer's stream has ended, failing the test if
+// that takes longer than a minute.
+func (f *fifoReceiver) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-f.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("the receiver of %s still waits for a writer", f.path)
+	}
 }
 
 func startFIFOReceiver(t *testing.T, path string, pauseAt int, writers int) *fifoReceiver {
 	t.Helper()
 	mkfifo(t, path)
-	f := &fifoReceiver{path: path, paused: make(chan struct{}), resume: make(chan struct{}), done: make(chan error, 1)}
+	f := &fifoReceiver{path: path, paused: make(chan struct{}), resume: make(chan struct{}),
+		ended: make(chan struct{}, writers), done: make(chan error, 1)}
 	go func() {
 		buf := make([]byte, 32<<10)
 		pausing := true
@@ -328,6 +353,7 @@ func startFIFOReceiver(t *testing.T, path string, pauseAt int, writers int) *fif
 			if b := f.out.Bytes(); len(b) > 0 && b[len(b)-1] != '\n' {
 				f.out.WriteByte('\n')
 			}
+			f.ended <- struct{}{}
 		}
 		f.done <- nil
 	}()
@@ -370,15 +396,13 @@ func TestKill9MidBatchResendsOnePage(t *testing.T) {
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
-	close(recv.resume)
+	recv.readOnAfterKill()
 
 	r := runBin(t, dir, nil, args...)
 	wantCode(t, r, 0)
 	wantStderr(t, r, "the previous run stopped before the sink confirmed its last batch; that batch is sent again",
 		fmt.Sprintf("activities=%d", mid.InFlight))
-	if err := <-recv.done; err != nil {
-		t.Fatal(err)
-	}
+	recv.wait(t)
 	out := filepath.Join(dir, "received.jsonl")
 	if err := os.WriteFile(out, recv.out.Bytes(), 0o600); err != nil {
 		t.Fatal(err)

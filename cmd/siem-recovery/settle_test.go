@@ -261,14 +261,12 @@ func TestKill9MidSweepResendsOneBatch(t *testing.T) {
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
-	close(recv.resume)
+	recv.readOnAfterKill()
 
 	r := runBin(t, a.dir, nil, args...)
 	wantCode(t, r, 0)
 	wantStderr(t, r, "the previous run stopped before the sink confirmed its last batch; that batch is sent again", fmt.Sprintf("activities=%d", inFlight))
-	if err := <-recv.done; err != nil {
-		t.Fatal(err)
-	}
+	recv.wait(t)
 	counts := map[string]int{}
 	torn := 0
 	for _, line := range strings.Split(strings.TrimSuffix(recv.out.String(), "\n"), "\n") {
