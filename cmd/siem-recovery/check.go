@@ -34,8 +34,8 @@ func checkCommand(stdout, stderr io.Writer) *cli.Command {
 			"Nothing is sent and nothing is written. The exit code is that of the first failure (as for run), or 0.",
 		Flags: runCommand(stderr).Flags,
 		Action: func(c *cli.Context) error {
-			if c.Args().Present() {
-				return recovery.Problemf(recovery.ErrUsage, "see siem-recovery check --help", "unexpected argument %q (check takes flags only)", c.Args().First())
+			if err := flagsOnly(c); err != nil {
+				return err
 			}
 			return check(c, stdout)
 		},
@@ -135,9 +135,7 @@ func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sour
 		add(failedItem(err, "source"), src.display, err)
 		return
 	}
-	if cl, ok := source.(io.Closer); ok {
-		defer cl.Close()
-	}
+	defer closeSource(source)
 	if src.api == nil {
 		add("source", src.display+": readable", nil)
 		return

@@ -125,9 +125,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	if cl, ok := source.(io.Closer); ok {
-		defer cl.Close()
-	}
+	defer closeSource(source)
 	verb := "recovering"
 	if plan == recovery.PlanTopUp {
 		verb = "top-up"
@@ -328,9 +326,7 @@ func dryRun(ctx context.Context, c *cli.Context, in inputs) error {
 	if err != nil {
 		return err
 	}
-	if cl, ok := source.(io.Closer); ok {
-		defer cl.Close()
-	}
+	defer closeSource(source)
 	start := time.Now()
 	progress := newProgressReporter(in.console, in.log, "counting", in.progressEvery)
 	n, requests, err := recovery.Count(ctx, source, progress.Scanned)
@@ -371,13 +367,21 @@ func readInputs(ctx context.Context, c *cli.Context, stderr io.Writer) (inputs, 
 	return in, in.readFlags(ctx, c)
 }
 
+// flagsOnly refuses positional arguments: every command takes flags only.
+func flagsOnly(c *cli.Context) error {
+	if c.Args().Present() {
+		return recovery.Problemf(recovery.ErrUsage, "see siem-recovery "+c.Command.Name+" --help",
+			"unexpected argument %q (%s takes flags only)", c.Args().First(), c.Command.Name)
+	}
+	return nil
+}
+
 // readLogging refuses positional arguments and sets up the logs and the
 // progress display: what a run needs before it reads the argument files.
 func readLogging(c *cli.Context, stderr io.Writer) (inputs, error) {
 	var in inputs
-	if c.Args().Present() {
-		return in, recovery.Problemf(recovery.ErrUsage, "see siem-recovery "+c.Command.Name+" --help",
-			"unexpected argument %q (%s takes flags only)", c.Args().First(), c.Command.Name)
+	if err := flagsOnly(c); err != nil {
+		return in, err
 	}
 	var err error
 	in.console = newConsole(stderr, !c.Bool("quiet") && c.String("log-format") != "json")

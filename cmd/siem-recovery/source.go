@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/url"
@@ -65,6 +66,13 @@ func exportProblem(path string, err error) error {
 			"--source file:%s: %s is %s, not a regular file", path, path, argfile.Describe(notRegular.Mode))
 	}
 	return recovery.Problemf(recovery.ErrUsage, "check the path after file: in --source", "cannot open the export %s: %w", path, err)
+}
+
+// closeSource releases what a source holds open (an export's file).
+func closeSource(s recovery.Source) {
+	if c, ok := s.(io.Closer); ok {
+		c.Close()
+	}
 }
 
 // openSource opens the source --source names. An API source adds its

@@ -37,8 +37,8 @@ func statusCommand(stdout io.Writer) *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object (keys: state, window_start, window_end, position, percent, sent, skipped, api_requests, last_error, updated_at, sent_again, ...)"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.Args().Present() {
-				return usageError(fmt.Errorf("unexpected argument %q (flags only)", c.Args().First()))
+			if err := flagsOnly(c); err != nil {
+				return err
 			}
 			if c.String("checkpoint") == "" {
 				return missingCheckpoint()

@@ -77,9 +77,7 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cl, ok := source.(io.Closer); ok {
-		defer cl.Close()
-	}
+	defer closeSource(source)
 	if received == nil {
 		return verifyCount(c, in, source, *st)
 	}
