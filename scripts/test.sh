@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in rsyslog rsyslog-gnutls tinyproxy; do
+for pkg in rsyslog rsyslog-gnutls rsyslog-relp tinyproxy; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

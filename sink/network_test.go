@@ -305,7 +305,7 @@ func TestReceiverCrashLosesNothing(t *testing.T) {
 		}
 		done <- resent
 	}()
-	srv.AwaitCount(len(as)/3, netTimeout)
+	srv.Await(len(as)/3, netTimeout)
 	srv.Kill()
 	// Down for a while: the sender keeps retrying, logging the failure once.
 	for deadline := time.Now().Add(netTimeout); len(logged.lines()) == 0; time.Sleep(5 * time.Millisecond) {

@@ -5,15 +5,16 @@
 // (%rawmsg%: as sent, without the framing), one per line, so a test can
 // compare what arrived with what was sent byte for byte.
 //
-// It needs the Debian packages rsyslog and, for TLS, rsyslog-gnutls. When
-// rsyslogd is missing a test is skipped, except under CI (the CI
-// environment variable set), where it fails.
+// It needs the Debian packages rsyslog and, for TLS, rsyslog-gnutls, for
+// RELP, rsyslog-relp. When one is missing a test is skipped, except under
+// CI (the CI environment variable set), where it fails.
 package rsyslogtest
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -27,14 +28,15 @@ import (
 
 // Transports a Server listens on.
 const (
-	TCP = "tcp" // imtcp, LF or octet-counted frames
-	UDP = "udp" // imudp
-	TLS = "tls" // imtcp with the gtls stream driver
+	TCP  = "tcp"  // imtcp, LF or octet-counted frames
+	UDP  = "udp"  // imudp
+	TLS  = "tls"  // imtcp with the gtls stream driver
+	RELP = "relp" // imrelp
 )
 
 // Config says what the Server listens on.
 type Config struct {
-	// Transport is TCP, UDP or TLS.
+	// Transport is TCP, UDP, TLS or RELP.
 	Transport string
 	// PKI is required for TLS: the server presents PKI.ServerCert.
 	PKI *PKI
@@ -61,7 +63,15 @@ type Server struct {
 	port    int
 	cmd     *exec.Cmd
 	exited  chan struct{}
+
+	// What Count has read of Output so far: its first counted bytes hold
+	// lines lines.
+	counted int64
+	lines   int
 }
+
+// packages are the Debian packages the transports need.
+const packages = "rsyslog, rsyslog-gnutls and rsyslog-relp"
 
 // StartTimeout bounds how long rsyslogd may take to listen.
 const StartTimeout = 15 * time.Second
@@ -78,11 +88,29 @@ func Binary(t testing.TB) string {
 			return p
 		}
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("rsyslogd is not installed (Debian packages rsyslog and rsyslog-gnutls); CI must install them")
-	}
-	t.Skip("rsyslogd is not installed (Debian packages rsyslog and rsyslog-gnutls)")
+	missing(t, "rsyslogd is not installed")
 	return ""
+}
+
+// missing skips the test, or fails it under CI, for want of a package.
+func missing(t testing.TB, what string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatal(what + " (Debian packages " + packages + "); CI must install them")
+	}
+	t.Skip(what + " (Debian packages " + packages + ")")
+}
+
+// needModule checks that rsyslog's input module name (imrelp.so, from
+// rsyslog-relp) is installed: rsyslogd would refuse the configuration.
+func needModule(t testing.TB, name string) {
+	t.Helper()
+	for _, pattern := range []string{"/usr/lib/*/rsyslog/", "/usr/lib/rsyslog/", "/usr/lib64/rsyslog/"} {
+		if found, _ := filepath.Glob(pattern + name + ".so"); len(found) > 0 {
+			return
+		}
+	}
+	missing(t, "rsyslog's module "+name+" is not installed")
 }
 
 // Start starts rsyslogd as cfg says and waits until it listens. It is
@@ -90,6 +118,9 @@ func Binary(t testing.TB) string {
 func Start(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	s := &Server{t: t, bin: Binary(t), dir: t.TempDir()}
+	if cfg.Transport == RELP {
+		needModule(t, "imrelp")
+	}
 	s.Output = filepath.Join(s.dir, "received.log")
 	s.conf = filepath.Join(s.dir, "rsyslog.conf")
 	s.pidFile = filepath.Join(s.dir, "rsyslogd.pid")
@@ -152,6 +183,9 @@ func config(cfg Config, work string, port int, out string) (string, error) {
 		}
 		fmt.Fprintf(&b, "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=%q)\n", auth)
 		fmt.Fprintf(&b, "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"%d\" ruleset=\"received\")\n", port)
+	case RELP:
+		b.WriteString("module(load=\"imrelp\")\n")
+		fmt.Fprintf(&b, "input(type=\"imrelp\" address=\"127.0.0.1\" port=\"%d\" ruleset=\"received\")\n", port)
 	case UDP:
 		b.WriteString("module(load=\"imudp\")\n")
 		fmt.Fprintf(&b, "input(type=\"imudp\" address=\"127.0.0.1\" port=\"%d\" rcvbufSize=\"16m\" ruleset=\"received\")\n", port)
@@ -199,9 +233,17 @@ func (s *Server) Restart() {
 	}
 }
 
-// Kill kills rsyslogd with SIGKILL, as a crash would, and waits for it to
-// be gone.
-func (s *Server) Kill() { s.t.Helper(); s.stop(syscall.SIGKILL) }
+// Kill kills rsyslogd as a crash would, at one instant, and waits for it
+// to be gone. It is stopped (SIGSTOP) before the SIGKILL: a SIGKILL alone
+// can land inside a write to Output, which the kernel then cuts at a page
+// boundary, leaving a torn line that only the kill made.
+func (s *Server) Kill() {
+	s.t.Helper()
+	if s.cmd != nil {
+		s.cmd.Process.Signal(syscall.SIGSTOP)
+	}
+	s.stop(syscall.SIGKILL)
+}
 
 // Stop stops rsyslogd with SIGTERM, letting it shut down cleanly, and
 // waits for it to be gone.
@@ -238,24 +280,49 @@ func (s *Server) Lines() [][]byte {
 }
 
 // Count returns how many complete lines Output holds, without keeping
-// them.
+// them. It reads only what was added since its last call, so that polling
+// a large output stays cheap.
 func (s *Server) Count() int {
 	s.t.Helper()
-	data, err := os.ReadFile(s.Output)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	f, err := os.Open(s.Output)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
+	if err != nil {
 		s.t.Fatal(err)
 	}
-	return bytes.Count(data, []byte("\n"))
+	defer f.Close()
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := f.ReadAt(buf, s.counted)
+		s.lines += bytes.Count(buf[:n], []byte("\n"))
+		s.counted += int64(n)
+		if err == io.EOF {
+			return s.lines
+		}
+		if err != nil {
+			s.t.Fatal(err)
+		}
+	}
 }
 
 // AwaitCount polls Output until it holds at least n lines and returns
 // them, failing the test after timeout.
 func (s *Server) AwaitCount(n int, timeout time.Duration) [][]byte {
 	s.t.Helper()
+	s.Await(n, timeout)
+	return s.Lines()
+}
+
+// Await polls Output until it holds at least n lines, failing the test
+// after timeout. It returns as soon as they are there: a test that acts
+// on rsyslog in the middle of a stream calls it, not AwaitCount.
+func (s *Server) Await(n int, timeout time.Duration) {
+	s.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		if c := s.Count(); c >= n {
-			return s.Lines()
+			return
 		} else if time.Now().After(deadline) {
 			s.t.Fatalf("rsyslogd wrote %d messages, want %d, after %v", c, n, timeout)
 		}
