@@ -230,8 +230,8 @@ func TestTLSToRsyslog(t *testing.T) {
 }
 
 // TestHundredThousandToRsyslog sends 100,000 activities over TCP with LF
-// framing, over TCP with octet counting, and over TLS: each arrives
-// complete and byte-identical to the formatter's output.
+// framing, over TCP with octet counting, over TLS and over RELP: each
+// arrives complete and byte-identical to the formatter's output.
 func TestHundredThousandToRsyslog(t *testing.T) {
 	pki := rsyslogtest.NewPKI(t)
 	as := makeActivities(100_000)
@@ -243,6 +243,7 @@ func TestHundredThousandToRsyslog(t *testing.T) {
 		{"tcp lf", "tcp", rsyslogtest.TCP, FramingLF},
 		{"tcp octet", "tcp", rsyslogtest.TCP, FramingOctet},
 		{"tls octet", "tls", rsyslogtest.TLS, FramingOctet},
+		{"relp", "relp", rsyslogtest.RELP, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*netTimeout)

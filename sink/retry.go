@@ -26,6 +26,8 @@ const (
 	stageSend      = "send"      // writing the batch
 	stageConfirm   = "confirm"   // waiting for the receiver to read it all
 	stageProbe     = "probe"     // checking the receiver outlived the batch
+	stageOpen      = "open"      // opening a RELP session
+	stageAck       = "ack"       // waiting for RELP acknowledgements
 )
 
 // failure is why one attempt to reach the receiver failed. Its text is the
@@ -59,6 +61,10 @@ func (f *failure) Error() string {
 		return fmt.Sprintf("the connection to %s broke while sending: %s", f.target, f.cause())
 	case stageConfirm:
 		return fmt.Sprintf("%s did not confirm it read the batch to its end: %s", f.target, f.cause())
+	case stageOpen:
+		return fmt.Sprintf("%s did not open a RELP session: %s", f.target, f.cause())
+	case stageAck:
+		return fmt.Sprintf("%s did not acknowledge the messages sent: %s", f.target, f.cause())
 	default:
 		return fmt.Sprintf("%s stopped accepting connections right after the batch, which may not all have been processed: %s", f.target, f.cause())
 	}
@@ -196,6 +202,7 @@ func (f *failure) remedy() string {
 	var (
 		unknown x509.UnknownAuthorityError
 		host    x509.HostnameError
+		refusal *relpRefusal
 	)
 	switch err := f.err; {
 	case errors.As(err, &unknown):
@@ -216,6 +223,12 @@ func (f *failure) remedy() string {
 		return "check that the syslog server speaks TLS on this port (a plain TCP port never answers the handshake)"
 	case f.stage == stageConfirm && errors.As(err, &netErr) && netErr.Timeout():
 		return "check that the syslog server keeps up and closes a connection once it has read it to its end (rsyslog and syslog-ng do)"
+	case f.stage == stageOpen:
+		return "check that the port is the syslog server's RELP input (rsyslog: module imrelp, Debian package rsyslog-relp)"
+	case f.stage == stageAck && errors.As(err, &netErr) && netErr.Timeout():
+		return "check that the syslog server keeps up: it must acknowledge each message (imrelp does once the message is queued)"
+	case f.stage == stageAck && errors.As(err, &refusal):
+		return "check the syslog server's log for why it refused the messages"
 	default:
 		return "check the server name and port of the syslog server and that no firewall blocks it"
 	}

@@ -73,18 +73,24 @@ type Options struct {
 	// waiting for the SIEM since T (N attempts)" (default 1 minute).
 	RemindEvery time.Duration
 	// DialTimeout bounds a connection attempt, TLS handshake included
-	// (default 10s).
+	// (default 10s), and the wait for the answer to a RELP session's open.
 	DialTimeout time.Duration
 	// WriteTimeout is how long a write may make no progress before the
 	// connection is deemed broken (default 30s).
 	WriteTimeout time.Duration
 	// ConfirmTimeout is how long the receiver has, once a batch has been
-	// written, to read it to its end and close its side (default 60s).
+	// written, to read it to its end and close its side (default 60s); on
+	// a relp:// sink, to acknowledge the oldest message it was sent.
 	ConfirmTimeout time.Duration
 	// UDPRate paces a udp:// sink to at most that many datagrams a second
 	// (0: as fast as the socket takes them; see docs/delivery.md for the
 	// measurement behind the command's default). Negative is refused.
 	UDPRate int
+	// RELPWindow is how many messages a relp:// sink sends ahead of their
+	// acknowledgement (default DefaultRELPWindow). A larger window keeps a
+	// distant receiver busier; it is also how many messages a broken
+	// session may leave unacknowledged, to be sent again.
+	RELPWindow int
 	// MaxDatagram is the largest UDP message sent, syslog header included
 	// (default 2048, the size RFC 5426 says receivers should accept; at
 	// least 480, at most 65507). Larger events are shortened: see
@@ -103,11 +109,12 @@ const (
 	DefaultMaxDatagram    = 2048
 )
 
-const sinkRemedy = "use stdout, -, file:PATH, tcp://HOST:PORT, udp://HOST:PORT or tls://HOST:PORT"
+const sinkRemedy = "use stdout, -, file:PATH, tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT or relp://HOST:PORT"
 
 // Open returns the sink target names: "stdout" or "-" (also ""),
 // "file:PATH" or "file://PATH" (appended to, created with mode 0600),
-// "tcp://HOST:PORT", "udp://HOST:PORT" or "tls://HOST:PORT" (syslog). It
+// "tcp://HOST:PORT", "udp://HOST:PORT" or "tls://HOST:PORT" (syslog), or
+// "relp://HOST:PORT" (syslog messages over RELP, rsyslog's imrelp). It
 // checks the target and opts and reads the TLS files; a bad value is a
 // recovery.ErrUsage. Network sinks connect on the first Send, so Open does
 // not fail when the receiver is down.
@@ -153,6 +160,11 @@ func Open(ctx context.Context, target string, opts Options) (recovery.Sink, erro
 		return newStreamSink(target, enc, opts, func(ctx context.Context) (net.Conn, error) {
 			return d.DialContext(ctx, "tcp", addr)
 		}), nil
+	case "relp":
+		d := &net.Dialer{Timeout: opts.DialTimeout}
+		return newRELPSink(target, enc, opts, func(ctx context.Context) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", addr)
+		}), nil
 	case "tls":
 		cfg, err := opts.tlsConfig(ctx, addr)
 		if err != nil {
@@ -179,7 +191,7 @@ func parseTarget(target string) (scheme, addr string, err error) {
 		return "file", path, nil
 	}
 	u, err := url.Parse(target)
-	if err != nil || (u.Scheme != "tcp" && u.Scheme != "udp" && u.Scheme != "tls") {
+	if err != nil || (u.Scheme != "tcp" && u.Scheme != "udp" && u.Scheme != "tls" && u.Scheme != "relp") {
 		return "", "", recovery.Problemf(recovery.ErrUsage, sinkRemedy, "--sink %q: not a sink address", target)
 	}
 	if u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
@@ -229,13 +241,16 @@ func (o Options) withDefaults() Options {
 	if o.MaxDatagram == 0 {
 		o.MaxDatagram = DefaultMaxDatagram
 	}
+	if o.RELPWindow <= 0 {
+		o.RELPWindow = DefaultRELPWindow
+	}
 	return o
 }
 
 // encoder checks the format, header and framing for a sink of the given
 // kind and returns the encoder it uses.
 func (o Options) encoder(scheme string) (*encoder, error) {
-	network := scheme == "tcp" || scheme == "udp" || scheme == "tls"
+	network := scheme == "tcp" || scheme == "udp" || scheme == "tls" || scheme == "relp"
 	e := &encoder{
 		format:   Formatter{Version: o.Version, PortalURL: o.PortalURL},
 		syslog:   o.Syslog,
@@ -274,6 +289,9 @@ func (o Options) encoder(scheme string) (*encoder, error) {
 	if o.UDPRate < 0 {
 		return nil, recovery.Problemf(recovery.ErrUsage, "give a rate of datagrams per second, or 0 for none",
 			"UDP rate %d is negative", o.UDPRate)
+	}
+	if scheme == "relp" {
+		e.framing = "" // one message per syslog command
 	}
 	if scheme == "udp" {
 		e.framing = "" // one message per datagram (RFC 5426)

@@ -81,7 +81,7 @@ func (s *streamSink) Send(ctx context.Context, batch []recovery.Activity) (resen
 	err = s.retry.do(ctx, func() error {
 		written, err := s.deliver(ctx)
 		if err != nil {
-			resent += s.framesStarted(written)
+			resent += framesStarted(s.ends, written)
 		}
 		return err
 	})
@@ -123,12 +123,13 @@ func (s *streamSink) takePrepared(batch []recovery.Activity) bool {
 }
 
 // framesStarted counts the frames of which at least the first byte is
-// among the first n bytes of the batch: those the receiver may have got.
-func (s *streamSink) framesStarted(n int) int {
+// among the first n bytes written, ends[i] being the offset just after
+// frame i: those the receiver may have got.
+func framesStarted(ends []int, n int) int {
 	if n <= 0 {
 		return 0
 	}
-	return min(len(s.ends), sort.SearchInts(s.ends, n)+1)
+	return min(len(ends), sort.SearchInts(ends, n)+1)
 }
 
 // deliver makes one attempt: connect, write, confirm, probe. It returns

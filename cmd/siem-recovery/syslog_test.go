@@ -34,6 +34,35 @@ func TestRunExampleIntoRsyslog(t *testing.T) {
 	}
 }
 
+// TestRunExampleIntoRsyslogOverRELP: the same over RELP, and check opens a
+// RELP session to the receiver without sending anything.
+func TestRunExampleIntoRsyslogOverRELP(t *testing.T) {
+	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.RELP})
+	dir := t.TempDir()
+	args := exampleArgs(t, dir, "--sink", "relp://"+srv.Addr)
+	check := runBin(t, dir, nil, append([]string{"check"}, args[1:]...)...)
+	wantCode(t, check, 0)
+	if !strings.Contains(check.stdout, "OK  sink        relp://"+srv.Addr+": reachable") {
+		t.Fatalf("check:\n%s", check.stdout)
+	}
+	if n := srv.Count(); n != 0 {
+		t.Fatalf("check sent %d messages", n)
+	}
+	r := runBin(t, dir, nil, args...)
+	wantCode(t, r, 0)
+	wantIDs, _ := exampleLines(t, nil)
+	var got []string
+	for _, line := range srv.Lines() {
+		if !bytes.HasPrefix(line, []byte("<134>1 2024-05-14T0")) || !bytes.Contains(line, []byte(" siem-recovery - - - CEF:0|MCAS|SIEM_Agent|"+version+"|")) {
+			t.Fatalf("not an RFC 5424 CEF message of the window: %q", line)
+		}
+		got = append(got, cefIDs(t, string(line))...)
+	}
+	if !slices.Equal(got, wantIDs) {
+		t.Fatalf("rsyslog got %d ids, want the window's %d in order", len(got), len(wantIDs))
+	}
+}
+
 // TestSinkDownThenBack: the receiver is down when the run starts. The run
 // waits (pulling nothing more), logs the MCAS "Data server connection
 // error" with its remedy once, shows it in status as the last error, and
