@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"strconv"
 
 	"siem-recovery/internal/parallel"
@@ -76,6 +77,41 @@ func (e *encoder) appendMessage(dst []byte, a recovery.Activity) []byte {
 		return e.format.AppendJSON(dst, a)
 	}
 	return e.format.AppendCEF(dst, a)
+}
+
+// activityID returns the id of the activity whose message is msg, as
+// appendMessage wrote it (no line end): the externalId of a CEF line, the
+// "_id" of a JSON one (read as the source's were). It reads past the
+// syslog header by its shape: HOSTNAME and APP-NAME hold no space.
+func (e *encoder) activityID(msg []byte) (string, bool) {
+	skip := 0 // spaces before the payload
+	switch e.syslog {
+	case SyslogRFC5424:
+		skip = 7 // "<PRI>1 TIMESTAMP HOSTNAME APP-NAME - - - "
+	case SyslogRFC3164:
+		// "<PRI>Mmm dd hh:mm:ss HOSTNAME TAG: ", the stamp of fixed width
+		const stamp = len(pri + "Jan _2 15:04:05 ")
+		if len(msg) < stamp {
+			return "", false
+		}
+		msg, skip = msg[stamp:], 2
+	default:
+		if !e.json {
+			skip = 1 // the activity's time
+		}
+	}
+	for ; skip > 0; skip-- {
+		i := bytes.IndexByte(msg, ' ')
+		if i < 0 {
+			return "", false
+		}
+		msg = msg[i+1:]
+	}
+	if !e.json {
+		return cefExternalID(msg)
+	}
+	a, err := recovery.ParseActivity(msg)
+	return a.ID, err == nil
 }
 
 // appendFrames appends the frames of batch to dst and the offset just

@@ -81,6 +81,59 @@ func (f Formatter) AppendCEF(dst []byte, a recovery.Activity) []byte {
 	return dst
 }
 
+// cefExternalID returns the activity id of a CEF line AppendCEF wrote
+// (from "CEF:0|" on): the unescaped value of externalId, the first key of
+// the extension, which begins after the header's seventh unescaped '|'.
+func cefExternalID(line []byte) (string, bool) {
+	if !bytes.HasPrefix(line, []byte("CEF:0|")) {
+		return "", false
+	}
+	pipes, i := 0, 0
+	for ; i < len(line) && pipes < 7; i++ {
+		switch line[i] {
+		case '\\':
+			i++ // the escaped byte
+		case '|':
+			pipes++
+		}
+	}
+	if pipes < 7 || i > len(line) {
+		return "", false
+	}
+	ext, ok := bytes.CutPrefix(line[i:], []byte("externalId="))
+	if !ok {
+		return "", false
+	}
+	// rt= always follows; inside the escaped id an '=' is "\=".
+	end := bytes.Index(ext, []byte(" rt="))
+	if end <= 0 {
+		return "", false
+	}
+	return unescapeExtValue(ext[:end]), true
+}
+
+// unescapeExtValue undoes appendExtValue.
+func unescapeExtValue(v []byte) string {
+	if bytes.IndexByte(v, '\\') < 0 {
+		return string(v)
+	}
+	out := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\\' && i+1 < len(v) {
+			i++
+			switch c = v[i]; c {
+			case 'r':
+				c = '\r'
+			case 'n':
+				c = '\n'
+			}
+		}
+		out = append(out, c)
+	}
+	return string(out)
+}
+
 // appendPortalLink appends the escaped cs1 value: the activity's page in
 // the portal, https://HOST/#/audits?activity.id\=eq(ID,).
 func (f Formatter) appendPortalLink(dst []byte, id string) []byte {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -148,11 +147,7 @@ func Open(ctx context.Context, target string, opts Options) (recovery.Sink, erro
 			return nil, recovery.Problemf(recovery.ErrUsage, "check the path and its permissions",
 				"--sink %q: cannot open the file: %w", target, err)
 		}
-		if err := endTornLine(f); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("--sink %q: %w", target, err)
-		}
-		return newWriterSink(f.Name(), f, f, enc), nil
+		return newFileSink(f, enc, opts.Logger), nil
 	case "udp":
 		return newDatagramSink(target, addr, enc, opts), nil
 	case "tcp":

@@ -145,22 +145,3 @@ func TestSendAfterCancelDoesNotWrite(t *testing.T) {
 		t.Errorf("wrote %q", out.String())
 	}
 }
-
-func TestFileSinkEndsTornLine(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "out.jsonl")
-	if err := os.WriteFile(path, []byte("{\"_id\":\"a\"}\n{\"_id\":\"b\",\"desc"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(context.Background(), "file:"+path, Options{Format: FormatJSON})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Send(context.Background(), []recovery.Activity{{ID: "b", Raw: []byte(`{"_id":"b"}`)}}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	got, _ := os.ReadFile(path)
-	if want := "{\"_id\":\"a\"}\n{\"_id\":\"b\",\"desc\n{\"_id\":\"b\"}\n"; string(got) != want {
-		t.Fatalf("file holds %q, want %q", got, want)
-	}
-}

@@ -240,7 +240,7 @@ func (s *Server) Restart() {
 func (s *Server) Kill() {
 	s.t.Helper()
 	if s.cmd != nil {
-		s.cmd.Process.Signal(syscall.SIGSTOP)
+		freeze(s.cmd.Process)
 	}
 	s.stop(syscall.SIGKILL)
 }
