@@ -301,7 +301,7 @@ func checkRELPOffers(data []byte) error {
 	case version == "":
 		return errors.New("its answer to the open offers no relp_version")
 	case version != "0" && version != "1":
-		return fmt.Errorf("it speaks RELP version %s, this tool 0 and 1", quoteReply(version))
+		return fmt.Errorf("it speaks RELP version %s, this tool 0 and 1", recovery.Escape(version))
 	case !syslog:
 		return errors.New("it does not accept the syslog command")
 	}
@@ -364,7 +364,7 @@ type relpRefusal struct {
 }
 
 func (r *relpRefusal) Error() string {
-	return fmt.Sprintf("it answered %d %s", r.code, quoteReply(r.text))
+	return fmt.Sprintf("it answered %d %s", r.code, recovery.Escape(r.text))
 }
 
 // errServerClose is the receiver's "serverclose" hint.
@@ -391,7 +391,7 @@ func (c *relpSession) read() {
 			c.readErr = errServerClose
 			return
 		case f.command != "rsp":
-			c.readErr = fmt.Errorf("it sent the command %s, where only answers are due", quoteReply(f.command))
+			c.readErr = fmt.Errorf("it sent the command %s, where only answers are due", recovery.Escape(f.command))
 			return
 		}
 		a, err = parseRELPAnswer(f)
@@ -493,7 +493,7 @@ func (rr *relpReader) next() (relpFrame, error) {
 	}
 	command = command[:len(command)-1]
 	if len(command) == 0 || len(command) > 32 || bytes.IndexFunc(command, notAlpha) >= 0 {
-		return f, fmt.Errorf("it sent a frame with the command %s", quoteReply(string(command)))
+		return f, fmt.Errorf("it sent a frame with the command %s", recovery.Escape(string(command)))
 	}
 	f.txnr, f.command = txnr, string(command)
 	size, end, err := rr.number()
@@ -505,7 +505,7 @@ func (rr *relpReader) next() (relpFrame, error) {
 	case end == '\n' || size == 0:
 		return f, errors.New("it sent a frame whose length does not match its data")
 	case size > relpMaxAnswer:
-		return f, fmt.Errorf("it sent a %s frame of %d bytes (at most %d expected)", quoteReply(f.command), size, relpMaxAnswer)
+		return f, fmt.Errorf("it sent a %s frame of %d bytes (at most %d expected)", recovery.Escape(f.command), size, relpMaxAnswer)
 	}
 	if cap(rr.data) < size+1 {
 		rr.data = make([]byte, size+1)
@@ -563,7 +563,7 @@ func parseRELPAnswer(f relpFrame) (relpAnswer, error) {
 	code, text, _ := bytes.Cut(status, []byte(" "))
 	n, err := strconv.Atoi(string(code))
 	if err != nil || len(code) != 3 || code[0] == '+' || code[0] == '-' {
-		return a, fmt.Errorf("it answered %s, which starts with no status", quoteReply(string(status)))
+		return a, fmt.Errorf("it answered %s, which starts with no status", recovery.Escape(string(status)))
 	}
 	a.code = n
 	if n != 200 {
@@ -573,14 +573,4 @@ func parseRELPAnswer(f relpFrame) (relpAnswer, error) {
 		a.data = bytes.Clone(data)
 	}
 	return a, nil
-}
-
-// quoteReply shows text from the receiver fit for a log line: quoted when
-// it holds anything that does not print.
-func quoteReply(text string) string {
-	q := strconv.Quote(text)
-	if q[1:len(q)-1] == text {
-		return text
-	}
-	return q
 }
