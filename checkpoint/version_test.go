@@ -35,7 +35,7 @@ func TestVersion1IsReadAsVersion2(t *testing.T) {
 			t.Fatalf("%s: %v", tc.file, err)
 		}
 		if st.Version != 2 || st.By != recovery.ByDate || st.Window != window || string(st.Cursor.Token) != tc.token ||
-			st.Scope != (recovery.Scope{Window: window}) || st.State != tc.state || st.Sent != tc.sent || st.InFlight != tc.flight ||
+			st.Scope != (recovery.Scope{Window: window}) || st.State != tc.state || st.Sent != tc.sent || st.InFlight.Activities != tc.flight ||
 			st.Reached != tc.reached || st.Settle != nil {
 			t.Errorf("%s read as %+v", tc.file, st)
 		}

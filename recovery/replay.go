@@ -193,7 +193,11 @@ func (r *Replayer) runPass(ctx context.Context, rn *run, k passKind) error {
 		}
 	}()
 	by := p.Scope.By
-	next = r.prefetch(rn.fetch, src, by, p.Cursor)
+	// A batch a dead run left in flight is the page at the cursor: the
+	// first page this pass fetches.
+	left := p.InFlight
+	var spare Prepared // what the last Send's batch was prepared in, free again
+	next = r.prefetch(rn.fetch, src, by, p.Cursor, nil)
 	for {
 		f := <-next
 		next = nil
@@ -205,28 +209,29 @@ func (r *Replayer) runPass(ctx context.Context, rn *run, k passKind) error {
 			return r.fail(ctx, rn, k, nil, page.Requests)
 		}
 		if !page.Last {
-			next = r.prefetch(rn.fetch, src, by, page.Next)
+			next, spare = r.prefetch(rn.fetch, src, by, page.Next, spare), nil
 		}
 		batch, skipped := f.batch, f.skipped
 		var resent int64
 		if len(batch) > 0 {
-			err := r.Checkpoint.Update(rn.save, func(s *State) error {
-				s.pass(k).InFlight = int64(len(batch))
-				s.APIRequests += int64(page.Requests)
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("record batch in flight: %w", err)
+			fl := flight{r: r, save: rn.save, pass: func(s *State) *Pass { return s.pass(k) },
+				batch: batch, prepared: f.prepared, requests: page.Requests}
+			sent, again, err := fl.deliver(ctx, rn.send, left, rn.st.pass(k).Position(), rn.log)
+			page.Requests = fl.requests // what the record did not count
+			if errors.Is(err, errRecord) {
+				return err
 			}
-			page.Requests = 0 // counted
-			n, err := r.Sink.Send(rn.send, batch)
 			if err != nil {
-				return r.fail(ctx, rn, k, fmt.Errorf("send %d activities at %s: %w", len(batch), rn.st.pass(k).Position(), err), 0)
+				return r.fail(ctx, rn, k, fmt.Errorf("send %d activities at %s: %w", len(fl.sent), rn.st.pass(k).Position(), err), page.Requests)
 			}
-			resent = int64(n)
+			resent = int64(again)
 			rn.res.Resent += resent
-			rn.res.Sent += int64(len(batch))
+			rn.res.Sent += int64(sent)
+			if fl.prepared != nil {
+				spare = fl.prepared
+			}
 		}
+		left = InFlight{}
 		rn.res.Skipped += skipped
 		now := r.now()
 		err = r.Checkpoint.Update(rn.save, func(s *State) error {
@@ -237,7 +242,7 @@ func (r *Replayer) runPass(ctx context.Context, rn *run, k passKind) error {
 			p.Sent += int64(len(batch))
 			p.Skipped += skipped
 			p.Resent += resent
-			p.InFlight = 0
+			p.InFlight = InFlight{}
 			p.LastSuccessAt = now
 			s.APIRequests += int64(page.Requests)
 			if k == sweepPass {
@@ -408,8 +413,9 @@ func (r *Replayer) stopAsked() bool {
 
 // beginPass marks the start of pass k in this run (the window's own, a
 // top-up or a sweep, begun or resumed): the window's pass gets its scope,
-// its horizon and the window's count when it starts; the batch the last
-// run left unconfirmed is counted as sent again (this run sends it again).
+// its horizon and the window's count when it starts. A batch the last run
+// left unconfirmed stays recorded until this run has sent what the sink
+// lacks of it.
 func (r *Replayer) beginPass(ctx context.Context, rn *run, k passKind) error {
 	excluded := r.Exclude.Fingerprint()
 	var horizon *Settle
@@ -418,7 +424,7 @@ func (r *Replayer) beginPass(ctx context.Context, rn *run, k passKind) error {
 		if p.Scope.Window == (Window{}) {
 			p.Scope = Scope{Window: rn.st.Window, By: rn.st.By}
 		}
-		if r.Sweeps != nil && rn.st.Settle == nil && p.Cursor.IsZero() && p.Sent+p.Skipped+p.InFlight == 0 {
+		if r.Sweeps != nil && rn.st.Settle == nil && p.Cursor.IsZero() && p.Sent+p.Skipped+p.InFlight.Activities == 0 {
 			// What is saved from the horizon on is left to the sweeps.
 			h := Horizon(r.now(), r.Sweeps.Margin)
 			p.Scope.SavedBefore = h
@@ -442,15 +448,14 @@ func (r *Replayer) beginPass(ctx context.Context, rn *run, k passKind) error {
 				s.Settle = horizon
 			}
 		}
-		rn.res.Resent += r.begin(s, k, excluded, rn.log)
+		r.begin(s, k, excluded, rn.log)
 		rn.st = *s
 		return nil
 	})
 }
 
-// begin marks the start of a run on pass k and returns the activities of
-// a batch the last run left unconfirmed, which this run sends again.
-func (r *Replayer) begin(s *State, k passKind, excluded string, log *slog.Logger) (resent int64) {
+// begin marks the start of a run on pass k.
+func (r *Replayer) begin(s *State, k passKind, excluded string, log *slog.Logger) {
 	p := &s.Pass
 	switch {
 	case k == topUpPass:
@@ -461,7 +466,7 @@ func (r *Replayer) begin(s *State, k passKind, excluded string, log *slog.Logger
 		}
 	case k == sweepPass:
 		p = s.Sweep
-	case p.Cursor.IsZero() && p.Sent+p.Skipped+p.InFlight == 0:
+	case p.Cursor.IsZero() && p.Sent+p.Skipped+p.InFlight.Activities == 0:
 		p.Excluded, p.IDsFile = excluded, r.ExcludeFile
 	case p.Excluded != excluded:
 		// Runs of one pass left out different ids: no single file says
@@ -469,19 +474,9 @@ func (r *Replayer) begin(s *State, k passKind, excluded string, log *slog.Logger
 		p.Excluded, p.IDsFile = "", ""
 	}
 	p.State = StateRunning
-	if p.InFlight > 0 {
-		log.Warn("the previous run stopped before the sink confirmed its last batch; that batch is sent again",
-			"activities", p.InFlight, "position", p.Position())
-		p.Resent += p.InFlight
-		if k == sweepPass {
-			s.Resent += p.InFlight
-		}
-		resent, p.InFlight = p.InFlight, 0
-	}
 	p.RunStartedAt = r.now()
 	p.RunStartedDone, _ = s.Done(*p)
 	p.RunStartedSent = p.Sent
-	return resent
 }
 
 // count asks the source for the count of scope (the window's pass) once
@@ -507,16 +502,18 @@ func (r *Replayer) count(ctx context.Context, st *State, scope Scope) error {
 // fetched is the outcome of one Fetch: the page, and the batch to send
 // from it once the activities the SIEM holds are left out.
 type fetched struct {
-	page    Page
-	batch   []Activity
-	skipped int64
-	reached int64 // the latest activity time of the page (on the pass's field), sent or not
-	err     error
+	page     Page
+	batch    []Activity
+	prepared Prepared // what the sink prepared of batch, if it is a Preparer
+	skipped  int64
+	reached  int64 // the latest activity time of the page (on the pass's field), sent or not
+	err      error
 }
 
 // prefetch fetches the page at cur from src in the background, drops what
-// Exclude names, and has the sink prepare the batch if it can.
-func (r *Replayer) prefetch(ctx context.Context, src Source, by TimeField, cur Cursor) <-chan fetched {
+// Exclude names, and has the sink prepare the batch if it can, in reuse's
+// memory.
+func (r *Replayer) prefetch(ctx context.Context, src Source, by TimeField, cur Cursor, reuse Prepared) <-chan fetched {
 	ch := make(chan fetched, 1)
 	go func() {
 		page, err := src.Fetch(ctx, cur)
@@ -536,7 +533,7 @@ func (r *Replayer) prefetch(ctx context.Context, src Source, by TimeField, cur C
 			f.batch = kept
 		}
 		if p, ok := r.Sink.(Preparer); ok && err == nil && len(f.batch) > 0 {
-			p.Prepare(f.batch)
+			f.prepared = p.Prepare(reuse, f.batch)
 		}
 		ch <- f
 	}()
@@ -572,8 +569,12 @@ func (r *Replayer) fail(ctx context.Context, rn *run, k passKind, cause error, r
 	if !stopped {
 		return cause
 	}
-	if n := p.InFlight; n > 0 && r.Logger != nil {
-		r.Logger.Warn("stopped before the sink confirmed the batch in flight; the next run sends it again", "activities", n)
+	if f := p.InFlight; f.Activities > 0 && r.Logger != nil {
+		what := "stopped before the sink confirmed the batch in flight; the next run sends it again"
+		if f.Mark != nil || f.Window > 0 {
+			what = "stopped before the sink confirmed the batch in flight; the next run sends what the sink lacks of it"
+		}
+		r.Logger.Warn(what, "activities", f.Activities)
 	}
 	done := rn.st.ProgressOf(p, r.now(), false)
 	what := map[passKind]string{mainPass: "of the window done", topUpPass: "of the top-up done", sweepPass: "of the sweep for activities saved late done"}[k]

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -60,7 +61,8 @@ type recordingSink struct {
 	onSend   func()
 }
 
-func (s *recordingSink) Send(ctx context.Context, batch []Activity) (int, error) {
+func (s *recordingSink) Send(ctx context.Context, b Batch) (int, error) {
+	batch := b.Activities
 	if s.onSend != nil {
 		s.onSend()
 	}
@@ -82,10 +84,20 @@ func (s *recordingSink) Send(ctx context.Context, batch []Activity) (int, error)
 
 func (s *recordingSink) Close() error { return nil }
 
-type memCheckpoint struct{ st State }
+type memCheckpoint struct {
+	mu sync.Mutex // an Acknowledger's acknowledgements are recorded beside Send
+	st State
+}
 
-func (m *memCheckpoint) Load(context.Context) (State, error) { return m.st, nil }
+func (m *memCheckpoint) Load(context.Context) (State, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.st, nil
+}
+
 func (m *memCheckpoint) Update(_ context.Context, fn func(*State) error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	st := m.st
 	if err := fn(&st); err != nil {
 		return err
@@ -132,7 +144,7 @@ func TestReplayDeliversAllAndCompletes(t *testing.T) {
 	if !slices.Equal(sink.ids, ids(acts)) {
 		t.Fatalf("delivered %v", sink.ids)
 	}
-	if res.Sent != 25 || cp.st.State != StateCompleted || cp.st.Sent != 25 || cp.st.APIRequests != 3 || cp.st.Progress != 1 || cp.st.InFlight != 0 {
+	if res.Sent != 25 || cp.st.State != StateCompleted || cp.st.Sent != 25 || cp.st.APIRequests != 3 || cp.st.Progress != 1 || cp.st.InFlight.Activities != 0 {
 		t.Fatalf("result %+v, state %+v", res, cp.st)
 	}
 	// A re-run of a completed checkpoint touches nothing.
@@ -155,7 +167,7 @@ func TestReplaySinkFailureResumesAndCountsResent(t *testing.T) {
 	}
 	r := &Replayer{Source: src, Sink: sink, Checkpoint: cp}
 	_, err := r.Run(context.Background())
-	if err == nil || cp.st.State != StateFailed || cp.st.Sent != 10 || cp.st.InFlight != 10 || cp.st.LastError.IsZero() {
+	if err == nil || cp.st.State != StateFailed || cp.st.Sent != 10 || cp.st.InFlight.Activities != 10 || cp.st.LastError.IsZero() {
 		t.Fatalf("err %v, state %+v", err, cp.st)
 	}
 	res, err := r.Run(context.Background())
@@ -209,7 +221,7 @@ func TestReplayPlannedStopFinishesTheBatchInFlight(t *testing.T) {
 	}
 	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
 	_, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp, Stop: stop, Grace: time.Minute}).Run(context.Background())
-	if !errors.Is(err, ErrStopped) || cp.st.State != StateStopped || cp.st.InFlight != 0 || cp.st.Sent != 20 ||
+	if !errors.Is(err, ErrStopped) || cp.st.State != StateStopped || cp.st.InFlight.Activities != 0 || cp.st.Sent != 20 ||
 		!slices.Equal(sink.ids, ids(acts[:20])) {
 		t.Fatalf("err %v, delivered %v, state %+v", err, sink.ids, cp.st)
 	}
@@ -228,7 +240,7 @@ func TestReplayGraceEndCutsTheBatch(t *testing.T) {
 	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
 	sink := blockingSink(func() { close(stop) })
 	_, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp, Stop: stop, Grace: time.Millisecond}).Run(context.Background())
-	if !errors.Is(err, ErrStopped) || cp.st.State != StateStopped || cp.st.InFlight != 10 || cp.st.Sent != 0 {
+	if !errors.Is(err, ErrStopped) || cp.st.State != StateStopped || cp.st.InFlight.Activities != 10 || cp.st.Sent != 0 {
 		t.Fatalf("err %v, state %+v", err, cp.st)
 	}
 }
@@ -237,7 +249,7 @@ func TestReplayGraceEndCutsTheBatch(t *testing.T) {
 // ctx ends. started runs when the first Send begins.
 type blockingSink func()
 
-func (s blockingSink) Send(ctx context.Context, batch []Activity) (int, error) {
+func (s blockingSink) Send(ctx context.Context, _ Batch) (int, error) {
 	s()
 	<-ctx.Done()
 	return 0, ctx.Err()
@@ -251,7 +263,7 @@ func TestReplayFetchFailureKeepsProgress(t *testing.T) {
 	sink := &recordingSink{}
 	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
 	_, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp}).Run(context.Background())
-	if err == nil || offset(cp.st.Cursor) != 20 || cp.st.Sent != 20 || cp.st.APIRequests != 3 || cp.st.InFlight != 0 || cp.st.State != StateFailed {
+	if err == nil || offset(cp.st.Cursor) != 20 || cp.st.Sent != 20 || cp.st.APIRequests != 3 || cp.st.InFlight.Activities != 0 || cp.st.State != StateFailed {
 		t.Fatalf("err %v, state %+v", err, cp.st)
 	}
 	src.failAt = -1
@@ -361,7 +373,7 @@ func TestReplayTopUp(t *testing.T) {
 	}
 	tu := cp.st.TopUp()
 	if cp.st.State != StateCompleted || tu == nil || tu.State != StateStopped || tu.Sent != 1 || tu.Skipped != 9 ||
-		tu.InFlight != 1 || offset(tu.Cursor) != 10 || tu.IDsFile != "siem.txt" || cp.st.Sent != 25 || cp.st.Current() != tu {
+		tu.InFlight.Activities != 1 || offset(tu.Cursor) != 10 || tu.IDsFile != "siem.txt" || cp.st.Sent != 25 || cp.st.Current() != tu {
 		t.Fatalf("after the stop: %+v", cp.st)
 	}
 	sink.onSend = nil

@@ -261,7 +261,7 @@ func TestSweepResumesAfterAFailure(t *testing.T) {
 		t.Fatal("the sweep did not fail")
 	}
 	st := cp.st
-	if st.State != StateSettling || st.Sweep.State != StateFailed || st.Sweep.InFlight != 4 || st.Sweep.Sent != 4 || st.Settle.Sweeps != 0 {
+	if st.State != StateSettling || st.Sweep.State != StateFailed || st.Sweep.InFlight.Activities != 4 || st.Sweep.Sent != 4 || st.Settle.Sweeps != 0 {
 		t.Fatalf("after the failure: %+v, sweep %+v", st.Settle, st.Sweep)
 	}
 	failed := st.Sweep.Scope

@@ -2,6 +2,8 @@ package recovery
 
 import (
 	"context"
+	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -82,10 +84,9 @@ type Pass struct {
 	Skipped int64 `json:"skipped"` // activities not sent: already in the SIEM (--exclude-ids)
 	Resent  int64 `json:"resent"`  // activities sent again (a dead run's batch, reconnects): the SIEM may hold them twice
 
-	// InFlight is the size of the batch handed to the sink and not yet
-	// confirmed; non-zero on open means the last run died mid-batch and that
-	// batch will be sent again.
-	InFlight int64 `json:"in_flight"`
+	// InFlight is the batch handed to the sink and not yet confirmed whole;
+	// one found on open was left by a run that died mid-batch.
+	InFlight InFlight `json:"in_flight"`
 
 	// Excluded is the fingerprint (IDSet.Fingerprint) of the ids every run
 	// of the pass left out (--exclude-ids); "" for none, or when its runs
@@ -112,26 +113,108 @@ type Checkpoint interface {
 	Update(ctx context.Context, fn func(*State) error) error
 }
 
+// InFlight is the batch a pass handed the sink and the sink has not
+// confirmed whole: what a run needs, after the run that sent it died, to
+// send of it only what the sink does not hold. Each lane of a pass would
+// hold one. The page at the pass's cursor, fetched again, is the batch.
+type InFlight struct {
+	// Activities is the size of the batch; 0 when none is in flight.
+	Activities int64 `json:"activities"`
+	// FirstID is its first activity's id: the page fetched again must
+	// start the same way for Acked to count.
+	FirstID string `json:"first_id,omitempty"`
+	// Acked of its activities, from the first, the receiver acknowledged
+	// (an Acknowledger's); AckedID is the last of them. Window is how many
+	// past Acked the sink may have sent (0: any of the batch).
+	Acked   int64  `json:"acked,omitempty"`
+	AckedID string `json:"acked_id,omitempty"`
+	Window  int64  `json:"window,omitempty"`
+	// Mark is where the batch starts in the sink, as a Resumer said.
+	Mark json.RawMessage `json:"mark,omitempty"`
+}
+
+// UnmarshalJSON reads an in-flight record, or the bare batch size that
+// checkpoints of earlier versions hold.
+func (f *InFlight) UnmarshalJSON(b []byte) error {
+	if n, err := strconv.ParseInt(string(b), 10, 64); err == nil {
+		*f = InFlight{Activities: n}
+		return nil
+	}
+	type record InFlight // without this method
+	return json.Unmarshal(b, (*record)(f))
+}
+
 // Sink delivers formatted activities to the SIEM.
 type Sink interface {
-	// Send delivers batch in order and returns once the receiver holds all
-	// of it (written and synced for a file, read by the receiver for a
-	// network sink), retrying connection failures itself. It returns an
-	// error only when it cannot go on (ctx done, a planned stop while the
-	// receiver is down, a fault no retry mends such as a refused TLS setup);
-	// then none of the batch may be taken as delivered. resent counts the
+	// Send delivers the batch's activities in order and returns once the
+	// receiver holds all of them (written and synced for a file, read or
+	// acknowledged by the receiver for a network sink), retrying connection
+	// failures itself. It returns an error only when it cannot go on (ctx
+	// done, a planned stop while the receiver is down, a fault no retry
+	// mends such as a refused TLS setup); then none of the batch may be
+	// taken as delivered but what it told b.Acks. resent counts the
 	// activities a retry sent again after a broken connection had possibly
 	// delivered them already: the SIEM may hold those twice.
-	Send(ctx context.Context, batch []Activity) (resent int, err error)
+	Send(ctx context.Context, b Batch) (resent int, err error)
 	Close() error
 }
 
+// Batch is what the replay loop hands the sink.
+type Batch struct {
+	Activities []Activity
+	// Prepared is what the sink's Prepare made of Activities ahead of
+	// Send (a Preparer's), or nil: Send then does that work itself.
+	Prepared Prepared
+	// Acks, for an Acknowledger, takes the acknowledgements as they come
+	// and says how many are recorded; nil: nobody records them.
+	Acks Acks
+}
+
+// Prepared is the work a Preparer did for a batch ahead of its Send. Only
+// the sink that made it reads it; it belongs to the caller, who passes it
+// in the Batch of those very activities, and may hand it back to Prepare
+// for its memory once that Send has returned.
+type Prepared any
+
 // Preparer is a Sink that can do a batch's work (formatting) before Send,
 // while it still delivers the batch before; the replay loop calls Prepare
-// from the goroutine that reads ahead. Send of the same batch then uses
-// what Prepare made.
+// from the goroutine that reads ahead. Prepare may run beside Send and
+// beside other Prepare calls.
 type Preparer interface {
-	Prepare(batch []Activity)
+	// Prepare does batch's work, in reuse's memory when reuse is a
+	// Prepared whose Send has returned (nil for none), and returns it.
+	Prepare(reuse Prepared, batch []Activity) Prepared
+}
+
+// An Acknowledger is a Sink whose receiver acknowledges each activity
+// (RELP). Send tells Batch.Acks the acknowledgements as they come, and keeps
+// at most AckWindow activities on the wire past those Acks says are
+// recorded: a run that dies has sent at most that many unrecorded, which
+// the next run sends again.
+type Acknowledger interface {
+	Sink
+	AckWindow() int
+}
+
+// Acks is where an Acknowledger's Send reports acknowledgements.
+type Acks interface {
+	// Acked says the receiver acknowledged the first n activities of the
+	// batch.
+	Acked(n int)
+	// Recorded returns how many of them are recorded in the checkpoint,
+	// and a channel closed once that number grows.
+	Recorded() (n int, grown <-chan struct{})
+}
+
+// A Resumer is a Sink that can read back what it delivered (the file
+// sink): Mark says where the next batch will start, and Resume, given the
+// mark of a batch a run left in flight when it died, which of its
+// activities the sink holds, by id. nil means the sink cannot tell (the
+// file was rotated since): all of the batch may be there.
+type Resumer interface {
+	Sink
+	Mark(ctx context.Context) (json.RawMessage, error)
+	Resume(ctx context.Context, mark json.RawMessage) (held map[string]bool, err error)
 }
 
 // Plan is what a run has to do on a checkpoint.

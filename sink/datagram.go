@@ -67,11 +67,11 @@ func (s *datagramSink) DatagramsSent() int64 {
 // was handed to the network. A send the kernel refuses (no route, or an
 // ICMP "port unreachable" for an earlier datagram) is retried with backoff
 // until ctx is done or a stop is asked. resent is always 0.
-func (s *datagramSink) Send(ctx context.Context, batch []recovery.Activity) (int, error) {
+func (s *datagramSink) Send(ctx context.Context, b recovery.Batch) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	shortened, firstID := 0, ""
-	for _, a := range batch {
+	for _, a := range b.Activities {
 		var cut bool
 		s.buf, cut = s.fit(s.buf[:0], a)
 		if cut {

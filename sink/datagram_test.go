@@ -60,7 +60,7 @@ func TestUDPShortensLargeEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.Send(ctx, big); err != nil {
+	if _, err := s.Send(ctx, recovery.Batch{Activities: big}); err != nil {
 		t.Fatal(err)
 	}
 	lines := srv.AwaitCount(3, netTimeout/2)
@@ -213,7 +213,7 @@ func TestUDPReceiverDownIsLoggedOnce(t *testing.T) {
 	}
 	defer s.Close()
 	// UDP cannot tell what was lost: Send goes on, at most once.
-	if _, err := s.Send(ctx, makeActivities(20)); err != nil {
+	if _, err := s.Send(ctx, recovery.Batch{Activities: makeActivities(20)}); err != nil {
 		t.Fatal(err)
 	}
 	lines := logs.lines()

@@ -124,6 +124,51 @@ func (e *encoder) appendFrames(dst []byte, ends []int, batch []recovery.Activity
 	return dst, ends
 }
 
+// frames are a batch's messages, framed, as a stream or RELP sink sends
+// them: what its Prepare makes (a recovery.Prepared), or what its Send
+// formats when nothing was prepared. Each value has its own memory, reused
+// from batch to batch, so preparing one batch never touches another's.
+type frames struct {
+	buf    []byte
+	ends   []int // ends[i] is the offset just after frame i
+	framer framer
+}
+
+// format makes f the frames of batch.
+func (f *frames) format(e *encoder, batch []recovery.Activity) {
+	f.buf, f.ends = f.framer.appendFrames(e, f.buf[:0], f.ends[:0], batch)
+}
+
+// frame is frame i.
+func (f *frames) frame(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = f.ends[i-1]
+	}
+	return f.buf[start:f.ends[i]]
+}
+
+// prepare is the Prepare of the sinks that send frames: batch formatted
+// into reuse when it is frames a Send is done with, else into new ones.
+func prepare(e *encoder, reuse recovery.Prepared, batch []recovery.Activity) recovery.Prepared {
+	f, _ := reuse.(*frames)
+	if f == nil {
+		f = new(frames)
+	}
+	f.format(e, batch)
+	return f
+}
+
+// framesOf returns the frames of b: those b.Prepared holds, else own
+// formatted now.
+func framesOf(e *encoder, b recovery.Batch, own *frames) *frames {
+	if f, ok := b.Prepared.(*frames); ok {
+		return f
+	}
+	own.format(e, b.Activities)
+	return own
+}
+
 // framer formats a large batch on every CPU: contiguous parts of it are
 // formatted at once and joined in order, so the bytes are those of
 // encoder.appendFrames. Its buffers are reused from batch to batch; one

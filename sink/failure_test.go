@@ -39,7 +39,7 @@ func TestUnreachableReceiverIsLoggedOnceUntilCancelled(t *testing.T) {
 	defer s.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	_, err = s.Send(ctx, makeActivities(3))
+	_, err = s.Send(ctx, recovery.Batch{Activities: makeActivities(3)})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Send: %v, want one wrapping context.DeadlineExceeded", err)
 	}
@@ -101,7 +101,7 @@ func TestTLSRefusalIsAConfigurationError(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			_, err = s.Send(ctx, makeActivities(3))
+			_, err = s.Send(ctx, recovery.Batch{Activities: makeActivities(3)})
 			var problem *recovery.Error
 			if !errors.As(err, &problem) || !errors.Is(err, recovery.ErrSink) || ctx.Err() != nil {
 				t.Fatalf("Send: %v, want a Data server connection error before the test's deadline", err)
@@ -218,7 +218,7 @@ func TestLastingOutageIsLoggedEveryInterval(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.Send(ctx, makeActivities(1)); !errors.Is(err, context.Canceled) {
+	if _, err := s.Send(ctx, recovery.Batch{Activities: makeActivities(1)}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Send: %v", err)
 	}
 	lines := logs.lines()
@@ -315,7 +315,7 @@ func TestStopEndsRetriesButNotTheAttempt(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		_, err = s.Send(ctx, makeActivities(1))
+		_, err = s.Send(ctx, recovery.Batch{Activities: makeActivities(1)})
 		if !errors.Is(err, errStopAsked) || !errors.Is(err, syscall.ECONNREFUSED) || ctx.Err() != nil {
 			t.Fatalf("Send: %v, want it to end on the stop, naming the failure", err)
 		}
@@ -336,7 +336,7 @@ func TestStopEndsRetriesButNotTheAttempt(t *testing.T) {
 			close(recv.resume)
 		}()
 		as := makeActivities(5000)
-		if _, err := s.Send(ctx, as); err != nil {
+		if _, err := s.Send(ctx, recovery.Batch{Activities: as}); err != nil {
 			t.Fatalf("Send: %v", err)
 		}
 		got := bytes.Split(bytes.TrimSuffix(<-recv.received, []byte("\n")), []byte("\n"))
@@ -413,7 +413,7 @@ func TestCancelledSendReturnsPromptly(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(200*time.Millisecond, cancel)
 	start := time.Now()
-	_, err = s.Send(ctx, makeActivities(50_000))
+	_, err = s.Send(ctx, recovery.Batch{Activities: makeActivities(50_000)})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Send: %v, want context.Canceled", err)
 	}
@@ -489,7 +489,7 @@ func TestReceiverDyingAfterTheBatchIsCaught(t *testing.T) {
 	}
 	defer s.Close()
 	as := makeActivities(10)
-	resent, err := s.Send(ctx, as)
+	resent, err := s.Send(ctx, recovery.Batch{Activities: as})
 	if err != nil {
 		t.Fatalf("Send: %v; logged:\n%s", err, strings.Join(logs.lines(), ""))
 	}

@@ -3,6 +3,7 @@ package sink
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -36,10 +37,10 @@ func newWriterSink(name string, w io.Writer, own *os.File, enc *encoder) *writer
 
 // Send writes the batch, flushes it and fsyncs the file, so the batch is on
 // disk when it returns.
-func (s *writerSink) Send(ctx context.Context, batch []recovery.Activity) (int, error) {
+func (s *writerSink) Send(ctx context.Context, b recovery.Batch) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return 0, s.send(ctx, batch)
+	return 0, s.send(ctx, b.Activities)
 }
 
 func (s *writerSink) send(ctx context.Context, batch []recovery.Activity) error {
@@ -93,11 +94,11 @@ type fileSink struct {
 	tailChecked bool
 }
 
-// FileMark is where a batch starts in a file sink's file: which file (its
-// identity on this machine; "" where there is none, e.g. a FIFO) and its
-// size before the batch.
-type FileMark struct {
-	File string `json:"file,omitempty"`
+// fileMark is where a batch starts in a file sink's file: which file (its
+// identity on this machine) and its size before the batch. It is the
+// recovery.Resumer mark the checkpoint keeps while the batch is in flight.
+type fileMark struct {
+	File string `json:"file"`
 	Size int64  `json:"size"`
 }
 
@@ -107,53 +108,62 @@ func newFileSink(f *os.File, enc *encoder, log *slog.Logger) *fileSink {
 
 // Send writes the batch after a line end if the file needs one (see
 // endForeignLine), then as writerSink.Send does.
-func (s *fileSink) Send(ctx context.Context, batch []recovery.Activity) (int, error) {
+func (s *fileSink) Send(ctx context.Context, b recovery.Batch) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.endForeignLine(); err != nil {
 		return 0, err
 	}
-	return 0, s.send(ctx, batch)
+	return 0, s.send(ctx, b.Activities)
 }
 
-// Mark returns where the next batch will start: the file's identity and
-// size. Recover takes it after a crash.
-func (s *fileSink) Mark() (FileMark, error) {
+// Mark returns where the next batch will start (recovery.Resumer): the
+// file's identity and size. It is nil for a file that cannot be read back
+// (a FIFO, a device, or where the platform names no file).
+func (s *fileSink) Mark(context.Context) (json.RawMessage, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.endForeignLine(); err != nil {
-		return FileMark{}, err
+		return nil, err
 	}
-	return s.mark()
+	m, err := s.mark()
+	if err != nil || m.File == "" {
+		return nil, err
+	}
+	return json.Marshal(m)
 }
 
-func (s *fileSink) mark() (FileMark, error) {
+func (s *fileSink) mark() (fileMark, error) {
 	info, err := s.file.Stat()
 	if err != nil {
-		return FileMark{}, fmt.Errorf("stat %s: %w", s.name, err)
+		return fileMark{}, fmt.Errorf("stat %s: %w", s.name, err)
 	}
 	if !info.Mode().IsRegular() {
-		return FileMark{}, nil
+		return fileMark{}, nil
 	}
 	id, err := fileIdentity(s.file)
 	if err != nil {
-		return FileMark{}, fmt.Errorf("stat %s: %w", s.name, err)
+		return fileMark{}, fmt.Errorf("stat %s: %w", s.name, err)
 	}
-	return FileMark{File: id, Size: info.Size()}, nil
+	return fileMark{File: id, Size: info.Size()}, nil
 }
 
-// Recover looks at what the batch that started at mark left in the file
-// when the run writing it died. The lines after mark that are whole are
-// read back: their activities' ids are returned, so that they are not
-// written again. A torn last line after mark, bytes of a line the run did
-// not finish, is cut off: it is never completed with a line end, and
-// nothing before mark, or in another file, is ever cut. The file is synced
-// before Recover returns. A mark of another file (the file was rotated,
-// replaced or cut shorter since) finds nothing: the whole batch is written
-// again.
-func (s *fileSink) Recover(mark FileMark) (held map[string]bool, err error) {
+// Resume looks at what the batch that started at mark left in the file
+// when the run writing it died (recovery.Resumer). The lines after mark
+// that are whole are read back: their activities' ids are returned, so
+// that they are not written again. A torn last line after mark, bytes of a
+// line the run did not finish, is cut off: it is never completed with a
+// line end, and nothing before mark, or in another file, is ever cut. The
+// file is synced before Resume returns. A mark of another file (the file
+// was rotated, replaced or cut shorter since) finds nothing it can tell
+// (nil): the batch is written again whole.
+func (s *fileSink) Resume(_ context.Context, raw json.RawMessage) (held map[string]bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var mark fileMark
+	if err := json.Unmarshal(raw, &mark); err != nil {
+		return nil, fmt.Errorf("the checkpoint's mark of %s: %w", s.name, err)
+	}
 	now, err := s.mark()
 	if err != nil {
 		return nil, err

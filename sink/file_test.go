@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -37,8 +38,8 @@ func openFile(t *testing.T, path string, opts Options) *fileSink {
 	return s.(*fileSink)
 }
 
-// frames is what the file sink writes for as.
-func frames(t *testing.T, path string, opts Options, as []recovery.Activity) []byte {
+// fileBytes is what the file sink writes for as.
+func fileBytes(t *testing.T, path string, opts Options, as []recovery.Activity) []byte {
 	t.Helper()
 	enc, err := opts.withDefaults().encoder("file")
 	if err != nil {
@@ -60,11 +61,11 @@ func ids(as []recovery.Activity) []string {
 	return out
 }
 
-// TestFileRecoverAfterACrashMidBatch plays a run killed in the middle of
+// TestFileResumeAfterACrashMidBatch plays a run killed in the middle of
 // a batch: the lines it finished are recognised, the torn one is cut (not
 // completed), and writing the rest of the batch leaves every activity in
 // the file once, in whole lines.
-func TestFileRecoverAfterACrashMidBatch(t *testing.T) {
+func TestFileResumeAfterACrashMidBatch(t *testing.T) {
 	as := makeActivities(40)
 	before, batch := as[:10], as[10:]
 	for _, v := range fileVariants {
@@ -73,18 +74,18 @@ func TestFileRecoverAfterACrashMidBatch(t *testing.T) {
 				path := filepath.Join(t.TempDir(), "out.log")
 				opts := fileOptions(t, v.format, v.header)
 				s := openFile(t, path, opts)
-				if _, err := s.Send(context.Background(), before); err != nil {
+				if _, err := s.Send(context.Background(), recovery.Batch{Activities: before}); err != nil {
 					t.Fatal(err)
 				}
-				mark, err := s.Mark()
+				mark, err := s.Mark(context.Background())
 				if err != nil {
 					t.Fatal(err)
 				}
 				s.Close()
 				// The dead run's writes: whole lines, then a part of the next.
-				written := frames(t, path, opts, batch[:whole])
+				written := fileBytes(t, path, opts, batch[:whole])
 				if whole < len(batch) {
-					next := frames(t, path, opts, batch[whole:whole+1])
+					next := fileBytes(t, path, opts, batch[whole:whole+1])
 					written = append(written, next[:len(next)/2]...)
 				}
 				appendTo(t, path, written)
@@ -93,9 +94,12 @@ func TestFileRecoverAfterACrashMidBatch(t *testing.T) {
 				opts.Logger = slog.New(slog.NewTextHandler(&logged, nil))
 				s = openFile(t, path, opts)
 				defer s.Close()
-				held, err := s.Recover(mark)
+				held, err := s.Resume(context.Background(), mark)
 				if err != nil {
 					t.Fatal(err)
+				}
+				if held == nil {
+					t.Fatal("Resume cannot tell what the file holds")
 				}
 				if got, want := slices.Sorted(maps.Keys(held)), ids(batch[:whole]); !slices.Equal(got, want) {
 					t.Fatalf("recognised %v, want the %d whole lines' ids %v", got, whole, want)
@@ -104,8 +108,8 @@ func TestFileRecoverAfterACrashMidBatch(t *testing.T) {
 				if cut != (whole < len(batch)) {
 					t.Errorf("torn line removed: %v; logged:\n%s", cut, strings.Join(logged.lines(), ""))
 				}
-				if got, want := readFile(t, path), frames(t, path, opts, as[:10+whole]); !bytes.Equal(got, want) {
-					t.Fatalf("after Recover the file holds\n%q\nwant\n%q", got, want)
+				if got, want := readFile(t, path), fileBytes(t, path, opts, as[:10+whole]); !bytes.Equal(got, want) {
+					t.Fatalf("after Resume the file holds\n%q\nwant\n%q", got, want)
 				}
 				var rest []recovery.Activity
 				for _, a := range batch {
@@ -113,10 +117,10 @@ func TestFileRecoverAfterACrashMidBatch(t *testing.T) {
 						rest = append(rest, a)
 					}
 				}
-				if _, err := s.Send(context.Background(), rest); err != nil {
+				if _, err := s.Send(context.Background(), recovery.Batch{Activities: rest}); err != nil {
 					t.Fatal(err)
 				}
-				if got, want := readFile(t, path), frames(t, path, opts, as); !bytes.Equal(got, want) {
+				if got, want := readFile(t, path), fileBytes(t, path, opts, as); !bytes.Equal(got, want) {
 					t.Fatalf("the file holds\n%q\nwant every activity once\n%q", got, want)
 				}
 			})
@@ -124,10 +128,10 @@ func TestFileRecoverAfterACrashMidBatch(t *testing.T) {
 	}
 }
 
-// TestFileRecoverCutsNothingOfAnotherFile: a mark taken on a file that has
+// TestFileResumeCutsNothingOfAnotherFile: a mark taken on a file that has
 // since been rotated away, replaced, or cut shorter than the mark finds
-// nothing and cuts nothing: the batch is written again whole.
-func TestFileRecoverCutsNothingOfAnotherFile(t *testing.T) {
+// nothing it can tell and cuts nothing: the batch is written again whole.
+func TestFileResumeCutsNothingOfAnotherFile(t *testing.T) {
 	as := makeActivities(6)
 	for _, tt := range []struct {
 		name   string
@@ -149,10 +153,10 @@ func TestFileRecoverCutsNothingOfAnotherFile(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "out.log")
 			opts := fileOptions(t, FormatCEF, "")
 			s := openFile(t, path, opts)
-			if _, err := s.Send(context.Background(), as[:3]); err != nil {
+			if _, err := s.Send(context.Background(), recovery.Batch{Activities: as[:3]}); err != nil {
 				t.Fatal(err)
 			}
-			mark, err := s.Mark()
+			mark, err := s.Mark(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -161,12 +165,12 @@ func TestFileRecoverCutsNothingOfAnotherFile(t *testing.T) {
 			was := readFile(t, path)
 			s = openFile(t, path, opts)
 			defer s.Close()
-			held, err := s.Recover(mark)
-			if err != nil || len(held) != 0 {
-				t.Fatalf("Recover: %v, %v; want nothing found", held, err)
+			held, err := s.Resume(context.Background(), mark)
+			if err != nil || held != nil {
+				t.Fatalf("Resume: %v, %v; want nothing it can tell", held, err)
 			}
 			if got := readFile(t, path); !bytes.Equal(got, was) {
-				t.Fatalf("Recover changed another file:\n%q\nwas\n%q", got, was)
+				t.Fatalf("Resume changed another file:\n%q\nwas\n%q", got, was)
 			}
 		})
 	}
@@ -186,7 +190,7 @@ func TestFileSinkEndsAForeignTornLine(t *testing.T) {
 		t.Fatalf("opening the sink changed the file to %q", got)
 	}
 	s = openFile(t, path, opts)
-	if _, err := s.Send(context.Background(), []recovery.Activity{{ID: "b", Raw: []byte(`{"_id":"b"}`)}}); err != nil {
+	if _, err := s.Send(context.Background(), recovery.Batch{Activities: []recovery.Activity{{ID: "b", Raw: []byte(`{"_id":"b"}`)}}}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -244,4 +248,24 @@ func readFile(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestFileMarkOfAFIFO: a FIFO cannot be read back: no mark, so a crash's
+// batch is written again whole.
+func TestFileMarkOfAFIFO(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "siem.fifo")
+	if err := mkfifo(path); err != nil {
+		t.Skip("no FIFO here:", err)
+	}
+	go func() { // a reader, so that opening for writing does not block
+		if f, err := os.Open(path); err == nil {
+			io.Copy(io.Discard, f)
+			f.Close()
+		}
+	}()
+	s := openFile(t, path, fileOptions(t, FormatCEF, ""))
+	defer s.Close()
+	if mark, err := s.Mark(context.Background()); mark != nil || err != nil {
+		t.Fatalf("Mark of a FIFO: %s, %v; want none", mark, err)
+	}
 }

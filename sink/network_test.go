@@ -160,7 +160,7 @@ func sendAll(ctx context.Context, t *testing.T, s recovery.Sink, as []recovery.A
 	resent := 0
 	for len(as) > 0 {
 		n := min(batch, len(as))
-		r, err := s.Send(ctx, as[:n])
+		r, err := s.Send(ctx, recovery.Batch{Activities: as[:n]})
 		resent += r
 		if err != nil {
 			t.Fatalf("Send: %v", err)
@@ -296,7 +296,7 @@ func TestReceiverCrashLosesNothing(t *testing.T) {
 		resent := 0
 		for rest := as; len(rest) > 0; {
 			n := min(2000, len(rest))
-			r, err := s.Send(ctx, rest[:n])
+			r, err := s.Send(ctx, recovery.Batch{Activities: rest[:n]})
 			resent += r
 			if err != nil {
 				t.Errorf("Send: %v", err)
@@ -337,52 +337,61 @@ func TestReceiverCrashLosesNothing(t *testing.T) {
 	}
 }
 
-// TestPreparedBatchIsTheOneSent: a batch Prepare formatted ahead is what
-// Send delivers, and a batch prepared for later is not mistaken for the
-// one being sent.
-func TestPreparedBatchIsTheOneSent(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
-	defer cancel()
-	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TCP})
-	target := "tcp://" + srv.Addr
-	opts := testOptions(t)
-	s, err := Open(ctx, target, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	as := makeActivities(3000)
-	first, second, third := as[:1000], as[1000:2000], as[2000:]
-	p := s.(recovery.Preparer)
-	p.Prepare(first)
-	if _, err := s.Send(ctx, first); err != nil {
-		t.Fatal(err)
-	}
-	p.Prepare(third) // ahead of its turn: second must not be sent as third
-	if _, err := s.Send(ctx, second); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Send(ctx, third); err != nil {
-		t.Fatal(err)
-	}
-	// The read-ahead prepares the next batch before Send takes the current
-	// one: both stay prepared, and each Send takes its own.
-	stream := s.(*streamSink)
-	more := makeActivities(2000)
-	p.Prepare(more[:1000])
-	p.Prepare(more[1000:])
-	for i, b := range [][]recovery.Activity{more[:1000], more[1000:]} {
-		if !stream.takePrepared(b) {
-			t.Fatalf("batch %d was not kept prepared while the next one was", i)
-		}
-	}
-	lines := srv.Lines()
-	if dup := compareReceived(t, lines, expected(t, target, opts, as)); dup != 0 || len(lines) != len(as) {
-		t.Fatalf("%d lines, %d duplicates", len(lines), dup)
-	}
-	for i, l := range lines {
-		if idOf(l) != as[i].ID {
-			t.Fatalf("line %d is %s, want %s: batches out of order", i, idOf(l), as[i].ID)
-		}
+// TestPreparedBatchesAreTheCallers: what Prepare makes belongs to the
+// caller, who hands it to Send with its very activities: several batches
+// prepared at once (by lanes, on their own goroutines, beside a Send)
+// never share memory, a prepared value handed back is formatted anew, and
+// each Send delivers its own batch, over TCP and over RELP alike.
+func TestPreparedBatchesAreTheCallers(t *testing.T) {
+	for _, transport := range []string{rsyslogtest.TCP, rsyslogtest.RELP} {
+		t.Run(transport, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
+			defer cancel()
+			srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: transport})
+			target := transport + "://" + srv.Addr
+			opts := testOptions(t)
+			s, err := Open(ctx, target, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			p := s.(recovery.Preparer)
+			as := makeActivities(8000) // batches of 1000: several parts each
+			var batches [][]recovery.Activity
+			for i := 0; i < len(as); i += 1000 {
+				batches = append(batches, as[i:i+1000])
+			}
+			prepared := make([]recovery.Prepared, len(batches))
+			var wg sync.WaitGroup
+			for i := range 4 { // four lanes prepare at once, beside a Send
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					prepared[i] = p.Prepare(nil, batches[i])
+				}()
+			}
+			if _, err := s.Send(ctx, recovery.Batch{Activities: batches[0], Prepared: p.Prepare(nil, batches[0])}); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			for i := 1; i < len(batches); i++ {
+				b := recovery.Batch{Activities: batches[i], Prepared: prepared[i]}
+				if b.Prepared == nil { // the memory of a batch already sent
+					b.Prepared = p.Prepare(prepared[i-4], batches[i])
+				}
+				if _, err := s.Send(ctx, b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			lines := srv.Lines()
+			if dup := compareReceived(t, lines, expected(t, target, opts, as)); dup != 0 || len(lines) != len(as) {
+				t.Fatalf("%d lines, %d duplicates", len(lines), dup)
+			}
+			for i, l := range lines {
+				if idOf(l) != as[i].ID {
+					t.Fatalf("line %d is %s, want %s: batches out of order", i, idOf(l), as[i].ID)
+				}
+			}
+		})
 	}
 }

@@ -48,10 +48,12 @@ func relpOffers(version string) []byte {
 
 // relpSink delivers to a RELP receiver: each message is a "syslog" command
 // that the receiver acknowledges once it has taken the message in. Up to
-// window messages are sent ahead of their acknowledgement. When the session
-// breaks, a new one is opened after backoff and exactly the messages not
-// acknowledged are sent again. The session lasts from batch to batch; Send
-// returns once every message of its batch is acknowledged.
+// window messages are sent ahead of their acknowledgement, or of their
+// record in the checkpoint when the batch's acknowledgements are recorded
+// (recovery.Acknowledger). When the session breaks, a new one is opened
+// after backoff and exactly the messages not acknowledged are sent again.
+// The session lasts from batch to batch; Send returns once every message
+// of its batch is acknowledged.
 type relpSink struct {
 	mu           sync.Mutex
 	dial         func(context.Context) (net.Conn, error)
@@ -64,18 +66,29 @@ type relpSink struct {
 	writeTimeout time.Duration
 
 	sess   *relpSession // nil until opened, and once broken
-	buf    []byte       // the batch's messages
-	ends   []int        // ends[i] is the offset just after message i
-	framer framer
-	out    []byte // frames on their way to the connection
-	outEnd []int  // outEnd[i] is the offset just after frame i of out
+	own    frames       // for batches Send formats itself
+	out    []byte       // frames on their way to the connection
+	outEnd []int        // outEnd[i] is the offset just after frame i of out
 }
 
 // relpProgress is how far the messages of one batch got: the first acked
 // are acknowledged, the first written were (at least partly) handed to
 // the connection.
 type relpProgress struct {
+	msgs           *frames
+	acks           recovery.Acks // told the acknowledgements; nil: nobody records them
 	acked, written int
+}
+
+// limit is how many messages of the batch may be written: window past the
+// acknowledged ones, or past the recorded ones when they are recorded.
+// grown is closed once more are recorded (nil: nothing to wait for).
+func (p *relpProgress) limit(window int) (n int, grown <-chan struct{}) {
+	if p.acks == nil {
+		return p.acked + window, nil
+	}
+	recorded, grown := p.acks.Recorded()
+	return min(recorded, p.acked) + window, grown
 }
 
 func newRELPSink(target string, enc *encoder, opts Options, dial func(context.Context) (net.Conn, error)) *relpSink {
@@ -91,18 +104,18 @@ func newRELPSink(target string, enc *encoder, opts Options, dial func(context.Co
 	}
 }
 
-// Send delivers batch and returns once the receiver acknowledged every
-// message of it, retrying until ctx is done. resent counts the messages
-// sent again on a new session because the broken one had carried them
-// without their acknowledgement.
-func (s *relpSink) Send(ctx context.Context, batch []recovery.Activity) (resent int, err error) {
+// Send delivers the batch and returns once the receiver acknowledged every
+// message of it, retrying until ctx is done; it tells b.Acks the
+// acknowledgements as they come. resent counts the messages sent again on
+// a new session because the broken one had carried them without their
+// acknowledgement.
+func (s *relpSink) Send(ctx context.Context, b recovery.Batch) (resent int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(batch) == 0 {
+	if len(b.Activities) == 0 {
 		return 0, nil
 	}
-	s.buf, s.ends = s.framer.appendFrames(s.enc, s.buf[:0], s.ends[:0], batch)
-	var p relpProgress
+	p := relpProgress{msgs: framesOf(s.enc, b, &s.own), acks: b.Acks}
 	err = s.retry.do(ctx, func() error {
 		resent += p.written - p.acked // those go out again on this attempt
 		p.written = p.acked
@@ -110,6 +123,15 @@ func (s *relpSink) Send(ctx context.Context, batch []recovery.Activity) (resent 
 	})
 	return resent, err
 }
+
+// Prepare formats batch ahead of its Send (recovery.Preparer).
+func (s *relpSink) Prepare(reuse recovery.Prepared, batch []recovery.Activity) recovery.Prepared {
+	return prepare(s.enc, reuse, batch)
+}
+
+// AckWindow is how many messages the sink sends past those recorded
+// (recovery.Acknowledger).
+func (s *relpSink) AckWindow() int { return s.window }
 
 // deliver makes one attempt: open a session if there is none, then send
 // the messages from the first unacknowledged one on, window by window,
@@ -131,7 +153,7 @@ func (s *relpSink) deliver(ctx context.Context, p *relpProgress) error {
 	if err := s.pump(ctx, s.sess, p); err != nil {
 		// Acknowledgements that came in before the break still count:
 		// those messages are not sent again.
-		s.collect(ctx, s.sess, p, false)
+		s.collect(ctx, s.sess, p, false, nil)
 		s.sess.close()
 		s.sess = nil
 		return err
@@ -144,31 +166,32 @@ func (s *relpSink) deliver(ctx context.Context, p *relpProgress) error {
 func (s *relpSink) pump(ctx context.Context, c *relpSession, p *relpProgress) error {
 	g := &deadlines{conn: c.conn}
 	defer context.AfterFunc(ctx, g.cancel)()
-	n := len(s.ends)
+	n := len(p.msgs.ends)
 	for p.acked < n {
-		if p.written < n && p.written-p.acked < s.window {
-			if err := s.write(c, g, p); err != nil {
+		limit, grown := p.limit(s.window)
+		if p.written < min(n, limit) {
+			if err := s.write(c, g, p, min(n, limit)); err != nil {
 				return err
 			}
 		}
-		// Wait for an acknowledgement only when nothing more may be
-		// written; else take those already there and write on.
-		wait := p.written == n || p.written-p.acked >= s.window
-		if err := s.collect(ctx, c, p, wait); err != nil {
+		// Wait only when nothing more may be written; else take the
+		// acknowledgements already there and write on.
+		wait := p.written == n || p.written >= limit
+		if err := s.collect(ctx, c, p, wait, grown); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// write sends the next messages the window allows, at most writeChunk
-// bytes of frames at once.
-func (s *relpSink) write(c *relpSession, g *deadlines, p *relpProgress) error {
+// write sends the next messages up to limit, at most writeChunk bytes of
+// frames at once.
+func (s *relpSink) write(c *relpSession, g *deadlines, p *relpProgress, limit int) error {
 	s.out, s.outEnd = s.out[:0], s.outEnd[:0]
 	txnr := c.txnr
-	for i := p.written; i < len(s.ends) && i-p.acked < s.window && len(s.out) < writeChunk; i++ {
+	for i := p.written; i < limit && len(s.out) < writeChunk; i++ {
 		txnr = nextTxnr(txnr)
-		s.out = appendRELPFrame(s.out, txnr, "syslog", s.message(i))
+		s.out = appendRELPFrame(s.out, txnr, "syslog", p.msgs.frame(i))
 		s.outEnd = append(s.outEnd, len(s.out))
 	}
 	g.set(c.conn.SetWriteDeadline, s.writeTimeout)
@@ -183,20 +206,11 @@ func (s *relpSink) write(c *relpSession, g *deadlines, p *relpProgress) error {
 	return nil
 }
 
-// message is message i of the batch, without framing.
-func (s *relpSink) message(i int) []byte {
-	start := 0
-	if i > 0 {
-		start = s.ends[i-1]
-	}
-	return s.buf[start:s.ends[i]]
-}
-
-// collect takes in the acknowledgements that arrived, waiting for one if
-// wait is set.
-func (s *relpSink) collect(ctx context.Context, c *relpSession, p *relpProgress, wait bool) error {
+// collect takes in the acknowledgements that arrived. With wait set it
+// first waits for one, or for more of them to be recorded (grown).
+func (s *relpSink) collect(ctx context.Context, c *relpSession, p *relpProgress, wait bool, grown <-chan struct{}) error {
 	var timer *time.Timer
-	for p.acked < p.written {
+	for {
 		var (
 			rsp relpAnswer
 			ok  bool
@@ -207,15 +221,21 @@ func (s *relpSink) collect(ctx context.Context, c *relpSession, p *relpProgress,
 			if !wait {
 				return nil
 			}
-			if timer == nil {
-				timer = time.NewTimer(s.ackTimeout)
-				defer timer.Stop()
+			var timeout <-chan time.Time
+			if p.acked < p.written { // the oldest must be acknowledged in time
+				if timer == nil {
+					timer = time.NewTimer(s.ackTimeout)
+					defer timer.Stop()
+				}
+				timeout = timer.C
 			}
 			select {
 			case rsp, ok = <-c.answers:
+			case <-grown:
+				return nil
 			case <-ctx.Done():
 				return &failure{stage: stageAck, target: s.retry.target, err: ctx.Err()}
-			case <-timer.C:
+			case <-timeout:
 				return &failure{stage: stageAck, target: s.retry.target, err: os.ErrDeadlineExceeded}
 			}
 		}
@@ -223,7 +243,7 @@ func (s *relpSink) collect(ctx context.Context, c *relpSession, p *relpProgress,
 			return &failure{stage: stageAck, target: s.retry.target, err: c.readErr}
 		}
 		want := nextTxnr(c.acked)
-		if rsp.txnr != want {
+		if rsp.txnr != want || p.acked >= p.written {
 			return &failure{stage: stageAck, target: s.retry.target,
 				err: fmt.Errorf("it answered transaction %d where %d was due", rsp.txnr, want)}
 		}
@@ -232,9 +252,11 @@ func (s *relpSink) collect(ctx context.Context, c *relpSession, p *relpProgress,
 		}
 		c.acked = want
 		p.acked++
-		wait = false // one acknowledgement frees the window
+		if p.acks != nil {
+			p.acks.Acked(p.acked)
+		}
+		wait = false // an acknowledgement may free the window: look again
 	}
-	return nil
 }
 
 // open connects and opens a RELP session: the receiver must answer "open"

@@ -77,7 +77,7 @@ func TestRELPReceiverKilledMidBatchLosesNothing(t *testing.T) {
 	}
 	done := make(chan result)
 	go func() {
-		resent, err := s.Send(ctx, as) // one batch: the kill falls inside it
+		resent, err := s.Send(ctx, recovery.Batch{Activities: as}) // one batch: the kill falls inside it
 		done <- result{resent, err}
 	}()
 	srv.Await(len(as)/3, netTimeout)
@@ -136,7 +136,7 @@ func TestRELPReceiverDownAtStart(t *testing.T) {
 	resent := -1
 	go func() {
 		var err error
-		resent, err = s.Send(ctx, as)
+		resent, err = s.Send(ctx, recovery.Batch{Activities: as})
 		done <- err
 	}()
 	awaitLog(t, &logged, "Data server connection error")
@@ -372,7 +372,7 @@ func TestRELPResendsExactlyTheUnacknowledged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resent, err := s.Send(ctx, as)
+	resent, err := s.Send(ctx, recovery.Batch{Activities: as})
 	if err != nil {
 		t.Fatalf("Send: %v", err)
 	}
@@ -462,7 +462,7 @@ func TestRELPRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			if _, err := s.Send(ctx, makeActivities(3)); !errors.Is(err, context.Canceled) {
+			if _, err := s.Send(ctx, recovery.Batch{Activities: makeActivities(3)}); !errors.Is(err, context.Canceled) {
 				t.Fatalf("Send: %v, want it cancelled once the failure was logged", err)
 			}
 			if log := strings.Join(logged.lines(), ""); !strings.Contains(log, tt.want) {
@@ -539,5 +539,111 @@ func awaitLog(t *testing.T, logged *logRecorder, want string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("nothing logged %q after %v", want, netTimeout)
 		}
+	}
+}
+
+// stepAcks are Acks whose record advances only when the test says.
+type stepAcks struct {
+	mu       sync.Mutex
+	acked    int
+	recorded int
+	grown    chan struct{}
+}
+
+func (a *stepAcks) Acked(n int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.acked = max(a.acked, n)
+}
+
+func (a *stepAcks) Recorded() (int, <-chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.recorded, a.grown
+}
+
+// record records up to n of the acknowledged.
+func (a *stepAcks) record(n int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.recorded = min(n, a.acked)
+	close(a.grown)
+	a.grown = make(chan struct{})
+}
+
+func (a *stepAcks) get() (acked, recorded int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.acked, a.recorded
+}
+
+// TestRELPWindowCountsFromTheRecorded: with its acknowledgements recorded,
+// the sink keeps at most its window of messages past the recorded ones on
+// the wire, however fast the receiver acknowledges, and tells Acks every
+// acknowledgement.
+func TestRELPWindowCountsFromTheRecorded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
+	defer cancel()
+	const window = 8
+	var mu sync.Mutex
+	received := 0
+	fake := startFakeRELP(t, func(n int, s *fakeSession) {
+		if !s.open() {
+			return
+		}
+		for {
+			txnr, command, _, err := s.frame()
+			if err != nil {
+				return
+			}
+			if command == "syslog" {
+				mu.Lock()
+				received++
+				mu.Unlock()
+			}
+			s.send(rsp(txnr, "200 OK"))
+		}
+	})
+	got := func() int { mu.Lock(); defer mu.Unlock(); return received }
+	opts := testOptions(t)
+	opts.RELPWindow = window
+	s, err := Open(ctx, "relp://"+fake.addr, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if w := s.(recovery.Acknowledger).AckWindow(); w != window {
+		t.Fatalf("AckWindow %d, want %d", w, window)
+	}
+	as := makeActivities(50)
+	acks := &stepAcks{grown: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Send(ctx, recovery.Batch{Activities: as, Acks: acks})
+		done <- err
+	}()
+	// While the window holds the sink back, it sends up to it and no more.
+	for recorded := 0; recorded+window < len(as); recorded += 5 {
+		want := recorded + window
+		for got() < want || func() bool { a, _ := acks.get(); return a < want }() {
+			select {
+			case err := <-done:
+				t.Fatalf("Send returned with %d received, %d recorded: %v", got(), recorded, err)
+			case <-ctx.Done():
+				t.Fatalf("the receiver got %d messages with %d recorded, want %d", got(), recorded, want)
+			case <-time.After(time.Millisecond):
+			}
+		}
+		if n := got(); n != want {
+			t.Fatalf("the receiver got %d messages with %d recorded: the window is %d", n, recorded, window)
+		}
+		acks.record(recorded + 5)
+	}
+	acks.record(len(as))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if acked, _ := acks.get(); acked != len(as) || got() != len(as) {
+		t.Fatalf("acknowledged %d, received %d, of %d", acked, got(), len(as))
 	}
 }

@@ -82,7 +82,7 @@ func TestFileSinkAppendsSyncedLines(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resent, err := s.Send(context.Background(), as[i*2:i*2+2])
+		resent, err := s.Send(context.Background(), recovery.Batch{Activities: as[i*2 : i*2+2]})
 		if err != nil || resent != 0 {
 			t.Fatalf("Send: resent %d, %v", resent, err)
 		}
@@ -119,7 +119,7 @@ func TestStdoutSinkWritesJSONLines(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Send(context.Background(), []recovery.Activity{parse(t, jsonMultiLine), parse(t, jsonOneLine)}); err != nil {
+		if _, err := s.Send(context.Background(), recovery.Batch{Activities: []recovery.Activity{parse(t, jsonMultiLine), parse(t, jsonOneLine)}}); err != nil {
 			t.Fatal(err)
 		}
 		s.Close()
@@ -138,7 +138,7 @@ func TestSendAfterCancelDoesNotWrite(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := s.Send(ctx, testActivities(t)); !errors.Is(err, context.Canceled) {
+	if _, err := s.Send(ctx, recovery.Batch{Activities: testActivities(t)}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Send on a cancelled ctx: %v, want context.Canceled", err)
 	}
 	if out.Len() != 0 {

@@ -37,24 +37,7 @@ type streamSink struct {
 	retry          reconnector
 	writeTimeout   time.Duration
 	confirmTimeout time.Duration
-	buf            []byte // the batch's frames, reused from batch to batch
-	ends           []int  // ends[i] is the offset just after frame i
-	framer         framer // for batches Send formats itself
-
-	// Batches Prepare formatted ahead of their Send. Two slots: the read-ahead
-	// may prepare the next batch before Send has taken the current one.
-	prepMu   sync.Mutex
-	prepared [2]prepared
-	prepNext int // the slot the next Prepare fills
-}
-
-// prepared holds the frames of one batch formatted ahead of its Send.
-type prepared struct {
-	first  *recovery.Activity // &batch[0] of the batch they belong to; nil while empty or being formatted
-	n      int
-	buf    []byte
-	ends   []int
-	framer framer
+	own            frames // for batches Send formats itself
 }
 
 func newStreamSink(target string, enc *encoder, opts Options, dial func(context.Context) (net.Conn, error)) *streamSink {
@@ -67,21 +50,19 @@ func newStreamSink(target string, enc *encoder, opts Options, dial func(context.
 	}
 }
 
-// Send delivers batch and returns once the receiver confirmed it, retrying
-// until ctx is done.
-func (s *streamSink) Send(ctx context.Context, batch []recovery.Activity) (resent int, err error) {
+// Send delivers the batch and returns once the receiver confirmed it,
+// retrying until ctx is done.
+func (s *streamSink) Send(ctx context.Context, b recovery.Batch) (resent int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(batch) == 0 {
+	if len(b.Activities) == 0 {
 		return 0, nil
 	}
-	if !s.takePrepared(batch) { // not prepared: format it now
-		s.buf, s.ends = s.framer.appendFrames(s.enc, s.buf[:0], s.ends[:0], batch)
-	}
+	f := framesOf(s.enc, b, &s.own)
 	err = s.retry.do(ctx, func() error {
-		written, err := s.deliver(ctx)
+		written, err := s.deliver(ctx, f.buf)
 		if err != nil {
-			resent += framesStarted(s.ends, written)
+			resent += framesStarted(f.ends, written)
 		}
 		return err
 	})
@@ -89,37 +70,9 @@ func (s *streamSink) Send(ctx context.Context, batch []recovery.Activity) (resen
 }
 
 // Prepare formats batch ahead of its Send (recovery.Preparer), so that the
-// formatting overlaps the delivery of the batch before. It is not called
-// concurrently with itself; the formatting runs outside the lock Send takes.
-func (s *streamSink) Prepare(batch []recovery.Activity) {
-	if len(batch) == 0 {
-		return
-	}
-	s.prepMu.Lock()
-	p := &s.prepared[s.prepNext]
-	s.prepNext ^= 1
-	p.first, p.n = nil, 0 // Send must not take it while it is formatted
-	s.prepMu.Unlock()
-	buf, ends := p.framer.appendFrames(s.enc, p.buf[:0], p.ends[:0], batch)
-	s.prepMu.Lock()
-	p.buf, p.ends, p.first, p.n = buf, ends, &batch[0], len(batch)
-	s.prepMu.Unlock()
-}
-
-// takePrepared makes the frames Prepare formatted for batch the ones to
-// send, if there are any.
-func (s *streamSink) takePrepared(batch []recovery.Activity) bool {
-	s.prepMu.Lock()
-	defer s.prepMu.Unlock()
-	for i := range s.prepared {
-		if p := &s.prepared[i]; p.first == &batch[0] && p.n == len(batch) {
-			s.buf, p.buf = p.buf, s.buf
-			s.ends, p.ends = p.ends, s.ends
-			p.first, p.n = nil, 0
-			return true
-		}
-	}
-	return false
+// formatting overlaps the delivery of the batch before.
+func (s *streamSink) Prepare(reuse recovery.Prepared, batch []recovery.Activity) recovery.Prepared {
+	return prepare(s.enc, reuse, batch)
 }
 
 // framesStarted counts the frames of which at least the first byte is
@@ -132,9 +85,9 @@ func framesStarted(ends []int, n int) int {
 	return min(len(ends), sort.SearchInts(ends, n)+1)
 }
 
-// deliver makes one attempt: connect, write, confirm, probe. It returns
-// how many bytes of the batch were handed to the connection.
-func (s *streamSink) deliver(ctx context.Context) (written int, err error) {
+// deliver makes one attempt to deliver buf: connect, write, confirm,
+// probe. It returns how many bytes of it were handed to the connection.
+func (s *streamSink) deliver(ctx context.Context, buf []byte) (written int, err error) {
 	conn, err := s.dial(ctx)
 	if err != nil {
 		return 0, s.connectFailure(err)
@@ -143,10 +96,10 @@ func (s *streamSink) deliver(ctx context.Context) (written int, err error) {
 	g := &deadlines{conn: conn}
 	defer context.AfterFunc(ctx, g.cancel)()
 
-	for written < len(s.buf) {
-		end := min(written+writeChunk, len(s.buf))
+	for written < len(buf) {
+		end := min(written+writeChunk, len(buf))
 		g.set(conn.SetWriteDeadline, s.writeTimeout)
-		n, err := conn.Write(s.buf[written:end])
+		n, err := conn.Write(buf[written:end])
 		written += n
 		if err != nil {
 			return written, s.failureOn(conn, stageSend, err)

@@ -144,7 +144,7 @@ func newSettleReport(st recovery.State, now time.Time) *settleReport {
 	if sw := st.Sweep; sw != nil {
 		r.Sweep = &sweepReport{State: displayState(recovery.State{Pass: *sw, CreatedAt: sw.StartedAt}, now),
 			SavedFrom: recovery.FormatMillis(sw.Scope.SavedFrom), Final: s.Final, Position: sw.Position(), Sent: sw.Sent,
-			InFlight: sw.InFlight, StartedAt: stamp(sw.StartedAt), CompletedAt: stamp(sw.CompletedAt)}
+			InFlight: sw.InFlight.Activities, StartedAt: stamp(sw.StartedAt), CompletedAt: stamp(sw.CompletedAt)}
 		if b := sw.Scope.SavedBefore; b != 0 && !s.Final {
 			r.Sweep.SavedBefore = recovery.FormatMillis(b)
 		}
@@ -179,7 +179,7 @@ func newStatusReport(st recovery.State, active bool, now time.Time) statusReport
 		Left:              left(pr),
 		SentAgain:         st.Resent,
 		Resent:            st.Resent,
-		InFlight:          st.InFlight,
+		InFlight:          st.InFlight.Activities,
 		Source:            st.Source,
 		Filter:            st.Filter,
 		RunActive:         active,
@@ -196,7 +196,7 @@ func newStatusReport(st recovery.State, active bool, now time.Time) statusReport
 		tp := st.ProgressOf(t, now, active)
 		r.TopUp = &topUpReport{State: displayState(recovery.State{Pass: t, CreatedAt: t.StartedAt}, now), IDsFile: t.IDsFile,
 			Position: t.Position(), Cursor: rawCursor(t.Cursor), Percent: tp.Percent, Left: left(tp),
-			Sent: t.Sent, Skipped: t.Skipped, SentAgain: t.Resent, InFlight: t.InFlight,
+			Sent: t.Sent, Skipped: t.Skipped, SentAgain: t.Resent, InFlight: t.InFlight.Activities,
 			StartedAt: stamp(t.StartedAt), CompletedAt: stamp(t.CompletedAt), Earlier: n - 1}
 	}
 	return r
@@ -287,7 +287,7 @@ func (r statusReport) writeText(w io.Writer) error {
 		fmt.Fprintf(tw, "sent again:\t0\n")
 	}
 	if r.InFlight > 0 {
-		fmt.Fprintf(tw, "unconfirmed:\t%d (handed to the sink, not yet confirmed: sent again if this run dies)\n", r.InFlight)
+		fmt.Fprintf(tw, "unconfirmed:\t%d (handed to the sink, not confirmed whole yet: if this run dies, the next sends again what the sink is not known to hold)\n", r.InFlight)
 	}
 	if t := r.TopUp; t != nil {
 		fmt.Fprintf(tw, "top-up:\t%s, for the ids not in %s (started %s)\n", t.State, t.IDsFile, t.StartedAt)
