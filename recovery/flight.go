@@ -62,7 +62,7 @@ func (fl *flight) deliver(ctx, sendCtx context.Context, left InFlight, position 
 	var acks *ackRecorder
 	if _, ok := fl.r.Sink.(Acknowledger); ok {
 		// rest is then the batch from its first unacknowledged activity on.
-		acks = fl.recordAcks(len(fl.batch) - len(rest))
+		acks = fl.recordAcks(len(fl.batch)-len(rest), int(rec.Window))
 		b.Acks = acks
 	}
 	again, err := fl.r.Sink.Send(sendCtx, b)
@@ -137,9 +137,11 @@ func (fl *flight) resume(ctx context.Context, left InFlight, position string, lo
 }
 
 // recordAcks starts recording the acknowledgements of the batch's
-// activities from offset on.
-func (fl *flight) recordAcks(offset int) *ackRecorder {
-	a := &ackRecorder{grown: make(chan struct{}), wake: make(chan struct{}, 1),
+// activities from offset on. A write (an fsync) is made once a quarter of
+// the sink's window is acknowledged and not recorded: the sink, which runs
+// at most window past the record, then seldom waits for one.
+func (fl *flight) recordAcks(offset, window int) *ackRecorder {
+	a := &ackRecorder{every: max(1, window/4), grown: make(chan struct{}), wake: make(chan struct{}, 1),
 		quit: make(chan struct{}), done: make(chan struct{})}
 	go a.run(func(n int) error {
 		return fl.r.Checkpoint.Update(fl.save, func(s *State) error {
@@ -155,6 +157,7 @@ func (fl *flight) recordAcks(offset int) *ackRecorder {
 // the in-flight record as they come, one checkpoint write at a time, beside
 // Send, which reads back how many are recorded.
 type ackRecorder struct {
+	every    int // acknowledgements not recorded that make a write
 	mu       sync.Mutex
 	acked    int
 	recorded int
@@ -192,7 +195,7 @@ func (a *ackRecorder) run(write func(n int) error) {
 		a.mu.Lock()
 		n, before := a.acked, a.recorded
 		a.mu.Unlock()
-		if n <= before {
+		if n-before < a.every {
 			continue
 		}
 		err := write(n)

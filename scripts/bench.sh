@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Measures siem-recovery against baselines run in the same script and prints
 # one table of ratios (absolute figures on a shared machine are noise).
-# Needs Go and rsyslog (installed with apt-get when missing and root).
+# Needs Go, rsyslog and rsyslog-relp (installed with apt-get when missing
+# and root).
 # Network: 127.0.0.1 only. Usage: scripts/bench.sh [N activities, default 1000000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 KILLS=${KILLS:-5}
 ROUNDS=${ROUNDS:-3}
+WINDOW=512 # sink.DefaultRELPWindow
 START=1715673600000
 END=$((START + 3600000))
 
-if ! command -v rsyslogd >/dev/null 2>&1; then
-  [ "$(id -u)" -eq 0 ] || { echo "bench.sh needs rsyslog (apt-get install rsyslog)" >&2; exit 1; }
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsyslog >/dev/null
+if ! command -v rsyslogd >/dev/null 2>&1 || ! dpkg -s rsyslog-relp >/dev/null 2>&1; then
+  [ "$(id -u)" -eq 0 ] || { echo "bench.sh needs rsyslog and rsyslog-relp (apt-get install rsyslog rsyslog-relp)" >&2; exit 1; }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsyslog rsyslog-relp >/dev/null
 fi
 
 work=$(mktemp -d /tmp/siem-recovery-bench.XXXXXX)
@@ -46,16 +48,20 @@ pids+=($!)
 until [ -s "$work/recv.out" ]; do sleep 0.05; done
 recv_addr=$(head -1 "$work/recv.out")
 
-# rsyslog writing what it receives over TCP to a file, as a SIEM's collector.
-start_rsyslog() { # $1: name
-  local dir=$work/rsyslog-$1 port
+# rsyslog writing what it receives to a file, as a SIEM's collector: over
+# TCP (imtcp) or RELP (imrelp); with the default in-memory main queue, or
+# a Direct one (what it acknowledges or closes is then in the file).
+start_rsyslog() { # $1: name, $2: tcp (default) or relp, $3: direct for a Direct queue
+  local dir=$work/rsyslog-$1 port input=${2:-tcp} queue=""
   mkdir -p "$dir/work"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  [ "${3:-}" = direct ] && queue='main_queue(queue.type="Direct")'
   cat > "$dir/rsyslog.conf" <<CONF
 global(workDirectory="$dir/work" maxMessageSize="64k")
+$queue
 template(name="raw" type="string" string="%rawmsg%\n")
-module(load="imtcp")
-input(type="imtcp" address="127.0.0.1" port="$port" ruleset="in")
+module(load="im$input")
+input(type="im$input" address="127.0.0.1" port="$port" ruleset="in")
 ruleset(name="in") { action(type="omfile" file="$dir/out.log" template="raw") }
 CONF
   # Started from a subshell: cleanup finds it by its pid file.
@@ -77,7 +83,7 @@ per_event_us() { awk -v c="$1" -v u="$2" -v n="$N" 'BEGIN { printf "%.2f\n", c /
 # says little.
 echo "1-2. pipeline and rsyslog, $ROUNDS rounds..." >&2
 : > "$work/wire.txt"; : > "$work/ours-wire.txt"; : > "$work/rs.txt"; : > "$work/ours-rs.txt"
-: > "$work/rs-cpu.txt"; : > "$work/ours-cpu.txt"
+: > "$work/rs-cpu.txt"; : > "$work/ours-cpu.txt"; : > "$work/ours-relp.txt"
 for round in $(seq "$ROUNDS"); do
   t0=$(now); "$bin/rawsend" -addr "$recv_addr" -i "$work/lines.txt"; t1=$(now)
   rate "$N" "$t0" "$t1" >> "$work/wire.txt"; echo >> "$work/wire.txt"
@@ -95,6 +101,11 @@ for round in $(seq "$ROUNDS"); do
   await_size "$rs_out" "$bytes"; t1=$(now)
   rate "$N" "$t0" "$t1" >> "$work/ours-rs.txt"; echo >> "$work/ours-rs.txt"
   per_event_us "$(awk '/cpu_ms/ {print $2}' "$work/ours-rs.usage")" 1000 >> "$work/ours-cpu.txt"
+  # The same lines over RELP: each acknowledged, a window of $WINDOW messages.
+  read -r rs_addr rs_out < <(start_rsyslog "relp$round" relp)
+  t0=$(now); $sr $(run_args "$work/act.jsonl" "$work/relp$round.db") --sink "relp://$rs_addr"
+  await_size "$rs_out" "$bytes"; t1=$(now)
+  rate "$N" "$t0" "$t1" >> "$work/ours-relp.txt"; echo >> "$work/ours-relp.txt"
   for f in "$work"/rsyslog-*/pid; do kill "$(cat "$f")" 2>/dev/null || true; done
   rm -f "$work"/rsyslog-*/out.log
 done
@@ -102,6 +113,7 @@ wire_rate=$(median < "$work/wire.txt")
 ours_wire_rate=$(median < "$work/ours-wire.txt")
 rsyslog_rate=$(median < "$work/rs.txt")
 ours_rsyslog_rate=$(median < "$work/ours-rs.txt")
+ours_relp_rate=$(median < "$work/ours-relp.txt")
 rs_cpu=$(median < "$work/rs-cpu.txt")
 ours_cpu=$(median < "$work/ours-cpu.txt")
 # Sharing the machine's CPUs, the two cannot together go faster than
@@ -132,18 +144,32 @@ min_per_k=0.20 # ceil(n / 5000) requests per 1000 activities, at best
 req_2m=$(awk -v p="$per_k" 'BEGIN { printf "%.0f", p * 2000 }')
 minutes_2m=$(awk -v r="$req_2m" 'BEGIN { printf "%.1f", r / 30 }')
 
-echo "5. crash cost ($KILLS kills)..." >&2
-args=$(run_args "$work/act.jsonl" "$work/crash.db")
-for _ in $(seq "$KILLS"); do
-  $sr $args --sink "file:$work/crash.out" --format json &
-  p=$!
-  sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.3 + (r % 100) / 100 }')"
-  kill -9 "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-done
-$sr $args --sink "file:$work/crash.out" --format json
-resent=$($sr status --checkpoint "$work/crash.db" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["sent_again"])')
-resent_per_kill=$(awk -v r="$resent" -v k="$KILLS" 'BEGIN { printf "%.0f", r / k }')
+echo "5. crash cost, $KILLS kills a sink..." >&2
+# kill -9 at random moments, then a run to the end: what arrived twice
+# (ids counted in what the sink holds) and what the runs counted as sent
+# again, a kill on average; and the lines a kill left torn.
+crash_cost() { # $1: name, $2: the output to count, then the sink flags
+  local name=$1 out=$2 db=$work/crash-$1.db p
+  shift 2
+  for _ in $(seq "$KILLS"); do
+    $sr $(run_args "$work/act.jsonl" "$db") "$@" &
+    p=$!
+    sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.3 + (r % 100) / 100 }')"
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  $sr $(run_args "$work/act.jsonl" "$db") "$@"
+  local again twice torn
+  again=$($sr status --checkpoint "$db" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["sent_again"])')
+  twice=$(grep -o 'externalId=[^ ]*' "$out" | sort | uniq -d -c | awk '{ n += $1 - 1 } END { print n + 0 }')
+  torn=$(grep -vc ' c6a1=' "$out" || true)
+  awk -v a="$again" -v d="$twice" -v t="$torn" -v k="$KILLS" 'BEGIN { printf "%.0f %.0f %d\n", d / k, a / k, t }'
+}
+read -r file_twice file_again file_torn < <(crash_cost file "$work/crash.out" --sink "file:$work/crash.out")
+read -r rs_addr rs_out < <(start_rsyslog crash-relp relp direct)
+read -r relp_twice relp_again relp_torn < <(crash_cost relp "$rs_out" --sink "relp://$rs_addr")
+read -r rs_addr rs_out < <(start_rsyslog crash-tcp tcp direct)
+read -r tcp_twice tcp_again tcp_torn < <(crash_cost tcp "$rs_out" --sink "tcp://$rs_addr")
 
 cat <<TABLE
 
@@ -158,5 +184,8 @@ siem-recovery benchmark: $N activities, $(nproc) CPUs, $(awk -F': ' '/model name
 | peak RSS (TCP sink), $((N / 10)) vs $N activities | $((rss_small / 1024)) vs $((rss_big / 1024)) MiB | $(ratio "$rss_big" "$rss_small") | ≤ 1.2, < 100 MiB |
 | API requests per 1,000 activities (scan, page 5000) vs the minimum | $per_k vs $min_per_k | $(ratio "$per_k" "$min_per_k") | ≈ 1 |
 | 2,000,000-activity window at 30 requests/min | 400 (minimum) to $req_2m requests | 13.3 to $minutes_2m min | report |
-| activities re-sent per kill -9 (page 5000, $KILLS kills) | $resent_per_kill | $(ratio "$resent_per_kill" 5000) of a page | ≤ 1 page |
+| into rsyslog: over RELP vs over TCP (siem-recovery both) | $ours_relp_rate vs $ours_rsyslog_rate events/s | $(ratio "$ours_relp_rate" "$ours_rsyslog_rate") | report |
+| sent again a kill -9, file sink: arrived twice (counted); torn lines | $file_twice ($file_again); $file_torn | $(ratio "$file_twice" 5000) of a page | 0 |
+| sent again a kill -9, RELP: arrived twice (counted) | $relp_twice ($relp_again) | $(ratio "$relp_again" "$WINDOW") of the window ($WINDOW) | ≤ 1 window |
+| sent again a kill -9, TCP: arrived twice (counted) | $tcp_twice ($tcp_again) | $(ratio "$tcp_again" 5000) of a page | ≤ 1 page |
 TABLE

@@ -28,8 +28,11 @@ import (
 // and wrap from 999,999,999 to 1; 0 is the server's hints ("serverclose").
 
 // DefaultRELPWindow is how many messages a relp:// sink sends ahead of
-// their acknowledgement, as librelp and rsyslog's omrelp do by default.
-const DefaultRELPWindow = 128
+// their acknowledgement, or of its record in the checkpoint. librelp's
+// default is 128; measured into rsyslog on loopback, that window waits on
+// the checkpoint's writes (an fsync each, a few ms) and carried 21–24k
+// events/s, against 29–35k with 512, as fast as without waiting.
+const DefaultRELPWindow = 512
 
 const (
 	relpMaxTxnr = 999_999_999

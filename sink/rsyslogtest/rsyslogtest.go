@@ -233,15 +233,21 @@ func (s *Server) Restart() {
 	}
 }
 
+// Pause stops rsyslogd where it is (SIGSTOP): it reads and answers
+// nothing more until Kill (or Stop) ends it.
+func (s *Server) Pause() {
+	if s.cmd != nil {
+		freeze(s.cmd.Process)
+	}
+}
+
 // Kill kills rsyslogd as a crash would, at one instant, and waits for it
 // to be gone. It is stopped (SIGSTOP) before the SIGKILL: a SIGKILL alone
 // can land inside a write to Output, which the kernel then cuts at a page
 // boundary, leaving a torn line that only the kill made.
 func (s *Server) Kill() {
 	s.t.Helper()
-	if s.cmd != nil {
-		freeze(s.cmd.Process)
-	}
+	s.Pause()
 	s.stop(syscall.SIGKILL)
 }
 
