@@ -154,6 +154,21 @@ func compareReceived(t *testing.T, lines [][]byte, want map[string][]byte) (dupl
 	return duplicates
 }
 
+// wantEachOnceInOrder checks that rsyslog wrote the message of every
+// activity of as, byte for byte, once and in order.
+func wantEachOnceInOrder(t *testing.T, srv *rsyslogtest.Server, target string, opts Options, as []recovery.Activity) {
+	t.Helper()
+	lines := srv.Lines()
+	if dup := compareReceived(t, lines, expected(t, target, opts, as)); dup != 0 || len(lines) != len(as) {
+		t.Fatalf("rsyslog wrote %d lines for %d activities, %d duplicates", len(lines), len(as), dup)
+	}
+	for i, l := range lines {
+		if idOf(l) != as[i].ID {
+			t.Fatalf("line %d is %s, want %s: out of order", i, idOf(l), as[i].ID)
+		}
+	}
+}
+
 // sendAll sends as in batches of size batch and returns the total resent.
 func sendAll(ctx context.Context, t *testing.T, s recovery.Sink, as []recovery.Activity, batch int) int {
 	t.Helper()
@@ -261,13 +276,7 @@ func TestHundredThousandToRsyslog(t *testing.T) {
 			if resent := sendAll(ctx, t, s, as, 5000); resent != 0 {
 				t.Errorf("resent %d", resent)
 			}
-			lines := srv.Lines()
-			if len(lines) != len(as) {
-				t.Fatalf("rsyslog wrote %d messages once Send returned, want %d", len(lines), len(as))
-			}
-			if dup := compareReceived(t, lines, expected(t, target, opts, as)); dup != 0 {
-				t.Errorf("%d duplicates", dup)
-			}
+			wantEachOnceInOrder(t, srv, target, opts, as) // once Send returned
 		})
 	}
 }
@@ -383,15 +392,7 @@ func TestPreparedBatchesAreTheCallers(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			lines := srv.Lines()
-			if dup := compareReceived(t, lines, expected(t, target, opts, as)); dup != 0 || len(lines) != len(as) {
-				t.Fatalf("%d lines, %d duplicates", len(lines), dup)
-			}
-			for i, l := range lines {
-				if idOf(l) != as[i].ID {
-					t.Fatalf("line %d is %s, want %s: batches out of order", i, idOf(l), as[i].ID)
-				}
-			}
+			wantEachOnceInOrder(t, srv, target, opts, as)
 		})
 	}
 }

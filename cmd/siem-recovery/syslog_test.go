@@ -15,51 +15,38 @@ import (
 )
 
 // TestRunExampleIntoRsyslog runs the README's example into a real rsyslog
-// over TCP, with RFC 5424 headers, and checks every id arrived once.
+// over TCP and over RELP, with RFC 5424 headers, and checks every id
+// arrived once, in order; check before reaches the receiver and sends
+// nothing.
 func TestRunExampleIntoRsyslog(t *testing.T) {
-	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TCP})
-	dir := t.TempDir()
-	r := runBin(t, dir, nil, exampleArgs(t, dir, "--sink", "tcp://"+srv.Addr)...)
-	wantCode(t, r, 0)
-	wantIDs, _ := exampleLines(t, nil)
-	var got []string
-	for _, line := range srv.Lines() {
-		if !bytes.HasPrefix(line, []byte("<134>1 2024-05-14T0")) || !bytes.Contains(line, []byte(" siem-recovery - - - CEF:0|MCAS|SIEM_Agent|"+version+"|")) {
-			t.Fatalf("not an RFC 5424 CEF message of the window: %q", line)
-		}
-		got = append(got, cefIDs(t, string(line))...)
-	}
-	if !slices.Equal(got, wantIDs) {
-		t.Fatalf("rsyslog got %d ids, want the window's %d in order", len(got), len(wantIDs))
-	}
-}
-
-// TestRunExampleIntoRsyslogOverRELP: the same over RELP, and check opens a
-// RELP session to the receiver without sending anything.
-func TestRunExampleIntoRsyslogOverRELP(t *testing.T) {
-	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.RELP})
-	dir := t.TempDir()
-	args := exampleArgs(t, dir, "--sink", "relp://"+srv.Addr)
-	check := runBin(t, dir, nil, append([]string{"check"}, args[1:]...)...)
-	wantCode(t, check, 0)
-	if !strings.Contains(check.stdout, "OK  sink        relp://"+srv.Addr+": reachable") {
-		t.Fatalf("check:\n%s", check.stdout)
-	}
-	if n := srv.Count(); n != 0 {
-		t.Fatalf("check sent %d messages", n)
-	}
-	r := runBin(t, dir, nil, args...)
-	wantCode(t, r, 0)
-	wantIDs, _ := exampleLines(t, nil)
-	var got []string
-	for _, line := range srv.Lines() {
-		if !bytes.HasPrefix(line, []byte("<134>1 2024-05-14T0")) || !bytes.Contains(line, []byte(" siem-recovery - - - CEF:0|MCAS|SIEM_Agent|"+version+"|")) {
-			t.Fatalf("not an RFC 5424 CEF message of the window: %q", line)
-		}
-		got = append(got, cefIDs(t, string(line))...)
-	}
-	if !slices.Equal(got, wantIDs) {
-		t.Fatalf("rsyslog got %d ids, want the window's %d in order", len(got), len(wantIDs))
+	for _, transport := range []string{rsyslogtest.TCP, rsyslogtest.RELP} {
+		t.Run(transport, func(t *testing.T) {
+			srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: transport})
+			dir := t.TempDir()
+			target := transport + "://" + srv.Addr
+			args := exampleArgs(t, dir, "--sink", target)
+			check := runBin(t, dir, nil, append([]string{"check"}, args[1:]...)...)
+			wantCode(t, check, 0)
+			if !strings.Contains(check.stdout, "OK  sink        "+target+": reachable") {
+				t.Fatalf("check:\n%s", check.stdout)
+			}
+			if n := srv.Count(); n != 0 {
+				t.Fatalf("check sent %d messages", n)
+			}
+			r := runBin(t, dir, nil, args...)
+			wantCode(t, r, 0)
+			wantIDs, _ := exampleLines(t, nil)
+			var got []string
+			for _, line := range srv.Lines() {
+				if !bytes.HasPrefix(line, []byte("<134>1 2024-05-14T0")) || !bytes.Contains(line, []byte(" siem-recovery - - - CEF:0|MCAS|SIEM_Agent|"+version+"|")) {
+					t.Fatalf("not an RFC 5424 CEF message of the window: %q", line)
+				}
+				got = append(got, cefIDs(t, string(line))...)
+			}
+			if !slices.Equal(got, wantIDs) {
+				t.Fatalf("rsyslog got %d ids, want the window's %d in order", len(got), len(wantIDs))
+			}
+		})
 	}
 }
 
