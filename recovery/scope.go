@@ -83,6 +83,13 @@ func (s Scope) Contains(a Activity) bool {
 	return (s.SavedFrom == 0 || a.Created >= s.SavedFrom) && (s.SavedBefore == 0 || a.Created < s.SavedBefore)
 }
 
+// Within is the scope narrowed to the part of its window in w: a scan
+// lane's slice, or a part counted to balance the lanes.
+func (s Scope) Within(w Window) Scope {
+	s.Window.Start, s.Window.End = max(s.Window.Start, w.Start), min(s.Window.End, w.End)
+	return s
+}
+
 func (s Scope) String() string {
 	text := s.Window.String()
 	if s.By == ByCreated {

@@ -110,19 +110,19 @@ func (s *Source) post(ctx context.Context, c call) (*answer, int, error) {
 	renewed := false
 	lastMalformed := "" // the previous failure, if it was a malformed answer
 	for {
-		if err := s.wait(ctx); err != nil {
+		if err := s.budget.wait(ctx); err != nil {
 			return nil, requests, err
 		}
 		header, err := s.auth.authorization(ctx)
 		var ans *answer
 		if err == nil {
 			requests++
-			ans, err = s.once(ctx, header, c)
+			sent := time.Now()
+			if ans, err = s.once(ctx, header, c); err == nil {
+				s.budget.answered(time.Since(sent))
+			}
 		}
 		if err == nil {
-			s.mu.Lock()
-			s.critical = 0
-			s.mu.Unlock()
 			if len(logged) > 0 {
 				s.log.Info("the API answered again", "endpoint", s.Endpoint(), "failed_requests", requests-1)
 			}
@@ -148,11 +148,8 @@ func (s *Source) post(ctx context.Context, c call) (*answer, int, error) {
 			wait = max(wait, f.retryAfter)
 			attrs = append(attrs, "retry_after", f.retryAfter)
 		} else {
-			s.mu.Lock()
-			s.critical++
-			n := s.critical
-			s.mu.Unlock()
-			if n >= s.maxCritical {
+			n, exhausted := s.budget.failed()
+			if exhausted {
 				return nil, requests, recovery.Problemf(recovery.ErrTooManyCriticalErrors, remedyRetry,
 					"%d consecutive API requests to %s failed; the last: %s: %w", n, s.Endpoint(), f.reason, f.cause)
 			}
@@ -163,7 +160,7 @@ func (s *Source) post(ctx context.Context, c call) (*answer, int, error) {
 				return nil, requests, recovery.Problemf(recovery.ErrTooManyCriticalErrors, remedyRetry,
 					"%d consecutive API requests to %s failed; the last two got the same malformed answer, which retrying does not mend: %w", n, s.Endpoint(), f.cause)
 			}
-			attrs = append(attrs, "critical_errors", n, "max_critical_errors", s.maxCritical)
+			attrs = append(attrs, "critical_errors", n, "max_critical_errors", s.budget.maxCritical)
 		}
 		lastMalformed = ""
 		if f.reason == reasonMalformed {
@@ -180,17 +177,6 @@ func (s *Source) post(ctx context.Context, c call) (*answer, int, error) {
 			return nil, requests, fmt.Errorf("retry %s: %w", s.Endpoint(), err)
 		}
 	}
-}
-
-// wait takes a request from the rate limit, or returns the context's
-// error if it ends first.
-func (s *Source) wait(ctx context.Context) error {
-	r := s.limiter.Reserve()
-	if err := sleep(ctx, r.Delay()); err != nil {
-		r.Cancel()
-		return fmt.Errorf("wait for the API rate limit: %w", err)
-	}
-	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

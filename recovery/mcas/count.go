@@ -19,18 +19,40 @@ func (s *Source) Count(ctx context.Context) (activities int64, requests int, err
 
 // count is Count over scope.
 func (s *Source) count(ctx context.Context, scope recovery.Scope) (activities int64, requests int, err error) {
+	t, err := s.tally(ctx, scope)
+	return t.Activities, t.Requests, err
+}
+
+// Tally is Count over w, a part of the window (what lies outside it is not
+// counted), with the time of the first activity in it: the one activity
+// the count's answer lists. It implements recovery.Tallier, which
+// balances scan lanes.
+func (s *Source) Tally(ctx context.Context, w recovery.Window) (recovery.Tally, error) {
+	return s.tally(ctx, s.scope.Within(w))
+}
+
+// tally is Tally over scope.
+func (s *Source) tally(ctx context.Context, scope recovery.Scope) (recovery.Tally, error) {
+	if scope.Window.End <= scope.Window.Start {
+		return recovery.Tally{}, nil
+	}
 	c, err := s.singleActivity(scope)
 	if err != nil {
-		return 0, 0, err
+		return recovery.Tally{}, err
 	}
 	ans, requests, err := s.post(ctx, c)
+	t := recovery.Tally{Requests: requests}
 	if err != nil {
-		return 0, requests, err
+		return t, err
 	}
 	if ans.Total == nil || *ans.Total < 0 {
-		return 0, requests, fmt.Errorf("%s: %w", s.Endpoint(), recovery.ErrNoTotal)
+		return t, fmt.Errorf("%s: %w", s.Endpoint(), recovery.ErrNoTotal)
 	}
-	return *ans.Total, requests, nil
+	t.Activities = *ans.Total
+	if len(ans.activities) > 0 && scope.Contains(ans.activities[0]) {
+		t.First = scope.By.Of(ans.activities[0])
+	}
+	return t, nil
 }
 
 // singleActivity is a plain request for the first activity of scope:

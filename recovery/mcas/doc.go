@@ -4,7 +4,9 @@
 // it) or, where scan mode cannot be used, by a date cursor that is exact
 // when many activities share one millisecond.
 //
-// Every request of a Source goes through one client-side rate limit.
+// Every request of a Source, and of every scope it reads (Over: scan
+// lanes side by side, sweeps), spends one Budget: one client-side rate
+// limit and one count of consecutive failed requests.
 // Throttled requests (429) wait for Retry-After and are retried without
 // limit; 5xx answers, timeouts, network errors and malformed answers are
 // critical and retried with exponential backoff until MaxCriticalErrors
@@ -18,6 +20,10 @@
 // only in the Authorization header; whatever the API sends reaches an
 // error or a log line redacted (Config.Redactor) and escaped
 // (recovery.Escape).
+//
+// Lanes sizes scan lanes from the answer time the Budget measures, and
+// Tally counts a part of the window for recovery.Slices, which balances
+// them.
 //
 // docs/api-source.md describes the protocol, the resume semantics and the
 // retry policy for operators; package mcastest emulates the API for tests.

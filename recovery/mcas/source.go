@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"golang.org/x/time/rate"
 
 	"siem-recovery/recovery"
 )
@@ -108,6 +107,10 @@ type Config struct {
 	// TLSConfig overrides the TLS settings of the API connection (tests
 	// trust the emulator's certificate with it); nil: system roots.
 	TLSConfig *tls.Config
+	// Budget, when set, is the rate limit and critical-error count this
+	// Source spends, shared with whatever else spends it; RateLimit and
+	// MaxCriticalErrors are then not used. Nil: a Budget of its own.
+	Budget *Budget
 	// Redactor hides secrets in every error and log line that shows what
 	// the API sent; New adds the token to it. Share it with whatever else
 	// shows or stores errors of the run (the checkpoint's last error).
@@ -116,39 +119,35 @@ type Config struct {
 }
 
 // Source reads a window's activities from the MCAS activities API. It
-// implements recovery.Source. Fetch calls must not overlap; Probe may run
-// beside them, sharing the rate limit.
+// implements recovery.Source. Its methods, and those of the sources Over
+// returns, may run side by side (scan lanes), all spending one Budget.
 type Source struct {
-	endpoint    *url.URL
-	auth        authorizer
-	proxy       *url.URL
-	client      *http.Client
-	limiter     *rate.Limiter
-	scope       recovery.Scope             // the recovery's window, on its time
-	filter      map[string]json.RawMessage // the operator's filter, without date or created
-	paging      Paging
-	scanLimit   int
-	plainLimit  int
-	maxCritical int
-	timeout     time.Duration
-	retryMin    time.Duration
-	retryMax    time.Duration
-	maxAnswer   int64 // bytes of one answer
-	log         *slog.Logger
-	redactor    *recovery.Redactor
+	endpoint   *url.URL
+	auth       authorizer
+	proxy      *url.URL
+	client     *http.Client
+	budget     *Budget
+	scope      recovery.Scope             // the recovery's window, on its time
+	filter     map[string]json.RawMessage // the operator's filter, without date or created
+	paging     Paging
+	scanLimit  int
+	plainLimit int
+	timeout    time.Duration
+	retryMin   time.Duration
+	retryMax   time.Duration
+	maxAnswer  int64 // bytes of one answer
+	log        *slog.Logger
+	redactor   *recovery.Redactor
 
 	// answered is set by the first answer of any kind: until then, a
 	// refused connection means a wrong address rather than an outage.
 	answered atomic.Bool
 
 	mu       sync.Mutex
-	critical int  // consecutive critical errors, across pages
 	fellBack bool // auto paging switched to plain for this run
-	// lastNext and lastIDs let Fetch drop a record the API lists again
-	// right after a scan page boundary (it should not): the ids of the
-	// final millisecond of the page whose continuation was lastNext.
-	lastNext json.RawMessage
-	lastIDs  map[string]bool
+	// boundaries let Fetch drop a record the API lists again right after
+	// a scan page boundary (it should not); one for every scope read.
+	boundaries boundaries
 }
 
 // New checks cfg and builds a Source. It makes no request. Errors are
@@ -164,16 +163,15 @@ func New(cfg Config) (*Source, error) {
 		return nil, recovery.Problemf(recovery.ErrUsage, "give a window whose end is after its start", "%w", err)
 	}
 	s := &Source{
-		endpoint:    endpoint,
-		scope:       recovery.Scope{Window: cfg.Window, By: cfg.By},
-		paging:      cfg.Paging,
-		maxCritical: orDefault(cfg.MaxCriticalErrors, DefaultMaxCriticalErrors),
-		timeout:     orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
-		retryMin:    orDefault(cfg.RetryInitial, DefaultRetryInitial),
-		retryMax:    orDefault(cfg.RetryMax, DefaultRetryMax),
-		maxAnswer:   maxAnswer,
-		log:         cfg.Logger,
-		redactor:    cfg.Redactor,
+		endpoint:  endpoint,
+		scope:     recovery.Scope{Window: cfg.Window, By: cfg.By},
+		paging:    cfg.Paging,
+		timeout:   orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
+		retryMin:  orDefault(cfg.RetryInitial, DefaultRetryInitial),
+		retryMax:  orDefault(cfg.RetryMax, DefaultRetryMax),
+		maxAnswer: maxAnswer,
+		log:       cfg.Logger,
+		redactor:  cfg.Redactor,
 	}
 	if s.redactor == nil {
 		s.redactor = recovery.NewRedactor()
@@ -191,10 +189,9 @@ func New(cfg Config) (*Source, error) {
 	if cfg.RateLimit < 0 || cfg.MaxCriticalErrors < 0 {
 		return nil, recovery.Problemf(recovery.ErrUsage, "give a positive number", "--rate-limit %d and --max-critical-errors %d must not be negative", cfg.RateLimit, cfg.MaxCriticalErrors)
 	}
-	perMinute := orDefault(cfg.RateLimit, DefaultRateLimit)
-	// Burst 1: requests are spaced evenly, so no minute ever holds more
-	// than the budget plus one.
-	s.limiter = rate.NewLimiter(rate.Every(time.Minute/time.Duration(perMinute)), 1)
+	if s.budget = cfg.Budget; s.budget == nil {
+		s.budget = NewBudget(cfg.RateLimit, cfg.MaxCriticalErrors)
+	}
 	if f := cfg.Filter.JSON(); f != "" {
 		if err := json.Unmarshal([]byte(f), &s.filter); err != nil {
 			return nil, recovery.Problemf(recovery.ErrUsage, remedyFilter, "the filter is not a JSON object: %w", err)
@@ -311,10 +308,10 @@ func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 	return s.fetch(ctx, s.scope, cur)
 }
 
-// Over returns the source of scope (recovery.Scoped): another window, or
-// the recovery's with a range of created. It shares this Source's
-// connection, rate limit, count of failed requests and paging mode. Its
-// Fetch calls must not overlap this Source's.
+// Over returns the source of scope (recovery.Scoped): another window (a
+// scan lane's slice), or the recovery's with a range of created. It shares
+// this Source's connection, Budget and paging mode; its calls may run side
+// by side with this Source's and other scopes'.
 func (s *Source) Over(scope recovery.Scope) recovery.Source { return &scoped{s, scope} }
 
 // scoped is a Source reading a scope of its own.
@@ -329,6 +326,11 @@ func (v *scoped) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 
 // Count is Source.Count over the scope (recovery.Counter).
 func (v *scoped) Count(ctx context.Context) (int64, int, error) { return v.src.count(ctx, v.scope) }
+
+// Tally is Source.Tally over the scope (recovery.Tallier).
+func (v *scoped) Tally(ctx context.Context, w recovery.Window) (recovery.Tally, error) {
+	return v.src.tally(ctx, v.scope.Within(w))
+}
 
 // fetch is Fetch over scope.
 func (s *Source) fetch(ctx context.Context, scope recovery.Scope, c recovery.Cursor) (recovery.Page, error) {
@@ -444,12 +446,7 @@ func (s *Source) fetchScan(ctx context.Context, scope recovery.Scope, cur positi
 	}
 	hasNext := ans.hasNext()
 
-	s.mu.Lock()
-	repeat := s.lastIDs
-	if !bytes.Equal(s.lastNext, cur.NextFilters) || len(cur.NextFilters) == 0 {
-		repeat = nil
-	}
-	s.mu.Unlock()
+	repeat := s.boundaries.after(cur.NextFilters)
 	acts := s.inScope(scope, ans.activities)
 	if repeat != nil {
 		kept := acts[:0]
@@ -481,9 +478,7 @@ func (s *Source) fetchScan(ctx context.Context, scope recovery.Scope, cur positi
 			ids[ans.activities[i].ID] = true
 		}
 	}
-	s.mu.Lock()
-	s.lastNext, s.lastIDs = next.NextFilters, ids
-	s.mu.Unlock()
+	s.boundaries.add(next.NextFilters, ids)
 	return page, nil
 }
 
@@ -597,7 +592,7 @@ func (s *Source) Probe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.limiter.Wait(ctx); err != nil {
+	if err := s.budget.wait(ctx); err != nil {
 		return fmt.Errorf("probe %s: %w", s.Endpoint(), err)
 	}
 	header, err := s.auth.authorization(ctx)

@@ -51,6 +51,10 @@
 //     activities more than the limit, made as they are written
 //     (Overfill), and a listing that ignores the window's start
 //     (IgnoreStart).
+//   - Answer time: Options.AnswerTime holds back every answer to a
+//     listing or a count, as a real tenant takes seconds to answer a page;
+//     requests side by side (scan lanes) are held side by side, and
+//     Stats.MaxInFlight tells how many were answered at once.
 //   - Counting: Stats tells how many requests came and how each was
 //     answered; Requests lists them with their bodies and headers.
 //
@@ -58,7 +62,9 @@
 // (internal/activitygen: appId but no uniqueServiceAppIds, event objects,
 // both forms of _id, created later than timestamp — seconds, and for one in
 // 17 hours — numbers as strings), including many that share one
-// millisecond, or all saved at one moment (late arrivals to Add). StartTinyproxy runs a real tinyproxy for proxy
+// millisecond, or all saved at one moment (late arrivals to Add);
+// Options.Generated serves the same activities without holding them (a
+// benchmark's 200,000). StartTinyproxy runs a real tinyproxy for proxy
 // tests, and DeadAddr gives a loopback address where nothing listens.
 // ShowsSecret tells whether a text shows a token or a long piece of it.
 package mcastest

@@ -219,7 +219,7 @@ func (c conditions) match(r record, by field, desc bool) bool {
 	if c.rest.IsEmpty() {
 		return true
 	}
-	ok, err := c.rest.Match(r.raw)
+	ok, err := c.rest.Match(r.json())
 	return err == nil && ok
 }
 

@@ -73,6 +73,14 @@ var EventTypes = []activitygen.Event{
 // API returns (internal/activitygen) with a unique "_id". The output
 // depends only on opts.
 func Generate(opts GenerateOptions) []json.RawMessage {
+	out := make([]json.RawMessage, 0, max(opts.Count, 0))
+	generate(opts, func(i int, ts int64) { out = append(out, activity(i, ts, opts.SavedAt)) })
+	return out
+}
+
+// generate calls fn with the number (from First on) and timestamp of each
+// activity Generate makes for opts, in order.
+func generate(opts GenerateOptions, fn func(i int, ts int64)) {
 	w := opts.Window
 	burst := min(max(opts.Burst, 0), opts.Count)
 	slots := opts.Count - burst
@@ -80,7 +88,6 @@ func Generate(opts GenerateOptions) []json.RawMessage {
 		slots++
 	}
 	span := w.End - w.Start
-	out := make([]json.RawMessage, 0, opts.Count)
 	for i := range opts.Count {
 		slot := i
 		switch {
@@ -90,10 +97,8 @@ func Generate(opts GenerateOptions) []json.RawMessage {
 		default:
 			slot = i - burst + 1
 		}
-		ts := w.Start + int64(slot)*span/int64(max(slots, 1))
-		out = append(out, activity(opts.First+i, ts, opts.SavedAt))
+		fn(opts.First+i, w.Start+int64(slot)*span/int64(max(slots, 1)))
 	}
-	return out
 }
 
 // activity is activity i at ts, from Services[i] and EventTypes[i], by

@@ -59,6 +59,16 @@ type Options struct {
 	// millisecond after the others on every second plain request: an API
 	// whose order within a millisecond is not stable.
 	UnstableTies bool
+	// Generated adds Generate(Generated)'s activities (when its Count is
+	// not zero) without holding them: each keeps its times and id, and its
+	// JSON is made again whenever an answer or a filter needs it, so a
+	// benchmark serves 200,000 activities in a few MiB.
+	Generated GenerateOptions
+	// AnswerTime holds back every answer to a listing or a count this
+	// long, as a real tenant takes seconds to answer a page of several
+	// MB: what scan lanes are for. Throttled (429) and refused (401)
+	// requests answer at once; an injected Delay comes on top.
+	AnswerTime time.Duration
 }
 
 // Fault is an answer the server gives instead of the normal one.
@@ -115,6 +125,9 @@ type Stats struct {
 	BadRequests  int // answered 400
 	NoSlash      int // POST /api/v1/activities without the trailing slash
 	Activities   int // activities sent in all 200 answers
+	// MaxInFlight is the most requests the server was answering at once:
+	// 1 for a client that waits for each answer before the next request.
+	MaxInFlight int
 }
 
 // Request is one request the server received, as recorded for assertions.
@@ -141,6 +154,7 @@ type Server struct {
 	unstable   bool
 	rpm        int
 	period     time.Duration
+	answerTime time.Duration
 	indexDelay time.Duration
 
 	data sync.RWMutex
@@ -154,6 +168,7 @@ type Server struct {
 	mu          sync.Mutex
 	faults      []*faultRule
 	stats       Stats
+	inFlight    int
 	log         []Request
 	budgetStart time.Time
 	budgetUsed  int
@@ -164,7 +179,17 @@ type record struct {
 	ts      int64 // date
 	created int64
 	id      string
-	raw     json.RawMessage
+	raw     json.RawMessage // nil for a generated record: see json
+	seq     int             // a generated record's number, and when it was saved
+	saved   int64           // (GenerateOptions.SavedAt)
+}
+
+// json is the record as the API sends it: as given, or made again.
+func (r record) json() json.RawMessage {
+	if r.raw != nil {
+		return r.raw
+	}
+	return activity(r.seq, r.ts, r.saved)
 }
 
 // key is the record's time on field f.
@@ -196,6 +221,7 @@ func New(tb testing.TB, opts Options) *Server {
 		rpm:        opts.RequestsPerMinute,
 		period:     opts.BudgetPeriod,
 		indexDelay: opts.IndexDelay,
+		answerTime: opts.AnswerTime,
 	}
 	if s.token == "" {
 		s.token = DefaultToken
@@ -205,6 +231,15 @@ func New(tb testing.TB, opts Options) *Server {
 		s.period = time.Minute
 	}
 	s.Add(tb, opts.Activities...)
+	var made []record
+	generate(opts.Generated, func(i int, ts int64) {
+		a, err := recovery.ParseActivity(activity(i, ts, opts.Generated.SavedAt))
+		if err != nil {
+			tb.Fatalf("mcastest: generated activity %d: %v", i, err)
+		}
+		made = append(made, record{ts: ts, created: a.Created, id: a.ID, seq: i, saved: opts.Generated.SavedAt})
+	})
+	s.insert(made)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/v1/activities/", s.serveActivities)
@@ -237,6 +272,11 @@ func (s *Server) Add(tb testing.TB, acts ...json.RawMessage) {
 		}
 		added = append(added, r)
 	}
+	s.insert(added)
+}
+
+// insert adds records at their place in the order of either field.
+func (s *Server) insert(added []record) {
 	s.data.Lock()
 	defer s.data.Unlock()
 	for _, f := range []field{fieldDate, fieldCreated} {
@@ -374,6 +414,8 @@ func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	s.stats.Requests++
+	s.inFlight++
+	s.stats.MaxInFlight = max(s.stats.MaxInFlight, s.inFlight)
 	seq := s.stats.Requests
 	noSlash := r.URL.Path == "/api/v1/activities"
 	if noSlash {
@@ -387,6 +429,7 @@ func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
 		req.Returned = rec.returned
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		s.inFlight--
 		s.log = append(s.log, req)
 		switch {
 		case rec.status == http.StatusOK && !rec.malformed:
@@ -419,6 +462,9 @@ func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if !s.hold(rec, r, s.answerTime) {
+		return
+	}
 	var q query
 	if noSlash {
 		// The real API ignores the body of a request to the URL without
@@ -483,15 +529,8 @@ func (s *Server) takeFault(seq int) (Fault, bool) {
 // applyFault answers with f; it reports whether the normal answer should
 // follow (a fault that only delays).
 func (s *Server) applyFault(rec *recorder, r *http.Request, f Fault) bool {
-	if f.Delay > 0 {
-		t := time.NewTimer(f.Delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			rec.status = 499 // the client went away; nothing can be written
-			return false
-		}
+	if !s.hold(rec, r, f.Delay) {
+		return false
 	}
 	switch {
 	case f.Malformed:
@@ -517,6 +556,23 @@ func (s *Server) applyFault(rec *recorder, r *http.Request, f Fault) bool {
 		return false
 	}
 	return true
+}
+
+// hold holds the answer back for d; it reports false when the client
+// went away meanwhile.
+func (s *Server) hold(rec *recorder, r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		rec.status = 499 // the client went away; nothing can be written
+		return false
+	}
 }
 
 // spend takes one request from the budget; when none is left it reports
@@ -729,7 +785,7 @@ func (r *recorder) json(a answer) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.Write(rec.raw)
+		b.Write(rec.json())
 	}
 	r.returned = len(a.data)
 	r.Header().Set("Content-Type", "application/json")
