@@ -19,7 +19,7 @@ var errRecord = errors.New("record the batch in flight")
 type flight struct {
 	r        *Replayer
 	save     context.Context // for checkpoint writes: never cancelled
-	pass     func(*State) *Pass
+	lane     func(*State) *Lane // the lane whose batch it is
 	batch    []Activity // the page's batch
 	prepared Prepared   // what the sink prepared of batch; nil once batch is not what is sent
 	requests int        // API requests not yet counted, recorded with the batch
@@ -47,7 +47,7 @@ func (fl *flight) deliver(ctx, sendCtx context.Context, left InFlight, position 
 		}
 	}
 	err = fl.r.Checkpoint.Update(fl.save, func(s *State) error {
-		fl.pass(s).InFlight = rec
+		fl.lane(s).InFlight = rec
 		s.APIRequests += int64(fl.requests)
 		return nil
 	})
@@ -145,7 +145,7 @@ func (fl *flight) recordAcks(offset, window int) *ackRecorder {
 		quit: make(chan struct{}), done: make(chan struct{})}
 	go a.run(func(n int) error {
 		return fl.r.Checkpoint.Update(fl.save, func(s *State) error {
-			f := &fl.pass(s).InFlight
+			f := &fl.lane(s).InFlight
 			f.Acked, f.AckedID = int64(offset+n), fl.batch[offset+n-1].ID
 			return nil
 		})

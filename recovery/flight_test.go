@@ -178,7 +178,7 @@ func TestResumeSkipsWhatAnAcknowledgerAcknowledged(t *testing.T) {
 func TestResumeOfAChangedPageSendsItWhole(t *testing.T) {
 	acts := activities(20)
 	cp := &memCheckpoint{st: State{Pass: Pass{State: StateRunning,
-		InFlight: InFlight{Activities: 10, FirstID: "other", Acked: 5, AckedID: "id004", Window: 8}}}}
+		Lane: Lane{InFlight: InFlight{Activities: 10, FirstID: "other", Acked: 5, AckedID: "id004", Window: 8}}}}}
 	sink := &ackingSink{window: 8, failAfter: -1}
 	var logs strings.Builder
 	r := &Replayer{Source: &sliceSource{acts: acts, n: 10, failAt: -1}, Sink: sink, Checkpoint: cp,

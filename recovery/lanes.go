@@ -3,6 +3,7 @@ package recovery
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 
 	"golang.org/x/sync/errgroup"
@@ -49,9 +50,9 @@ const BalanceRounds = 3
 // not settle is placed by interpolation. Fewer than n slices come back
 // when one millisecond holds more than a share. The slices are in time
 // order and cover w.
-func Slices(ctx context.Context, w Window, n int, total, tolerance int64, maxCounts int, count CountFunc) (cuts []Window, requests int, err error) {
+func Slices(ctx context.Context, w Window, n int, total, tolerance int64, maxCounts int, count CountFunc) (cuts []Slice, requests int, err error) {
 	if n <= 1 || total <= 0 || w.End-w.Start < int64(n) {
-		return []Window{w}, 0, nil
+		return []Slice{{w, max(total, 0)}}, 0, nil
 	}
 	known := prefixCounts{{w.Start, 0}, {w.End, total}}
 	left := max(maxCounts, n-1)
@@ -69,15 +70,23 @@ func Slices(ctx context.Context, w Window, n int, total, tolerance int64, maxCou
 		}
 		known = known.with(found)
 	}
-	start := w.Start
+	start, before := w.Start, int64(0)
 	for i := 1; i < n; i++ {
-		at := known.cut(total * int64(i) / int64(n))
-		if at > start && at < w.End {
-			cuts = append(cuts, Window{Start: start, End: at})
-			start = at
+		share := total * int64(i) / int64(n)
+		if at := known.cut(share); at > start && at < w.End {
+			cuts = append(cuts, Slice{Window{start, at}, share - before})
+			start, before = at, share
 		}
 	}
-	return append(cuts, Window{Start: start, End: w.End}), requests, nil
+	return append(cuts, Slice{Window{start, w.End}, total - before}), requests, nil
+}
+
+// Slice is a part of a window, cut for a scan lane, and how many
+// activities it holds by the counts that cut it: an estimate, where the
+// cut lies between two counts.
+type Slice struct {
+	Window
+	Activities int64
 }
 
 // countFrom counts the activities from each time in at to w's end, side
@@ -187,4 +196,200 @@ func interpolate(lo, up prefixCount, share int64) int64 {
 		return lo.at + (up.at-lo.at)/2
 	}
 	return lo.at + int64(float64(up.at-lo.at)*float64(share-lo.before)/float64(up.before-lo.before))
+}
+
+// lane is lane i of the pass: a scan lane's, or its own (i == own).
+func (p *Pass) lane(i int) *Lane {
+	if i == own {
+		return &p.Lane
+	}
+	return &p.Lanes[i].Lane
+}
+
+// lanes are the pass's lanes: its scan lanes, or its own.
+func (p *Pass) lanes() []*Lane {
+	if len(p.Lanes) == 0 {
+		return []*Lane{&p.Lane}
+	}
+	all := make([]*Lane, len(p.Lanes))
+	for i := range p.Lanes {
+		all[i] = &p.Lanes[i].Lane
+	}
+	return all
+}
+
+// laneScope is what lane i of the pass reads: its slice of the pass's
+// scope, or all of it.
+func (p *Pass) laneScope(i int) Scope {
+	if i == own {
+		return p.Scope
+	}
+	return p.Scope.Within(p.Lanes[i].Window)
+}
+
+// lanesProgress is how much of the pass's window its scan lanes have
+// behind them, by time, and the time reached by the slowest lane not
+// done: the pass's progress and where it stands.
+func (p *Pass) lanesProgress() (progress float64, reached int64) {
+	span := float64(p.Scope.Window.End - p.Scope.Window.Start)
+	for _, l := range p.Lanes {
+		progress += l.Progress * float64(l.Window.End-l.Window.Start) / span
+		if l.State == StateCompleted {
+			continue
+		}
+		at := max(l.Reached, l.Window.Start)
+		if reached == 0 || at < reached {
+			reached = at
+		}
+	}
+	return min(progress, 1), reached
+}
+
+// lanesDone reports whether every scan lane of the pass is done (true for
+// a pass read in one lane: its end is its lane's).
+func (p *Pass) lanesDone() bool {
+	for _, l := range p.Lanes {
+		if l.State != StateCompleted {
+			return false
+		}
+	}
+	return true
+}
+
+// Unconfirmed is how many activities the pass's lanes handed the sink and
+// the sink did not confirm: what a run that dies now sends again.
+func (p Pass) Unconfirmed() int64 {
+	var n int64
+	for _, l := range p.lanes() {
+		n += l.InFlight.Activities
+	}
+	return n
+}
+
+// LanePosition says where lane i of the pass stands (own: the pass).
+func (p Pass) LanePosition(i int) string {
+	if i == own {
+		return p.Position()
+	}
+	l := p.Lanes[i]
+	if l.State == StateCompleted {
+		return fmt.Sprintf("the end of lane %d", i+1)
+	}
+	return fmt.Sprintf("%s in lane %d", l.position("slice"), i+1)
+}
+
+// LaneSizer is a Source that can read its scope in scan lanes side by side
+// (the MCAS API; an export is read in one lane).
+type LaneSizer interface {
+	Source
+	// Lanes is how many lanes keep the source's rate limit busy at the
+	// answer time it measured so far; 0 before it measured any.
+	Lanes() int
+	// PageSize is the most activities one of its pages holds.
+	PageSize() int
+}
+
+// planLanes cuts pass k into scan lanes when it begins, if its source can
+// read in lanes and more than one is worth it: as many as Replayer.Lanes
+// asks for, or the source's measure (counting the pass first when nothing
+// measured the answer time yet), but no more than one for every two pages
+// of the pass's activities, since each lane's last page is rarely full.
+// The lanes are balanced by counts (Slices) and recorded before any
+// starts. A pass that has begun keeps its lanes, or its one lane: a run
+// that asks for another number is told so.
+func (r *Replayer) planLanes(ctx context.Context, rn *run, k passKind) error {
+	p := rn.st.pass(k)
+	sizer, ok := r.Source.(LaneSizer)
+	if !ok || k == sweepPass {
+		return nil // sweeps read what MCAS saved late: a few pages at most
+	}
+	if begun := len(p.Lanes) > 0 || !p.Cursor.IsZero() || p.Sent+p.Skipped+p.InFlight.Activities > 0; begun {
+		if have := max(len(p.Lanes), 1); r.Lanes > 0 && r.Lanes != have {
+			rn.log.Warn(fmt.Sprintf("--parallel %d is not applied: this pass began in %d lane(s) and goes on in them, each from where it stands", r.Lanes, have),
+				"lanes", have)
+		}
+		return nil
+	}
+	tallier, ok := Over(r.Source, p.Scope).(Tallier)
+	if !ok || r.Lanes == 1 {
+		return nil
+	}
+	n := r.Lanes
+	if n == 0 {
+		n = sizer.Lanes()
+	}
+	var total int64
+	if t := rn.st.Total; k == mainPass && t != nil && n > 0 {
+		total = *t
+	} else {
+		// One count: the pass's size, and a measure of the answer time
+		// when the run has none yet.
+		tally, err := tallier.Tally(ctx, p.Scope.Window)
+		rn.st.APIRequests += int64(tally.Requests)
+		if err != nil {
+			return fmt.Errorf("count the pass's activities to plan its lanes: %w", err)
+		}
+		total = tally.Activities
+		if n == 0 {
+			n = sizer.Lanes()
+		}
+	}
+	pageSize := int64(max(sizer.PageSize(), 1))
+	pages := (total + pageSize - 1) / pageSize
+	n = int(min(int64(n), max((pages+1)/2, 1)))
+	if n <= 1 {
+		return nil
+	}
+	maxCounts := max(n-1, min(5*(n-1), int(pages/8)))
+	cuts, requests, err := Slices(ctx, p.Scope.Window, n, total, pageSize, maxCounts, tallier.Tally)
+	rn.st.APIRequests += int64(requests)
+	if err != nil {
+		return fmt.Errorf("count the activities of the parts of the window to balance %d lanes: %w", n, err)
+	}
+	lanes := make([]ScanLane, len(cuts))
+	for i, c := range cuts {
+		lanes[i] = ScanLane{Window: c.Window, Planned: c.Activities, State: StatePending}
+	}
+	api := rn.st.APIRequests
+	err = rn.update(func(s *State) error {
+		s.APIRequests = api
+		s.pass(k).Lanes = lanes
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record the scan lanes: %w", err)
+	}
+	attrs := []any{"lanes", len(lanes), "activities", total, "balancing_requests", requests}
+	if r.Lanes == 0 {
+		attrs = append(attrs, "sized_by", "the API's answer time and --rate-limit")
+	}
+	rn.log.Info("reading the window in scan lanes side by side", attrs...)
+	return nil
+}
+
+// withOwnLanes is a copy of st whose scan lanes are its own: a copy that
+// lanes may read while the next update changes the stored state's.
+func (st State) withOwnLanes() State {
+	own := func(p *Pass) { p.Lanes = slices.Clone(p.Lanes) }
+	own(&st.Pass)
+	st.TopUps = slices.Clone(st.TopUps)
+	for i := range st.TopUps {
+		own(&st.TopUps[i])
+	}
+	if st.Sweep != nil {
+		sweep := *st.Sweep
+		own(&sweep)
+		st.Sweep = &sweep
+	}
+	return st
+}
+
+// laneStates gives every scan lane of the pass not done the state state:
+// a run begins or ends them all together.
+func (p *Pass) laneStates(state string) {
+	for i := range p.Lanes {
+		if p.Lanes[i].State != StateCompleted {
+			p.Lanes[i].State = state
+		}
+	}
 }

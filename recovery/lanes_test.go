@@ -91,7 +91,10 @@ func TestSlicesBalanceCounts(t *testing.T) {
 			// Each end of a slice is within tolerance of its share.
 			share := total / int64(tc.n)
 			for i, c := range cuts {
-				if got := tl.in(c); got < share-2*tc.tolerance || got > share+2*tc.tolerance {
+				if c.Activities < share || c.Activities > share+1 {
+					t.Errorf("slice %d: estimated %d activities, want its share %d", i, c.Activities, share)
+				}
+				if got := tl.in(c.Window); got < share-2*tc.tolerance || got > share+2*tc.tolerance {
 					t.Errorf("slice %d %v holds %d activities, want %d ± %d", i, c, got, share, 2*tc.tolerance)
 				}
 			}
@@ -101,7 +104,7 @@ func TestSlicesBalanceCounts(t *testing.T) {
 
 // assertCovers fails unless cuts are in order, not empty, and cover w
 // exactly.
-func assertCovers(t *testing.T, cuts []Window, w Window) {
+func assertCovers(t *testing.T, cuts []Slice, w Window) {
 	t.Helper()
 	start := w.Start
 	for i, c := range cuts {
@@ -128,7 +131,7 @@ func TestSlicesWithAMillisecondOverAShare(t *testing.T) {
 	}
 	assertCovers(t, cuts, day)
 	for _, c := range cuts {
-		if n := tl.in(c); !c.Contains(ms) && n > int64(len(ts))/3+100 {
+		if n := tl.in(c.Window); !c.Contains(ms) && n > int64(len(ts))/3+100 {
 			t.Errorf("slice %v holds %d activities, more than a share", c, n)
 		}
 	}
@@ -141,7 +144,7 @@ func TestSlicesOneLaneCountsNothing(t *testing.T) {
 		total int64
 	}{{1, 1000}, {4, 0}} {
 		cuts, requests, err := Slices(context.Background(), day, tc.n, tc.total, 10, 10, tl.count)
-		if err != nil || requests != 0 || !slices.Equal(cuts, []Window{day}) {
+		if err != nil || requests != 0 || !slices.Equal(cuts, []Slice{{day, tc.total}}) {
 			t.Errorf("n=%d total=%d: %v, %d requests, %v; want the whole window and no request", tc.n, tc.total, cuts, requests, err)
 		}
 	}

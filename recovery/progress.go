@@ -60,26 +60,40 @@ func (st State) ProgressOf(p Pass, now time.Time, running bool) Progress {
 // activity behind it (on the pass's time, date or created) and what its
 // cursor says (an export's line), never the source's token, which can be an
 // opaque continuation.
+//
+// A pass read in scan lanes stands where its slowest lane does: all of
+// the window before that time is delivered.
 func (p Pass) Position() string {
 	if p.State == StateCompleted || p.State == StateSettling {
 		return "the end of the window"
 	}
-	var parts []string
-	if p.Reached != 0 {
-		parts = append(parts, FormatMillis(p.Reached))
+	if len(p.Lanes) > 0 {
+		if p.Reached == 0 {
+			return fmt.Sprintf("the start of the window (%d lanes)", len(p.Lanes))
+		}
+		return fmt.Sprintf("%s (the slowest of %d lanes)", FormatMillis(p.Reached), len(p.Lanes))
 	}
-	if p.Cursor.Text != "" {
-		parts = append(parts, p.Cursor.Text)
+	return p.Lane.position("window")
+}
+
+// position says where lane l stands in its part ("window", "slice").
+func (l Lane) position(part string) string {
+	var parts []string
+	if l.Reached != 0 {
+		parts = append(parts, FormatMillis(l.Reached))
+	}
+	if l.Cursor.Text != "" {
+		parts = append(parts, l.Cursor.Text)
 	}
 	switch {
 	case len(parts) == 2:
 		return parts[0] + " (" + parts[1] + ")"
 	case len(parts) == 1:
 		return parts[0]
-	case p.Cursor.IsZero():
-		return "the start of the window"
+	case l.Cursor.IsZero():
+		return "the start of the " + part
 	}
-	return "past the start of the window"
+	return "past the start of the " + part
 }
 
 // FormatLeft renders a time left for people: "1h02m", "4m10s", "25s".

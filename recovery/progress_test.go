@@ -19,13 +19,13 @@ func TestProgressOneModel(t *testing.T) {
 		running bool
 		want    Progress
 	}{
-		{name: "by count", st: State{Total: &total, Pass: Pass{State: StateRunning, Sent: 60_000, Skipped: 3_579, Progress: 0.9}},
+		{name: "by count", st: State{Total: &total, Pass: Pass{State: StateRunning, Sent: 60_000, Skipped: 3_579, Lane: Lane{Progress: 0.9}}},
 			want: Progress{Percent: 42.3, ByCount: true}},
-		{name: "without a total, the source's measure", st: State{Pass: Pass{State: StateRunning, Sent: 60_000, Progress: 0.42399}},
+		{name: "without a total, the source's measure", st: State{Pass: Pass{State: StateRunning, Sent: 60_000, Lane: Lane{Progress: 0.42399}}},
 			want: Progress{Percent: 42.3}},
 		{name: "late arrivals do not make 100 before the end", st: State{Total: &total, Pass: Pass{State: StateRunning, Sent: 151_000}},
 			want: Progress{Percent: 99.9, ByCount: true}},
-		{name: "nor does the last byte of an export", st: State{Pass: Pass{State: StateStopped, Progress: 1}},
+		{name: "nor does the last byte of an export", st: State{Pass: Pass{State: StateStopped, Lane: Lane{Progress: 1}}},
 			want: Progress{Percent: 99.9}},
 		{name: "completed", st: State{Total: &total, Pass: Pass{State: StateCompleted, Sent: 150_000}},
 			want: Progress{Percent: 100, ByCount: true}},
@@ -56,11 +56,14 @@ func TestPosition(t *testing.T) {
 		want string
 	}{
 		{Pass{}, "the start of the window"},
-		{Pass{Reached: 1715675472345, Cursor: Cursor{Token: []byte(`{"next_filters":{"_cursor":"x"}}`)}}, "2024-05-14T08:31:12.345Z"},
-		{Pass{Reached: 1715675472345, Cursor: Cursor{Token: []byte(`{"offset":123,"line":5000}`), Text: "line 5000 of the export"}}, "2024-05-14T08:31:12.345Z (line 5000 of the export)"},
-		{Pass{Cursor: Cursor{Token: []byte(`{"offset":123,"line":5000}`), Text: "line 5000 of the export"}}, "line 5000 of the export"},
-		{Pass{Cursor: Cursor{Token: []byte(`{"next_filters":{}}`)}}, "past the start of the window"},
-		{Pass{State: StateCompleted, Reached: 1715675472345}, "the end of the window"},
+		{Pass{Lane: Lane{Reached: 1715675472345, Cursor: Cursor{Token: []byte(`{"next_filters":{"_cursor":"x"}}`)}}}, "2024-05-14T08:31:12.345Z"},
+		{Pass{Lane: Lane{Reached: 1715675472345, Cursor: Cursor{Token: []byte(`{"offset":123,"line":5000}`), Text: "line 5000 of the export"}}}, "2024-05-14T08:31:12.345Z (line 5000 of the export)"},
+		{Pass{Lane: Lane{Cursor: Cursor{Token: []byte(`{"offset":123,"line":5000}`), Text: "line 5000 of the export"}}}, "line 5000 of the export"},
+		{Pass{Lane: Lane{Cursor: Cursor{Token: []byte(`{"next_filters":{}}`)}}}, "past the start of the window"},
+		{Pass{State: StateCompleted, Lane: Lane{Reached: 1715675472345}}, "the end of the window"},
+		// A pass in scan lanes stands where its slowest lane does.
+		{Pass{Lane: Lane{Reached: 1715675472345}, Lanes: make([]ScanLane, 3)}, "2024-05-14T08:31:12.345Z (the slowest of 3 lanes)"},
+		{Pass{Lanes: make([]ScanLane, 2)}, "the start of the window (2 lanes)"},
 	}
 	for _, tt := range tests {
 		if got := tt.p.Position(); got != tt.want {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -44,6 +45,11 @@ type Replayer struct {
 	// Now is the clock of the checkpoint's times, the horizons and the
 	// settling deadline; nil is time.Now.
 	Now func() time.Time
+	// Lanes is how many scan lanes a pass that begins reads its scope in
+	// (--parallel), when the Source can (a LaneSizer); 0 lets the source
+	// size them from its answer time. A pass that has begun keeps the
+	// lanes it began with.
+	Lanes int
 }
 
 func (r *Replayer) now() time.Time {
@@ -112,6 +118,9 @@ func (st *State) pass(k passKind) *Pass {
 
 // run is what one Run carries from pass to pass.
 type run struct {
+	// mu guards st and res, which the lanes of a pass share: st is only
+	// replaced whole (update), so a copy taken under mu stays as it was.
+	mu    sync.Mutex
 	st    State // as last stored
 	save  context.Context
 	send  context.Context // cut by a planned stop after Grace
@@ -119,6 +128,36 @@ type run struct {
 	log   *slog.Logger
 	res   Result
 	began bool // a pass has begun in this run: Runs is counted
+	// sink is held by the lane whose batch the sink has: one at a time.
+	sink sync.Mutex
+	cp   Checkpoint
+}
+
+// state is the state as last stored.
+func (rn *run) state() State {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	return rn.st
+}
+
+// position is where lane i of pass k stands, for messages.
+func (rn *run) position(k passKind, i int) string {
+	st := rn.state()
+	return st.pass(k).LanePosition(i)
+}
+
+// update changes the stored state with fn and keeps the result: one
+// change at a time, whichever lane makes it.
+func (rn *run) update(fn func(*State) error) error {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	return rn.cp.Update(rn.save, func(s *State) error {
+		if err := fn(s); err != nil {
+			return err
+		}
+		rn.st = s.withOwnLanes()
+		return nil
+	})
 }
 
 // Run recovers the window from where the checkpoint stands to its end, then
@@ -143,7 +182,7 @@ func (r *Replayer) Run(ctx context.Context) (Result, error) {
 		return Result{State: st, AlreadyCompleted: true}, nil
 	}
 	// Writes must survive the cancellation that stops the run.
-	rn := &run{st: st, save: context.WithoutCancel(ctx), log: log}
+	rn := &run{st: st, save: context.WithoutCancel(ctx), log: log, cp: r.Checkpoint}
 	var release func()
 	rn.send, rn.fetch, release = r.stopContexts(ctx)
 	defer release()
@@ -169,21 +208,107 @@ func (r *Replayer) Run(ctx context.Context) (Result, error) {
 	return rn.res, err
 }
 
-// runPass runs the pass of kind k from where it stands to its end:
-// fetch, deliver, advance, page after page.
+// runPass runs the pass of kind k from where it stands to its end: in
+// its scan lanes side by side when it has (or is given) them, else in one
+// lane.
 func (r *Replayer) runPass(ctx context.Context, rn *run, k passKind) error {
 	if err := r.beginPass(ctx, rn, k); err != nil {
 		return err
 	}
+	if err := r.planLanes(ctx, rn, k); err != nil {
+		return r.fail(ctx, rn, k, err, 0)
+	}
 	p := rn.st.pass(k)
-	src := Over(r.Source, p.Scope)
 	attrs := []any{"window", rn.st.Window.String(), "source", rn.st.Source, "position", p.Position(), "sent_before", p.Sent}
+	if n := len(p.Lanes); n > 0 {
+		attrs = append(attrs, "lanes", n)
+	}
 	if k == sweepPass {
 		rn.log.Info("sweeping for activities saved late", append(attrs, "saved", p.Scope.String())...)
 	} else {
 		rn.log.Info("recovering", attrs...)
 	}
+	err := r.runLanes(ctx, rn, k)
+	var early *laneEnd
+	if errors.As(err, &early) {
+		return r.fail(ctx, rn, k, early.cause, early.requests)
+	}
+	return err
+}
 
+// runLanes runs the lanes of pass k that are not done side by side (the
+// pass's own lane when it has no scan lanes) and returns once all have
+// ended: the first lane that fails or stops ends the others (they stop
+// fetching; a batch already with the sink is let finish), and its end is
+// the pass's. It completes the pass when the last lane is done.
+func (r *Replayer) runLanes(ctx context.Context, rn *run, k passKind) error {
+	fetch, abort := context.WithCancel(rn.fetch)
+	defer abort()
+	var (
+		mu       sync.Mutex
+		first    error
+		requests int // what lanes that did not end the pass had not counted
+		wg       sync.WaitGroup
+	)
+	lanes := []int{own}
+	if p := rn.st.pass(k); len(p.Lanes) > 0 {
+		lanes = lanes[:0]
+		for i, l := range p.Lanes {
+			if l.State != StateCompleted {
+				lanes = append(lanes, i)
+			}
+		}
+	}
+	for _, i := range lanes {
+		wg.Go(func() {
+			err := r.runLane(ctx, fetch, rn, k, i)
+			mu.Lock()
+			defer mu.Unlock()
+			var early *laneEnd
+			switch {
+			case first == nil && err != nil:
+				first = err
+				abort()
+			case errors.As(err, &early):
+				requests += early.requests
+			}
+		})
+	}
+	wg.Wait()
+	var early *laneEnd
+	if errors.As(first, &early) {
+		early.requests += requests
+	}
+	return first
+}
+
+// own is the lane of a pass that reads its scope in one lane.
+const own = -1
+
+// laneEnd is how a lane ended before its end: its cause (nil for a
+// planned stop) and the API requests it had not counted yet. The pass
+// records it (fail).
+type laneEnd struct {
+	cause    error
+	requests int
+}
+
+func (e *laneEnd) Error() string {
+	if e.cause == nil {
+		return "stopped"
+	}
+	return e.cause.Error()
+}
+
+func (e *laneEnd) Unwrap() error { return e.cause }
+
+// runLane runs lane i of pass k (own: the pass's own) from where it stands
+// to its end: fetch, deliver, advance, page after page. It fetches within
+// fetch, which ends at a planned stop or when another lane ended the pass.
+func (r *Replayer) runLane(ctx, fetch context.Context, rn *run, k passKind, i int) error {
+	st := rn.state()
+	p := st.pass(k)
+	src := Over(r.Source, p.laneScope(i))
 	// The next page is fetched while the sink takes the current one, so
 	// decoding and delivery overlap; at most one page is read ahead.
 	var next <-chan fetched
@@ -193,84 +318,128 @@ func (r *Replayer) runPass(ctx context.Context, rn *run, k passKind) error {
 		}
 	}()
 	by := p.Scope.By
-	// A batch a dead run left in flight is the page at the cursor: the
-	// first page this pass fetches.
-	left := p.InFlight
+	// A batch a dead run left in flight is the page at the lane's cursor:
+	// the first page this lane fetches.
+	left := p.lane(i).InFlight
 	var spare Prepared // what the last Send's batch was prepared in, free again
-	next = r.prefetch(rn.fetch, src, by, p.Cursor, nil)
+	next = r.prefetch(fetch, src, by, p.lane(i).Cursor, nil)
 	for {
 		f := <-next
 		next = nil
 		page, err := f.page, f.err
 		if err != nil {
-			return r.fail(ctx, rn, k, fmt.Errorf("fetch the page at %s: %w", rn.st.pass(k).Position(), err), page.Requests)
-		}
-		if r.stopAsked() { // a page read before the stop is not sent after it
-			return r.fail(ctx, rn, k, nil, page.Requests)
-		}
-		if !page.Last {
-			next, spare = r.prefetch(rn.fetch, src, by, page.Next, spare), nil
-		}
-		batch, skipped := f.batch, f.skipped
-		var resent int64
-		if len(batch) > 0 {
-			fl := flight{r: r, save: rn.save, pass: func(s *State) *Pass { return s.pass(k) },
-				batch: batch, prepared: f.prepared, requests: page.Requests}
-			sent, again, err := fl.deliver(ctx, rn.send, left, rn.st.pass(k).Position(), rn.log)
-			page.Requests = fl.requests // what the record did not count
-			if errors.Is(err, errRecord) {
-				return err
+			if fetch.Err() != nil && ctx.Err() == nil && !r.stopAsked() {
+				err = nil // another lane ended the pass: this one only stops
 			}
 			if err != nil {
-				return r.fail(ctx, rn, k, fmt.Errorf("send %d activities at %s: %w", len(fl.sent), rn.st.pass(k).Position(), err), page.Requests)
+				err = fmt.Errorf("fetch the page at %s: %w", rn.position(k, i), err)
 			}
-			resent = int64(again)
-			rn.res.Resent += resent
-			rn.res.Sent += int64(sent)
-			if fl.prepared != nil {
-				spare = fl.prepared
-			}
+			return &laneEnd{err, page.Requests}
+		}
+		if r.stopAsked() || fetch.Err() != nil { // a page read before the stop is not sent after it
+			return &laneEnd{nil, page.Requests}
+		}
+		if !page.Last {
+			next, spare = r.prefetch(fetch, src, by, page.Next, spare), nil
+		}
+		done, prepared, err := r.deliver(ctx, fetch, rn, k, i, f, left)
+		if err != nil {
+			return err
 		}
 		left = InFlight{}
-		rn.res.Skipped += skipped
-		now := r.now()
-		err = r.Checkpoint.Update(rn.save, func(s *State) error {
-			p := s.pass(k)
-			p.Cursor = page.Next
-			p.Progress = page.Progress
-			p.Reached = max(p.Reached, f.reached)
-			p.Sent += int64(len(batch))
-			p.Skipped += skipped
-			p.Resent += resent
-			p.InFlight = InFlight{}
-			p.LastSuccessAt = now
-			s.APIRequests += int64(page.Requests)
-			if k == sweepPass {
-				// What a sweep sends, the recovery sent.
-				s.Sent += int64(len(batch))
-				s.Skipped += skipped
-				s.Resent += resent
-				s.Settle.LateSent += int64(len(batch))
-			}
-			if page.Last {
-				r.complete(s, k, now)
-			}
-			rn.st = *s
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("advance checkpoint past %s: %w", rn.st.pass(k).Position(), err)
+		if prepared != nil {
+			spare = prepared
 		}
 		if r.Progress != nil {
+			rn.mu.Lock()
 			r.Progress(rn.st)
+			rn.mu.Unlock()
 		}
-		p := rn.st.pass(k)
-		rn.log.Debug("page delivered", "activities", len(batch), "skipped", skipped, "position", p.Position())
-		if page.Last {
+		rn.log.Debug("page delivered", "activities", len(f.batch), "skipped", f.skipped, "lane", i+1, "position", rn.position(k, i))
+		if done {
 			r.logDone(rn, k)
+		}
+		if page.Last {
 			return nil
 		}
 	}
+}
+
+// deliver hands f's batch, the page of lane i of pass k, to the sink,
+// which every lane shares, and advances the lane past it: one lane at a
+// time, so that at most one batch is ever in flight (recorded, with the
+// requests the page cost, while the sink has it) and a kill -9 re-sends at
+// most what the sink lacks of that one. left is the batch a dead run left
+// in flight in this lane, if f is its first page (flight.deliver). A lane
+// that has to stop (fetch ended) while it waits for the sink sends
+// nothing. done tells that the pass is complete; prepared is the memory
+// f's batch was prepared in, free again.
+func (r *Replayer) deliver(ctx, fetch context.Context, rn *run, k passKind, i int, f fetched, left InFlight) (done bool, prepared Prepared, err error) {
+	rn.sink.Lock()
+	defer rn.sink.Unlock()
+	page, batch, skipped := f.page, f.batch, f.skipped
+	if r.stopAsked() || fetch.Err() != nil {
+		return false, nil, &laneEnd{nil, page.Requests}
+	}
+	var resent int64
+	if len(batch) > 0 {
+		fl := flight{r: r, save: rn.save, lane: func(s *State) *Lane { return s.pass(k).lane(i) },
+			batch: batch, prepared: f.prepared, requests: page.Requests}
+		sent, again, err := fl.deliver(ctx, rn.send, left, rn.position(k, i), rn.log)
+		page.Requests = fl.requests // what the record did not count
+		if errors.Is(err, errRecord) {
+			return false, nil, err
+		}
+		if err != nil {
+			return false, nil, &laneEnd{fmt.Errorf("send %d activities at %s: %w", len(fl.sent), rn.position(k, i), err), page.Requests}
+		}
+		resent, prepared = int64(again), fl.prepared
+		rn.mu.Lock()
+		rn.res.Sent += int64(sent)
+		rn.mu.Unlock()
+	}
+	rn.mu.Lock()
+	rn.res.Resent += resent
+	rn.res.Skipped += skipped
+	rn.mu.Unlock()
+	now := r.now()
+	err = rn.update(func(s *State) error {
+		p := s.pass(k)
+		l := p.lane(i)
+		l.Cursor = page.Next
+		l.Progress = page.Progress
+		l.Reached = max(l.Reached, f.reached)
+		l.InFlight = InFlight{}
+		p.Sent += int64(len(batch))
+		p.Skipped += skipped
+		p.Resent += resent
+		p.LastSuccessAt = now
+		s.APIRequests += int64(page.Requests)
+		if k == sweepPass {
+			// What a sweep sends, the recovery sent.
+			s.Sent += int64(len(batch))
+			s.Skipped += skipped
+			s.Resent += resent
+			s.Settle.LateSent += int64(len(batch))
+		}
+		if i != own {
+			sl := &p.Lanes[i]
+			sl.Sent += int64(len(batch))
+			sl.Skipped += skipped
+			if page.Last {
+				sl.State, sl.Progress = StateCompleted, 1
+			}
+			p.Progress, p.Reached = p.lanesProgress()
+		}
+		if done = page.Last && p.lanesDone(); done {
+			r.complete(s, k, now)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, nil, fmt.Errorf("advance checkpoint past %s: %w", rn.position(k, i), err)
+	}
+	return done, prepared, nil
 }
 
 // complete marks pass k of s done at now, and what follows from it: the
@@ -474,6 +643,7 @@ func (r *Replayer) begin(s *State, k passKind, excluded string, log *slog.Logger
 		p.Excluded, p.IDsFile = "", ""
 	}
 	p.State = StateRunning
+	p.laneStates(StateRunning)
 	p.RunStartedAt = r.now()
 	p.RunStartedDone, _ = s.Done(*p)
 	p.RunStartedSent = p.Sent
@@ -560,6 +730,7 @@ func (r *Replayer) fail(ctx context.Context, rn *run, k passKind, cause error, r
 			s.LastError = r.Redactor.Redacted(cause.Error())
 			s.LastErrorAt = r.now()
 		}
+		cur.laneStates(cur.State)
 		rn.st, p = *s, *cur
 		return nil
 	})
@@ -569,12 +740,15 @@ func (r *Replayer) fail(ctx context.Context, rn *run, k passKind, cause error, r
 	if !stopped {
 		return cause
 	}
-	if f := p.InFlight; f.Activities > 0 && r.Logger != nil {
+	for _, f := range p.lanes() {
+		if f.InFlight.Activities == 0 || r.Logger == nil {
+			continue
+		}
 		what := "stopped before the sink confirmed the batch in flight; the next run sends it again"
-		if f.Mark != nil || f.Window > 0 {
+		if f.InFlight.Mark != nil || f.InFlight.Window > 0 {
 			what = "stopped before the sink confirmed the batch in flight; the next run sends what the sink lacks of it"
 		}
-		r.Logger.Warn(what, "activities", f.Activities)
+		r.Logger.Warn(what, "activities", f.InFlight.Activities)
 	}
 	done := rn.st.ProgressOf(p, r.now(), false)
 	what := map[passKind]string{mainPass: "of the window done", topUpPass: "of the top-up done", sweepPass: "of the sweep for activities saved late done"}[k]

@@ -71,22 +71,22 @@ type State struct {
 // each top-up is another over the completed window, and each sweep one over
 // what MCAS saved late.
 type Pass struct {
-	State    string  `json:"state"`
-	Scope    Scope   `json:"scope"`
-	Cursor   Cursor  `json:"cursor"`
-	Progress float64 `json:"progress"` // fraction of the window behind Cursor, as the source measures it
-	// Reached is the time (ms, on the scope's field: date or created) of
-	// the latest activity behind Cursor: where the pass stands, for people
-	// (Cursor is the source's own business).
-	Reached int64 `json:"reached,omitempty"`
+	State string `json:"state"`
+	Scope Scope  `json:"scope"`
+	// Lane is where the pass stands when it reads its scope in one lane;
+	// embedded, its fields keep their place in the stored JSON. A pass read
+	// in scan lanes leaves it zero and keeps each lane's in Lanes.
+	Lane
+	// Lanes are the scan lanes of a pass that reads its scope in slices
+	// side by side (--parallel): each has its own position and batch in
+	// flight, and advances only past what the sink accepted of its own
+	// batches. Nil for a pass read in one lane. The counters below are the
+	// sums over the lanes.
+	Lanes []ScanLane `json:"lanes,omitempty"`
 
 	Sent    int64 `json:"sent"`    // activities the sink accepted
 	Skipped int64 `json:"skipped"` // activities not sent: already in the SIEM (--exclude-ids)
 	Resent  int64 `json:"resent"`  // activities sent again (a dead run's batch, reconnects): the SIEM may hold them twice
-
-	// InFlight is the batch handed to the sink and not yet confirmed whole;
-	// one found on open was left by a run that died mid-batch.
-	InFlight InFlight `json:"in_flight"`
 
 	// Excluded is the fingerprint (IDSet.Fingerprint) of the ids every run
 	// of the pass left out (--exclude-ids); "" for none, or when its runs
@@ -104,6 +104,34 @@ type Pass struct {
 	StartedAt     time.Time `json:"started_at,omitzero"` // a top-up's start
 	LastSuccessAt time.Time `json:"last_success_at,omitzero"`
 	CompletedAt   time.Time `json:"completed_at,omitzero"`
+}
+
+// Lane is where one lane of a pass stands in its scope: its resume
+// position and the batch it handed the sink.
+type Lane struct {
+	Cursor   Cursor  `json:"cursor"`
+	Progress float64 `json:"progress"` // fraction of the lane's window behind Cursor, as the source measures it
+	// Reached is the time (ms, on the scope's field: date or created) of
+	// the latest activity behind Cursor: where the lane stands, for people
+	// (Cursor is the source's own business).
+	Reached int64 `json:"reached,omitempty"`
+	// InFlight is the batch handed to the sink and not yet confirmed whole;
+	// one found on open was left by a run that died mid-batch.
+	InFlight InFlight `json:"in_flight"`
+}
+
+// ScanLane is one scan lane of a pass: its slice of the pass's scope, where
+// it stands in it, and what it delivered.
+type ScanLane struct {
+	Window Window `json:"window"` // its slice of the pass's window
+	Lane
+	State string `json:"state"` // running, stopped, failed, completed: the pass's, until the lane is done
+	// Planned is how many activities the slice held by the counts that
+	// balanced the lanes (an estimate: a cut between two counts is
+	// interpolated); 0 when not counted.
+	Planned int64 `json:"planned,omitempty"`
+	Sent    int64 `json:"sent"`
+	Skipped int64 `json:"skipped"`
 }
 
 // Checkpoint stores a recovery's State. Update runs fn on the current state

@@ -22,6 +22,7 @@ import (
 	"siem-recovery/checkpoint"
 	"siem-recovery/internal/argfile"
 	"siem-recovery/recovery"
+	"siem-recovery/recovery/mcas"
 )
 
 func runCommand(stderr io.Writer) *cli.Command {
@@ -49,6 +50,9 @@ func runCommand(stderr io.Writer) *cli.Command {
 				Usage: "activities already in the SIEM: a `FILE` of ids, one per line (or CEF lines with externalId=, or JSON lines with _id); those are not sent; on a completed window, a top-up pass sends those the file lacks"},
 			&cli.BoolFlag{Name: "dry-run", Category: "Progress", EnvVars: env("dry-run"),
 				Usage: "count the window's activities (one request for the API) and say what a run needs; send nothing, write no checkpoint"},
+			&cli.StringFlag{Name: "parallel", Category: "Source", EnvVars: env("parallel"), Value: "auto",
+				Usage: "scan lanes: read the window in `N` time slices side by side (1 to 8), all under the one --rate-limit, or auto: as many as the API's " +
+					"answer time needs to reach --rate-limit (1 when answers are fast); set when the recovery starts; the API only (an export is read in one)"},
 			&cli.DurationFlag{Name: "settle", Category: "Late arrivals", EnvVars: env("settle"),
 				Usage: "after the window's pass, keep the recovery settling for `D` (e.g. 24h): each run until then sends what MCAS saved late for the window, " +
 					"the first run after it does so once more and completes (default: once, right after the pass); the checkpoint keeps the last value given"},
@@ -89,6 +93,10 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 		return err
 	}
 	sweeps, err := readSettle(c, src, log)
+	if err != nil {
+		return err
+	}
+	lanes, err := readParallel(c, src, log)
 	if err != nil {
 		return err
 	}
@@ -158,7 +166,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 
 	r := &recovery.Replayer{Source: source, Sink: sink, Checkpoint: store, Logger: log, Redactor: redactor,
 		Stop: stop.Done(), Grace: stopGrace, Exclude: exclude, ExcludeFile: c.String("exclude-ids"), Progress: progress.Update,
-		Sweeps: sweeps}
+		Sweeps: sweeps, Lanes: lanes}
 	res, err := r.Run(ctx)
 	progress.Close()
 	if err != nil {
@@ -219,6 +227,29 @@ func readSettle(c *cli.Context, src sourceSpec, log *slog.Logger) (*recovery.Swe
 		sw.For = &settle
 	}
 	return sw, nil
+}
+
+// readParallel reads --parallel: the scan lanes a recovery over the API
+// starts in, 0 for auto (the API's answer time sizes them). An export has
+// no lanes: it is read in one, and a --parallel given for it is ignored,
+// with a word (a schedule made for the API works on an export as it is).
+func readParallel(c *cli.Context, src sourceSpec, log *slog.Logger) (int, error) {
+	v := strings.TrimSpace(c.String("parallel"))
+	n := 0
+	if v != "auto" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > mcas.MaxLanes {
+			return 0, recovery.Problemf(recovery.ErrUsage, fmt.Sprintf("give auto, or a number of lanes from 1 to %d", mcas.MaxLanes),
+				"--parallel %q is not a number of scan lanes", v)
+		}
+	}
+	if src.api == nil {
+		if c.IsSet("parallel") && n != 1 {
+			log.Warn("--parallel is ignored: an export is read in one lane, from its first line to its last")
+		}
+		return 1, nil
+	}
+	return n, nil
 }
 
 // alreadyCompleted says that a run has nothing to do: the window is

@@ -82,7 +82,7 @@ func TestStatusOfATopUp(t *testing.T) {
 	st := recovery.State{CreatedAt: now.Add(-30 * time.Hour), Total: &total,
 		Pass: recovery.Pass{State: recovery.StateCompleted, Sent: 100, LastSuccessAt: now.Add(-29 * time.Hour), CompletedAt: now.Add(-29 * time.Hour)},
 		TopUps: []recovery.Pass{{State: recovery.StateRunning, StartedAt: now.Add(-time.Minute), IDsFile: "siem.txt", Skipped: 40, Sent: 2,
-			Reached: 1715673600000}}}
+			Lane: recovery.Lane{Reached: 1715673600000}}}}
 	r := newStatusReport(st, true, now)
 	if r.State != "running" || r.Percent != 100 || r.Sent != 100 || r.TopUp == nil || r.TopUp.State != "running" ||
 		r.TopUp.Percent != 42 || r.TopUp.Position != "2024-05-14T08:00:00.000Z" || r.TopUp.IDsFile != "siem.txt" {

@@ -70,3 +70,23 @@ func (b *boundaries) after(next []byte) map[string]bool {
 	}
 	return nil
 }
+
+// Lanes is how many scan lanes keep the rate limit busy at the answer
+// time measured so far (see the function Lanes); 0 before any answer. It
+// makes the Source a recovery.LaneSizer.
+func (s *Source) Lanes() int {
+	answer := s.budget.AnswerTime()
+	if answer == 0 {
+		return 0
+	}
+	return Lanes(answer, s.budget.PerMinute())
+}
+
+// PageSize is the most activities one page holds: the scan limit, or the
+// plain one where the Source pages by cursor.
+func (s *Source) PageSize() int {
+	if s.usePlain() {
+		return s.plainLimit
+	}
+	return s.scanLimit
+}

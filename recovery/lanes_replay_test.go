@@ -1,0 +1,299 @@
+package recovery
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// laneTenant is a tenant whose window can be read in scan lanes: it counts
+// a part of a scope in one request (Tally) and says how many lanes it
+// wants. Its fetches may run side by side.
+type laneTenant struct {
+	mu    sync.Mutex
+	acts  []Activity // sorted by time
+	n     int        // page size
+	lanes int        // what Lanes says
+	// fetched counts the fetches of each scope; inFlight and most the
+	// fetches running at once.
+	fetched  map[Window]int
+	inFlight int
+	most     int
+	// hold, when set, is waited for by every fetch: the test lets them go.
+	hold chan struct{}
+}
+
+func newLaneTenant(n, page, lanes int) *laneTenant {
+	t := &laneTenant{n: page, lanes: lanes, fetched: map[Window]int{}}
+	for i := range n {
+		// Three in four activities in the first tenth of the window: equal
+		// times would leave one lane most of the work.
+		ts := int64(i) * 10
+		if i%4 == 0 {
+			ts = 3 * int64(n) * 10
+		}
+		t.acts = append(t.acts, Activity{ID: fmt.Sprintf("a%05d", i), Timestamp: 1000 + ts + int64(i)})
+	}
+	slices.SortFunc(t.acts, func(a, b Activity) int { return int(a.Timestamp - b.Timestamp) })
+	return t
+}
+
+func (t *laneTenant) window() Window {
+	return Window{Start: 1000, End: t.acts[len(t.acts)-1].Timestamp + 1000}
+}
+
+func (t *laneTenant) Fetch(ctx context.Context, cur Cursor) (Page, error) {
+	return t.Over(Scope{Window: t.window()}).Fetch(ctx, cur)
+}
+func (t *laneTenant) Over(scope Scope) Source { return &laneScope{t, scope} }
+func (t *laneTenant) Lanes() int              { return t.lanes }
+func (t *laneTenant) PageSize() int           { return t.n }
+func (t *laneTenant) Tally(ctx context.Context, w Window) (Tally, error) {
+	return t.Over(Scope{Window: t.window()}).(*laneScope).Tally(ctx, w)
+}
+
+type laneScope struct {
+	t     *laneTenant
+	scope Scope
+}
+
+func (v *laneScope) in() []Activity {
+	var in []Activity
+	for _, a := range v.t.acts {
+		if v.scope.Contains(a) {
+			in = append(in, a)
+		}
+	}
+	return in
+}
+
+func (v *laneScope) Tally(_ context.Context, w Window) (Tally, error) {
+	in := (&laneScope{v.t, v.scope.Within(w)}).in()
+	tally := Tally{Activities: int64(len(in)), Requests: 1}
+	if len(in) > 0 {
+		tally.First = in[0].Timestamp
+	}
+	return tally, nil
+}
+
+func (v *laneScope) Fetch(ctx context.Context, cur Cursor) (Page, error) {
+	t := v.t
+	t.mu.Lock()
+	t.fetched[v.scope.Window]++
+	t.inFlight++
+	t.most = max(t.most, t.inFlight)
+	hold := t.hold
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		t.inFlight--
+		t.mu.Unlock()
+	}()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return Page{}, ctx.Err()
+		}
+	}
+	in := v.in()
+	from := offset(cur)
+	end := min(from+t.n, len(in))
+	return Page{Activities: slices.Clone(in[from:end]), Next: at(end), Last: end == len(in), Progress: float64(end) / float64(max(len(in), 1)), Requests: 1}, nil
+}
+
+// lockedSink is a recordingSink safe to read while lanes send.
+type lockedSink struct {
+	mu sync.Mutex
+	recordingSink
+}
+
+func (s *lockedSink) Send(ctx context.Context, b Batch) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.recordingSink.Send(ctx, b)
+}
+
+func (s *lockedSink) delivered() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.ids)
+}
+
+func laneReplayer(src Source, sink Sink, cp Checkpoint, lanes int, logs *bytes.Buffer) *Replayer {
+	return &Replayer{Source: src, Sink: sink, Checkpoint: cp, Lanes: lanes, Logger: slog.New(slog.NewTextHandler(logs, nil))}
+}
+
+func newLaneCheckpoint(w Window) *memCheckpoint {
+	return &memCheckpoint{st: State{Window: w, Pass: Pass{State: StatePending, Scope: Scope{Window: w}}}}
+}
+
+// assertOnce fails unless got holds every activity of acts exactly once.
+func assertOnce(t *testing.T, got []string, acts []Activity) {
+	t.Helper()
+	want := ids(acts)
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("delivered %d activities (%d distinct), want each of %d once", len(got), len(slices.Compact(slices.Clone(got))), len(want))
+	}
+}
+
+func TestLanesReplayEachActivityOnce(t *testing.T) {
+	src := newLaneTenant(4000, 100, 4)
+	sink := &lockedSink{}
+	cp := newLaneCheckpoint(src.window())
+	var logs bytes.Buffer
+	res, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background())
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, logs.String())
+	}
+	assertOnce(t, sink.delivered(), src.acts)
+	st := cp.st
+	if st.State != StateCompleted || res.Sent != 4000 || st.Sent != 4000 || len(st.Lanes) != 4 {
+		t.Fatalf("state %s, %d sent (%d this run), %d lanes; want completed, 4000, 4 lanes", st.State, st.Sent, res.Sent, len(st.Lanes))
+	}
+	for i, l := range st.Lanes {
+		// Balanced by counts: a quarter each, to a page.
+		if l.State != StateCompleted || l.Sent < 900 || l.Sent > 1100 || l.Planned < 900 || l.Planned > 1100 {
+			t.Errorf("lane %d: %+v; want completed with about 1000 sent and planned", i+1, l)
+		}
+		if src.fetched[l.Window] == 0 {
+			t.Errorf("lane %d %v was never fetched", i+1, l.Window)
+		}
+	}
+	if src.most < 2 {
+		t.Errorf("at most %d fetch at once: the lanes did not run side by side", src.most)
+	}
+	// The requests: the counts that balanced the lanes (the pass's count
+	// is the first) and one per page.
+	pages := 0
+	for _, n := range src.fetched {
+		pages += n
+	}
+	if st.APIRequests < int64(pages+4) || st.APIRequests > int64(pages+1+3*3) {
+		t.Errorf("%d API requests recorded for %d pages", st.APIRequests, pages)
+	}
+}
+
+func TestLanesStopAndResumeEveryLane(t *testing.T) {
+	src := newLaneTenant(2000, 100, 3)
+	sink := &lockedSink{}
+	cp := newLaneCheckpoint(src.window())
+	var logs bytes.Buffer
+	stop := make(chan struct{})
+	// Stop once a few pages are delivered: every lane stops where it is.
+	sink.onSend = func() {
+		if len(sink.ids) == 500 {
+			close(stop)
+		}
+	}
+	r := laneReplayer(src, sink, cp, 0, &logs)
+	r.Stop, r.Grace = stop, time.Minute
+	_, err := r.Run(context.Background())
+	if !errors.Is(err, ErrStopped) {
+		t.Fatalf("Run: %v, want a planned stop\n%s", err, logs.String())
+	}
+	st := cp.st
+	if st.State != StateStopped || len(st.Lanes) != 3 || st.Unconfirmed() != 0 || st.Sent != int64(len(sink.delivered())) {
+		t.Fatalf("after the stop: %s, %d lanes, %d unconfirmed, %d sent of %d delivered", st.State, len(st.Lanes), st.Unconfirmed(), st.Sent, len(sink.delivered()))
+	}
+	if !strings.Contains(err.Error(), "the slowest of 3 lanes") {
+		t.Errorf("stop message %q does not say where the lanes stand", err)
+	}
+
+	// The next run goes on in the same lanes, each from where it stood,
+	// and sends nothing twice.
+	logs.Reset()
+	sink.onSend = nil
+	if _, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background()); err != nil {
+		t.Fatalf("resume: %v\n%s", err, logs.String())
+	}
+	assertOnce(t, sink.delivered(), src.acts)
+	if cp.st.State != StateCompleted || cp.st.Resent != 0 || len(cp.st.Lanes) != 3 {
+		t.Errorf("after the resume: %s, %d sent again, %d lanes", cp.st.State, cp.st.Resent, len(cp.st.Lanes))
+	}
+}
+
+func TestLanesResumedWithAnotherNumberGoOn(t *testing.T) {
+	src := newLaneTenant(1200, 100, 0)
+	sink := &lockedSink{}
+	cp := newLaneCheckpoint(src.window())
+	var logs bytes.Buffer
+	stop := make(chan struct{})
+	sink.onSend = func() {
+		if len(sink.ids) == 300 {
+			close(stop)
+		}
+	}
+	r := laneReplayer(src, sink, cp, 3, &logs)
+	r.Stop = stop
+	if _, err := r.Run(context.Background()); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Run: %v", err)
+	}
+	logs.Reset()
+	sink.onSend = nil
+	if _, err := laneReplayer(src, sink, cp, 5, &logs).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	assertOnce(t, sink.delivered(), src.acts)
+	if len(cp.st.Lanes) != 3 || !strings.Contains(logs.String(), "--parallel 5 is not applied: this pass began in 3 lane(s)") {
+		t.Errorf("%d lanes; want the 3 it began with, and a word on --parallel 5:\n%s", len(cp.st.Lanes), logs.String())
+	}
+}
+
+func TestLanesSinkFailureEndsEveryLane(t *testing.T) {
+	src := newLaneTenant(2000, 100, 4)
+	sink := &lockedSink{}
+	sink.failNext = 0
+	cp := newLaneCheckpoint(src.window())
+	var logs bytes.Buffer
+	sends := 0
+	sink.onSend = func() {
+		if sends++; sends == 6 {
+			sink.failNext = 1
+		}
+	}
+	_, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "receiver gone") || errors.Is(err, ErrStopped) {
+		t.Fatalf("Run: %v, want the sink's failure", err)
+	}
+	if st := cp.st; st.State != StateFailed || st.Unconfirmed() != 100 || !strings.Contains(st.LastError.String(), "receiver gone") {
+		t.Fatalf("after the failure: %s, %d unconfirmed, last error %q", st.State, st.Unconfirmed(), st.LastError)
+	}
+	// The next run sends the batch in flight again (half of it reached
+	// the receiver), and nothing else twice.
+	sink.onSend = nil
+	logs.Reset()
+	res, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := sink.delivered()
+	if res.Resent != 100 || len(got) != 2000+50 {
+		t.Errorf("%d sent again, %d delivered; want the failed batch of 100 again, 2050 in all", res.Resent, len(got))
+	}
+	assertOnce(t, slices.Compact(func() []string { slices.Sort(got); return got }()), src.acts)
+}
+
+func TestSourceWithoutLanesReadsInOne(t *testing.T) {
+	acts := activities(500)
+	src := &sliceSource{acts: acts, n: 50, failAt: -1}
+	sink := &lockedSink{}
+	w := Window{Start: 0, End: 100000}
+	cp := newLaneCheckpoint(w)
+	var logs bytes.Buffer
+	if _, err := laneReplayer(src, sink, cp, 4, &logs).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(cp.st.Lanes) != 0 || len(sink.delivered()) != 500 {
+		t.Errorf("%d lanes, %d delivered; want one lane and 500", len(cp.st.Lanes), len(sink.delivered()))
+	}
+}
