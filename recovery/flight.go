@@ -18,12 +18,12 @@ var errRecord = errors.New("record the batch in flight")
 // acknowledgements as they come.
 type flight struct {
 	r        *Replayer
-	save     context.Context // for checkpoint writes: never cancelled
+	save     context.Context    // for checkpoint writes: never cancelled
 	lane     func(*State) *Lane // the lane whose batch it is
-	batch    []Activity // the page's batch
-	prepared Prepared   // what the sink prepared of batch; nil once batch is not what is sent
-	requests int        // API requests not yet counted, recorded with the batch
-	sent     []Activity // what of batch was handed to the sink
+	batch    []Activity         // the page's batch
+	prepared Prepared           // what the sink prepared of batch; nil once batch is not what is sent
+	requests int                // API requests not yet counted, recorded with the batch
+	sent     []Activity         // what of batch was handed to the sink
 }
 
 // deliver records the batch in flight, sends it and returns once the sink

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 
 	"golang.org/x/sync/errgroup"
@@ -348,7 +349,7 @@ func (r *Replayer) planLanes(ctx context.Context, rn *run, k passKind) error {
 	}
 	lanes := make([]ScanLane, len(cuts))
 	for i, c := range cuts {
-		lanes[i] = ScanLane{Window: c.Window, Planned: c.Activities, State: StatePending}
+		lanes[i] = ScanLane{Window: c.Window, Planned: c.Activities, State: StateRunning}
 	}
 	api := rn.st.APIRequests
 	err = rn.update(func(s *State) error {
@@ -382,6 +383,20 @@ func (st State) withOwnLanes() State {
 		st.Sweep = &sweep
 	}
 	return st
+}
+
+// Percent is the share of the scan lane done, floored to a tenth: of the
+// activities its slice held by the counts that planned it, else of its
+// slice's time; 100 only once the lane is done.
+func (l ScanLane) Percent() float64 {
+	if l.State == StateCompleted {
+		return 100
+	}
+	done := l.Progress
+	if l.Planned > 0 {
+		done = float64(l.Sent+l.Skipped) / float64(l.Planned)
+	}
+	return math.Floor(min(done, 0.999)*1000) / 10
 }
 
 // laneStates gives every scan lane of the pass not done the state state:

@@ -79,6 +79,7 @@ type statusReport struct {
 	Total             *int64          `json:"total,omitempty"`  // the window's count at the source, when it can count
 	PercentOf         string          `json:"percent_of"`       // "activities" (of total) or "window" (the source's measure)
 	Left              string          `json:"left,omitempty"`   // time left at the running run's rate
+	Lanes             []laneReport    `json:"lanes,omitempty"`  // the scan lanes of the recovery's pass, when it has them
 	TopUp             *topUpReport    `json:"top_up,omitempty"` // the latest top-up pass
 	Settle            *settleReport   `json:"settle,omitempty"` // the late-arrival phase, when the pass had a horizon
 	SentAgain         int64           `json:"sent_again"`
@@ -107,6 +108,34 @@ type topUpReport struct {
 	StartedAt   string          `json:"started_at"`
 	CompletedAt string          `json:"completed_at"`
 	Earlier     int             `json:"earlier"` // top-ups before this one
+	Lanes       []laneReport    `json:"lanes,omitempty"`
+}
+
+// laneReport is one scan lane of a pass as status shows it.
+type laneReport struct {
+	Lane        int             `json:"lane"` // from 1
+	WindowStart string          `json:"window_start"`
+	WindowEnd   string          `json:"window_end"`
+	State       string          `json:"state"`
+	Position    string          `json:"position"`
+	Percent     float64         `json:"percent"` // of Planned, else of the slice's time
+	Planned     int64           `json:"planned"` // the slice's activities by the counts that balanced the lanes
+	Sent        int64           `json:"sent"`
+	Skipped     int64           `json:"skipped"`
+	InFlight    int64           `json:"in_flight"`
+	Cursor      json.RawMessage `json:"cursor"`
+}
+
+// newLaneReports are the scan lanes of pass p, or nil when it reads its
+// scope in one lane.
+func newLaneReports(p recovery.Pass) []laneReport {
+	var out []laneReport
+	for i, l := range p.Lanes {
+		out = append(out, laneReport{Lane: i + 1, WindowStart: recovery.FormatMillis(l.Window.Start), WindowEnd: recovery.FormatMillis(l.Window.End),
+			State: l.State, Position: p.LanePosition(i), Percent: l.Percent(), Planned: l.Planned, Sent: l.Sent, Skipped: l.Skipped,
+			InFlight: l.InFlight.Activities, Cursor: rawCursor(l.Cursor)})
+	}
+	return out
 }
 
 // settleReport is the late-arrival phase as status shows it.
@@ -179,7 +208,8 @@ func newStatusReport(st recovery.State, active bool, now time.Time) statusReport
 		Left:              left(pr),
 		SentAgain:         st.Resent,
 		Resent:            st.Resent,
-		InFlight:          st.InFlight.Activities,
+		InFlight:          st.Unconfirmed(),
+		Lanes:             newLaneReports(st.Pass),
 		Source:            st.Source,
 		Filter:            st.Filter,
 		RunActive:         active,
@@ -196,10 +226,23 @@ func newStatusReport(st recovery.State, active bool, now time.Time) statusReport
 		tp := st.ProgressOf(t, now, active)
 		r.TopUp = &topUpReport{State: displayState(recovery.State{Pass: t, CreatedAt: t.StartedAt}, now), IDsFile: t.IDsFile,
 			Position: t.Position(), Cursor: rawCursor(t.Cursor), Percent: tp.Percent, Left: left(tp),
-			Sent: t.Sent, Skipped: t.Skipped, SentAgain: t.Resent, InFlight: t.InFlight.Activities,
-			StartedAt: stamp(t.StartedAt), CompletedAt: stamp(t.CompletedAt), Earlier: n - 1}
+			Sent: t.Sent, Skipped: t.Skipped, SentAgain: t.Resent, InFlight: t.Unconfirmed(),
+			StartedAt: stamp(t.StartedAt), CompletedAt: stamp(t.CompletedAt), Earlier: n - 1, Lanes: newLaneReports(t)}
 	}
 	return r
+}
+
+// writeLanes writes a line for each scan lane of a pass ("top-up " for
+// a top-up's).
+func writeLanes(tw io.Writer, pass string, lanes []laneReport) {
+	for _, l := range lanes {
+		of := "of its slice"
+		if l.Planned > 0 {
+			of = fmt.Sprintf("of about %d", l.Planned)
+		}
+		fmt.Fprintf(tw, "%slane %d:\t[%s, %s) %s, %.1f%% %s, %d sent, at %s\n", pass, l.Lane, l.WindowStart, l.WindowEnd,
+			l.State, l.Percent, of, l.Sent, l.Position)
+	}
 }
 
 // lastErrorResolved tells whether the run got past its last error: a page
@@ -279,6 +322,7 @@ func (r statusReport) writeText(w io.Writer) error {
 	fmt.Fprintf(tw, "filter:\t%s\n", filter)
 	fmt.Fprintf(tw, "position:\t%s\n", r.Position)
 	fmt.Fprintf(tw, "percent:\t%s\n", percentText(r.Percent, r.PercentOf, r.Total, r.Left))
+	writeLanes(tw, "", r.Lanes)
 	fmt.Fprintf(tw, "sent:\t%d\n", r.Sent)
 	fmt.Fprintf(tw, "skipped:\t%d\n", r.Skipped)
 	if r.SentAgain > 0 {
@@ -293,6 +337,7 @@ func (r statusReport) writeText(w io.Writer) error {
 		fmt.Fprintf(tw, "top-up:\t%s, for the ids not in %s (started %s)\n", t.State, t.IDsFile, t.StartedAt)
 		fmt.Fprintf(tw, "top-up position:\t%s\n", t.Position)
 		fmt.Fprintf(tw, "top-up percent:\t%s\n", percentText(t.Percent, r.PercentOf, r.Total, t.Left))
+		writeLanes(tw, "top-up ", t.Lanes)
 		fmt.Fprintf(tw, "top-up sent:\t%d (skipped as already in the SIEM: %d; sent again: %d)\n", t.Sent, t.Skipped, t.SentAgain)
 	}
 	if s := r.Settle; s != nil {

@@ -93,3 +93,35 @@ func TestStatusOfATopUp(t *testing.T) {
 		t.Fatalf("after the top-up: %+v %+v", r, r.TopUp)
 	}
 }
+
+// TestStatusOfScanLanes: a recovery read in scan lanes shows where each
+// lane stands, how much of its planned share it has done, and the pass
+// stands where its slowest lane does.
+func TestStatusOfScanLanes(t *testing.T) {
+	now := time.Date(2024, 5, 15, 12, 0, 0, 0, time.UTC)
+	total := int64(30000)
+	w := recovery.Window{Start: 1715673600000, End: 1715673600000 + 24*3600*1000}
+	hour := int64(3600 * 1000)
+	st := recovery.State{Window: w, Source: "https://contoso.eu2.portal.cloudappsecurity.com", Total: &total, CreatedAt: now.Add(-time.Hour),
+		UpdatedAt: now.Add(-time.Minute), APIRequests: 9,
+		Pass: recovery.Pass{State: recovery.StateStopped, Scope: recovery.Scope{Window: w}, Sent: 12400, LastSuccessAt: now.Add(-time.Minute),
+			Lane: recovery.Lane{Reached: w.Start + 9*hour + 120000, Progress: 0.41},
+			Lanes: []recovery.ScanLane{
+				{Window: recovery.Window{Start: w.Start, End: w.Start + 9*hour}, State: recovery.StateCompleted, Planned: 10000, Sent: 10000,
+					Lane: recovery.Lane{Progress: 1, Reached: w.Start + 9*hour - 5}},
+				{Window: recovery.Window{Start: w.Start + 9*hour, End: w.Start + 10*hour}, State: recovery.StateStopped, Planned: 10000, Sent: 1900,
+					Lane: recovery.Lane{Progress: 0.03, Reached: w.Start + 9*hour + 120000, InFlight: recovery.InFlight{Activities: 500}, Cursor: recovery.Cursor{Token: []byte(`{"next_filters":{"x":1}}`)}}},
+				{Window: recovery.Window{Start: w.Start + 10*hour, End: w.End}, State: recovery.StateStopped, Planned: 10000, Sent: 500,
+					Lane: recovery.Lane{Progress: 0.1, Reached: w.Start + 11*hour}},
+			}}}
+	r := newStatusReport(st, false, now)
+	if r.Position != "2024-05-14T17:02:00.000Z (the slowest of 3 lanes)" || r.InFlight != 500 || len(r.Lanes) != 3 ||
+		r.Lanes[1].Percent != 19 || r.Lanes[0].Percent != 100 || r.Percent != 41.3 {
+		t.Fatalf("%+v", r)
+	}
+	var text strings.Builder
+	if err := r.writeText(&text); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "status/lanes/text", text.String())
+}
