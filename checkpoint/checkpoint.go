@@ -339,7 +339,7 @@ func checksum(v []byte) string {
 }
 
 func put(b *bolt.Bucket, st recovery.State) error {
-	st.Version = recovery.StateVersion
+	st.Version = st.StoredVersion()
 	v, err := json.Marshal(st)
 	if err != nil {
 		return err

@@ -109,7 +109,7 @@ func TestNewerVersionRefused(t *testing.T) {
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketName)
-		v := []byte(strings.Replace(string(b.Get(stateKey)), `"version":2`, `"version":3`, 1))
+		v := []byte(strings.Replace(string(b.Get(stateKey)), `"version":2`, `"version":4`, 1))
 		if err := b.Put(sumKey, []byte(checksum(v))); err != nil {
 			return err
 		}
@@ -121,7 +121,7 @@ func TestNewerVersionRefused(t *testing.T) {
 	}
 	before, _ := os.ReadFile(path)
 	_, err = Open(ctx, path, ident)
-	want := path + " was written by a newer siem-recovery (state version 3; this siem-recovery reads up to 2); " +
+	want := path + " was written by a newer siem-recovery (state version 4; this siem-recovery reads up to 3); " +
 		"run it with the siem-recovery that wrote it, or start this recovery afresh with another --checkpoint"
 	if !errors.Is(err, recovery.ErrCheckpointUnavailable) || err.Error() != want {
 		t.Fatalf("got  %v\nwant %s", err, want)
@@ -145,4 +145,41 @@ func rawState(t *testing.T, path string) string {
 		return nil
 	})
 	return v
+}
+
+// TestLanesAreStoredAsVersion3: a pass in scan lanes is stored as version
+// 3, which the siem-recovery before lanes refuses instead of reading the
+// pass from its start; a state without lanes stays version 2.
+func TestLanesAreStoredAsVersion3(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.db")
+	w := recovery.Window{Start: 1715673600000, End: 1715677200000}
+	s, err := Open(ctx, path, Identity{Window: w, Source: "https://contoso.eu2.portal.cloudappsecurity.com", Fingerprint: "f"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Update(ctx, func(st *recovery.State) error { st.Runs++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if stored := rawState(t, path); !strings.HasPrefix(stored, `{"version":2,`) {
+		t.Errorf("without lanes: stored %.40s", stored)
+	}
+	half := w.Start + 1800000
+	err = s.Update(ctx, func(st *recovery.State) error {
+		st.Lanes = []recovery.ScanLane{{Window: recovery.Window{Start: w.Start, End: half}, State: recovery.StateRunning, Planned: 10,
+			Lane: recovery.Lane{Cursor: recovery.Cursor{Token: []byte(`{"next_filters":{"a":1}}`)}, InFlight: recovery.InFlight{Activities: 5}}},
+			{Window: recovery.Window{Start: half, End: w.End}, State: recovery.StateCompleted, Sent: 7}}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored := rawState(t, path); !strings.HasPrefix(stored, `{"version":3,`) || !strings.Contains(stored, `"lanes":[{"window":`) {
+		t.Errorf("with lanes: stored %.300s", stored)
+	}
+	st, err := s.Load(ctx)
+	if err != nil || len(st.Lanes) != 2 || st.Lanes[0].InFlight.Activities != 5 || string(st.Lanes[0].Cursor.Token) != `{"next_filters":{"a":1}}` || st.Lanes[1].Sent != 7 {
+		t.Errorf("reloaded %+v, %v", st.Lanes, err)
+	}
 }

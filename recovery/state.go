@@ -20,10 +20,29 @@ const (
 	StateSettling = "settling"
 )
 
-// StateVersion is the version of the State a checkpoint stores. Version 1
-// (no "version" key) held every source's cursor fields side by side and
-// knew no --by; the checkpoint package reads it as version 2.
-const StateVersion = 2
+// StateVersion is the latest version of the State a checkpoint stores
+// (StoredVersion tells which one a state needs). Version 1 (no "version"
+// key) held every source's cursor fields side by side and knew no --by;
+// the checkpoint package reads it as version 2. Version 3 adds the scan
+// lanes of a pass (--parallel): an earlier siem-recovery would read such a
+// pass from its start, so a state with lanes is stored as version 3 and
+// one without as version 2, which the one before this reads as it is.
+const StateVersion = 3
+
+// StoredVersion is the version st is stored as: the earliest that holds
+// all it records.
+func (st State) StoredVersion() int {
+	passes := append([]Pass{st.Pass}, st.TopUps...)
+	if st.Sweep != nil {
+		passes = append(passes, *st.Sweep)
+	}
+	for _, p := range passes {
+		if len(p.Lanes) > 0 {
+			return 3
+		}
+	}
+	return 2
+}
 
 // State is everything a checkpoint records about one recovery. It never
 // holds the token.
