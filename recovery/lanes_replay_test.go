@@ -297,3 +297,43 @@ func TestSourceWithoutLanesReadsInOne(t *testing.T) {
 		t.Errorf("%d lanes, %d delivered; want one lane and 500", len(cp.st.Lanes), len(sink.delivered()))
 	}
 }
+
+func TestLanesLeaveOutExcludedIdsAndTopUpInLanes(t *testing.T) {
+	src := newLaneTenant(2000, 100, 4)
+	cp := newLaneCheckpoint(src.window())
+	var logs bytes.Buffer
+	// The SIEM holds the even activities: the recovery sends the odd ones.
+	var even, odd []Activity
+	for i, a := range src.acts {
+		if i%2 == 0 {
+			even = append(even, a)
+		} else {
+			odd = append(odd, a)
+		}
+	}
+	sink := &lockedSink{}
+	r := laneReplayer(src, sink, cp, 0, &logs)
+	r.Exclude = idSet(t, ids(even)...)
+	if _, err := r.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	assertOnce(t, sink.delivered(), odd)
+	if cp.st.Skipped != 1000 || cp.st.Sent != 1000 || len(cp.st.Lanes) != 4 {
+		t.Fatalf("%d skipped, %d sent, %d lanes", cp.st.Skipped, cp.st.Sent, len(cp.st.Lanes))
+	}
+	// verify then finds the SIEM lacks nothing but the first 10 odd ones
+	// (lost there): a top-up with the SIEM's ids sends exactly those, in
+	// lanes of its own.
+	held := append(slices.Clone(even), odd[10:]...)
+	top := &lockedSink{}
+	r = laneReplayer(src, top, cp, 0, &logs)
+	r.Exclude = idSet(t, ids(held)...)
+	res, err := r.Run(context.Background())
+	if err != nil || !res.TopUp {
+		t.Fatalf("top-up: %v, %+v", err, res)
+	}
+	assertOnce(t, top.delivered(), odd[:10])
+	if tu := cp.st.TopUps[0]; tu.State != StateCompleted || len(tu.Lanes) != 4 || tu.Sent != 10 || tu.Skipped != 1990 {
+		t.Errorf("top-up: %s, %d lanes, %d sent, %d skipped", tu.State, len(tu.Lanes), tu.Sent, tu.Skipped)
+	}
+}
