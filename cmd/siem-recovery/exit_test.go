@@ -115,6 +115,8 @@ func TestExitCodes(t *testing.T) {
 				wantCode(t, r, 0)
 			}},
 		{name: "by-unknown", args: append(base, "--by", "timestamp"), code: exitUsage},
+		{name: "parallel-too-many", args: append(base, "--parallel", "12"), code: exitUsage},
+		{name: "parallel-not-a-number", args: append(base, "--parallel", "max"), code: exitUsage},
 		{name: "settle-negative", args: []string{"run", "--alert", "alert.json", "--source", "https://contoso.eu2.portal.cloudappsecurity.com", "--token", strings.Repeat("t", 64), "--settle", "-1h"}, code: exitUsage},
 		{name: "export-without-created", args: append(base, "--by", "created"), code: exitUsage},
 		{name: "checkpoint-other-export", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {

@@ -225,3 +225,16 @@ func TestLanesStopAndResumeByCreated(t *testing.T) {
 		t.Errorf("final: %s, %d sent again, by %s", end.State, end.Resent, end.By)
 	}
 }
+
+// TestParallelOnAnExportIsIgnored: an export has no lanes; --parallel 4 is
+// ignored with a word, and the run is the same as without it.
+func TestParallelOnAnExportIsIgnored(t *testing.T) {
+	dir := t.TempDir()
+	r := runBin(t, repoRoot(t), nil, "run", "--alert", "docs/examples/alert.json", "--source", "file:docs/examples/activities.jsonl",
+		"--checkpoint", filepath.Join(dir, "cp.db"), "--sink", "file:"+filepath.Join(dir, "out"), "--parallel", "4")
+	wantCode(t, r, 0)
+	wantStderr(t, r, `level=WARN msg="--parallel is ignored: an export is read in one lane, from its first line to its last"`)
+	if s := statusJSON(t, dir, filepath.Join(dir, "cp.db")); s.State != "completed" || len(s.Lanes) != 0 {
+		t.Errorf("status: %s, %d lanes", s.State, len(s.Lanes))
+	}
+}
