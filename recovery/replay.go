@@ -130,6 +130,9 @@ type run struct {
 	began bool // a pass has begun in this run: Runs is counted
 	// sink is held by the lane whose batch the sink has: one at a time.
 	sink sync.Mutex
+	// gate, when not nil, holds the other lanes of the pass back until the
+	// lane with the batch a dead run left in flight has resumed it.
+	gate *resumeGate
 	cp   Checkpoint
 }
 
@@ -251,17 +254,26 @@ func (r *Replayer) runLanes(ctx context.Context, rn *run, k passKind) error {
 		wg       sync.WaitGroup
 	)
 	lanes := []int{own}
+	rn.gate = nil
 	if p := rn.st.pass(k); len(p.Lanes) > 0 {
 		lanes = lanes[:0]
 		for i, l := range p.Lanes {
 			if l.State != StateCompleted {
 				lanes = append(lanes, i)
 			}
+			if l.InFlight.Activities > 0 {
+				// The sink may end in what that batch left (a torn line):
+				// it is resumed before any other lane writes.
+				rn.gate = &resumeGate{resuming: i, done: make(chan struct{})}
+			}
 		}
 	}
 	for _, i := range lanes {
 		wg.Go(func() {
 			err := r.runLane(ctx, fetch, rn, k, i)
+			if i == rn.gate.lane() {
+				rn.gate.open()
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			var early *laneEnd
@@ -281,6 +293,45 @@ func (r *Replayer) runLanes(ctx context.Context, rn *run, k passKind) error {
 	}
 	return first
 }
+
+// resumeGate holds lanes back until one lane, the one with the batch a
+// dead run left in flight, has delivered it: the sink may end in what that
+// batch left of itself (a torn line), which only its resume can tell and
+// mend. A nil gate holds nobody back.
+type resumeGate struct {
+	resuming int // the lane
+	done     chan struct{}
+	once     sync.Once
+}
+
+// lane is the lane the gate waits for (none for a nil gate).
+func (g *resumeGate) lane() int {
+	if g == nil {
+		return none
+	}
+	return g.resuming
+}
+
+// open lets the other lanes go.
+func (g *resumeGate) open() {
+	if g != nil {
+		g.once.Do(func() { close(g.done) })
+	}
+}
+
+// wait returns once the gate is open, or fetch ended.
+func (g *resumeGate) wait(fetch context.Context) {
+	if g == nil {
+		return
+	}
+	select {
+	case <-g.done:
+	case <-fetch.Done():
+	}
+}
+
+// none is no lane.
+const none = -2
 
 // own is the lane of a pass that reads its scope in one lane.
 const own = -1
@@ -375,6 +426,11 @@ func (r *Replayer) runLane(ctx, fetch context.Context, rn *run, k passKind, i in
 // nothing. done tells that the pass is complete; prepared is the memory
 // f's batch was prepared in, free again.
 func (r *Replayer) deliver(ctx, fetch context.Context, rn *run, k passKind, i int, f fetched, left InFlight) (done bool, prepared Prepared, err error) {
+	if i == rn.gate.lane() {
+		defer rn.gate.open()
+	} else {
+		rn.gate.wait(fetch)
+	}
 	rn.sink.Lock()
 	defer rn.sink.Unlock()
 	page, batch, skipped := f.page, f.batch, f.skipped
