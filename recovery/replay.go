@@ -360,8 +360,11 @@ func (r *Replayer) runLane(ctx, fetch context.Context, rn *run, k passKind, i in
 	st := rn.state()
 	p := st.pass(k)
 	src := Over(r.Source, p.laneScope(i))
-	// The next page is fetched while the sink takes the current one, so
-	// decoding and delivery overlap; at most one page is read ahead.
+	// In one lane the next page is fetched while the sink takes the
+	// current one, so decoding and delivery overlap; at most one page is
+	// read ahead. Scan lanes overlap each other's fetches instead, and hold
+	// one page each: memory grows with the lanes, not twice as fast.
+	readAhead := i == own
 	var next <-chan fetched
 	defer func() {
 		if next != nil {
@@ -390,7 +393,7 @@ func (r *Replayer) runLane(ctx, fetch context.Context, rn *run, k passKind, i in
 		if r.stopAsked() || fetch.Err() != nil { // a page read before the stop is not sent after it
 			return &laneEnd{nil, page.Requests}
 		}
-		if !page.Last {
+		if !page.Last && readAhead {
 			next, spare = r.prefetch(fetch, src, by, page.Next, spare), nil
 		}
 		done, prepared, err := r.deliver(ctx, fetch, rn, k, i, f, left)
@@ -400,6 +403,9 @@ func (r *Replayer) runLane(ctx, fetch context.Context, rn *run, k passKind, i in
 		left = InFlight{}
 		if prepared != nil {
 			spare = prepared
+		}
+		if !page.Last && !readAhead {
+			next, spare = r.prefetch(fetch, src, by, page.Next, spare), nil
 		}
 		if r.Progress != nil {
 			rn.mu.Lock()

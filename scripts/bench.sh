@@ -183,6 +183,7 @@ lane_rows=""
 if [ "$LANES_N" -gt 0 ]; then
   echo "6. scan lanes: $LANES_N activities, answers in $LANES_ANSWERS, $LANES_RATE requests/min..." >&2
   SIEM_RECOVERY_BENCH_LANES=$LANES_N SIEM_RECOVERY_BENCH_ANSWERS=$LANES_ANSWERS SIEM_RECOVERY_BENCH_RATE=$LANES_RATE \
+    SIEM_RECOVERY_BENCH_PEAKRSS=$bin/peakrss \
     go test -run '^$' -bench BenchmarkLanes -benchtime 1x -timeout 2h ./cmd/siem-recovery/ > "$work/lanes.txt"
   # One line per answer time: "BenchmarkLanes/answer=2s-2 1 NS ns/op V unit V unit ..."
   lane_rows=$(awk -v rate="$LANES_RATE" '
@@ -192,7 +193,8 @@ if [ "$LANES_N" -gt 0 ]; then
       printf "| scan lanes, answers in %s, %d requests/min: --parallel 1 vs the quota-bound ideal (%d requests / rate) | %.0f vs %.0f s | %.2f | report |\n", a, rate, m["ideal-requests"], m["parallel1-s"], m["ideal-s"], m["parallel1/ideal"]
       printf "| scan lanes, answers in %s: default (--parallel auto) vs the ideal | %.0f vs %.0f s | %.2f | ≥ 0.9 |\n", a, m["default-s"], m["ideal-s"], m["default/ideal"]
       printf "| scan lanes, answers in %s: requests, --parallel 1 / default vs the ideal | %d / %d vs %d | %.2f | ≤ ideal + 1 per lane |\n", a, m["parallel1-requests"], m["default-requests"], m["ideal-requests"], m["default-requests"] / m["ideal-requests"]
-      printf "| dry run / count-only verify of the same window: API requests | %d / %d | | 1 / 1 |\n", m["dryrun-requests"], m["verify-requests"]
+      printf "| scan lanes, answers in %s: peak RSS, default vs --parallel 1 | %d vs %d MiB | %.2f | one page a lane |\n", a, m["default-peakrss-MiB"], m["parallel1-peakrss-MiB"], m["default-peakrss-MiB"] / m["parallel1-peakrss-MiB"]
+      printf "| dry run / count-only verify of the same window: API requests | %d / %d | | 1 / ≤ 2 |\n", m["dryrun-requests"], m["verify-requests"]
     }' "$work/lanes.txt")
 fi
 
