@@ -10,9 +10,9 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Tally is what counting the activities from a time to the window's end
-// tells: how many there are, when the first of them happened (0: none, or
-// the source does not say), and the API requests that took.
+// Tally is what counting the activities of a part of the window tells: how
+// many there are, when the first of them happened (0: none, or the source
+// does not say), and the API requests that took.
 type Tally struct {
 	Activities int64
 	First      int64
@@ -41,14 +41,13 @@ const BalanceRounds = 3
 // Each cut starts at its equal share of the time, which is right when the
 // activities are spread evenly: the first round counts there, n-1 counts
 // side by side. A cut not yet known to within tolerance activities of its
-// share is placed better in a later round, which counts where
-// interpolating in the counts found so far puts it, and at evenly spaced
-// points around it (a busy spell is found in a round or two, where
-// interpolation alone would creep towards it). A count runs from its
-// time to the window's end, and the first activity it finds tells for
-// free that none lie in between. At most maxCounts counts are made (never
-// fewer than n-1), in at most BalanceRounds rounds; a cut the counts do
-// not settle is placed by interpolation. Fewer than n slices come back
+// share is placed better in a later round, which counts at evenly spaced
+// points between the two counts around it (a busy spell is found in a
+// round or two, where interpolation alone would creep towards it). A count
+// runs from its time to the window's end, and the first activity it finds
+// tells for free that none lie in between. At most maxCounts counts are
+// made (never fewer than n-1), in at most BalanceRounds rounds; each cut
+// is then placed by interpolating between the counts around it. Fewer than n slices come back
 // when one millisecond holds more than a share. The slices are in time
 // order and cover w.
 func Slices(ctx context.Context, w Window, n int, total, tolerance int64, maxCounts int, count CountFunc) (cuts []Slice, requests int, err error) {
