@@ -314,6 +314,9 @@ func (r *Replayer) planLanes(ctx context.Context, rn *run, k passKind) error {
 	if !ok || r.Lanes == 1 {
 		return nil
 	}
+	// A failure is recorded with the requests made here (fail): the
+	// state in memory is not stored then.
+	before := rn.st.APIRequests
 	n := r.Lanes
 	if n == 0 {
 		n = sizer.Lanes()
@@ -325,10 +328,10 @@ func (r *Replayer) planLanes(ctx context.Context, rn *run, k passKind) error {
 		// One count: the pass's size, and a measure of the answer time
 		// when the run has none yet.
 		tally, err := tallier.Tally(ctx, p.Scope.Window)
-		rn.st.APIRequests += int64(tally.Requests)
 		if err != nil {
-			return fmt.Errorf("count the pass's activities to plan its lanes: %w", err)
+			return &laneEnd{fmt.Errorf("count the pass's activities to plan its lanes: %w", err), tally.Requests}
 		}
+		rn.st.APIRequests += int64(tally.Requests)
 		total = tally.Activities
 		if n == 0 {
 			n = sizer.Lanes()
@@ -342,10 +345,11 @@ func (r *Replayer) planLanes(ctx context.Context, rn *run, k passKind) error {
 	}
 	maxCounts := max(n-1, min(5*(n-1), int(pages/8)))
 	cuts, requests, err := Slices(ctx, p.Scope.Window, n, total, pageSize, maxCounts, tallier.Tally)
-	rn.st.APIRequests += int64(requests)
 	if err != nil {
-		return fmt.Errorf("count the activities of the parts of the window to balance %d lanes: %w", n, err)
+		err = fmt.Errorf("count the activities of the parts of the window to balance %d lanes: %w", n, err)
+		return &laneEnd{err, requests + int(rn.st.APIRequests-before)}
 	}
+	rn.st.APIRequests += int64(requests)
 	lanes := make([]ScanLane, len(cuts))
 	for i, c := range cuts {
 		lanes[i] = ScanLane{Window: c.Window, Planned: c.Activities, State: StateRunning}

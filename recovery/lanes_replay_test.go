@@ -28,6 +28,8 @@ type laneTenant struct {
 	most     int
 	// hold, when set, is waited for by every fetch: the test lets them go.
 	hold chan struct{}
+	// tallyErr, when set, is every count's answer.
+	tallyErr error
 }
 
 func newLaneTenant(n, page, lanes int) *laneTenant {
@@ -75,6 +77,9 @@ func (v *laneScope) in() []Activity {
 }
 
 func (v *laneScope) Tally(_ context.Context, w Window) (Tally, error) {
+	if v.t.tallyErr != nil {
+		return Tally{Requests: 1}, v.t.tallyErr
+	}
 	in := (&laneScope{v.t, v.scope.Within(w)}).in()
 	tally := Tally{Activities: int64(len(in)), Requests: 1}
 	if len(in) > 0 {
@@ -335,5 +340,19 @@ func TestLanesLeaveOutExcludedIdsAndTopUpInLanes(t *testing.T) {
 	assertOnce(t, top.delivered(), odd[:10])
 	if tu := cp.st.TopUps[0]; tu.State != StateCompleted || len(tu.Lanes) != 4 || tu.Sent != 10 || tu.Skipped != 1990 {
 		t.Errorf("top-up: %s, %d lanes, %d sent, %d skipped", tu.State, len(tu.Lanes), tu.Sent, tu.Skipped)
+	}
+}
+
+func TestLanesPlanFailsOnACountError(t *testing.T) {
+	src := newLaneTenant(2000, 100, 4)
+	src.tallyErr = Problemf(ErrTooManyCriticalErrors, "run again later", "10 consecutive API requests failed")
+	cp := newLaneCheckpoint(src.window())
+	var logs bytes.Buffer
+	_, err := laneReplayer(src, &lockedSink{}, cp, 0, &logs).Run(context.Background())
+	if !errors.Is(err, ErrTooManyCriticalErrors) || !strings.Contains(err.Error(), "count the pass's activities to plan its lanes") {
+		t.Fatalf("Run: %v", err)
+	}
+	if st := cp.st; st.State != StateFailed || st.APIRequests != 1 || len(st.Lanes) != 0 || !strings.Contains(st.LastError.String(), "10 consecutive") {
+		t.Errorf("state %s, %d API requests, %d lanes, last error %q; want failed, the count's request, no lanes", st.State, st.APIRequests, len(st.Lanes), st.LastError)
 	}
 }

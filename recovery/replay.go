@@ -219,7 +219,11 @@ func (r *Replayer) runPass(ctx context.Context, rn *run, k passKind) error {
 		return err
 	}
 	if err := r.planLanes(ctx, rn, k); err != nil {
-		return r.fail(ctx, rn, k, err, 0)
+		var early *laneEnd
+		if errors.As(err, &early) {
+			return r.fail(ctx, rn, k, early.cause, early.requests)
+		}
+		return err
 	}
 	p := rn.st.pass(k)
 	attrs := []any{"window", rn.st.Window.String(), "source", rn.st.Source, "position", p.Position(), "sent_before", p.Sent}
