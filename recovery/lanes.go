@@ -292,8 +292,9 @@ type LaneSizer interface {
 // planLanes cuts pass k into scan lanes when it begins, if its source can
 // read in lanes and more than one is worth it: as many as Replayer.Lanes
 // asks for, or the source's measure (counting the pass first when nothing
-// measured the answer time yet), but no more than one for every two pages
-// of the pass's activities, since each lane's last page is rarely full.
+// measured the answer time yet), but no more than one for every two whole
+// pages of the pass's activities, since each lane's last page is rarely
+// full.
 // The lanes are balanced by counts (Slices) and recorded before any
 // starts. A pass that has begun keeps its lanes, or its one lane: a run
 // that asks for another number is told so.
@@ -339,7 +340,7 @@ func (r *Replayer) planLanes(ctx context.Context, rn *run, k passKind) error {
 	}
 	pageSize := int64(max(sizer.PageSize(), 1))
 	pages := (total + pageSize - 1) / pageSize
-	n = int(min(int64(n), max((pages+1)/2, 1)))
+	n = int(min(int64(n), max(pages/2, 1)))
 	if n <= 1 {
 		return nil
 	}

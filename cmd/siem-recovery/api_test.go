@@ -26,6 +26,9 @@ type apiRun struct {
 	args []string
 }
 
+// The run reads in one lane (--parallel 1): these cases count the requests
+// and inject faults by their order, which scan lanes, sized from answer
+// times the machine's load moves, would change (lanes_test.go tests them).
 func newAPIRun(t *testing.T, srv *mcastest.Server, token string) apiRun {
 	t.Helper()
 	dir := t.TempDir()
@@ -33,7 +36,7 @@ func newAPIRun(t *testing.T, srv *mcastest.Server, token string) apiRun {
 	return apiRun{dir: dir, args: []string{"run",
 		"--start", strconv.FormatInt(apiWindow.Start, 10), "--end", strconv.FormatInt(apiWindow.End, 10),
 		"--source", srv.URL, "--token-file", "token.txt", "--checkpoint", "cp.db",
-		"--rate-limit", "6000", "--sink", "file:out.jsonl", "--format", "json"}}
+		"--rate-limit", "6000", "--parallel", "1", "--sink", "file:out.jsonl", "--format", "json"}}
 }
 
 func (a apiRun) run(t *testing.T, env []string, extra ...string) result {

@@ -61,6 +61,11 @@ func sourceFlags() []cli.Flag {
 			Usage: "the original agent's activity filter, a JSON `FILE` in MCAS filter syntax ({\"service\":{\"eq\":[11161]}}); ANDed with the window"},
 		&cli.IntFlag{Name: "rate-limit", Category: "Source", EnvVars: env("rate-limit"), Value: defaultRateLimit,
 			Usage: "API requests per minute (MCAS allows 30 per tenant; leave room for other clients)"},
+		// Every command takes it, so that run's flags work as they are for
+		// verify and check; only run reads in lanes.
+		&cli.StringFlag{Name: "parallel", Category: "Source", EnvVars: env("parallel"), Value: "auto",
+			Usage: "run: scan lanes, read the window in `N` time slices side by side (1 to 8), all under the one --rate-limit, or auto: as many as the API's " +
+				"answer time needs to reach --rate-limit (1 when answers are fast); set when the recovery starts; the API only (an export is read in one)"},
 		&cli.IntFlag{Name: "page-size", Category: "Source", EnvVars: env("page-size"), Value: defaultPageSize,
 			Usage: "activities per page: up to 5000 in scan mode, at most 100 in plain paging; also the checkpoint interval"},
 		&cli.IntFlag{Name: "max-critical-errors", Category: "Source", EnvVars: env("max-critical-errors"), Value: defaultCritical,

@@ -50,9 +50,6 @@ func runCommand(stderr io.Writer) *cli.Command {
 				Usage: "activities already in the SIEM: a `FILE` of ids, one per line (or CEF lines with externalId=, or JSON lines with _id); those are not sent; on a completed window, a top-up pass sends those the file lacks"},
 			&cli.BoolFlag{Name: "dry-run", Category: "Progress", EnvVars: env("dry-run"),
 				Usage: "count the window's activities (one request for the API) and say what a run needs; send nothing, write no checkpoint"},
-			&cli.StringFlag{Name: "parallel", Category: "Source", EnvVars: env("parallel"), Value: "auto",
-				Usage: "scan lanes: read the window in `N` time slices side by side (1 to 8), all under the one --rate-limit, or auto: as many as the API's " +
-					"answer time needs to reach --rate-limit (1 when answers are fast); set when the recovery starts; the API only (an export is read in one)"},
 			&cli.DurationFlag{Name: "settle", Category: "Late arrivals", EnvVars: env("settle"),
 				Usage: "after the window's pass, keep the recovery settling for `D` (e.g. 24h): each run until then sends what MCAS saved late for the window, " +
 					"the first run after it does so once more and completes (default: once, right after the pass); the checkpoint keeps the last value given"},
