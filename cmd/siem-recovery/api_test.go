@@ -26,7 +26,8 @@ type apiRun struct {
 	args []string
 }
 
-// The run reads in one lane (--parallel 1): these cases count the requests
+// newAPIRun prepares a run against srv with token. It reads in one lane
+// (--parallel 1): these cases count the requests
 // and inject faults by their order, which scan lanes, sized from answer
 // times the machine's load moves, would change (lanes_test.go tests them).
 func newAPIRun(t *testing.T, srv *mcastest.Server, token string) apiRun {
