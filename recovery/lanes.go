@@ -412,3 +412,20 @@ func (p *Pass) laneStates(state string) {
 		}
 	}
 }
+
+// adviseLanes says, once a pass in auto lanes has run, when the API's
+// answers (pages, by now) ask for more lanes than the pass began with: the
+// lanes were sized from the first answers (counts, which the API may
+// answer faster than pages), and a pass keeps its lanes to its end.
+func (r *Replayer) adviseLanes(rn *run, k passKind) {
+	sizer, ok := r.Source.(LaneSizer)
+	if !ok || r.Lanes != 0 || k == sweepPass {
+		return
+	}
+	st := rn.state()
+	have, want := max(len(st.pass(k).Lanes), 1), sizer.Lanes()
+	if want > have {
+		rn.log.Info(fmt.Sprintf("the API's answers now call for %d scan lanes to reach the rate limit, and this pass runs in %d: "+
+			"it keeps them to its end; give --parallel %d to a recovery that begins", want, have, want), "lanes", have, "lanes_wanted", want)
+	}
+}

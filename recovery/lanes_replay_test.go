@@ -356,3 +356,24 @@ func TestLanesPlanFailsOnACountError(t *testing.T) {
 		t.Errorf("state %s, %d API requests, %d lanes, last error %q; want failed, the count's request, no lanes", st.State, st.APIRequests, len(st.Lanes), st.LastError)
 	}
 }
+
+// TestLanesAdviseWhenAnswersSlowDown: a pass keeps the lanes it began
+// with; when the API's answers later call for more, the run says so.
+func TestLanesAdviseWhenAnswersSlowDown(t *testing.T) {
+	src := newLaneTenant(2000, 100, 2)
+	sink := &lockedSink{}
+	sink.onSend = func() {
+		src.mu.Lock()
+		src.lanes = 5
+		src.mu.Unlock()
+	}
+	cp := newLaneCheckpoint(src.window())
+	var logs bytes.Buffer
+	if _, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	assertOnce(t, sink.delivered(), src.acts)
+	if len(cp.st.Lanes) != 2 || !strings.Contains(logs.String(), "call for 5 scan lanes to reach the rate limit, and this pass runs in 2") {
+		t.Errorf("%d lanes; want 2 and the advice:\n%s", len(cp.st.Lanes), logs.String())
+	}
+}

@@ -236,6 +236,7 @@ func (r *Replayer) runPass(ctx context.Context, rn *run, k passKind) error {
 		rn.log.Info("recovering", attrs...)
 	}
 	err := r.runLanes(ctx, rn, k)
+	r.adviseLanes(rn, k)
 	var early *laneEnd
 	if errors.As(err, &early) {
 		return r.fail(ctx, rn, k, early.cause, early.requests)
