@@ -98,15 +98,16 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	if err := out.Flush(); err != nil {
 		return err
 	}
-	attrs := []any{"window", scope.String(), "at_source", count, "api_requests", requests}
+	var compared []any // what the checkpoint says
 	if st != nil {
-		attrs = append(attrs, "sent", st.Sent, "skipped", st.Skipped, "state", st.State)
-		late, err := lateArrivals(c.Context, source, *st)
+		late, more, err := lateArrivals(c.Context, source, *st)
 		if err != nil {
 			return err
 		}
-		attrs = append(attrs, late...)
+		requests += more
+		compared = append([]any{"sent", st.Sent, "skipped", st.Skipped, "state", st.State}, late...)
 	}
+	attrs := append([]any{"window", scope.String(), "at_source", count, "api_requests", requests}, compared...)
 	attrs = append(attrs, "received_ids", received.Len(), "missing", missing)
 	log.Info("verified against the SIEM's ids", attrs...)
 	if missing > 0 {
@@ -125,11 +126,11 @@ func verifyCount(c *cli.Context, in inputs, source recovery.Source, st recovery.
 	if err != nil {
 		return err
 	}
-	late, err := lateArrivals(c.Context, source, st)
+	late, more, err := lateArrivals(c.Context, source, st)
 	if err != nil {
 		return err
 	}
-	in.log.Info("verified against the checkpoint", append([]any{"window", in.scope.String(), "at_source", count, "api_requests", requests,
+	in.log.Info("verified against the checkpoint", append([]any{"window", in.scope.String(), "at_source", count, "api_requests", requests + more,
 		"sent", st.Sent, "skipped", st.Skipped, "state", st.State}, late...)...)
 	settling := st.State == recovery.StateSettling
 	if st.State != recovery.StateCompleted && !settling || st.Sent+st.Skipped < count {
@@ -147,22 +148,22 @@ func verifyCount(c *cli.Context, in inputs, source recovery.Source, st recovery.
 
 // lateArrivals counts, for a recovery whose pass had a horizon, the
 // activities of the window MCAS saved from it on: those the pass left to
-// the sweeps (one request). It says nothing of a recovery without one (an
-// export, or a pass begun before --settle existed).
-func lateArrivals(ctx context.Context, source recovery.Source, st recovery.State) ([]any, error) {
+// the sweeps (one request, counted in requests). It says nothing of a
+// recovery without one (an export, or a pass begun before --settle existed).
+func lateArrivals(ctx context.Context, source recovery.Source, st recovery.State) (attrs []any, requests int64, err error) {
 	h := st.Scope.SavedBefore
 	if st.Settle == nil || h == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	c, ok := recovery.Over(source, recovery.Scope{Window: st.Window, By: st.By, SavedFrom: h}).(recovery.Counter)
 	if !ok {
-		return nil, nil
+		return nil, 0, nil
 	}
-	n, _, err := c.Count(ctx)
+	n, req, err := c.Count(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("count the activities saved after the pass began: %w", err)
+		return nil, int64(req), fmt.Errorf("count the activities saved after the pass began: %w", err)
 	}
-	return []any{"saved_late", n, "saved_late_from", recovery.FormatMillis(h), "late_sent", st.Settle.LateSent, "sweeps", st.Settle.Sweeps}, nil
+	return []any{"saved_late", n, "saved_late_from", recovery.FormatMillis(h), "late_sent", st.Settle.LateSent, "sweeps", st.Settle.Sweeps}, int64(req), nil
 }
 
 // topUpAdvice is the command that sends just the missing activities: run,
