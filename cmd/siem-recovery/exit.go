@@ -55,6 +55,13 @@ func exitCode(err error) (int, string) {
 	if errors.As(err, &missing) {
 		return exitMissing, "Activities missing"
 	}
+	var at *atCheckpoint
+	if errors.As(err, &at) {
+		// Once its checkpoint is open the run has started: an unexpected
+		// failure then (a sink file that cannot be written) is the agent's
+		// Internal error, not one of bootstrap.
+		return exitGeneral, "Internal error"
+	}
 	return exitGeneral, "General error during bootstrap"
 }
 
