@@ -10,11 +10,38 @@ import (
 // plain-paging cursor, an export's offset), opaque to everything but the
 // source that made it and never secret; Text says the same for people, or
 // is empty when the token means nothing to them. The zero Cursor is the
-// start of the pass's scope. A checkpoint holds one per pass; a scan lane
-// will hold its own.
+// start of the pass's scope. A checkpoint holds one per pass, and one per
+// scan lane of a pass read in lanes.
 type Cursor struct {
 	Token json.RawMessage `json:"token,omitempty"`
 	Text  string          `json:"text,omitempty"`
+}
+
+// NewCursor is the Cursor of a source's position pos, a value of the
+// source's own type, with text for people ("" when it means nothing to
+// them).
+func NewCursor(pos any, text string) Cursor {
+	token, err := json.Marshal(pos)
+	if err != nil { // a source's position is plain numbers and strings
+		panic(err)
+	}
+	return Cursor{Token: token, Text: text}
+}
+
+// Decode reads the position the cursor records into pos, a pointer to the
+// position type of the source that made it (within, for messages: "the
+// API", "the export"); the zero Cursor leaves pos as it is. A token that
+// is not such a position means the checkpoint was made by another source:
+// ErrCheckpointUnavailable.
+func (c Cursor) Decode(pos any, within string) error {
+	if c.IsZero() {
+		return nil
+	}
+	if err := json.Unmarshal(c.Token, pos); err != nil {
+		return Problemf(ErrCheckpointUnavailable, "start this recovery afresh with another --checkpoint",
+			"the checkpoint's position in %s is not one this source made: %w", within, err)
+	}
+	return nil
 }
 
 // IsZero reports whether the cursor is the start of the scope.

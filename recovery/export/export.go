@@ -15,7 +15,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -295,27 +294,17 @@ type position struct {
 
 func decodePosition(c recovery.Cursor) (position, error) {
 	var p position
-	if c.IsZero() {
-		return p, nil
-	}
-	if err := json.Unmarshal(c.Token, &p); err != nil {
-		return p, recovery.Problemf(recovery.ErrCheckpointUnavailable, "start this recovery afresh with another --checkpoint",
-			"the checkpoint's position in the export is not one this source made: %w", err)
-	}
-	return p, nil
+	err := c.Decode(&p, "the export")
+	return p, err
 }
 
 // cursor is p as a recovery.Cursor, which names the line for people.
 func (p position) cursor() recovery.Cursor {
-	token, err := json.Marshal(p)
-	if err != nil { // two numbers and a string always marshal
-		panic(err)
-	}
-	c := recovery.Cursor{Token: token}
+	text := ""
 	if p.Line > 0 {
-		c.Text = fmt.Sprintf("line %d of the export", p.Line)
+		text = fmt.Sprintf("line %d of the export", p.Line)
 	}
-	return c
+	return recovery.NewCursor(p, text)
 }
 
 // checkResume makes sure the file still has, just before cur.Offset, the

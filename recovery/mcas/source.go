@@ -275,25 +275,13 @@ type position struct {
 
 func decodePosition(c recovery.Cursor) (position, error) {
 	var p position
-	if c.IsZero() {
-		return p, nil
-	}
-	if err := json.Unmarshal(c.Token, &p); err != nil {
-		return p, recovery.Problemf(recovery.ErrCheckpointUnavailable, "start this recovery afresh with another --checkpoint",
-			"the checkpoint's position in the API is not one this source made: %w", err)
-	}
-	return p, nil
+	err := c.Decode(&p, "the API")
+	return p, err
 }
 
 // cursor is p as a recovery.Cursor. It has no text: a continuation means
 // nothing to people, and the pass shows the time it reached instead.
-func (p position) cursor() recovery.Cursor {
-	token, err := json.Marshal(p)
-	if err != nil { // a struct of bytes, a number and strings always marshals
-		panic(err)
-	}
-	return recovery.Cursor{Token: token}
-}
+func (p position) cursor() recovery.Cursor { return recovery.NewCursor(p, "") }
 
 // Fetch returns the page of activities of the recovery's window that
 // starts at cur (see recovery.Source). A cursor made by a scan continues
