@@ -216,9 +216,6 @@ func readSettle(c *cli.Context, src sourceSpec, log *slog.Logger) (*recovery.Swe
 		}
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
 	sw := &recovery.Sweeps{Margin: margin}
 	if c.IsSet("settle") {
 		sw.For = &settle
