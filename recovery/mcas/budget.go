@@ -30,11 +30,10 @@ type Budget struct {
 // one slow answer does not size the lanes, few enough to follow a change.
 const answersKept = 5
 
-// NewBudget returns the budget of perMinute requests a minute (default 20)
+// newBudget returns the budget of perMinute requests a minute (default 20)
 // that gives up after maxCritical consecutive failed requests (default
-// 10). A number below 1 takes the default (Config's checks refuse
-// negative ones with the flag's name).
-func NewBudget(perMinute, maxCritical int) *Budget {
+// 10). A number below 1 takes the default (New refuses negative ones).
+func newBudget(perMinute, maxCritical int) *Budget {
 	if perMinute < 1 {
 		perMinute = DefaultRateLimit
 	}

@@ -6,6 +6,10 @@ import (
 	"siem-recovery/recovery"
 )
 
+// Budget is what the Source's requests spend, and every scope and lane
+// read through it.
+func (s *Source) Budget() *Budget { return s.budget }
+
 // SetMaxAnswer lowers the byte cap of one answer, so that a test can pass
 // it without sending 128 MiB.
 func SetMaxAnswer(s *Source, n int64) { s.maxAnswer = n }

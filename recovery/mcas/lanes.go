@@ -23,9 +23,6 @@ func Lanes(answer time.Duration, perMinute float64) int {
 	return int(min(max(n, 1), MaxLanes))
 }
 
-// Budget is what the Source's requests spend.
-func (s *Source) Budget() *Budget { return s.budget }
-
 // boundaries remembers, for the latest scan continuations, the ids of the
 // final millisecond of the page that gave each: the records the API might
 // list again right after that boundary. One per lane is enough (a lane

@@ -124,23 +124,6 @@ func TestLanesShareOneRateLimit(t *testing.T) {
 			t.Errorf("%d of %d requests throttled, want none", st.Throttled, st.Requests)
 		}
 	})
-	t.Run("sources given one budget", func(t *testing.T) {
-		srv := mcastest.New(t, mcastest.Options{Activities: acts, RequestsPerMinute: 10, BudgetPeriod: time.Second})
-		budget := mcas.NewBudget(300, 10)
-		var wg sync.WaitGroup
-		for _, w := range cuts {
-			src, _ := newSource(t, srv, func(c *mcas.Config) { c.Budget, c.PageSize, c.Window = budget, 500, w })
-			wg.Go(func() {
-				if _, err := drain(ctxFor(t, time.Minute), t, src, recovery.Cursor{}, 0); err != nil {
-					t.Error(err)
-				}
-			})
-		}
-		wg.Wait()
-		if st := srv.Stats(); st.Throttled != 0 {
-			t.Errorf("%d of %d requests throttled, want none", st.Throttled, st.Requests)
-		}
-	})
 }
 
 func TestLanesShareOneCountOfCriticalErrors(t *testing.T) {

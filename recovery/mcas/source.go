@@ -107,10 +107,6 @@ type Config struct {
 	// TLSConfig overrides the TLS settings of the API connection (tests
 	// trust the emulator's certificate with it); nil: system roots.
 	TLSConfig *tls.Config
-	// Budget, when set, is the rate limit and critical-error count this
-	// Source spends, shared with whatever else spends it; RateLimit and
-	// MaxCriticalErrors are then not used. Nil: a Budget of its own.
-	Budget *Budget
 	// Redactor hides secrets in every error and log line that shows what
 	// the API sent; New adds the token to it. Share it with whatever else
 	// shows or stores errors of the run (the checkpoint's last error).
@@ -189,9 +185,7 @@ func New(cfg Config) (*Source, error) {
 	if cfg.RateLimit < 0 || cfg.MaxCriticalErrors < 0 {
 		return nil, recovery.Problemf(recovery.ErrUsage, "give a positive number", "--rate-limit %d and --max-critical-errors %d must not be negative", cfg.RateLimit, cfg.MaxCriticalErrors)
 	}
-	if s.budget = cfg.Budget; s.budget == nil {
-		s.budget = NewBudget(cfg.RateLimit, cfg.MaxCriticalErrors)
-	}
+	s.budget = newBudget(cfg.RateLimit, cfg.MaxCriticalErrors)
 	if f := cfg.Filter.JSON(); f != "" {
 		if err := json.Unmarshal([]byte(f), &s.filter); err != nil {
 			return nil, recovery.Problemf(recovery.ErrUsage, remedyFilter, "the filter is not a JSON object: %w", err)
