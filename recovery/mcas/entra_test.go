@@ -1,6 +1,7 @@
 package mcas_test
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
 	"os"
@@ -301,11 +302,15 @@ func TestEntraCertificate(t *testing.T) {
 			delete(e.env, "AZURE_CLIENT_SECRET")
 			e.env["AZURE_CLIENT_CERTIFICATE_PATH"] = tc.file
 			src, logs := e.source(t, nil)
+			// The private key's PEM block, which no log line or error may show.
+			pemFile, _ := os.ReadFile(tc.file)
+			key := string(pemFile[bytes.Index(pemFile, []byte("-----BEGIN PRIVATE KEY")):])
 			if tc.want == nil {
 				drainAll(t, src, 30*time.Second, e.want, logs.String)
 				if !strings.Contains(src.Credential(), "client certificate") {
 					t.Errorf("Credential() = %q", src.Credential())
 				}
+				assertNoSecret(t, key, logs.String(), src.Credential())
 				return
 			}
 			_, err := src.Fetch(ctxFor(t, 30*time.Second), recovery.Cursor{})
@@ -315,6 +320,7 @@ func TestEntraCertificate(t *testing.T) {
 			if strings.Contains(err.Error(), "PRIVATE KEY") || e.api.Stats().Requests != 0 {
 				t.Fatalf("error %v after %d API requests", err, e.api.Stats().Requests)
 			}
+			assertNoSecret(t, key, err.Error(), logs.String())
 		})
 	}
 
