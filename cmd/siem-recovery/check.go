@@ -27,11 +27,11 @@ func checkCommand(stdout, stderr io.Writer) *cli.Command {
 		UsageText: "siem-recovery check [the same flags as run]",
 		Description: "Takes the same flags as run and checks, in order: the window and the filter; the source (for the API:\n" +
 			"the identity it authenticates as; an Entra ID token obtained, and its lifetime; then one request of a single\n" +
-			"activity, which proves the token, the proxy and the route); the sink (TCP connect,\n" +
-			"TLS handshake, or the file opened for appending); and the checkpoint (belongs to this recovery, writable,\n" +
-			"not held by a run). Each line says OK or FAIL, with the MCAS error name and the remedy on failure\n" +
-			"(WARN: fine to run, but worth fixing, such as a token file other users can read).\n" +
-			"Nothing is sent and nothing is written. The exit code is that of the first failure (as for run), or 0.",
+			"activity, which proves the token, the proxy and the route); the sink (TCP connect, TLS handshake,\n" +
+			"RELP session, or the file opened for appending: created empty if missing); and the checkpoint (belongs to\n" +
+			"this recovery, writable, not held by a run). Each line says OK or FAIL, with the MCAS error name and the\n" +
+			"remedy on failure (WARN: fine to run, but worth fixing, such as a token file other users can read).\n" +
+			"Nothing is sent and no checkpoint is written. The exit code is that of the first failure (as for run), or 0.",
 		Flags: runCommand(stderr).Flags,
 		Action: func(c *cli.Context) error {
 			if err := flagsOnly(c); err != nil {

@@ -23,11 +23,12 @@ func verifyCommand(stdout, stderr io.Writer) *cli.Command {
 		Usage:     "check that the SIEM got the whole window (step 2 of the MCAS recovery procedure)",
 		UsageText: "siem-recovery verify --alert ALERT.json --source URL|file:PATH [--filter F] [--checkpoint P] [--received FILE] [run's sink flags]",
 		Description: "Counts the window's activities at the source (same window, source and filter flags as run; the API\n" +
-			"answers with the count in one request, an export is read through) and compares the count with what the\n" +
-			"checkpoint says was sent. With --received FILE (the ids the SIEM holds: one per line, or the CEF or JSON\n" +
-			"lines it received) it reads the whole window and prints every missing activity id on stdout, with the\n" +
-			"command that sends just those. It also takes run's sink flags, so that the same command line serves\n" +
-			"both, and that command is complete.\n\n" +
+			"answers with the count in one request, and one more for what MCAS saved after the recovery's pass began;\n" +
+			"an export is read through) and compares the count with what the checkpoint says was sent.\n" +
+			"With --received FILE (the ids the SIEM holds: one per line, or the CEF or JSON lines it received) it\n" +
+			"reads the whole window and prints every missing activity id on stdout, with the command that sends\n" +
+			"just those. It also takes run's sink flags, so that the same command line serves both, and that\n" +
+			"command is complete.\n\n" +
 			"Exit codes: 0 something was compared and nothing is missing, 10 activities missing, 6 nothing to compare\n" +
 			"with (no checkpoint and no --received) or a checkpoint of another recovery; otherwise as for run\n" +
 			"(2 usage, 3 invalid token, 4 invalid proxy, 5 too many critical errors).",
