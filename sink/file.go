@@ -219,7 +219,7 @@ func (s *fileSink) readBack(from, size int64) (held map[string]bool, lineEnd int
 // when this sink first writes to it, so that the next event starts a line
 // of its own instead of gluing onto the fragment (which a SIEM would drop
 // with it). The fragment is not this tool's to remove: a torn line a run
-// of this tool left after its last synced batch is cut by Recover first;
+// of this tool left after its last synced batch is cut by Resume first;
 // this is for a file another writer left so, or one whose checkpoint was
 // made afresh.
 func (s *fileSink) endForeignLine() error {
