@@ -225,8 +225,8 @@ type Prepared any
 
 // Preparer is a Sink that can do a batch's work (formatting) before Send,
 // while it still delivers the batch before; the replay loop calls Prepare
-// from the goroutine that reads ahead. Prepare may run beside Send and
-// beside other Prepare calls.
+// from the goroutine that fetched the page (the one that reads ahead, or a
+// scan lane's). Prepare may run beside Send and beside other Prepare calls.
 type Preparer interface {
 	// Prepare does batch's work, in reuse's memory when reuse is a
 	// Prepared whose Send has returned (nil for none), and returns it.
