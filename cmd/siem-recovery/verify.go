@@ -15,6 +15,7 @@ import (
 
 	"siem-recovery/checkpoint"
 	"siem-recovery/recovery"
+	"siem-recovery/recovery/mcas"
 )
 
 func verifyCommand(stdout, stderr io.Writer) *cli.Command {
@@ -177,6 +178,9 @@ func topUpAdvice(c *cli.Context, st *recovery.State) string {
 	if !c.IsSet("sink") {
 		cmd += " (with the --sink flags of the recovery)"
 	}
+	if p := c.String("proxy"); mcas.RedactURL(p) != p {
+		cmd += " (give --proxy with its user and password)"
+	}
 	switch {
 	case st == nil:
 		return "send just those with: " + cmd
@@ -188,7 +192,8 @@ func topUpAdvice(c *cli.Context, st *recovery.State) string {
 
 // runCommandLine is "siem-recovery run" with the flags c was given (from
 // the command line or the environment), except skip, the token (never
-// printed) and those of logging.
+// printed) and those of logging; the proxy's user and password are
+// hidden as everywhere else.
 func runCommandLine(c *cli.Context, skip ...string) string {
 	skip = append(skip, "token", "log-format", "quiet", "verbose", "progress-interval")
 	var b strings.Builder
@@ -206,7 +211,11 @@ func runCommandLine(c *cli.Context, skip ...string) string {
 		case *cli.IntFlag:
 			fmt.Fprintf(&b, " --%s %d", name, c.Int(name))
 		default:
-			b.WriteString(" --" + name + " " + shellQuote(fmt.Sprint(c.Value(name))))
+			v := fmt.Sprint(c.Value(name))
+			if name == "proxy" {
+				v = mcas.RedactURL(v)
+			}
+			b.WriteString(" --" + name + " " + shellQuote(v))
 		}
 	}
 	return b.String()

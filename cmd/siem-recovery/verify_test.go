@@ -139,3 +139,23 @@ func TestAPICountOnlyVerifyAndDryRun(t *testing.T) {
 		t.Fatalf("status: total %v, percent %v of %s", s.Total, s.Percent, s.PercentOf)
 	}
 }
+
+// TestVerifyAdviceHidesTheProxyPassword: the command verify prints for a
+// top-up repeats run's flags, but never the password of --proxy (shown
+// nowhere else either); it says the command needs it.
+func TestVerifyAdviceHidesTheProxyPassword(t *testing.T) {
+	dir := t.TempDir()
+	const secret = "Pr0xy-S3cret-pass"
+	run := runBin(t, dir, nil, exampleArgs(t, dir)...)
+	wantCode(t, run, 0)
+	lines := strings.Split(strings.TrimSuffix(run.stdout, "\n"), "\n")
+	received := writeFile(t, dir, "received.cef", strings.Join(lines[1:], "\n")+"\n")
+	args := append(exampleArgs(t, dir, "--received", received, "--proxy", "http://siem:"+secret+"@127.0.0.1:3128")[1:], "--sink", "file:out.cef")
+	r := runBin(t, dir, nil, append([]string{"verify"}, args...)...)
+	wantCode(t, r, exitMissing)
+	if at := strings.Index(r.stderr+r.stdout, secret); at >= 0 {
+		// Say where, without printing the password.
+		t.Fatalf("verify printed the proxy's password at byte %d of its output", at)
+	}
+	wantStderr(t, r, " --proxy http://xxxxx@127.0.0.1:3128 ", "(give --proxy with its user and password)")
+}
