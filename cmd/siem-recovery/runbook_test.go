@@ -17,9 +17,8 @@ import (
 )
 
 // runbookRsyslog is the rsyslog configuration the runbook gives, with its
-// ports, files and (when its module is missing here) RELP input changed
-// for this machine.
-func runbookRsyslog(t *testing.T, dir string, pki *rsyslogtest.PKI, tcp, tls, relp int) (conf string, withRELP bool) {
+// ports and files changed for this machine.
+func runbookRsyslog(t *testing.T, dir string, pki *rsyslogtest.PKI, tcp, tls, relp int) string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(repoRoot(t), "docs/runbook.md"))
 	if err != nil {
@@ -29,7 +28,7 @@ func runbookRsyslog(t *testing.T, dir string, pki *rsyslogtest.PKI, tcp, tls, re
 	if m == nil {
 		t.Fatal("the runbook has no rsyslog configuration")
 	}
-	conf = strings.NewReplacer(
+	return strings.NewReplacer(
 		`global(maxMessageSize="64k")`, `global(maxMessageSize="64k" workDirectory="`+dir+`")`,
 		`port="514"`, `address="127.0.0.1" port="`+strconv.Itoa(tcp)+`"`,
 		`port="6514"`, `address="127.0.0.1" port="`+strconv.Itoa(tls)+`"`,
@@ -39,23 +38,18 @@ func runbookRsyslog(t *testing.T, dir string, pki *rsyslogtest.PKI, tcp, tls, re
 		"/etc/rsyslog.d/tls/cert.pem", pki.ServerCertFile,
 		"/etc/rsyslog.d/tls/key.pem", pki.ServerKeyFile,
 	).Replace(m[1])
-	if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so"); err != nil {
-		t.Log("imrelp (Debian package rsyslog-relp) is not installed: the RELP input is left out")
-		return regexp.MustCompile(`(?m)^.*imrelp.*$`).ReplaceAllString(conf, ""), false
-	}
-	return conf, true
 }
 
 // TestRunbookRsyslogReceives starts rsyslogd with the runbook's receiver
-// configuration and recovers the example window into it over TCP and over
-// TLS: every activity is in its output file, once per transport. The RELP
-// input listens (siem-recovery has no RELP sink yet to send through it).
+// configuration and recovers the example window into it over TCP, TLS and
+// RELP: every activity is in its output file, once per transport.
 func TestRunbookRsyslogReceives(t *testing.T) {
 	bin := rsyslogtest.Binary(t)
+	rsyslogtest.NeedModule(t, "imrelp")
 	dir := t.TempDir()
 	pki := rsyslogtest.NewPKI(t)
 	tcp, tls, relp := freeTCPPort(t), freeTCPPort(t), freeTCPPort(t)
-	text, withRELP := runbookRsyslog(t, dir, pki, tcp, tls, relp)
+	text := runbookRsyslog(t, dir, pki, tcp, tls, relp)
 	conf := filepath.Join(dir, "rsyslog.conf")
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -73,16 +67,13 @@ func TestRunbookRsyslogReceives(t *testing.T) {
 		rsyslogd.Process.Signal(syscall.SIGTERM)
 		rsyslogd.Wait()
 	}()
-	ports := []int{tcp, tls}
-	if withRELP {
-		ports = append(ports, relp)
-	}
-	for _, port := range ports {
+	for _, port := range []int{tcp, tls, relp} {
 		awaitListening(ctx, t, port)
 	}
 	out := filepath.Join(dir, "activities.log")
 	for _, sink := range [][]string{{"--sink", "tcp://127.0.0.1:" + strconv.Itoa(tcp)},
-		{"--sink", "tls://127.0.0.1:" + strconv.Itoa(tls), "--ca-file", pki.CAFile}} {
+		{"--sink", "tls://127.0.0.1:" + strconv.Itoa(tls), "--ca-file", pki.CAFile},
+		{"--sink", "relp://127.0.0.1:" + strconv.Itoa(relp)}} {
 		r := runBin(t, dir, nil, exampleArgs(t, t.TempDir(), sink...)...)
 		wantCode(t, r, 0)
 	}
@@ -96,8 +87,8 @@ func TestRunbookRsyslogReceives(t *testing.T) {
 		counts[id]++
 	}
 	for _, id := range wantIDs {
-		if counts[id] != 2 {
-			t.Fatalf("%s arrived %d times over TCP and TLS, want once each", id, counts[id])
+		if counts[id] != 3 {
+			t.Fatalf("%s arrived %d times over TCP, TLS and RELP, want once each", id, counts[id])
 		}
 	}
 	if len(counts) != len(wantIDs) {

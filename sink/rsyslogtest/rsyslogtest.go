@@ -101,9 +101,10 @@ func missing(t testing.TB, what string) {
 	t.Skip(what + " (Debian packages " + packages + ")")
 }
 
-// needModule checks that rsyslog's input module name (imrelp.so, from
-// rsyslog-relp) is installed: rsyslogd would refuse the configuration.
-func needModule(t testing.TB, name string) {
+// NeedModule checks that rsyslog's input module name (imrelp.so, from
+// rsyslog-relp) is installed, skipping the test (failing it under CI)
+// when it is not: rsyslogd would refuse a configuration that loads it.
+func NeedModule(t testing.TB, name string) {
 	t.Helper()
 	for _, pattern := range []string{"/usr/lib/*/rsyslog/", "/usr/lib/rsyslog/", "/usr/lib64/rsyslog/"} {
 		if found, _ := filepath.Glob(pattern + name + ".so"); len(found) > 0 {
@@ -119,7 +120,7 @@ func Start(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	s := &Server{t: t, bin: Binary(t), dir: t.TempDir()}
 	if cfg.Transport == RELP {
-		needModule(t, "imrelp")
+		NeedModule(t, "imrelp")
 	}
 	s.Output = filepath.Join(s.dir, "received.log")
 	s.conf = filepath.Join(s.dir, "rsyslog.conf")
