@@ -34,7 +34,7 @@ func statusCommand(stdout io.Writer) *cli.Command {
 			"the state is its own.",
 		Flags: []cli.Flag{
 			checkpointFlag(),
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON object (keys: state, window_start, window_end, position, percent, sent, skipped, api_requests, last_error, updated_at, sent_again, ...)"},
+			&cli.BoolFlag{Name: "json", EnvVars: env("json"), Usage: "print one JSON object (keys: state, window_start, window_end, position, percent, sent, skipped, api_requests, last_error, updated_at, sent_again, ...)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := flagsOnly(c); err != nil {
