@@ -130,7 +130,7 @@ func check(c *cli.Context, stdout io.Writer) error {
 // that proves the proxy and the token.
 func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, scope recovery.Scope, f recovery.Filter,
 	add func(item, detail string, err error) bool) {
-	source, err := openSource(ctx, c, log, src, scope, f, nil)
+	source, err := openSource(ctx, c, log, src, scope, f, nil, false)
 	if err != nil {
 		add(failedItem(err, "source"), src.display, err)
 		return

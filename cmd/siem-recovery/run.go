@@ -126,7 +126,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 
 	// Every secret of the run, for what the checkpoint records.
 	redactor := recovery.NewRedactor()
-	source, err := openSource(ctx, c, log, src, scope, filter, redactor)
+	source, err := openSource(ctx, c, log, src, scope, filter, redactor, sendsRaw(c))
 	if err != nil {
 		return err
 	}
@@ -347,7 +347,7 @@ func signalName(sig os.Signal) string {
 // where the source can count (the API's total), a scan where it cannot
 // (an export).
 func dryRun(ctx context.Context, c *cli.Context, in inputs) error {
-	source, err := openSource(ctx, c, in.log, in.src, in.scope, in.filter, nil)
+	source, err := openSource(ctx, c, in.log, in.src, in.scope, in.filter, nil, false)
 	if err != nil {
 		return err
 	}

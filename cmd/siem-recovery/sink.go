@@ -48,3 +48,8 @@ func openSink(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceS
 		UDPRate:            c.Int("udp-rate"),
 	})
 }
+
+// sendsRaw reports whether --format sends the activities' text as the
+// source returned it (Activity.Raw): json does, CEF reads only the decoded
+// fields, so its source need not keep the text.
+func sendsRaw(c *cli.Context) bool { return c.String("format") == sink.FormatJSON }

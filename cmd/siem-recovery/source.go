@@ -76,8 +76,10 @@ func closeSource(s recovery.Source) {
 }
 
 // openSource opens the source --source names. An API source adds its
-// secrets to redactor (nil: one of its own).
-func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, scope recovery.Scope, f recovery.Filter, redactor *recovery.Redactor) (recovery.Source, error) {
+// secrets to redactor (nil: one of its own). raw says whether the pages'
+// activities must carry their text (Activity.Raw): only what --format json
+// sends reads it, and an export's pages are much smaller without it.
+func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, scope recovery.Scope, f recovery.Filter, redactor *recovery.Redactor, raw bool) (recovery.Source, error) {
 	pageSize := c.Int("page-size")
 	if pageSize <= 0 {
 		return nil, recovery.Problemf(recovery.ErrUsage, "use a positive --page-size (default 5000)", "--page-size %d", pageSize)
@@ -86,6 +88,9 @@ func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourc
 		s, err := export.Open(src.file, scope, f, pageSize)
 		if err != nil {
 			return nil, exportProblem(src.file, err)
+		}
+		if !raw {
+			s.LeaveRaw()
 		}
 		return s, nil
 	}

@@ -75,7 +75,7 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 			"nothing to compare the source's count with: no checkpoint at %s, and no --received", cpPath)
 	}
 
-	source, err := openSource(c.Context, c, log, src, scope, filter, nil)
+	source, err := openSource(c.Context, c, log, src, scope, filter, nil, false)
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,7 @@ type Source struct {
 	scope    recovery.Scope
 	filter   recovery.Filter
 	pageSize int
+	leaveRaw bool          // pages carry no Raw (LeaveRaw)
 	r        *bufio.Reader // Fetch's reader and buffers, kept from page to page
 	round    lineRound
 	decoders []recovery.Decoder // one per part of a round
@@ -72,6 +73,14 @@ func Open(path string, scope recovery.Scope, f recovery.Filter, pageSize int) (*
 
 // Close closes the file.
 func (s *Source) Close() error { return s.f.Close() }
+
+// LeaveRaw has the activities of every page come without Raw, their
+// text: for a reader of the decoded fields only (the CEF format, a
+// count, a list of ids). A page then holds no copy of its lines, and the
+// buffer the lines are read into serves every round of every page:
+// memory per page is the fields' text, about a fifth of the lines, and a
+// run makes little garbage.
+func (s *Source) LeaveRaw() { s.leaveRaw = true }
 
 // Fetch reads the page that starts at cur. Lines are read in rounds of at
 // most decodeRound and decoded on every CPU; they are then taken in file
@@ -103,18 +112,9 @@ func (s *Source) Fetch(ctx context.Context, c recovery.Cursor) (recovery.Page, e
 		}
 		// Each line yields at most one activity: a round never reads past
 		// the end of the page.
-		want := min(s.pageSize-len(page.Activities), scanLinesPerPage-scanned, decodeRound)
-		eof, readErr := round.read(r, want)
+		eof, readErr := round.read(r, s.roundLines(len(page.Activities), scanned))
 		s.decode(round)
-		// When most of the round is kept, the page takes its buffer, which
-		// the kept activities point into, rather than a copy of them.
-		kept := 0
-		for i := range round.out {
-			if round.out[i].keep {
-				kept += len(round.out[i].act.Raw)
-			}
-		}
-		adopt := kept >= len(round.buf)*3/4
+		adopt := s.adopt(round)
 		for i, line := range round.lines {
 			lineNo := next.Line + 1
 			d := &round.out[i]
@@ -122,7 +122,10 @@ func (s *Source) Fetch(ctx context.Context, c recovery.Cursor) (recovery.Page, e
 				return recovery.Page{}, s.badLine(lineNo, d.err)
 			}
 			if d.keep {
-				if !adopt {
+				switch {
+				case s.leaveRaw:
+					d.act.Raw = nil // the round's buffer is read into again
+				case !adopt:
 					d.act.Raw = raws.clone(d.act.Raw)
 				}
 				page.Activities = append(page.Activities, d.act)
@@ -132,10 +135,15 @@ func (s *Source) Fetch(ctx context.Context, c recovery.Cursor) (recovery.Page, e
 		}
 		scanned += len(round.lines)
 		if adopt {
-			// The next round's buffer is sized for a full round of lines like
-			// these (and an eighth more), not for the largest one seen.
+			// The next round's buffer is sized for the lines it will read,
+			// if like these (and an eighth more): not for a full round when
+			// the page needs fewer, nor for the largest line seen.
 			perLine := len(round.buf) / max(len(round.lines), 1)
-			round.buf = make([]byte, 0, min(max(perLine*decodeRound*9/8, 64<<10), MaxLineBytes))
+			lines := s.roundLines(len(page.Activities), scanned)
+			if lines == 0 { // the page is full: the next page's first round
+				lines = s.roundLines(0, 0)
+			}
+			round.buf = make([]byte, 0, min(max(perLine*lines*9/8, 64<<10), MaxLineBytes))
 		}
 		switch {
 		case errors.Is(readErr, errLineTooLong):
@@ -166,6 +174,29 @@ func (s *Source) Fetch(ctx context.Context, c recovery.Cursor) (recovery.Page, e
 		page.Progress = 1
 	}
 	return page, nil
+}
+
+// roundLines is how many lines the next round of a page reads, once the
+// page holds kept activities from scanned lines: each line yields at most
+// one activity, so a round never reads past the end of the page.
+func (s *Source) roundLines(kept, scanned int) int {
+	return min(s.pageSize-kept, scanLinesPerPage-scanned, decodeRound)
+}
+
+// adopt tells whether the page takes the round's buffer, which the kept
+// activities point into, rather than a copy of their lines: when most of
+// the round is kept and the page keeps the lines at all.
+func (s *Source) adopt(round *lineRound) bool {
+	if s.leaveRaw {
+		return false
+	}
+	kept := 0
+	for i := range round.out {
+		if round.out[i].keep {
+			kept += len(round.out[i].act.Raw)
+		}
+	}
+	return kept >= len(round.buf)*3/4
 }
 
 // errNoCreated: a line without the time a window by created needs.
