@@ -179,7 +179,7 @@ func (s *relpSink) deliver(ctx context.Context, p *relpProgress) error {
 func (s *relpSink) pump(ctx context.Context, c *relpSession, p *relpProgress) error {
 	g := &deadlines{conn: c.conn}
 	defer context.AfterFunc(ctx, g.cancel)()
-	n := len(p.msgs.ends)
+	n := p.msgs.count()
 	for p.acked < n {
 		limit, grown := p.limit(s.window)
 		if p.written < min(n, limit) {

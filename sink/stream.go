@@ -60,9 +60,9 @@ func (s *streamSink) Send(ctx context.Context, b recovery.Batch) (resent int, er
 	}
 	f := framesOf(s.enc, b, &s.own)
 	err = s.retry.do(ctx, func() error {
-		written, err := s.deliver(ctx, f.buf)
+		written, err := s.deliver(ctx, f)
 		if err != nil {
-			resent += framesStarted(f.ends, written)
+			resent += f.started(written)
 		}
 		return err
 	})
@@ -85,9 +85,9 @@ func framesStarted(ends []int, n int) int {
 	return min(len(ends), sort.SearchInts(ends, n)+1)
 }
 
-// deliver makes one attempt to deliver buf: connect, write, confirm,
+// deliver makes one attempt to deliver f: connect, write, confirm,
 // probe. It returns how many bytes of it were handed to the connection.
-func (s *streamSink) deliver(ctx context.Context, buf []byte) (written int, err error) {
+func (s *streamSink) deliver(ctx context.Context, f *frames) (written int, err error) {
 	conn, err := s.dial(ctx)
 	if err != nil {
 		return 0, s.connectFailure(err)
@@ -96,13 +96,16 @@ func (s *streamSink) deliver(ctx context.Context, buf []byte) (written int, err 
 	g := &deadlines{conn: conn}
 	defer context.AfterFunc(ctx, g.cancel)()
 
-	for written < len(buf) {
-		end := min(written+writeChunk, len(buf))
-		g.set(conn.SetWriteDeadline, s.writeTimeout)
-		n, err := conn.Write(buf[written:end])
-		written += n
-		if err != nil {
-			return written, s.failureOn(conn, stageSend, err)
+	for _, r := range f.runs[:f.n] {
+		for off := 0; off < len(r.buf); {
+			end := min(off+writeChunk, len(r.buf))
+			g.set(conn.SetWriteDeadline, s.writeTimeout)
+			n, err := conn.Write(r.buf[off:end])
+			off += n
+			written += n
+			if err != nil {
+				return written, s.failureOn(conn, stageSend, err)
+			}
 		}
 	}
 	if err := s.confirm(conn, g); err != nil {
