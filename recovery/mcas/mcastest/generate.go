@@ -1,6 +1,7 @@
 package mcastest
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -122,6 +123,10 @@ func activity(i int, ts, saved int64) json.RawMessage {
 func IDs(acts []json.RawMessage) []string {
 	ids := make([]string, len(acts))
 	for i, raw := range acts {
+		if id, ok := leadingID(raw); ok {
+			ids[i] = id
+			continue
+		}
 		var a struct {
 			ID string `json:"_id"`
 		}
@@ -129,6 +134,23 @@ func IDs(acts []json.RawMessage) []string {
 		ids[i] = a.ID
 	}
 	return ids
+}
+
+// leadingID is the "_id" an activity begins with, as Generate writes it,
+// when it holds nothing to unescape and no other "_id" follows: found with
+// a few byte searches instead of decoding the whole object, which under
+// the race detector took a third of the time of the tests that generate
+// tens of thousands of activities.
+func leadingID(raw []byte) (string, bool) {
+	rest, ok := bytes.CutPrefix(raw, []byte(`{"_id":"`))
+	if !ok {
+		return "", false
+	}
+	end := bytes.IndexAny(rest, `"\`)
+	if end < 0 || rest[end] != '"' || bytes.Contains(rest[end:], []byte(`"_id"`)) {
+		return "", false
+	}
+	return string(rest[:end]), true
 }
 
 // IsJWT reports whether t has the shape of a JSON Web Token: three

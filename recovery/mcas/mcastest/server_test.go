@@ -415,3 +415,30 @@ func TestHostileFaults(t *testing.T) {
 		t.Errorf("redirect: %d to %q with %q", resp.StatusCode, resp.Header.Get("Location"), data)
 	}
 }
+
+// IDs reads the ids of generated activities without decoding them, and
+// any other activity as encoding/json does: an escaped id unescaped, the
+// last of two "_id" members, none.
+func TestIDs(t *testing.T) {
+	acts := mcastest.Generate(mcastest.GenerateOptions{Window: recovery.Window{Start: 1714521600000, End: 1714521700000}, Count: 50})
+	acts = append(acts,
+		json.RawMessage(`{"_id":"a\"b","timestamp":1}`),
+		json.RawMessage(`{"_id":"first","timestamp":1,"_id":"second"}`),
+		json.RawMessage(`{ "_id":"spaced"}`),
+		json.RawMessage(`{"timestamp":1}`))
+	got := mcastest.IDs(acts)
+	for i, raw := range acts {
+		var a struct {
+			ID string `json:"_id"`
+		}
+		if err := json.Unmarshal(raw, &a); err != nil {
+			t.Fatal(err)
+		}
+		if got[i] != a.ID {
+			t.Errorf("activity %d: id %q, want %q", i, got[i], a.ID)
+		}
+	}
+	if got[len(got)-3] != "second" || got[len(got)-1] != "" {
+		t.Errorf("ids %q", got[len(got)-4:])
+	}
+}
