@@ -48,6 +48,7 @@ func savedIn(t *testing.T) (all []json.RawMessage, want []string) {
 // window, once, including those that happened before it, in scan mode and
 // in plain paging, across a resume from a cursor that went through JSON.
 func TestWindowByCreated(t *testing.T) {
+	t.Parallel()
 	acts, want := savedIn(t)
 	for _, pageSize := range []int{1000, 100} {
 		t.Run(fmt.Sprintf("page=%d", pageSize), func(t *testing.T) {

@@ -87,6 +87,7 @@ func (e *entraSetup) source(t *testing.T, edit func(*mcas.Config)) (*mcas.Source
 // API's clock runs a second ahead of ours (a token used until it expires
 // by our clock would be refused).
 func TestEntraRenewsTokensDuringARun(t *testing.T) {
+	t.Parallel()
 	e := newEntraSetup(t, 4*time.Second, time.Second, 1450)
 	src, logs := e.source(t, func(c *mcas.Config) { c.RateLimit, c.PageSize = 120, 100 })
 	d := drainAll(t, src, time.Minute, e.want, logs.String)

@@ -17,6 +17,7 @@ import (
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
 
 func TestThrottlingAndServerErrorsLoseNothing(t *testing.T) {
+	t.Parallel()
 	const n, pageSize = 6000, 500
 	acts, want := generate(n, 300, pageSize-150)
 	// A budget of 4 requests a second, every 5th request a 500, every 7th
@@ -66,6 +67,7 @@ func TestThrottlingIsNotCritical(t *testing.T) {
 }
 
 func TestCriticalErrorsAreCountedInARow(t *testing.T) {
+	t.Parallel()
 	// Every other request fails: never two in a row, so MaxCriticalErrors
 	// 2 is never reached, across pages too.
 	acts, want := generate(3000, 0, 0)

@@ -37,6 +37,7 @@ func fetchFails(t *testing.T, srv *mcastest.Server, src *mcas.Source, cur recove
 }
 
 func TestScanAnswerRepeatingItsFiltersIsMalformed(t *testing.T) {
+	t.Parallel()
 	acts, want := generate(1200, 0, 0)
 	srv := mcastest.New(t, mcastest.Options{Activities: acts})
 	src, logs := newSource(t, srv, func(c *mcas.Config) { c.PageSize = 500 })
@@ -104,6 +105,7 @@ func TestPlainCursorThatCannotAdvanceStops(t *testing.T) {
 }
 
 func TestAnswerLargerThanTheCapIsMalformed(t *testing.T) {
+	t.Parallel()
 	// A page within the limit, but larger than the byte cap (lowered to
 	// 1 MiB here from 128 MiB): nothing past the cap is read.
 	acts, _ := generate(3000, 0, 0)

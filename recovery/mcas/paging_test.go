@@ -39,8 +39,13 @@ func bodyOf(t *testing.T, r mcastest.Request) requestBody {
 	return b
 }
 
+// A scan delivers every activity of the window once, over pages that end
+// inside a burst of one millisecond, each request's filters the last
+// answer's nextQueryFilters. The window holds more than two pages of the
+// larger size.
 func TestScanDeliversEachActivityExactlyOnce(t *testing.T) {
-	const n, burst = 20000, 300
+	t.Parallel()
+	const n, burst = 12000, 300
 	for _, pageSize := range []int{5000, 1000} {
 		t.Run(fmt.Sprintf("page=%d", pageSize), func(t *testing.T) {
 			// The burst straddles the end of the first page.
@@ -85,8 +90,12 @@ func TestScanDeliversEachActivityExactlyOnce(t *testing.T) {
 	}
 }
 
+// Plain paging delivers every activity of the window once: its date
+// cursor moves past the 5,000 activities skip and limit can reach, and
+// stays on a millisecond shared by three pages until all are delivered.
 func TestPlainPagingDeliversEachActivityExactlyOnce(t *testing.T) {
-	const n, burst, pageSize = 20000, 300, 100
+	t.Parallel()
+	const n, burst, pageSize = 7000, 300, 100
 	// 300 activities in one millisecond cover three page boundaries.
 	acts, want := generate(n, burst, 1150)
 	srv := mcastest.New(t, mcastest.Options{Activities: acts})
@@ -120,6 +129,7 @@ func TestPlainPagingDeliversEachActivityExactlyOnce(t *testing.T) {
 }
 
 func TestPageSizeChoosesPaging(t *testing.T) {
+	t.Parallel()
 	acts, want := generate(1200, 0, 0)
 	for _, tc := range []struct {
 		pageSize int
@@ -143,6 +153,7 @@ func TestPageSizeChoosesPaging(t *testing.T) {
 }
 
 func TestResumeContinuesWhereItStopped(t *testing.T) {
+	t.Parallel()
 	acts, want := generate(3000, 300, 950)
 	for _, tc := range []struct {
 		name   string
@@ -206,6 +217,7 @@ func TestAutoPagingFallsBackWhenScanIsRefused(t *testing.T) {
 }
 
 func TestFilterIsANDedWithTheWindow(t *testing.T) {
+	t.Parallel()
 	acts, _ := generate(3000, 40, 700)
 	filter, err := recovery.ParseFilter([]byte(`{"service":{"eq":[11161,20893]},"activity.eventType":{"neq":["EVENT_O365_LOGOUT"]}}`))
 	if err != nil {
@@ -244,6 +256,7 @@ func TestScanThroughOneMillisecondLargerThanAPage(t *testing.T) {
 }
 
 func TestPlainPagingStopsAtTheSkipLimit(t *testing.T) {
+	t.Parallel()
 	// More than 4,900 activities in one millisecond cannot be paged
 	// through with skip+limit ≤ 5000: the source says so instead of
 	// looping or skipping them.

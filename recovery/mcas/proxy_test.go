@@ -13,6 +13,7 @@ import (
 )
 
 func TestThroughTinyproxy(t *testing.T) {
+	t.Parallel()
 	proxy := mcastest.StartTinyproxy(t)
 	acts, want := generate(1500, 100, 450)
 	for _, tc := range []struct {
