@@ -114,6 +114,7 @@ func TestAPIRunDeliversEveryActivityOnce(t *testing.T) {
 }
 
 func TestAPIRunResumesAfterTooManyCriticalErrors(t *testing.T) {
+	t.Parallel()
 	// Pages of 100 (plain paging) through 300 activities in one
 	// millisecond; the API fails for good after the third page, the run
 	// exits 5, and a re-run once the API is back delivers the rest: each

@@ -98,6 +98,7 @@ func normalizeEntra(s string, e *entraRun) string {
 // the API's clock a second ahead, 15 requests 500 ms apart) delivers each
 // activity once, the API refuses nothing, and no secret is printed.
 func TestEntraRunOutlivesSeveralTokens(t *testing.T) {
+	t.Parallel()
 	e := newEntraRun(t, 1450, 4*time.Second, time.Second)
 	r := e.run(t, "run", "--rate-limit", "120", "--page-size", "100", "--log-format", "json", "--verbose")
 	wantCode(t, r, 0)
@@ -129,6 +130,7 @@ func TestEntraWrongSecretExits3(t *testing.T) {
 // TestEntraUnreachableAuthorityExits5: an authority nothing answers at is
 // retried, and the failures count toward --max-critical-errors.
 func TestEntraUnreachableAuthorityExits5(t *testing.T) {
+	t.Parallel()
 	e := newEntraRun(t, 10, time.Hour, 0)
 	dead := mcastest.DeadAddr(t)
 	e.env = append(e.env, "AZURE_AUTHORITY_HOST=https://"+dead)
@@ -192,6 +194,7 @@ func TestEntraCheckShowsIdentity(t *testing.T) {
 // machine's endpoint (App Service's, found through IDENTITY_ENDPOINT), not
 // through --proxy, and renews them during the run.
 func TestManagedIdentityRun(t *testing.T) {
+	t.Parallel()
 	acts := mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 450})
 	api := mcastest.New(t, mcastest.Options{Activities: acts, TLS: true})
 	mi := entratest.NewManagedIdentity(t, entratest.Options{TokenLifetime: 3 * time.Second, OnToken: api.AcceptToken})

@@ -44,6 +44,7 @@ func assertCleanOutput(t *testing.T, out string) {
 }
 
 func TestAPIHostileAnswersEndTheRun(t *testing.T) {
+	t.Parallel()
 	const forged = `{"detail":"teapot\nlevel=INFO msg=completed sent_total=3000\u001b[2J\u001b]0;pwned\u0007"}`
 	for _, tc := range []struct {
 		name     string

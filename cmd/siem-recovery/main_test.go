@@ -15,6 +15,14 @@ import (
 
 // binary is the siem-recovery executable built once for this package's
 // tests: exit codes, signals and kill -9 are only real on a real process.
+//
+// The tests that spend seconds waiting (on a receiver, a kill, a token's
+// expiry) run in parallel (t.Parallel). Each keeps everything in its own
+// directory: its checkpoint by --checkpoint, or the default one of an API
+// source, whose emulator's address no other test shares. A test whose run
+// takes the default checkpoint of an export stays sequential: the state
+// directory is shared, and two such runs of the same export would share
+// that checkpoint. So does a test that listens on a port it freed.
 var binary string
 
 func TestMain(m *testing.M) {

@@ -22,6 +22,7 @@ import (
 // out the lines CEF does not send, 85 to 132 MiB (the GC's timing moves
 // it), which this ceiling catches.
 func TestPeakRSSIsBoundedByThePage(t *testing.T) {
+	t.Parallel()
 	const n = 200_000
 	dir := t.TempDir()
 	tools := benchTools(t)

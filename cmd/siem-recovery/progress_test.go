@@ -188,6 +188,7 @@ func wantLogLinesApart(t *testing.T, out string, want ...string) {
 // apart from it. The receiver holds each of the 100 batches 10 ms before
 // confirming it, so that the run lasts.
 func TestProgressBarOnTerminal(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	writeBigExport(t, filepath.Join(dir, "big.jsonl"), 200_000)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -214,6 +215,7 @@ func TestProgressBarOnTerminal(t *testing.T) {
 // SIEM; the sink's log line stands apart; once rsyslog is back the run
 // delivers everything.
 func TestProgressWhileTheSIEMIsDown(t *testing.T) {
+	t.Parallel()
 	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TCP})
 	srv.Stop()
 	dir := t.TempDir()

@@ -58,6 +58,7 @@ func receivedOnce(t *testing.T, srv *rsyslogtest.Server, want map[string]bool) (
 // acknowledged: at most the window (none when rsyslog died with every
 // message it was sent acknowledged).
 func TestRELPReceiverRestartedMidRun(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	want := writeBigExport(t, filepath.Join(dir, "big.jsonl"), 200_000)
 	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.RELP})
@@ -95,6 +96,7 @@ func TestRELPReceiverRestartedMidRun(t *testing.T) {
 // recorded as acknowledged and sends again at most what the sink may run
 // past the record (four windows).
 func TestRELPKill9SendsAtMostTheWindowAgain(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	want := writeBigExport(t, filepath.Join(dir, "big.jsonl"), 200_000)
 	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.RELP})

@@ -198,6 +198,7 @@ func TestSettleSendsLateArrivalsOnceThenGoesQuiet(t *testing.T) {
 // (the API slow to answer, --max-duration) exits 75, status says stopped,
 // and the next run finishes that sweep: each late arrival once.
 func TestSettleSweepStopsAndResumes(t *testing.T) {
+	t.Parallel()
 	acts := mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 50})
 	srv := mcastest.New(t, mcastest.Options{Activities: acts})
 	a := newAPIRun(t, srv, srv.Token())
@@ -224,6 +225,7 @@ func TestSettleSweepStopsAndResumes(t *testing.T) {
 // stopped reading): the next run finishes the sweep, and nothing is lost or
 // sent twice but that batch.
 func TestKill9MidSweepResendsOneBatch(t *testing.T) {
+	t.Parallel()
 	const n, batch = 12000, 5000
 	acts := mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 100})
 	srv := mcastest.New(t, mcastest.Options{Activities: acts})

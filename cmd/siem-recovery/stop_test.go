@@ -184,6 +184,7 @@ func checkAllOnce(t *testing.T, counts map[string]int, want map[string]bool) {
 // flight), and the next run delivers the rest: every activity exactly
 // once, nothing counted as sent again.
 func TestSignalLetsTheBatchInFlightFinish(t *testing.T) {
+	t.Parallel()
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
 		t.Run(signalName(sig), func(t *testing.T) {
 			dir := t.TempDir()
@@ -350,6 +351,7 @@ func TestSecondSignalCutsTheBatch(t *testing.T) {
 // the middle of batches, one after the other until the window is done.
 // Every activity arrives exactly once; nothing is counted as sent again.
 func TestMaxDurationSlotsResendNothing(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	want := writeBigExport(t, filepath.Join(dir, "big.jsonl"), 40_304)
 	recv := startStreamReceiver(t, 5000*480*10/3, 0) // lines of about 480 bytes

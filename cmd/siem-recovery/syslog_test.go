@@ -114,6 +114,7 @@ func TestSinkDownMaxDuration(t *testing.T) {
 // connection error with its remedy (golden files under
 // testdata/check/sink-*), without sending anything.
 func TestCheckSink(t *testing.T) {
+	t.Parallel()
 	pki := rsyslogtest.NewPKI(t)
 	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TLS, PKI: pki})
 	strict := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TLS, PKI: pki, RequireClientCert: true})
@@ -151,6 +152,7 @@ func TestCheckSink(t *testing.T) {
 // testdata/run/sink-*), instead of retrying forever; the checkpoint says
 // failed, with the error, and nothing was sent.
 func TestRunRefusedTLS(t *testing.T) {
+	t.Parallel()
 	pki := rsyslogtest.NewPKI(t)
 	anon := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TLS, PKI: pki})
 	strict := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TLS, PKI: pki, RequireClientCert: true})

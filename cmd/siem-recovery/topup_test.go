@@ -55,6 +55,7 @@ func activityLines(t *testing.T, path string) (counts map[string]int, latest int
 // time it reached, not the API's opaque continuation (kept raw under
 // --json); once the window is completed, the failure is shown resolved.
 func TestAPIStatusShowsTimeReachedNotCursor(t *testing.T) {
+	t.Parallel()
 	acts := mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 3000})
 	srv := mcastest.New(t, mcastest.Options{Activities: acts})
 	// Request 1 counts the window, 2 to 4 are pages; 5, 6 and 7 fail.
@@ -109,6 +110,7 @@ func TestAPIStatusShowsTimeReachedNotCursor(t *testing.T) {
 // were not, at most the batch in flight twice (and counted); then the same
 // command does nothing, with no API request.
 func TestAPITopUpResumesAfterKill9(t *testing.T) {
+	t.Parallel()
 	acts := mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 10_000})
 	srv := mcastest.New(t, mcastest.Options{Activities: acts})
 	a := newAPIRun(t, srv, srv.Token())

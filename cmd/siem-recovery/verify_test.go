@@ -103,17 +103,18 @@ func TestVerifyWithNothingToCompare(t *testing.T) {
 	golden(t, "verify/nothing-to-compare/stderr", strings.ReplaceAll(lastLine(r.stderr), os.Getenv("XDG_STATE_HOME"), "$XDG_STATE_HOME"))
 }
 
-// TestAPICountOnlyVerifyAndDryRun: counting a window of 50,000 activities
-// costs one request (the API's total), for a dry run and for verify
-// without --received; a dry run says what a run will cost.
+// TestAPICountOnlyVerifyAndDryRun: counting a window of 15,000 activities
+// (three pages) costs one request (the API's total), for a dry run and for
+// verify without --received; a dry run says what a run will cost.
 func TestAPICountOnlyVerifyAndDryRun(t *testing.T) {
-	acts := mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 50_000})
+	t.Parallel()
+	acts := mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 15_000})
 	srv := mcastest.New(t, mcastest.Options{Activities: acts})
 	a := newAPIRun(t, srv, srv.Token())
 
 	dry := a.run(t, nil, "--dry-run", "--rate-limit", "20")
 	wantCode(t, dry, 0)
-	wantStderr(t, dry, "dry run: nothing sent, no checkpoint written", "activities=50000 api_requests=1 run_needs_requests=10 run_takes_at_rate_limit=30s")
+	wantStderr(t, dry, "dry run: nothing sent, no checkpoint written", "activities=15000 api_requests=1 run_needs_requests=3 run_takes_at_rate_limit=9s")
 	if n := srv.Stats().Requests; n > 2 {
 		t.Fatalf("the dry run made %d API requests", n)
 	}
@@ -133,9 +134,9 @@ func TestAPICountOnlyVerifyAndDryRun(t *testing.T) {
 	if n > 2 {
 		t.Fatalf("verify made %d API requests", n)
 	}
-	wantStderr(t, v, "verified against the checkpoint", fmt.Sprintf("at_source=50000 api_requests=%d sent=50000 skipped=0 state=completed", n))
+	wantStderr(t, v, "verified against the checkpoint", fmt.Sprintf("at_source=15000 api_requests=%d sent=15000 skipped=0 state=completed", n))
 	s := statusJSON(t, a.dir, "cp.db")
-	if s.Total == nil || *s.Total != 50_000 || s.PercentOf != "activities" || s.Percent != 100 {
+	if s.Total == nil || *s.Total != 15_000 || s.PercentOf != "activities" || s.Percent != 100 {
 		t.Fatalf("status: total %v, percent %v of %s", s.Total, s.Percent, s.PercentOf)
 	}
 }
