@@ -78,7 +78,7 @@ func closeSource(s recovery.Source) {
 // openSource opens the source --source names. An API source adds its
 // secrets to redactor (nil: one of its own). raw says whether the pages'
 // activities must carry their text (Activity.Raw): only what --format json
-// sends reads it, and an export's pages are much smaller without it.
+// sends reads it, and pages are much smaller without it.
 func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, scope recovery.Scope, f recovery.Filter, redactor *recovery.Redactor, raw bool) (recovery.Source, error) {
 	pageSize := c.Int("page-size")
 	if pageSize <= 0 {
@@ -116,6 +116,7 @@ func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourc
 		Filter:            f,
 		Logger:            log,
 		Redactor:          redactor,
+		LeaveRaw:          !raw,
 	})
 	if err != nil {
 		return nil, err // not a typed nil inside the interface

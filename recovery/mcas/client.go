@@ -333,18 +333,24 @@ func (s *Source) readActivities(dec *json.Decoder, limit int) ([]recovery.Activi
 	var (
 		acts []recovery.Activity
 		d    recovery.Decoder
+		raw  json.RawMessage // read into again when the pages keep no Raw
 	)
 	for dec.More() {
 		if len(acts) == limit {
 			return nil, malformed("the answer holds more activities than the %d asked for", limit)
 		}
-		var raw json.RawMessage
+		if !s.leaveRaw {
+			raw = nil // the activity keeps its text: its own memory
+		}
 		if err := dec.Decode(&raw); err != nil {
 			return nil, err
 		}
 		a, err := d.Decode(raw)
 		if err != nil {
 			return nil, malformed("activity %d of the answer: %s", len(acts), s.show(err.Error()))
+		}
+		if s.leaveRaw {
+			a.Raw = nil
 		}
 		acts = append(acts, a)
 	}

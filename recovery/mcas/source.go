@@ -112,6 +112,11 @@ type Config struct {
 	// shows or stores errors of the run (the checkpoint's last error).
 	// Nil: a Redactor of the Source's own.
 	Redactor *recovery.Redactor
+	// LeaveRaw leaves Activity.Raw, the text of each activity, out of the
+	// pages: for a reader of the decoded fields only (the CEF format, a
+	// count, a list of ids). A page, one a scan lane, then holds no copy
+	// of its activities' text.
+	LeaveRaw bool
 }
 
 // Source reads a window's activities from the MCAS activities API. It
@@ -132,6 +137,7 @@ type Source struct {
 	retryMin   time.Duration
 	retryMax   time.Duration
 	maxAnswer  int64 // bytes of one answer
+	leaveRaw   bool  // Config.LeaveRaw
 	log        *slog.Logger
 	redactor   *recovery.Redactor
 
@@ -166,6 +172,7 @@ func New(cfg Config) (*Source, error) {
 		retryMin:  orDefault(cfg.RetryInitial, DefaultRetryInitial),
 		retryMax:  orDefault(cfg.RetryMax, DefaultRetryMax),
 		maxAnswer: maxAnswer,
+		leaveRaw:  cfg.LeaveRaw,
 		log:       cfg.Logger,
 		redactor:  cfg.Redactor,
 	}
