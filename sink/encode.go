@@ -2,6 +2,7 @@ package sink
 
 import (
 	"bytes"
+	"iter"
 	"strconv"
 
 	"siem-recovery/internal/parallel"
@@ -129,14 +130,25 @@ func (e *encoder) appendFrames(dst []byte, ends []int, batch []recovery.Activity
 // formats when nothing was prepared. Each value has its own memory, reused
 // from batch to batch, so preparing one batch never touches another's.
 //
-// A large batch is formatted on every CPU, each a contiguous run of it in
-// a buffer of its own; the runs are written one after the other rather
-// than joined: a joined copy kept the batch's bytes twice (about 4 MiB of
-// CEF, 11 MiB of JSON for a page of 5,000 activities of the API's shape),
-// for every batch prepared or in flight.
+// Prepared frames hold the whole batch, formatted ahead on every CPU, each
+// a contiguous run of it in a buffer of its own; the runs are written one
+// after the other rather than joined: a joined copy kept the batch's bytes
+// twice (about 4 MiB of CEF, 11 MiB of JSON for a page of 5,000 activities
+// of the API's shape), for every batch prepared or in flight.
+//
+// Frames a Send makes for itself are formatted as they are sent, a chunk
+// at a time into one buffer, and again if the batch is sent again: a Send
+// that was handed no prepared frames holds a chunk, not the batch.
 type frames struct {
-	runs []frameRun // the first n hold the batch, in order
+	runs []frameRun // prepared: the first n hold the batch, in order
 	n    int
+
+	// Formatted as sent: batch, by enc; window holds the frames from
+	// first on, at most about a chunk of them.
+	enc    *encoder
+	batch  []recovery.Activity
+	window frameRun
+	first  int
 }
 
 // frameRun is a contiguous run of a batch's frames.
@@ -148,8 +160,9 @@ type frameRun struct {
 // minFramesPerWorker keeps a small batch on one goroutine.
 const minFramesPerWorker = 512
 
-// format makes f the frames of batch.
+// format makes f the frames of batch, formatted now.
 func (f *frames) format(e *encoder, batch []recovery.Activity) {
+	f.enc, f.batch = nil, nil
 	parts := parallel.Parts(len(batch), minFramesPerWorker)
 	for len(f.runs) < parts {
 		f.runs = append(f.runs, frameRun{})
@@ -164,8 +177,33 @@ func (f *frames) format(e *encoder, batch []recovery.Activity) {
 	})
 }
 
+// formatAsSent makes f the frames of batch, to be formatted as they are
+// sent.
+func (f *frames) formatAsSent(e *encoder, batch []recovery.Activity) {
+	f.enc, f.batch, f.n = e, batch, 0
+	f.fill(len(batch)) // nothing of the last batch is sent again
+}
+
+// forget lets go of the activities of a batch formatted as sent, once
+// its Send returned: the page they belong to is not kept until the next.
+func (f *frames) forget() { f.batch = nil }
+
+// fill formats the frames from i on into the window, until it holds a
+// chunk's worth.
+func (f *frames) fill(i int) {
+	w := &f.window
+	w.buf, w.ends, f.first = w.buf[:0], w.ends[:0], i
+	for ; i < len(f.batch) && len(w.buf) < writeChunk; i++ {
+		w.buf = f.enc.appendFrame(w.buf, f.batch[i])
+		w.ends = append(w.ends, len(w.buf))
+	}
+}
+
 // count is the number of frames.
 func (f *frames) count() int {
+	if f.enc != nil {
+		return len(f.batch)
+	}
 	n := 0
 	for _, r := range f.runs[:f.n] {
 		n += len(r.ends)
@@ -173,19 +211,54 @@ func (f *frames) count() int {
 	return n
 }
 
-// frame is frame i.
+// frame is frame i. Of frames formatted as sent, it holds until the next
+// call.
 func (f *frames) frame(i int) []byte {
+	if f.enc != nil {
+		if i < f.first || i >= f.first+len(f.window.ends) {
+			f.fill(i)
+		}
+		return f.window.frame(i - f.first)
+	}
 	for _, r := range f.runs[:f.n] {
 		if i < len(r.ends) {
-			start := 0
-			if i > 0 {
-				start = r.ends[i-1]
-			}
-			return r.buf[start:r.ends[i]]
+			return r.frame(i)
 		}
 		i -= len(r.ends)
 	}
 	panic("sink: frame index out of range")
+}
+
+// frame is frame i of the run.
+func (r *frameRun) frame(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = r.ends[i-1]
+	}
+	return r.buf[start:r.ends[i]]
+}
+
+// chunks are the batch's bytes in order, at most writeChunk at a time, so
+// that a write deadline measures progress rather than the whole batch. Of
+// frames formatted as sent, each chunk holds until the next.
+func (f *frames) chunks() iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		if f.enc != nil {
+			for i := 0; i < len(f.batch); i += len(f.window.ends) {
+				if f.fill(i); !yield(f.window.buf) {
+					return
+				}
+			}
+			return
+		}
+		for _, r := range f.runs[:f.n] {
+			for off := 0; off < len(r.buf); off += writeChunk {
+				if !yield(r.buf[off:min(off+writeChunk, len(r.buf))]) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // started counts the frames of which at least the first byte is among the
@@ -193,6 +266,16 @@ func (f *frames) frame(i int) []byte {
 // were handed to the connection.
 func (f *frames) started(n int) int {
 	count := 0
+	if f.enc != nil {
+		// A write failed: the frames are formatted once more, to measure
+		// them.
+		var scratch []byte
+		for off := 0; count < len(f.batch) && off < n; count++ {
+			scratch = f.enc.appendFrame(scratch[:0], f.batch[count])
+			off += len(scratch)
+		}
+		return count
+	}
 	for _, r := range f.runs[:f.n] {
 		if n <= 0 {
 			break
@@ -220,13 +303,13 @@ func prepare(e *encoder, reuse recovery.Prepared, batch []recovery.Activity) rec
 	return f
 }
 
-// framesOf returns the frames of b: those b.Prepared holds, else own
-// formatted now.
+// framesOf returns the frames of b: those b.Prepared holds, else own,
+// formatted as they are sent.
 func framesOf(e *encoder, b recovery.Batch, own *frames) *frames {
 	if f, ok := b.Prepared.(*frames); ok {
 		return f
 	}
-	own.format(e, b.Activities)
+	own.formatAsSent(e, b.Activities)
 	return own
 }
 

@@ -129,6 +129,7 @@ func (s *relpSink) Send(ctx context.Context, b recovery.Batch) (resent int, err 
 		return 0, nil
 	}
 	p := relpProgress{msgs: framesOf(s.enc, b, &s.own), acks: b.Acks}
+	defer s.own.forget()
 	err = s.retry.do(ctx, func() error {
 		resent += p.written - p.acked // those go out again on this attempt
 		p.written = p.acked

@@ -59,6 +59,7 @@ func (s *streamSink) Send(ctx context.Context, b recovery.Batch) (resent int, er
 		return 0, nil
 	}
 	f := framesOf(s.enc, b, &s.own)
+	defer s.own.forget()
 	err = s.retry.do(ctx, func() error {
 		written, err := s.deliver(ctx, f)
 		if err != nil {
@@ -96,16 +97,12 @@ func (s *streamSink) deliver(ctx context.Context, f *frames) (written int, err e
 	g := &deadlines{conn: conn}
 	defer context.AfterFunc(ctx, g.cancel)()
 
-	for _, r := range f.runs[:f.n] {
-		for off := 0; off < len(r.buf); {
-			end := min(off+writeChunk, len(r.buf))
-			g.set(conn.SetWriteDeadline, s.writeTimeout)
-			n, err := conn.Write(r.buf[off:end])
-			off += n
-			written += n
-			if err != nil {
-				return written, s.failureOn(conn, stageSend, err)
-			}
+	for chunk := range f.chunks() {
+		g.set(conn.SetWriteDeadline, s.writeTimeout)
+		n, err := conn.Write(chunk)
+		written += n
+		if err != nil {
+			return written, s.failureOn(conn, stageSend, err)
 		}
 	}
 	if err := s.confirm(conn, g); err != nil {
