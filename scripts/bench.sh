@@ -130,17 +130,22 @@ cpus=$(nproc)
 shared_rate=$(awk -v c="$cpus" -v a="$ours_cpu" -v b="$rs_cpu" 'BEGIN { printf "%.0f", c * 1e6 / (a + b) }')
 
 echo "3. memory, $ROUNDS rounds..." >&2
-peak() { # $1: export, $2: checkpoint
-  rm -f "$2"*
-  "$bin/peakrss" $sr $(run_args "$1" "$2") --sink "tcp://$recv_addr" 2>&1 >/dev/null | awk '/peakrss_kib/ {print $2}'
+peak() { # $1: export, $2: checkpoint, then more flags
+  local export=$1 db=$2
+  shift 2
+  rm -f "$db"*
+  "$bin/peakrss" $sr $(run_args "$export" "$db") --sink "tcp://$recv_addr" "$@" 2>&1 >/dev/null | awk '/peakrss_kib/ {print $2}'
 }
-: > "$work/rss-small.txt"; : > "$work/rss-big.txt"
+: > "$work/rss-small.txt"; : > "$work/rss-big.txt"; : > "$work/rss-json.txt"
 for round in $(seq "$ROUNDS"); do
   peak "$work/act-small.jsonl" "$work/m1.db" >> "$work/rss-small.txt"
   peak "$work/act.jsonl" "$work/m2.db" >> "$work/rss-big.txt"
+  # --format json: the pages keep the activities' text, which CEF leaves out.
+  peak "$work/act.jsonl" "$work/m3.db" --format json >> "$work/rss-json.txt"
 done
 rss_small=$(median < "$work/rss-small.txt")
 rss_big=$(median < "$work/rss-big.txt")
+rss_json=$(median < "$work/rss-json.txt")
 
 echo "4. API budget (MCAS emulator)..." >&2
 go test -run '^$' -bench 'BenchmarkFetchWindow/scan-5000' -benchtime 1x ./recovery/mcas/ > "$work/api.txt"
@@ -209,6 +214,7 @@ siem-recovery benchmark: $N activities, $(nproc) CPUs, $(awk -F': ' '/model name
 | CPU per event: siem-recovery (decode, CEF, send) vs rsyslog's ingest | $ours_cpu vs $rs_cpu µs | $(ratio "$ours_cpu" "$rs_cpu") | report |
 | into rsyslog: the most $cpus shared CPUs allow, $cpus / (sum of the above), vs raw writer | $shared_rate vs $rsyslog_rate events/s | $(ratio "$shared_rate" "$rsyslog_rate") | report |
 | peak RSS (TCP sink), $((N / 10)) vs $N activities | $((rss_small / 1024)) vs $((rss_big / 1024)) MiB | $(ratio "$rss_big" "$rss_small") | ≤ 1.2, < 100 MiB |
+| peak RSS (TCP sink), $N activities: --format json vs cef | $((rss_json / 1024)) vs $((rss_big / 1024)) MiB | $(ratio "$rss_json" "$rss_big") | < 100 MiB |
 | API requests per 1,000 activities (scan, page 5000) vs the minimum | $per_k vs $min_per_k | $(ratio "$per_k" "$min_per_k") | ≈ 1 |
 | 2,000,000-activity window at 30 requests/min | 400 (minimum) to $req_2m requests | 13.3 to $minutes_2m min | report |
 | into rsyslog: over RELP vs over TCP (siem-recovery both) | $ours_relp_rate vs $ours_rsyslog_rate events/s | $(ratio "$ours_relp_rate" "$ours_rsyslog_rate") | report |
