@@ -28,9 +28,14 @@ import (
 // and wrap from 999,999,999 to 1; 0 is the server's hints ("serverclose").
 
 // DefaultRELPWindow is how many messages a relp:// sink sends ahead of
-// their acknowledgement (librelp's default is 128: measured into rsyslog on
-// loopback, 512 carried a quarter more).
-const DefaultRELPWindow = 512
+// their acknowledgement, and, when the acknowledgements are recorded in the
+// checkpoint, ahead of their record: what a run that dies sends again, at
+// most. A record is an fsync, which next to a busy disk took up to 40 ms on
+// loopback tests: a window of 512 past the record then carried a third of
+// what the receiver took, 2,048 as much as with no record at all. (librelp's
+// default is 128; unrecorded, 512 carried a quarter more, and more than 512
+// nothing more.)
+const DefaultRELPWindow = 2048
 
 const (
 	relpMaxTxnr = 999_999_999
@@ -81,27 +86,15 @@ type relpProgress struct {
 	acked, written int
 }
 
-// recordedWindows is how many windows past the recorded acknowledgements
-// the sink may run: a record is an fsync, which next to a busy disk took
-// up to 40 ms on loopback tests; one window past the record then carried a
-// third of what the receiver took.
-const recordedWindows = 4
-
-// DefaultRELPUnrecorded is how many messages a relp:// sink of the default
-// window may have sent past the acknowledgements recorded in the
-// checkpoint: what a run that dies sends again, at most.
-const DefaultRELPUnrecorded = recordedWindows * DefaultRELPWindow
-
 // limit is how many messages of the batch may be written: window past the
-// acknowledged ones, and, when they are recorded, recordedWindows windows
-// past the recorded ones. grown is closed once more are recorded (nil:
-// nothing to wait for).
+// acknowledged ones, and, when they are recorded, past the recorded ones.
+// grown is closed once more are recorded (nil: nothing to wait for).
 func (p *relpProgress) limit(window int) (n int, grown <-chan struct{}) {
 	if p.acks == nil {
 		return p.acked + window, nil
 	}
 	recorded, grown := p.acks.Recorded()
-	return min(p.acked+window, min(recorded, p.acked)+recordedWindows*window), grown
+	return min(recorded, p.acked) + window, grown
 }
 
 func newRELPSink(target string, enc *encoder, opts Options, dial func(context.Context) (net.Conn, error)) *relpSink {
@@ -144,8 +137,8 @@ func (s *relpSink) Prepare(reuse recovery.Prepared, batch []recovery.Activity) r
 }
 
 // AckWindow is how many messages the sink sends past those recorded
-// (recovery.Acknowledger).
-func (s *relpSink) AckWindow() int { return recordedWindows * s.window }
+// (recovery.Acknowledger): its window.
+func (s *relpSink) AckWindow() int { return s.window }
 
 // deliver makes one attempt: open a session if there is none, then send
 // the messages from the first unacknowledged one on, window by window,
