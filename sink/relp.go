@@ -206,7 +206,7 @@ func (s *relpSink) write(c *relpSession, g *deadlines, p *relpProgress, limit in
 	if err != nil {
 		// The frames of which a byte left may have reached the receiver.
 		p.written += framesStarted(s.outEnd, n)
-		return &failure{stage: stageSend, target: s.retry.target, err: err}
+		return failureOn(s.retry.target, c.conn, stageSend, err)
 	}
 	p.written += len(s.outEnd)
 	c.txnr = txnr
@@ -247,7 +247,7 @@ func (s *relpSink) collect(ctx context.Context, c *relpSession, p *relpProgress,
 			}
 		}
 		if !ok {
-			return &failure{stage: stageAck, target: s.retry.target, err: c.readErr}
+			return failureOn(s.retry.target, c.conn, stageAck, c.readErr)
 		}
 		want := nextTxnr(c.acked)
 		if rsp.txnr != want || p.acked >= p.written {
@@ -271,12 +271,12 @@ func (s *relpSink) collect(ctx context.Context, c *relpSession, p *relpProgress,
 func (s *relpSink) open(ctx context.Context) (*relpSession, error) {
 	conn, err := s.dial(ctx)
 	if err != nil {
-		return nil, &failure{stage: stageConnect, target: s.retry.target, err: err}
+		return nil, connectFailure(s.retry.target, err)
 	}
 	c := newRELPSession(conn, s.window)
 	fail := func(err error) (*relpSession, error) {
 		c.close()
-		return nil, &failure{stage: stageOpen, target: s.retry.target, err: err}
+		return nil, failureOn(s.retry.target, conn, stageOpen, err)
 	}
 	g := &deadlines{conn: conn}
 	defer context.AfterFunc(ctx, g.cancel)()

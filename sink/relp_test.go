@@ -45,6 +45,69 @@ func TestRELPToRsyslog(t *testing.T) {
 	}
 }
 
+// TestRELPOverTLSToRsyslog: relp+tls:// is RELP inside TLS, to imrelp with
+// tls="on", which always asks the client for a certificate: with the CA
+// and a client certificate every activity arrives once, in order; without
+// the certificate, or with a server certificate not trusted, Send ends on
+// the Data server connection error and its remedy, and rsyslog writes
+// nothing.
+func TestRELPOverTLSToRsyslog(t *testing.T) {
+	pki := rsyslogtest.NewPKI(t)
+	srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.RELPTLS, PKI: pki})
+	target := "relp+tls://" + srv.Addr
+	t.Run("delivered", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
+		defer cancel()
+		opts := testOptions(t)
+		opts.CAFile, opts.CertFile, opts.KeyFile = pki.CAFile, pki.ClientCertFile, pki.ClientKeyFile
+		opts.RELPWindow = 16 // several windows in a batch
+		as := makeActivities(1000)
+		s, err := Open(ctx, target, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if resent := sendAll(ctx, t, s, as, 300); resent != 0 {
+			t.Errorf("resent %d, want 0", resent)
+		}
+		wantEachOnceInOrder(t, srv, target, opts, as)
+	})
+	refused := []struct {
+		name string
+		opts func(*Options)
+		want string
+	}{
+		{"no client certificate", func(o *Options) { o.CAFile = pki.CAFile },
+			target + " asked for a client certificate, then dropped the connection; check --tls-cert and --tls-key: it wants a client certificate signed by a CA it trusts"},
+		{"server not trusted", func(o *Options) { o.CertFile, o.KeyFile = pki.ClientCertFile, pki.ClientKeyFile },
+			"the TLS handshake with " + target + " failed: the server certificate is not trusted: x509: certificate signed by unknown authority; give --ca-file the CA certificate (PEM) that signed the syslog server's certificate"},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
+			defer cancel()
+			before := srv.Count()
+			opts := testOptions(t)
+			tt.opts(&opts)
+			s, err := Open(ctx, target, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			_, err = s.Send(ctx, recovery.Batch{Activities: makeActivities(3)})
+			if !errors.Is(err, recovery.ErrSink) || ctx.Err() != nil {
+				t.Fatalf("Send: %v, want a Data server connection error before the test's deadline", err)
+			}
+			if got := err.Error(); got != tt.want {
+				t.Errorf("Send's error:\n got %s\nwant %s", got, tt.want)
+			}
+			if n := srv.Count() - before; n != 0 {
+				t.Errorf("rsyslog wrote %d messages", n)
+			}
+		})
+	}
+}
+
 // startRELP starts rsyslog with imrelp and opens a relp:// sink to it,
 // whose log the returned recorder keeps.
 func startRELP(ctx context.Context, t *testing.T) (*rsyslogtest.Server, recovery.Sink, Options, *logRecorder) {

@@ -164,7 +164,7 @@ const refusalsToStop = 3
 
 // refusal classifies a failure of a TLS attempt.
 func (f *failure) refusal() int {
-	tlsTarget := strings.HasPrefix(f.target, "tls://")
+	tlsTarget := strings.HasPrefix(f.target, "tls://") || strings.HasPrefix(f.target, "relp+tls://")
 	var (
 		netErr net.Error
 		notTLS tls.RecordHeaderError
@@ -183,10 +183,10 @@ func (f *failure) refusal() int {
 	case f.stage == stageHandshake && !(errors.As(f.err, &netErr) && netErr.Timeout()):
 		// crypto/tls's own verdicts: no common version or cipher suite, ...
 		return refusedNow
-	case (f.stage == stageSend || f.stage == stageConfirm) && dropped && f.certRequested:
+	case f.stage != stageConnect && f.stage != stageHandshake && dropped && f.certRequested:
 		// TLS 1.3: the client's handshake ends before the server checked
 		// its certificate, so a refusal shows as the first write or read
-		// failing.
+		// failing (over RELP, the answer to "open").
 		return refusedIfRepeated
 	}
 	return notRefused

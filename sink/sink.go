@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -108,12 +109,13 @@ const (
 	DefaultMaxDatagram    = 2048
 )
 
-const sinkRemedy = "use stdout, -, file:PATH, tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT or relp://HOST:PORT"
+const sinkRemedy = "use stdout, -, file:PATH, tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, relp://HOST:PORT or relp+tls://HOST:PORT"
 
 // Open returns the sink target names: "stdout" or "-" (also ""),
 // "file:PATH" or "file://PATH" (appended to, created with mode 0600),
 // "tcp://HOST:PORT", "udp://HOST:PORT" or "tls://HOST:PORT" (syslog), or
-// "relp://HOST:PORT" (syslog messages over RELP, rsyslog's imrelp). It
+// "relp://HOST:PORT" (syslog messages over RELP, rsyslog's imrelp), or
+// "relp+tls://HOST:PORT" (RELP inside TLS, imrelp's tls="on"). It
 // checks the target and opts and reads the TLS files; a bad value is a
 // recovery.ErrUsage. Network sinks connect on the first Send, so Open does
 // not fail when the receiver is down.
@@ -127,14 +129,14 @@ func Open(ctx context.Context, target string, opts Options) (recovery.Sink, erro
 	if err != nil {
 		return nil, err
 	}
-	if scheme != "tls" {
+	if !usesTLS(scheme) {
 		for _, f := range []struct{ flag, value string }{
 			{"--ca-file", opts.CAFile}, {"--tls-cert", opts.CertFile},
 			{"--tls-key", opts.KeyFile}, {"--tls-server-name", opts.ServerName},
 		} {
 			if f.value != "" {
-				return nil, recovery.Problemf(recovery.ErrUsage, "use a tls:// sink, or leave out the TLS flags",
-					"%s is set but --sink %q is not tls://", f.flag, target)
+				return nil, recovery.Problemf(recovery.ErrUsage, "use a tls:// or relp+tls:// sink, or leave out the TLS flags",
+					"%s is set but --sink %q is not tls:// or relp+tls://", f.flag, target)
 			}
 		}
 	}
@@ -160,6 +162,14 @@ func Open(ctx context.Context, target string, opts Options) (recovery.Sink, erro
 		return newRELPSink(target, enc, opts, func(ctx context.Context) (net.Conn, error) {
 			return d.DialContext(ctx, "tcp", addr)
 		}), nil
+	case "relp+tls":
+		cfg, err := opts.tlsConfig(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		return newRELPSink(target, enc, opts, func(ctx context.Context) (net.Conn, error) {
+			return dialTLS(ctx, opts.DialTimeout, addr, cfg)
+		}), nil
 	case "tls":
 		cfg, err := opts.tlsConfig(ctx, addr)
 		if err != nil {
@@ -171,6 +181,9 @@ func Open(ctx context.Context, target string, opts Options) (recovery.Sink, erro
 	}
 	panic("unreachable: parseTarget returned scheme " + scheme)
 }
+
+// usesTLS says whether a sink of scheme speaks TLS, and takes the TLS flags.
+func usesTLS(scheme string) bool { return scheme == "tls" || scheme == "relp+tls" }
 
 // parseTarget splits a --sink value into its kind and its path or
 // host:port.
@@ -186,7 +199,7 @@ func parseTarget(target string) (scheme, addr string, err error) {
 		return "file", path, nil
 	}
 	u, err := url.Parse(target)
-	if err != nil || (u.Scheme != "tcp" && u.Scheme != "udp" && u.Scheme != "tls" && u.Scheme != "relp") {
+	if err != nil || !slices.Contains([]string{"tcp", "udp", "tls", "relp", "relp+tls"}, u.Scheme) {
 		return "", "", recovery.Problemf(recovery.ErrUsage, sinkRemedy, "--sink %q: not a sink address", target)
 	}
 	if u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
@@ -245,7 +258,7 @@ func (o Options) withDefaults() Options {
 // encoder checks the format, header and framing for a sink of the given
 // kind and returns the encoder it uses.
 func (o Options) encoder(scheme string) (*encoder, error) {
-	network := scheme == "tcp" || scheme == "udp" || scheme == "tls" || scheme == "relp"
+	network := scheme != "stdout" && scheme != "file"
 	e := &encoder{
 		format:   Formatter{Version: o.Version, PortalURL: o.PortalURL},
 		syslog:   o.Syslog,
@@ -285,7 +298,7 @@ func (o Options) encoder(scheme string) (*encoder, error) {
 		return nil, recovery.Problemf(recovery.ErrUsage, "give a rate of datagrams per second, or 0 for none",
 			"UDP rate %d is negative", o.UDPRate)
 	}
-	if scheme == "relp" {
+	if scheme == "relp" || scheme == "relp+tls" {
 		e.framing = "" // one message per syslog command
 	}
 	if scheme == "udp" {

@@ -91,7 +91,7 @@ func framesStarted(ends []int, n int) int {
 func (s *streamSink) deliver(ctx context.Context, f *frames) (written int, err error) {
 	conn, err := s.dial(ctx)
 	if err != nil {
-		return 0, s.connectFailure(err)
+		return 0, connectFailure(s.retry.target, err)
 	}
 	defer conn.Close()
 	g := &deadlines{conn: conn}
@@ -102,15 +102,15 @@ func (s *streamSink) deliver(ctx context.Context, f *frames) (written int, err e
 		n, err := conn.Write(chunk)
 		written += n
 		if err != nil {
-			return written, s.failureOn(conn, stageSend, err)
+			return written, failureOn(s.retry.target, conn, stageSend, err)
 		}
 	}
 	if err := s.confirm(conn, g); err != nil {
-		return written, s.failureOn(conn, stageConfirm, err)
+		return written, failureOn(s.retry.target, conn, stageConfirm, err)
 	}
 	probe, err := s.dial(ctx)
 	if err != nil {
-		f := s.connectFailure(err)
+		f := connectFailure(s.retry.target, err)
 		f.stage = stageProbe
 		return written, f
 	}
@@ -129,19 +129,19 @@ func (s *streamSink) confirm(conn net.Conn, g *deadlines) error {
 	return err
 }
 
-// failureOn is a failure on an open connection.
-func (s *streamSink) failureOn(conn net.Conn, stage string, err error) *failure {
-	f := &failure{stage: stage, target: s.retry.target, err: err}
+// failureOn is a failure on a connection open to target.
+func failureOn(target string, conn net.Conn, stage string, err error) *failure {
+	f := &failure{stage: stage, target: target, err: err}
 	if c, ok := conn.(*tlsConn); ok {
 		f.certRequested = c.certRequested
 	}
 	return f
 }
 
-// connectFailure is the failure of a dial: of the TCP connection, or of
-// the TLS handshake after it.
-func (s *streamSink) connectFailure(err error) *failure {
-	f := &failure{stage: stageConnect, target: s.retry.target, err: err}
+// connectFailure is the failure of a dial to target: of the TCP
+// connection, or of the TLS handshake after it.
+func connectFailure(target string, err error) *failure {
+	f := &failure{stage: stageConnect, target: target, err: err}
 	var h *handshakeError
 	if errors.As(err, &h) {
 		f.stage, f.err, f.certRequested = stageHandshake, h.err, h.certRequested
@@ -203,13 +203,13 @@ func (s *streamSink) Close() error { return nil }
 func (s *streamSink) Probe(ctx context.Context) error {
 	conn, err := s.dial(ctx)
 	if err != nil {
-		return s.connectFailure(err).problem()
+		return connectFailure(s.retry.target, err).problem()
 	}
 	defer conn.Close()
 	g := &deadlines{conn: conn}
 	defer context.AfterFunc(ctx, g.cancel)()
 	if err := s.confirm(conn, g); err != nil {
-		return s.failureOn(conn, stageConfirm, err).problem()
+		return failureOn(s.retry.target, conn, stageConfirm, err).problem()
 	}
 	return nil
 }

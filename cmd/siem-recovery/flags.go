@@ -77,7 +77,7 @@ func sourceFlags() []cli.Flag {
 func sinkFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "sink", Category: "Sink", EnvVars: env("sink"), Value: "stdout",
-			Usage: "where to send: tcp://host:port, udp://host:port, tls://host:port (syslog), relp://host:port (syslog over RELP), file:PATH, or stdout (-)"},
+			Usage: "where to send: tcp://host:port, udp://host:port, tls://host:port (syslog), relp://host:port (syslog over RELP), relp+tls://host:port (RELP inside TLS), file:PATH, or stdout (-)"},
 		&cli.StringFlag{Name: "format", Category: "Sink", EnvVars: env("format"), Value: "cef",
 			Usage: "cef (as the MCAS SIEM agent) or json (each activity as the source returned it)"},
 		&cli.StringFlag{Name: "syslog", Category: "Sink", EnvVars: env("syslog"),

@@ -15,16 +15,21 @@ import (
 )
 
 // TestRunExampleIntoRsyslog runs the README's example into a real rsyslog
-// over TCP and over RELP, with RFC 5424 headers, and checks every id
-// arrived once, in order; check before reaches the receiver and sends
-// nothing.
+// over TCP, over RELP and over RELP inside TLS (with a client
+// certificate, which imrelp's TLS always asks for), with RFC 5424 headers,
+// and checks every id arrived once, in order; check before reaches the
+// receiver and sends nothing.
 func TestRunExampleIntoRsyslog(t *testing.T) {
-	for _, transport := range []string{rsyslogtest.TCP, rsyslogtest.RELP} {
+	pki := rsyslogtest.NewPKI(t)
+	for _, transport := range []string{rsyslogtest.TCP, rsyslogtest.RELP, rsyslogtest.RELPTLS} {
 		t.Run(transport, func(t *testing.T) {
-			srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: transport})
+			srv := rsyslogtest.Start(t, rsyslogtest.Config{Transport: transport, PKI: pki})
 			dir := t.TempDir()
 			target := transport + "://" + srv.Addr
 			args := exampleArgs(t, dir, "--sink", target)
+			if transport == rsyslogtest.RELPTLS {
+				args = append(args, "--ca-file", pki.CAFile, "--tls-cert", pki.ClientCertFile, "--tls-key", pki.ClientKeyFile)
+			}
 			check := runBin(t, dir, nil, append([]string{"check"}, args[1:]...)...)
 			wantCode(t, check, 0)
 			if !strings.Contains(check.stdout, "OK  sink        "+target+": reachable") {

@@ -32,13 +32,18 @@ const (
 	UDP  = "udp"  // imudp
 	TLS  = "tls"  // imtcp with the gtls stream driver
 	RELP = "relp" // imrelp
+	// RELPTLS is imrelp with tls="on": librelp always checks the client's
+	// certificate (here against the PKI's CA, authMode certvalid), so the
+	// client needs one.
+	RELPTLS = "relp+tls"
 )
 
 // Config says what the Server listens on.
 type Config struct {
-	// Transport is TCP, UDP, TLS or RELP.
+	// Transport is TCP, UDP, TLS, RELP or RELPTLS.
 	Transport string
-	// PKI is required for TLS: the server presents PKI.ServerCert.
+	// PKI is required for TLS and RELPTLS: the server presents
+	// PKI.ServerCert.
 	PKI *PKI
 	// RequireClientCert makes the TLS server demand a client certificate
 	// signed by the PKI's CA.
@@ -119,7 +124,7 @@ func NeedModule(t testing.TB, name string) {
 func Start(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	s := &Server{t: t, bin: Binary(t), dir: t.TempDir()}
-	if cfg.Transport == RELP {
+	if cfg.Transport == RELP || cfg.Transport == RELPTLS {
 		NeedModule(t, "imrelp")
 	}
 	s.Output = filepath.Join(s.dir, "received.log")
@@ -187,6 +192,14 @@ func config(cfg Config, work string, port int, out string) (string, error) {
 	case RELP:
 		b.WriteString("module(load=\"imrelp\")\n")
 		fmt.Fprintf(&b, "input(type=\"imrelp\" address=\"127.0.0.1\" port=\"%d\" ruleset=\"received\")\n", port)
+	case RELPTLS:
+		if cfg.PKI == nil {
+			return "", errors.New("rsyslogtest: RELP over TLS needs a PKI")
+		}
+		b.WriteString("module(load=\"imrelp\")\n")
+		fmt.Fprintf(&b, "input(type=\"imrelp\" address=\"127.0.0.1\" port=\"%d\" ruleset=\"received\"\n", port)
+		fmt.Fprintf(&b, "  tls=\"on\" tls.caCert=%q tls.myCert=%q tls.myPrivKey=%q tls.authMode=\"certvalid\")\n",
+			cfg.PKI.CAFile, cfg.PKI.ServerCertFile, cfg.PKI.ServerKeyFile)
 	case UDP:
 		b.WriteString("module(load=\"imudp\")\n")
 		fmt.Fprintf(&b, "input(type=\"imudp\" address=\"127.0.0.1\" port=\"%d\" rcvbufSize=\"16m\" ruleset=\"received\")\n", port)
