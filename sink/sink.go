@@ -152,34 +152,32 @@ func Open(ctx context.Context, target string, opts Options) (recovery.Sink, erro
 		return newFileSink(f, enc, opts.Logger), nil
 	case "udp":
 		return newDatagramSink(target, addr, enc, opts), nil
-	case "tcp":
-		d := &net.Dialer{Timeout: opts.DialTimeout}
-		return newStreamSink(target, enc, opts, func(ctx context.Context) (net.Conn, error) {
-			return d.DialContext(ctx, "tcp", addr)
-		}), nil
-	case "relp":
-		d := &net.Dialer{Timeout: opts.DialTimeout}
-		return newRELPSink(target, enc, opts, func(ctx context.Context) (net.Conn, error) {
-			return d.DialContext(ctx, "tcp", addr)
-		}), nil
-	case "relp+tls":
-		cfg, err := opts.tlsConfig(ctx, addr)
-		if err != nil {
-			return nil, err
-		}
-		return newRELPSink(target, enc, opts, func(ctx context.Context) (net.Conn, error) {
-			return dialTLS(ctx, opts.DialTimeout, addr, cfg)
-		}), nil
-	case "tls":
-		cfg, err := opts.tlsConfig(ctx, addr)
-		if err != nil {
-			return nil, err
-		}
-		return newStreamSink(target, enc, opts, func(ctx context.Context) (net.Conn, error) {
-			return dialTLS(ctx, opts.DialTimeout, addr, cfg)
-		}), nil
+	}
+	dial, err := opts.dialer(ctx, scheme, addr)
+	if err != nil {
+		return nil, err
+	}
+	switch scheme {
+	case "tcp", "tls":
+		return newStreamSink(target, enc, opts, dial), nil
+	case "relp", "relp+tls":
+		return newRELPSink(target, enc, opts, dial), nil
 	}
 	panic("unreachable: parseTarget returned scheme " + scheme)
+}
+
+// dialer returns how a stream or RELP sink connects to addr: a TCP
+// connection, and for a scheme that speaks TLS the handshake after it.
+func (o Options) dialer(ctx context.Context, scheme, addr string) (func(context.Context) (net.Conn, error), error) {
+	if !usesTLS(scheme) {
+		d := &net.Dialer{Timeout: o.DialTimeout}
+		return func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }, nil
+	}
+	cfg, err := o.tlsConfig(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) (net.Conn, error) { return dialTLS(ctx, o.DialTimeout, addr, cfg) }, nil
 }
 
 // usesTLS says whether a sink of scheme speaks TLS, and takes the TLS flags.
