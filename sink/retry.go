@@ -164,7 +164,7 @@ const refusalsToStop = 3
 
 // refusal classifies a failure of a TLS attempt.
 func (f *failure) refusal() int {
-	tlsTarget := strings.HasPrefix(f.target, "tls://") || strings.HasPrefix(f.target, "relp+tls://")
+	scheme, _, _ := strings.Cut(f.target, "://")
 	var (
 		netErr net.Error
 		notTLS tls.RecordHeaderError
@@ -174,7 +174,7 @@ func (f *failure) refusal() int {
 	dropped := errors.Is(f.err, syscall.ECONNRESET) || errors.Is(f.err, syscall.EPIPE) ||
 		errors.Is(f.err, syscall.ENOTCONN) || errors.Is(f.err, io.EOF) || errors.Is(f.err, io.ErrUnexpectedEOF)
 	switch {
-	case !tlsTarget:
+	case !usesTLS(scheme):
 		return notRefused
 	case certificateError(f.err) != nil, errors.As(f.err, &notTLS), isAlert(f.err):
 		return refusedNow
