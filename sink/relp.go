@@ -268,13 +268,13 @@ func (s *relpSink) collect(ctx context.Context, c *relpSession, p *relpProgress,
 
 // open connects and opens a RELP session: the receiver must answer "open"
 // with 200, RELP version 0 or 1 and the syslog command among its offers.
-func (s *relpSink) open(ctx context.Context) (*relpSession, error) {
+func (s *relpSink) open(ctx context.Context) (*relpSession, *failure) {
 	conn, err := s.dial(ctx)
 	if err != nil {
 		return nil, connectFailure(s.retry.target, err)
 	}
 	c := newRELPSession(conn, s.window)
-	fail := func(err error) (*relpSession, error) {
+	fail := func(err error) (*relpSession, *failure) {
 		c.close()
 		return nil, failureOn(s.retry.target, conn, stageOpen, err)
 	}
@@ -354,13 +354,9 @@ func (s *relpSink) Close() error {
 // check command's test that a RELP receiver answers at the target. It
 // does not retry.
 func (s *relpSink) Probe(ctx context.Context) error {
-	c, err := s.open(ctx)
-	if err != nil {
-		var f *failure
-		if errors.As(err, &f) {
-			return f.problem()
-		}
-		return err
+	c, f := s.open(ctx)
+	if f != nil {
+		return f.problem()
 	}
 	c.closeSession(s.writeTimeout)
 	return nil
