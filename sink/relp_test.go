@@ -576,16 +576,6 @@ func TestRELPOffers(t *testing.T) {
 	}
 }
 
-// awaitLog waits until the log holds want.
-func awaitLog(t *testing.T, logged *logRecorder, want string) {
-	t.Helper()
-	for deadline := time.Now().Add(netTimeout); !strings.Contains(strings.Join(logged.lines(), ""), want); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing logged %q after %v", want, netTimeout)
-		}
-	}
-}
-
 // stepAcks are Acks whose record advances only when the test says.
 type stepAcks struct {
 	mu       sync.Mutex
