@@ -39,16 +39,13 @@ func openFile(t *testing.T, path string, opts Options) *fileSink {
 }
 
 // fileBytes is what the file sink writes for as.
-func fileBytes(t *testing.T, path string, opts Options, as []recovery.Activity) []byte {
+func fileBytes(t *testing.T, opts Options, as []recovery.Activity) []byte {
 	t.Helper()
 	enc, err := opts.withDefaults().encoder("file")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b []byte
-	for _, a := range as {
-		b = enc.appendFrame(b, a)
-	}
+	b, _ := enc.appendFrames(nil, nil, as)
 	return b
 }
 
@@ -83,9 +80,9 @@ func TestFileResumeAfterACrashMidBatch(t *testing.T) {
 				}
 				s.Close()
 				// The dead run's writes: whole lines, then a part of the next.
-				written := fileBytes(t, path, opts, batch[:whole])
+				written := fileBytes(t, opts, batch[:whole])
 				if whole < len(batch) {
-					next := fileBytes(t, path, opts, batch[whole:whole+1])
+					next := fileBytes(t, opts, batch[whole:whole+1])
 					written = append(written, next[:len(next)/2]...)
 				}
 				appendTo(t, path, written)
@@ -108,7 +105,7 @@ func TestFileResumeAfterACrashMidBatch(t *testing.T) {
 				if cut != (whole < len(batch)) {
 					t.Errorf("torn line removed: %v; logged:\n%s", cut, strings.Join(logged.lines(), ""))
 				}
-				if got, want := readFile(t, path), fileBytes(t, path, opts, as[:10+whole]); !bytes.Equal(got, want) {
+				if got, want := readFile(t, path), fileBytes(t, opts, as[:10+whole]); !bytes.Equal(got, want) {
 					t.Fatalf("after Resume the file holds\n%q\nwant\n%q", got, want)
 				}
 				var rest []recovery.Activity
@@ -120,7 +117,7 @@ func TestFileResumeAfterACrashMidBatch(t *testing.T) {
 				if _, err := s.Send(context.Background(), recovery.Batch{Activities: rest}); err != nil {
 					t.Fatal(err)
 				}
-				if got, want := readFile(t, path), fileBytes(t, path, opts, as); !bytes.Equal(got, want) {
+				if got, want := readFile(t, path), fileBytes(t, opts, as); !bytes.Equal(got, want) {
 					t.Fatalf("the file holds\n%q\nwant every activity once\n%q", got, want)
 				}
 			})
