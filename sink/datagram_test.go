@@ -29,14 +29,7 @@ func TestUDPToRsyslog(t *testing.T) {
 			for i := range as {
 				as[i].ID += "-" + syslog
 			}
-			s, err := Open(ctx, target, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if resent := sendAll(ctx, t, s, as, 500); resent != 0 {
-				t.Errorf("resent %d from a UDP sink", resent)
-			}
+			deliverAll(ctx, t, target, opts, as, 500)
 			// UDP confirms nothing: wait for rsyslog to have written them.
 			lines := srv.AwaitCount(before+len(as), netTimeout/2)[before:]
 			if dup := compareReceived(t, lines, expected(t, target, opts, as)); dup != 0 {

@@ -186,6 +186,20 @@ func wantMessagesInOrder(t *testing.T, srv *rsyslogtest.Server, want map[string]
 	}
 }
 
+// deliverAll opens a sink to target, sends as through it in batches of
+// size batch and closes it, checking that nothing was sent again.
+func deliverAll(ctx context.Context, t *testing.T, target string, opts Options, as []recovery.Activity, batch int) {
+	t.Helper()
+	s, err := Open(ctx, target, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if resent := sendAll(ctx, t, s, as, batch); resent != 0 {
+		t.Errorf("resent %d, want 0", resent)
+	}
+}
+
 // sendAll sends as in batches of size batch and returns the total resent.
 func sendAll(ctx context.Context, t *testing.T, s recovery.Sink, as []recovery.Activity, batch int) int {
 	t.Helper()
@@ -209,14 +223,7 @@ func TestTCPToRsyslog(t *testing.T) {
 	target := "tcp://" + srv.Addr
 	opts := testOptions(t)
 	as := makeActivities(1000)
-	s, err := Open(ctx, target, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if resent := sendAll(ctx, t, s, as, 300); resent != 0 {
-		t.Errorf("resent %d, want 0", resent)
-	}
+	deliverAll(ctx, t, target, opts, as, 300)
 	// Send returned: rsyslog holds everything, nothing to wait for.
 	if dup := compareReceived(t, srv.Lines(), expected(t, target, opts, as)); dup != 0 {
 		t.Errorf("%d duplicates", dup)
@@ -246,14 +253,7 @@ func TestTLSToRsyslog(t *testing.T) {
 			opts.Syslog = SyslogRFC3164
 			tt.opts(&opts)
 			as := makeActivities(500)
-			s, err := Open(ctx, target, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if resent := sendAll(ctx, t, s, as, 200); resent != 0 {
-				t.Errorf("resent %d, want 0", resent)
-			}
+			deliverAll(ctx, t, target, opts, as, 200)
 			if dup := compareReceived(t, srv.Lines(), expected(t, target, opts, as)); dup != 0 {
 				t.Errorf("%d duplicates", dup)
 			}
@@ -289,14 +289,7 @@ func TestHundredThousandToRsyslog(t *testing.T) {
 			opts := testOptions(t)
 			opts.Framing = tt.framing
 			opts.CAFile = map[string]string{"tls": pki.CAFile}[tt.scheme]
-			s, err := Open(ctx, target, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if resent := sendAll(ctx, t, s, as, 5000); resent != 0 {
-				t.Errorf("resent %d", resent)
-			}
+			deliverAll(ctx, t, target, opts, as, 5000)
 			wantMessagesInOrder(t, srv, want, as) // once Send returned
 		})
 	}

@@ -30,14 +30,7 @@ func TestRELPToRsyslog(t *testing.T) {
 			opts.Syslog = header
 			opts.RELPWindow = 16 // several windows in a batch
 			as := makeActivities(1000)
-			s, err := Open(ctx, target, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if resent := sendAll(ctx, t, s, as, 300); resent != 0 {
-				t.Errorf("resent %d, want 0", resent)
-			}
+			deliverAll(ctx, t, target, opts, as, 300)
 			// Send returned: rsyslog acknowledged everything, and its
 			// direct queue wrote each message before acknowledging it.
 			wantEachOnceInOrder(t, srv, target, opts, as)
@@ -62,14 +55,7 @@ func TestRELPOverTLSToRsyslog(t *testing.T) {
 		opts.CAFile, opts.CertFile, opts.KeyFile = pki.CAFile, pki.ClientCertFile, pki.ClientKeyFile
 		opts.RELPWindow = 16 // several windows in a batch
 		as := makeActivities(1000)
-		s, err := Open(ctx, target, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		if resent := sendAll(ctx, t, s, as, 300); resent != 0 {
-			t.Errorf("resent %d, want 0", resent)
-		}
+		deliverAll(ctx, t, target, opts, as, 300)
 		wantEachOnceInOrder(t, srv, target, opts, as)
 	})
 	refused := []struct {
