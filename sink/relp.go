@@ -410,7 +410,6 @@ func (c *relpSession) read() {
 			c.readErr = err
 			return
 		}
-		var a relpAnswer
 		switch {
 		case f.txnr == 0 && f.command == "serverclose":
 			c.readErr = errServerClose
@@ -419,7 +418,7 @@ func (c *relpSession) read() {
 			c.readErr = fmt.Errorf("it sent the command %s, where only answers are due", recovery.Escape(f.command))
 			return
 		}
-		a, err = parseRELPAnswer(f)
+		a, err := parseRELPAnswer(f)
 		if err != nil {
 			c.readErr = err
 			return
