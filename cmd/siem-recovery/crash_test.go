@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -175,12 +176,13 @@ func statusJSON(t *testing.T, dir, checkpoint string) statusReport {
 }
 
 // startBin starts the binary in the background; done closes once it has
-// exited (cmd.ProcessState is then set) and stderr holds what it printed.
-func startBin(ctx context.Context, t *testing.T, args ...string) (cmd *exec.Cmd, stderr *bytes.Buffer, done <-chan struct{}) {
+// exited (cmd.ProcessState is then set). stderr holds what it printed, and
+// may be read while it runs.
+func startBin(ctx context.Context, t *testing.T, args ...string) (cmd *exec.Cmd, stderr *syncBuffer, done <-chan struct{}) {
 	t.Helper()
 	cmd = exec.CommandContext(ctx, binary, args...)
 	cmd.Env = cleanEnv()
-	stderr = &bytes.Buffer{}
+	stderr = &syncBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -353,7 +355,7 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 	if code := cmd.ProcessState.ExitCode(); code != exitStopped {
 		t.Fatalf("exit code %d after SIGTERM, want 75\n%s", code, stderr.String())
 	}
-	if !bytes.Contains(stderr.Bytes(), []byte("Stopped before the end date: ")) || !bytes.Contains(stderr.Bytes(), []byte("reason=\"SIGTERM received\"")) {
+	if !strings.Contains(stderr.String(), "Stopped before the end date: ") || !strings.Contains(stderr.String(), "reason=\"SIGTERM received\"") {
 		t.Fatalf("stderr: %s", stderr.String())
 	}
 	st := statusJSON(t, dir, filepath.Join(dir, "cp.db"))

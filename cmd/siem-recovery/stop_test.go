@@ -192,22 +192,14 @@ func TestSignalLetsTheBatchInFlightFinish(t *testing.T) {
 			recv := startStreamReceiver(t, 0, 7500) // in the middle of the second batch
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, binary, stopArgs(dir, recv.addr)...)
-			cmd.Env = cleanEnv()
-			var stderr syncBuffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan struct{})
-			go func() { cmd.Wait(); close(exited) }()
+			cmd, stderr, exited := startBin(ctx, t, stopArgs(dir, recv.addr)...)
 			select {
 			case <-recv.held:
 			case <-exited:
 				t.Fatalf("the run ended before the receiver held a batch:\n%s", stderr.String())
 			}
 			cmd.Process.Signal(sig)
-			awaitOutput(ctx, t, &stderr, "stopping: no new page is fetched", exited)
+			awaitOutput(ctx, t, stderr, "stopping: no new page is fetched", exited)
 			recv.release()
 			<-exited
 			if code := cmd.ProcessState.ExitCode(); code != exitStopped {
@@ -303,18 +295,10 @@ func TestSecondSignalCutsTheBatch(t *testing.T) {
 	recv := startStreamReceiver(t, 0, 7500)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, stopArgs(dir, recv.addr)...)
-	cmd.Env = cleanEnv()
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+	cmd, stderr, exited := startBin(ctx, t, stopArgs(dir, recv.addr)...)
 	<-recv.held
 	cmd.Process.Signal(syscall.SIGTERM)
-	awaitOutput(ctx, t, &stderr, "stopping: no new page is fetched", exited)
+	awaitOutput(ctx, t, stderr, "stopping: no new page is fetched", exited)
 	cmd.Process.Signal(syscall.SIGTERM)
 	<-exited
 	recv.release()
