@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -151,22 +150,7 @@ func TestLanesKill9LosesNothing(t *testing.T) {
 	r := runBin(t, dir, nil, args...)
 	wantCode(t, r, 0)
 
-	counts := map[string]int{}
-	data, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	torn := 0
-	for _, line := range bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
-		var a struct {
-			ID string `json:"_id"`
-		}
-		if json.Unmarshal(line, &a) != nil || a.ID == "" {
-			torn++
-			continue
-		}
-		counts[a.ID]++
-	}
+	counts, _, torn := activityLines(t, out)
 	dups := 0
 	for _, id := range mcastest.IDs(acts) {
 		switch c := counts[id]; {
