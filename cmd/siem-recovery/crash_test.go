@@ -285,15 +285,7 @@ func TestKill9ExactlyOnceIntoAFile(t *testing.T) {
 	r := runBin(t, dir, nil, args...)
 	wantCode(t, r, 0)
 	counts, torn := deliveredIDs(t, out)
-	var missing, dups int
-	for id := range want {
-		switch c := counts[id]; {
-		case c == 0:
-			missing++
-		case c > 1:
-			dups += c - 1
-		}
-	}
+	missing, dups := tally(counts, want)
 	end := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
 	t.Logf("%d kills (%d mid-batch, %d tearing a line): %d activities twice, %d counted as sent again, %d torn lines",
 		kills, midBatch, tornAtKill, dups, end.Resent, torn)

@@ -150,6 +150,20 @@ func awaitOutput(ctx context.Context, t *testing.T, out *syncBuffer, want string
 	}
 }
 
+// tally counts the ids of want that never arrived, and the copies beyond
+// the first of those that arrived more than once.
+func tally(counts map[string]int, want map[string]bool) (missing, dups int) {
+	for id := range want {
+		switch c := counts[id]; {
+		case c == 0:
+			missing++
+		case c > 1:
+			dups += c - 1
+		}
+	}
+	return missing, dups
+}
+
 // stopArgs runs the big export (see crash_test.go) into the receiver as
 // CEF over TCP, 5000 activities a batch.
 func stopArgs(dir, addr string, extra ...string) []string {
@@ -163,15 +177,7 @@ func stopArgs(dir, addr string, extra ...string) []string {
 // checkAllOnce fails unless every id of want arrived exactly once.
 func checkAllOnce(t *testing.T, counts map[string]int, want map[string]bool) {
 	t.Helper()
-	var missing, dups int
-	for id := range want {
-		switch c := counts[id]; {
-		case c == 0:
-			missing++
-		case c > 1:
-			dups += c - 1
-		}
-	}
+	missing, dups := tally(counts, want)
 	if missing != 0 || dups != 0 || len(counts) != len(want) {
 		t.Fatalf("%d of %d activities missing, %d sent twice, %d distinct ids received", missing, len(want), dups, len(counts))
 	}
