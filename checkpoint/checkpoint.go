@@ -261,13 +261,11 @@ func readFile(_ context.Context, path, file string) (st recovery.State, err erro
 // found sound (see checkLayout): a damaged file is reported, never given to
 // bbolt, and never written.
 func openDB(path, file string, readOnly bool) (*bolt.DB, error) {
-	if err := checkFile(file); err != nil {
-		if errors.Is(err, fs.ErrPermission) {
-			return nil, unavailable(err, "run as the user that owns it", "cannot open %s: %v", path, err)
-		}
-		return nil, corrupt(path, err)
+	var db *bolt.DB
+	err := checkFile(file)
+	if err == nil {
+		db, err = bolt.Open(file, FileMode, &bolt.Options{ReadOnly: readOnly, Timeout: lockWait})
 	}
-	db, err := bolt.Open(file, FileMode, &bolt.Options{ReadOnly: readOnly, Timeout: lockWait})
 	switch {
 	case err == nil:
 		return db, nil
