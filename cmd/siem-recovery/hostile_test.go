@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,18 +15,6 @@ import (
 // and the line its golden file pins, having delivered what came before
 // exactly once; no secret and no control character reaches the output or
 // the checkpoint.
-
-// checkpointStatus is status --json of the run's checkpoint.
-func checkpointStatus(t *testing.T, a apiRun) statusReport {
-	t.Helper()
-	r := runBin(t, a.dir, nil, "status", "--checkpoint", "cp.db", "--json")
-	wantCode(t, r, 0)
-	var s statusReport
-	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
-		t.Fatalf("status --json: %v\n%s", err, r.stdout)
-	}
-	return s
-}
 
 // assertCleanOutput fails if the output holds a control character other
 // than the newlines that end its lines, or a line the tool did not write.
@@ -72,7 +59,7 @@ func TestAPIHostileAnswersEndTheRun(t *testing.T) {
 			assertCleanOutput(t, r.stderr)
 
 			// The first page, exactly once; nothing of the hostile ones.
-			st := checkpointStatus(t, a)
+			st := statusJSON(t, a.dir, "cp.db")
 			page := int(st.Sent)
 			if page == 0 || page > 1000 {
 				t.Fatalf("%d sent, want the first page", page)
