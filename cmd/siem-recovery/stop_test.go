@@ -164,6 +164,19 @@ func tally(counts map[string]int, want map[string]bool) (missing, dups int) {
 	return missing, dups
 }
 
+// noneLost fails if an id of want never arrived, and returns how many
+// arrived again after their first time.
+func noneLost(t *testing.T, counts map[string]int, want map[string]bool) (dups int) {
+	t.Helper()
+	for id := range want {
+		if counts[id] == 0 {
+			t.Fatalf("%s was lost", id)
+		}
+		dups += counts[id] - 1
+	}
+	return dups
+}
+
 // stopArgs runs the big export (see crash_test.go) into the receiver as
 // CEF over TCP, 5000 activities a batch.
 func stopArgs(dir, addr string, extra ...string) []string {
@@ -324,13 +337,7 @@ func TestSecondSignalCutsTheBatch(t *testing.T) {
 	wantCode(t, r, 0)
 	wantStderr(t, r, "the previous run stopped before the sink confirmed its last batch; that batch is sent again", "activities=5000")
 	_, counts := recv.ids(t)
-	var dups int
-	for id := range want {
-		if counts[id] == 0 {
-			t.Fatalf("%s was lost", id)
-		}
-		dups += counts[id] - 1
-	}
+	dups := noneLost(t, counts, want)
 	if end := statusJSON(t, dir, filepath.Join(dir, "cp.db")); end.SentAgain != 5000 || dups > 5000 {
 		t.Fatalf("%d duplicates, status %+v: the cut batch must be sent again and counted", dups, end)
 	}
