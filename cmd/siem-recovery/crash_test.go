@@ -451,11 +451,7 @@ func TestKill9MidBatchResendsOnePage(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = cleanEnv()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, _, done := startBin(ctx, t, args...)
 	select {
 	case <-recv.paused:
 	case <-ctx.Done():
@@ -469,7 +465,7 @@ func TestKill9MidBatchResendsOnePage(t *testing.T) {
 		t.Fatalf("status during the run: %+v", mid)
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
+	<-done
 	recv.readOnAfterKill()
 
 	r := runBin(t, dir, nil, args...)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -65,21 +64,16 @@ func TestSinkDownThenBack(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, exampleArgs(t, dir, "--sink", "tcp://"+srv.Addr)...)
-	cmd.Env = cleanEnv()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stderr, done := startBin(ctx, t, exampleArgs(t, dir, "--sink", "tcp://"+srv.Addr)...)
 	st := awaitStatus(ctx, t, dir, filepath.Join(dir, "cp.db"), func(s statusReport) bool { return s.LastError != "" })
 	want := "Data server connection error: cannot connect to tcp://" + srv.Addr + ": connection refused; check the server name and port of the syslog server and that no firewall blocks it"
 	if st.LastError != want || st.Sent != 0 || !st.RunActive || st.State != "running" {
 		t.Fatalf("status while the receiver is down: %+v\nwant last error %q", st, want)
 	}
 	srv.Restart()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("run: %v\n%s", err, stderr.String())
+	<-done
+	if !cmd.ProcessState.Success() {
+		t.Fatalf("run: %v\n%s", cmd.ProcessState, stderr.String())
 	}
 	if n := strings.Count(stderr.String(), "Data server connection error"); n != 1 {
 		t.Fatalf("the failure was logged %d times, want once:\n%s", n, stderr.String())
