@@ -245,6 +245,12 @@ func (p *Pass) lanesProgress() (progress float64, reached int64) {
 	return min(progress, 1), reached
 }
 
+// untouched reports whether no run has moved the pass's own lane from the
+// start of its scope: nothing delivered, skipped or left in flight.
+func (p *Pass) untouched() bool {
+	return p.Cursor.IsZero() && p.Sent+p.Skipped+p.InFlight.Activities == 0
+}
+
 // lanesDone reports whether every scan lane of the pass is done (true for
 // a pass read in one lane: its end is its lane's).
 func (p *Pass) lanesDone() bool {
@@ -304,7 +310,7 @@ func (r *Replayer) planLanes(ctx context.Context, rn *run, k passKind) error {
 	if !ok || k == sweepPass {
 		return nil // sweeps read what MCAS saved late: a few pages at most
 	}
-	if begun := len(p.Lanes) > 0 || !p.Cursor.IsZero() || p.Sent+p.Skipped+p.InFlight.Activities > 0; begun {
+	if begun := len(p.Lanes) > 0 || !p.untouched(); begun {
 		if have := max(len(p.Lanes), 1); r.Lanes > 0 && r.Lanes != have {
 			rn.log.Warn(fmt.Sprintf("--parallel %d is not applied: this pass began in %d lane(s) and goes on in them, each from where it stands", r.Lanes, have),
 				"lanes", have)

@@ -660,7 +660,7 @@ func (r *Replayer) beginPass(ctx context.Context, rn *run, k passKind) error {
 		if p.Scope.Window == (Window{}) {
 			p.Scope = Scope{Window: rn.st.Window, By: rn.st.By}
 		}
-		if r.Sweeps != nil && rn.st.Settle == nil && p.Cursor.IsZero() && p.Sent+p.Skipped+p.InFlight.Activities == 0 {
+		if r.Sweeps != nil && rn.st.Settle == nil && p.untouched() {
 			// What is saved from the horizon on is left to the sweeps.
 			h := Horizon(r.now(), r.Sweeps.Margin)
 			p.Scope.SavedBefore = h
@@ -702,7 +702,7 @@ func (r *Replayer) begin(s *State, k passKind, excluded string, log *slog.Logger
 		}
 	case k == sweepPass:
 		p = s.Sweep
-	case p.Cursor.IsZero() && p.Sent+p.Skipped+p.InFlight.Activities == 0:
+	case p.untouched():
 		p.Excluded, p.IDsFile = excluded, r.ExcludeFile
 	case p.Excluded != excluded:
 		// Runs of one pass left out different ids: no single file says
