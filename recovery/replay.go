@@ -553,7 +553,7 @@ func (r *Replayer) settleOptions(rn *run) error {
 	if r.Sweeps == nil || rn.st.Settle == nil {
 		return nil
 	}
-	return r.Checkpoint.Update(rn.save, func(s *State) error {
+	return rn.update(func(s *State) error {
 		s.Settle.Margin = r.Sweeps.Margin
 		if d := r.Sweeps.For; d != nil {
 			if !s.Settle.Deadline.IsZero() { // set once the pass is done
@@ -561,7 +561,6 @@ func (r *Replayer) settleOptions(rn *run) error {
 			}
 			s.Settle.For = *d
 		}
-		rn.st = *s
 		return nil
 	})
 }
@@ -584,14 +583,13 @@ func (r *Replayer) settle(ctx context.Context, rn *run, swept bool) error {
 		if swept && !final || empty && !final {
 			return nil
 		}
-		err := r.Checkpoint.Update(rn.save, func(s *State) error {
+		err := rn.update(func(s *State) error {
 			s.Settle.Final = final
 			if empty { // a window by created that ended before the horizon
 				s.State, s.CompletedAt = StateCompleted, now
 			} else {
 				s.Sweep = &Pass{State: StatePending, Scope: scope, StartedAt: now}
 			}
-			rn.st = *s
 			return nil
 		})
 		if err != nil {
@@ -673,7 +671,7 @@ func (r *Replayer) beginPass(ctx context.Context, rn *run, k passKind) error {
 			return r.fail(ctx, rn, k, err, 0)
 		}
 	}
-	return r.Checkpoint.Update(rn.save, func(s *State) error {
+	return rn.update(func(s *State) error {
 		if !rn.began {
 			rn.began = true
 			s.Runs++
@@ -685,7 +683,6 @@ func (r *Replayer) beginPass(ctx context.Context, rn *run, k passKind) error {
 			}
 		}
 		r.begin(s, k, excluded, rn.log)
-		rn.st = *s
 		return nil
 	})
 }
@@ -784,7 +781,7 @@ func (r *Replayer) prefetch(ctx context.Context, src Source, by TimeField, cur C
 func (r *Replayer) fail(ctx context.Context, rn *run, k passKind, cause error, requests int) error {
 	stopped := r.stopAsked() || ctx.Err() != nil
 	var p Pass
-	err := r.Checkpoint.Update(context.WithoutCancel(ctx), func(s *State) error {
+	err := rn.update(func(s *State) error {
 		s.APIRequests += int64(requests)
 		if k == topUpPass && s.TopUp() == nil {
 			k = mainPass // the top-up never began
@@ -798,7 +795,7 @@ func (r *Replayer) fail(ctx context.Context, rn *run, k passKind, cause error, r
 			s.LastErrorAt = r.now()
 		}
 		cur.laneStates(cur.State)
-		rn.st, p = *s, *cur
+		p = *cur
 		return nil
 	})
 	if err != nil {
