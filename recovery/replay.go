@@ -128,6 +128,8 @@ type run struct {
 	log   *slog.Logger
 	res   Result
 	began bool // a pass has begun in this run: Runs is counted
+	// excluded is the fingerprint of Exclude, hashed once a run.
+	excluded string
 	// sink is held by the lane whose batch the sink has: one at a time.
 	sink sync.Mutex
 	// gate, when not nil, holds the other lanes of the pass back until the
@@ -185,7 +187,7 @@ func (r *Replayer) Run(ctx context.Context) (Result, error) {
 		return Result{State: st, AlreadyCompleted: true}, nil
 	}
 	// Writes must survive the cancellation that stops the run.
-	rn := &run{st: st, save: context.WithoutCancel(ctx), log: log, cp: r.Checkpoint}
+	rn := &run{st: st, save: context.WithoutCancel(ctx), log: log, cp: r.Checkpoint, excluded: excluded}
 	var release func()
 	rn.send, rn.fetch, release = r.stopContexts(ctx)
 	defer release()
@@ -651,7 +653,6 @@ func (r *Replayer) stopAsked() bool {
 // left unconfirmed stays recorded until this run has sent what the sink
 // lacks of it.
 func (r *Replayer) beginPass(ctx context.Context, rn *run, k passKind) error {
-	excluded := r.Exclude.Fingerprint()
 	var horizon *Settle
 	if k == mainPass {
 		p := &rn.st.Pass
@@ -682,7 +683,7 @@ func (r *Replayer) beginPass(ctx context.Context, rn *run, k passKind) error {
 				s.Settle = horizon
 			}
 		}
-		r.begin(s, k, excluded, rn.log)
+		r.begin(s, k, rn.excluded, rn.log)
 		return nil
 	})
 }
