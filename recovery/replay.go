@@ -450,11 +450,11 @@ func (r *Replayer) deliver(ctx, fetch context.Context, rn *run, k passKind, i in
 	if r.stopAsked() || fetch.Err() != nil {
 		return false, nil, &laneEnd{nil, page.Requests}
 	}
-	var resent int64
+	var sent, resent int64
 	if len(batch) > 0 {
 		fl := flight{r: r, save: rn.save, lane: func(s *State) *Lane { return s.pass(k).lane(i) },
 			batch: batch, prepared: f.prepared, requests: page.Requests}
-		sent, again, err := fl.deliver(ctx, rn.send, left, rn.position(k, i), rn.log)
+		delivered, again, err := fl.deliver(ctx, rn.send, left, rn.position(k, i), rn.log)
 		page.Requests = fl.requests // what the record did not count
 		if errors.Is(err, errRecord) {
 			return false, nil, err
@@ -462,12 +462,10 @@ func (r *Replayer) deliver(ctx, fetch context.Context, rn *run, k passKind, i in
 		if err != nil {
 			return false, nil, &laneEnd{fmt.Errorf("send %d activities at %s: %w", len(fl.sent), rn.position(k, i), err), page.Requests}
 		}
-		resent, prepared = int64(again), fl.prepared
-		rn.mu.Lock()
-		rn.res.Sent += int64(sent)
-		rn.mu.Unlock()
+		sent, resent, prepared = int64(delivered), int64(again), fl.prepared
 	}
 	rn.mu.Lock()
+	rn.res.Sent += sent
 	rn.res.Resent += resent
 	rn.res.Skipped += skipped
 	rn.mu.Unlock()
