@@ -804,14 +804,14 @@ func (r *Replayer) fail(ctx context.Context, rn *run, k passKind, cause error, r
 		return cause
 	}
 	for _, f := range p.lanes() {
-		if f.InFlight.Activities == 0 || r.Logger == nil {
+		if f.InFlight.Activities == 0 {
 			continue
 		}
 		what := "stopped before the sink confirmed the batch in flight; the next run sends it again"
 		if f.InFlight.Mark != nil || f.InFlight.Window > 0 {
 			what = "stopped before the sink confirmed the batch in flight; the next run sends what the sink lacks of it"
 		}
-		r.Logger.Warn(what, "activities", f.InFlight.Activities)
+		rn.log.Warn(what, "activities", f.InFlight.Activities)
 	}
 	done := rn.st.ProgressOf(p, r.now(), false)
 	what := map[passKind]string{mainPass: "of the window done", topUpPass: "of the top-up done", sweepPass: "of the sweep for activities saved late done"}[k]
