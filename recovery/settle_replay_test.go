@@ -105,16 +105,10 @@ func runOK(t *testing.T, r *Replayer) Result {
 // assertSentOnce checks that the sink got exactly want, each once.
 func assertSentOnce(t *testing.T, sink *recordingSink, want ...[]Activity) {
 	t.Helper()
-	var ids []string
-	for _, acts := range want {
-		for _, a := range acts {
-			ids = append(ids, a.ID)
-		}
-	}
 	got := slices.Sorted(slices.Values(sink.ids))
-	slices.Sort(ids)
-	if !slices.Equal(got, ids) {
-		t.Fatalf("sent %v\nwant %v", got, ids)
+	all := slices.Sorted(slices.Values(ids(slices.Concat(want...))))
+	if !slices.Equal(got, all) {
+		t.Fatalf("sent %v\nwant %v", got, all)
 	}
 }
 
