@@ -108,10 +108,7 @@ func (v *laneScope) Fetch(ctx context.Context, cur Cursor) (Page, error) {
 			return Page{}, ctx.Err()
 		}
 	}
-	in := v.in()
-	from := offset(cur)
-	end := min(from+t.n, len(in))
-	return Page{Activities: slices.Clone(in[from:end]), Next: at(end), Last: end == len(in), Progress: float64(end) / float64(max(len(in), 1)), Requests: 1}, nil
+	return pageAt(v.in(), cur, t.n), nil
 }
 
 // lockedSink is a recordingSink safe to read while lanes send.

@@ -41,18 +41,22 @@ func (s *sliceSource) Fetch(ctx context.Context, cur Cursor) (Page, error) {
 	if err := ctx.Err(); err != nil {
 		return Page{}, err
 	}
-	from := offset(cur)
-	if from == s.failAt {
+	if offset(cur) == s.failAt {
 		if s.failErr != nil {
 			return Page{Requests: 1}, s.failErr
 		}
 		return Page{Requests: 1}, errors.New("boom")
 	}
-	end := min(from+s.n, len(s.acts))
-	p := Page{Activities: slices.Clone(s.acts[from:end]), Next: at(end), Requests: 1}
-	p.Last = end == len(s.acts)
-	p.Progress = float64(end) / float64(len(s.acts))
-	return p, nil
+	return pageAt(s.acts, cur, s.n), nil
+}
+
+// pageAt is the page of acts at cur, n activities long: the fake sources'
+// paging, the cursor an index, the progress the share of acts behind it.
+func pageAt(acts []Activity, cur Cursor, n int) Page {
+	from := offset(cur)
+	end := min(from+n, len(acts))
+	return Page{Activities: slices.Clone(acts[from:end]), Next: at(end), Last: end == len(acts),
+		Progress: float64(end) / float64(max(len(acts), 1)), Requests: 1}
 }
 
 type recordingSink struct {

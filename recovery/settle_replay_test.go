@@ -50,9 +50,9 @@ func (v *tenantScope) Fetch(ctx context.Context, cur Cursor) (Page, error) {
 	}
 	by := v.scope.By
 	slices.SortFunc(listed, func(a, b Activity) int { return cmp.Or(cmp.Compare(by.Of(a), by.Of(b)), strings.Compare(a.ID, b.ID)) })
-	from := offset(cur)
-	end := min(from+t.n, len(listed))
-	return Page{Activities: slices.Clone(listed[from:end]), Next: at(end), Last: end == len(listed), Progress: 1, Requests: 1}, nil
+	p := pageAt(listed, cur, t.n)
+	p.Progress = 1
+	return p, nil
 }
 
 // clock is a test's time, moved by hand.
