@@ -421,9 +421,9 @@ func (s *scanner) valueInto(dst *span) error {
 }
 
 // scanNested reads the value of an object the fields lie in (user,
-// device, failedUserData, mainInfo). The
-// first time the key appears, when its value is an object, it notes where
-// the first k1 and k2 (when v2 is given) in that object are.
+// device, failedUserData; mainInfo has scanMainInfo). The first time the
+// key appears, when its value is an object, it notes where the first k1
+// and k2 (when v2 is given) in that object are.
 func scanNested(s *scanner, seen *bool, k1 string, v1 *span, k2 string, v2 *span) error {
 	first := !*seen
 	*seen = true
