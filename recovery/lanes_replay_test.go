@@ -257,12 +257,7 @@ func TestLanesSinkFailureEndsEveryLane(t *testing.T) {
 	sink.failNext = 0
 	cp := newLaneCheckpoint(src.window())
 	var logs bytes.Buffer
-	sends := 0
-	sink.onSend = func() {
-		if sends++; sends == 6 {
-			sink.failNext = 1
-		}
-	}
+	sink.onSend = atSend(6, func() { sink.failNext = 1 })
 	_, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "receiver gone") || errors.Is(err, ErrStopped) {
 		t.Fatalf("Run: %v, want the sink's failure", err)

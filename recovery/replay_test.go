@@ -369,7 +369,7 @@ func TestReplayTopUp(t *testing.T) {
 	received := idSet(t, held...)
 	sink.ids = nil
 	ctx, cancel := context.WithCancel(context.Background())
-	sink.onSend = cancelAtSend(2, cancel) // stop after the first batch of the top-up
+	sink.onSend = atSend(2, cancel) // stop after the first batch of the top-up
 	r := &Replayer{Source: src, Sink: sink, Checkpoint: cp, Exclude: received, ExcludeFile: "siem.txt"}
 	res, err := r.Run(ctx)
 	if !errors.Is(err, ErrStopped) || !res.TopUp || !slices.Equal(sink.ids, []string{"id003"}) {
@@ -410,7 +410,7 @@ func TestReplayTopUp(t *testing.T) {
 			src := &sliceSource{acts: acts, n: 10, failAt: -1}
 			cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
 			ctx, cancel := context.WithCancel(context.Background())
-			sink := &recordingSink{onSend: cancelAtSend(2, cancel)}
+			sink := &recordingSink{onSend: atSend(2, cancel)}
 			(&Replayer{Source: src, Sink: sink, Checkpoint: cp, Exclude: tt.first}).Run(ctx)
 			sink.onSend = nil
 			if _, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp, Exclude: received}).Run(context.Background()); err != nil {
@@ -424,13 +424,14 @@ func TestReplayTopUp(t *testing.T) {
 	}
 }
 
-// cancelAtSend returns an onSend that calls cancel at the n-th Send: the
-// batches before it are delivered, that one is cut.
-func cancelAtSend(n int, cancel func()) func() {
+// atSend returns an onSend that calls do at the n-th Send, before the
+// sink takes its batch: a cancel cuts that batch, the batches before it
+// are delivered.
+func atSend(n int, do func()) func() {
 	calls := 0
 	return func() {
 		if calls++; calls == n {
-			cancel()
+			do()
 		}
 	}
 }

@@ -245,12 +245,7 @@ func TestSweepResumesAfterAFailure(t *testing.T) {
 	src.save(late...)
 	sink.ids, sink.failNext = nil, 0
 	// The second page of the sweep fails half way.
-	calls := 0
-	sink.onSend = func() {
-		if calls++; calls == 2 {
-			sink.failNext = 1
-		}
-	}
+	sink.onSend = atSend(2, func() { sink.failNext = 1 })
 	if _, err := r.Run(context.Background()); err == nil {
 		t.Fatal("the sweep did not fail")
 	}
