@@ -149,12 +149,14 @@ func TestCheckSink(t *testing.T) {
 // TestRunRefusedTLS: a receiver that refuses our TLS setup stops the run at
 // once with exit 1, one error name and the remedy (golden files under
 // testdata/run/sink-*), instead of retrying forever; the checkpoint says
-// failed, with the error, and nothing was sent.
+// failed, with the error, and nothing was sent. RELP inside TLS is refused
+// the same way when imrelp asks for the client certificate we lack.
 func TestRunRefusedTLS(t *testing.T) {
 	t.Parallel()
 	pki := rsyslogtest.NewPKI(t)
 	anon := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TLS, PKI: pki})
 	strict := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TLS, PKI: pki, RequireClientCert: true})
+	relp := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.RELPTLS, PKI: pki})
 	for _, tt := range []struct {
 		name string
 		srv  *rsyslogtest.Server
@@ -163,10 +165,15 @@ func TestRunRefusedTLS(t *testing.T) {
 		{"sink-untrusted", anon, nil},
 		{"sink-name-mismatch", anon, []string{"--ca-file", pki.CAFile, "--tls-server-name", "siem.example"}},
 		{"sink-client-certificate", strict, []string{"--ca-file", pki.CAFile}},
+		{"sink-relp-client-certificate", relp, []string{"--ca-file", pki.CAFile}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			r := runBin(t, dir, nil, exampleArgs(t, dir, append(tt.args, "--sink", "tls://"+tt.srv.Addr)...)...)
+			scheme := "tls://"
+			if tt.srv == relp {
+				scheme = "relp+tls://"
+			}
+			r := runBin(t, dir, nil, exampleArgs(t, dir, append(tt.args, "--sink", scheme+tt.srv.Addr)...)...)
 			wantCode(t, r, exitGeneral)
 			last := lastLine(r.stderr)
 			golden(t, "run/"+tt.name+"/stderr", strings.NewReplacer(tt.srv.Addr, "127.0.0.1:PORT", dir, "DIR").Replace(last))
