@@ -30,16 +30,9 @@ type Budget struct {
 // one slow answer does not size the lanes, few enough to follow a change.
 const answersKept = 5
 
-// newBudget returns the budget of perMinute requests a minute (default 20)
-// that gives up after maxCritical consecutive failed requests (default
-// 10). A number below 1 takes the default (New refuses negative ones).
+// newBudget returns the budget of perMinute (at least 1) requests a
+// minute that gives up after maxCritical consecutive failed requests.
 func newBudget(perMinute, maxCritical int) *Budget {
-	if perMinute < 1 {
-		perMinute = DefaultRateLimit
-	}
-	if maxCritical < 1 {
-		maxCritical = DefaultMaxCriticalErrors
-	}
 	return &Budget{
 		// Burst 1: requests are spaced evenly, so no minute ever holds
 		// more than the budget plus one.

@@ -192,7 +192,7 @@ func New(cfg Config) (*Source, error) {
 	if cfg.RateLimit < 0 || cfg.MaxCriticalErrors < 0 {
 		return nil, recovery.Problemf(recovery.ErrUsage, "give a positive number", "--rate-limit %d and --max-critical-errors %d must not be negative", cfg.RateLimit, cfg.MaxCriticalErrors)
 	}
-	s.budget = newBudget(cfg.RateLimit, cfg.MaxCriticalErrors)
+	s.budget = newBudget(orDefault(cfg.RateLimit, DefaultRateLimit), orDefault(cfg.MaxCriticalErrors, DefaultMaxCriticalErrors))
 	if f := cfg.Filter.JSON(); f != "" {
 		if err := json.Unmarshal([]byte(f), &s.filter); err != nil {
 			return nil, recovery.Problemf(recovery.ErrUsage, remedyFilter, "the filter is not a JSON object: %w", err)
