@@ -15,13 +15,14 @@ func (s *Source) Budget() *Budget { return s.budget }
 func SetMaxAnswer(s *Source, n int64) { s.maxAnswer = n }
 
 // Continuation is the scan continuation a cursor of the Source holds (nil
-// for none), and PlainCursor its plain-paging millisecond and ids.
+// for none), and SeenIDs the ids a plain-paging cursor lists at its
+// millisecond.
 func Continuation(c recovery.Cursor) json.RawMessage {
 	p, _ := decodePosition(c)
 	return p.NextFilters
 }
 
-func PlainCursor(c recovery.Cursor) (at int64, seen []string) {
+func SeenIDs(c recovery.Cursor) []string {
 	p, _ := decodePosition(c)
-	return p.At, p.SeenIDs
+	return p.SeenIDs
 }

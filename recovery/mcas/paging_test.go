@@ -24,12 +24,6 @@ type requestBody struct {
 	Limit         int             `json:"limit"`
 }
 
-// seenIDs are the ids a plain-paging cursor lists at its millisecond.
-func seenIDs(c recovery.Cursor) []string {
-	_, ids := mcas.PlainCursor(c)
-	return ids
-}
-
 func bodyOf(t *testing.T, r mcastest.Request) requestBody {
 	t.Helper()
 	var b requestBody
@@ -116,7 +110,7 @@ func TestPlainPagingDeliversEachActivityExactlyOnce(t *testing.T) {
 	// every id delivered there.
 	var inBurst int
 	for _, p := range d.pages {
-		if len(seenIDs(p.Next)) > 1 {
+		if len(mcas.SeenIDs(p.Next)) > 1 {
 			inBurst++
 			if len(mcas.Continuation(p.Next)) != 0 {
 				t.Errorf("a date cursor with NextFilters: %v", p.Next)
@@ -179,7 +173,7 @@ func TestResumeContinuesWhereItStopped(t *testing.T) {
 			if err := json.Unmarshal(saved, &cur); err != nil {
 				t.Fatal(err)
 			}
-			if first.pages[len(first.pages)-1].Last || tc.paging == mcas.PagingScan && len(mcas.Continuation(cur)) == 0 || tc.paging == mcas.PagingPlain && len(seenIDs(cur)) < 2 {
+			if first.pages[len(first.pages)-1].Last || tc.paging == mcas.PagingScan && len(mcas.Continuation(cur)) == 0 || tc.paging == mcas.PagingPlain && len(mcas.SeenIDs(cur)) < 2 {
 				t.Fatalf("cursor after the first run: %s", saved)
 			}
 			// A new run (a new Source, configured in another mode even)
