@@ -45,7 +45,7 @@ func TestScanAnswerRepeatingItsFiltersIsMalformed(t *testing.T) {
 	// Once is a glitch: the retry gets a proper answer and the window is
 	// delivered exactly once.
 	srv.FailNext(1, mcastest.Fault{RepeatFilters: true})
-	drainAll(t, src, 20*time.Second, want, func() string { return logs.String() })
+	drainAll(t, src, 20*time.Second, want, logs.String)
 
 	// Always: the first page, then an answer to the second request that
 	// sends its page and points back at itself. Nothing of it is
