@@ -36,21 +36,15 @@ type GenerateOptions struct {
 	SavedAt int64
 }
 
-// Service is one app the generated activities come from.
-type Service struct {
-	ID   int    // appId, what the "service" filter matches
-	Name string // appName
-}
-
 // Services are the apps Generate cycles through, activity i coming from
-// Services[i%len(Services)]: apps with and without a symbolic name in the
-// agent's cs2.
-var Services = []Service{
-	{11161, "Office 365"},
-	{20893, "Microsoft Exchange Online"},
-	{15600, "Microsoft OneDrive for Business"},
-	{28375, "Microsoft Teams"},
-	{11114, "Salesforce"},
+// Services[i%len(Services)] (ID, appId, is what the "service" filter
+// matches): apps with and without a symbolic name in the agent's cs2.
+var Services = []activitygen.App{
+	{ID: 11161, Name: "Office 365"},
+	{ID: 20893, Name: "Microsoft Exchange Online"},
+	{ID: 15600, Name: "Microsoft OneDrive for Business"},
+	{ID: 28375, Name: "Microsoft Teams"},
+	{ID: 11114, Name: "Salesforce"},
 }
 
 // EventTypes are the event types Generate cycles through, activity i
@@ -111,8 +105,7 @@ func activity(i int, ts, saved int64) json.RawMessage {
 	if saved != 0 {
 		a.Created = saved
 	}
-	svc := Services[i%len(Services)]
-	a.App = activitygen.App{ID: svc.ID, Name: svc.Name}
+	a.App = Services[i%len(Services)]
 	a.Event = EventTypes[i%len(EventTypes)]
 	a.User, a.DisplayName = fmt.Sprintf("user%d@contoso.com", i%50), fmt.Sprintf("User %d", i%50)
 	return a.Append(make([]byte, 0, 3072))
