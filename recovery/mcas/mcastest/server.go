@@ -491,10 +491,11 @@ func (s *Server) authorized(header string) bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		expires, known := s.accepted[secret]
-		if known && !time.Now().Before(expires) {
+		live := known && time.Now().Before(expires)
+		if known && !live {
 			s.stats.Expired++
 		}
-		return known && time.Now().Before(expires)
+		return live
 	}
 	if secret != s.token {
 		return false
