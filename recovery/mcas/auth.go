@@ -419,13 +419,9 @@ func (e *entraToken) answered(resp *http.Response, where string) error {
 	body, _ := azruntime.Payload(resp)
 	var ans entraError
 	_ = json.Unmarshal(body, &ans)
-	switch {
-	case code == http.StatusTooManyRequests:
-		return &failure{reason: "token request, throttled (429)", throttled: true,
-			retryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now()),
-			cause:      fmt.Errorf("%s answered 429", where)}
-	case code >= 500 || code == http.StatusRequestTimeout:
-		return &failure{reason: "token request, HTTP " + strconv.Itoa(code), cause: fmt.Errorf("%s answered %d", where, code)}
+	if f := retried(resp, fmt.Errorf("%s answered %d", where, code)); f != nil {
+		f.reason = "token request, " + f.reason // not the API's failure
+		return f
 	}
 	desc := firstLine(ans.Description, e.redactor)
 	if len(ans.Codes) > 0 {

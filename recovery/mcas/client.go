@@ -94,6 +94,20 @@ func asFailure(err error, f **failure) bool { return errors.As(err, f) }
 
 func isRefused(err error) bool { return errors.Is(err, errBadRequest) }
 
+// retried is the failure of an answer with a status a retry may mend:
+// 429 (throttled, waiting for Retry-After), 408 and 5xx (critical); nil for
+// any other. cause says who answered it.
+func retried(resp *http.Response, cause error) *failure {
+	switch code := resp.StatusCode; {
+	case code == http.StatusTooManyRequests:
+		return &failure{reason: "throttled (429)", throttled: true,
+			retryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now()), cause: cause}
+	case code >= 500 || code == http.StatusRequestTimeout:
+		return &failure{reason: "HTTP " + strconv.Itoa(code), cause: cause}
+	}
+	return nil
+}
+
 // malformed is the failure of a 200 answer that is not a valid answer to
 // its request: a critical error, since the same request may well be
 // answered properly again.
@@ -226,14 +240,13 @@ func (s *Source) once(ctx context.Context, authorization string, c call) (*answe
 	if err != nil {
 		return nil, s.transportFailure(ctx, fmt.Errorf("read the answer: %w", err))
 	}
+	if f := retried(resp, fmt.Errorf("the API answered %d %s", code, s.message(data))); f != nil {
+		return nil, f
+	}
 	switch {
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		return nil, &failure{permanent: recovery.Problemf(recovery.ErrInvalidToken, s.auth.refusedRemedy(code),
 			"the API answered %d for %s", code, s.Endpoint()), unauthorized: code == http.StatusUnauthorized}
-	case code == http.StatusTooManyRequests:
-		return nil, &failure{reason: "throttled (429)", throttled: true,
-			retryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now()),
-			cause:      fmt.Errorf("the API answered 429 %s", s.message(data))}
 	case code == http.StatusBadRequest:
 		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedyFilter,
 			"the API answered %w for %s: %s", errBadRequest, s.Endpoint(), s.message(data))}
@@ -243,9 +256,6 @@ func (s *Source) once(ctx context.Context, authorization string, c call) (*answe
 	case code == http.StatusNotFound || code == http.StatusMethodNotAllowed:
 		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedySource,
 			"the API answered %d for %s: that is not the activities API", code, s.Endpoint())}
-	case code >= 500 || code == http.StatusRequestTimeout:
-		return nil, &failure{reason: "HTTP " + strconv.Itoa(code),
-			cause: fmt.Errorf("the API answered %d %s", code, s.message(data))}
 	}
 	return nil, &failure{permanent: recovery.Problemf(recovery.ErrInternal, remedyInternal,
 		"the API answered %d for %s: %s", code, s.Endpoint(), s.message(data))}
