@@ -203,7 +203,7 @@ func TestEntraRefusals(t *testing.T) {
 func TestEntraUnreachableAuthority(t *testing.T) {
 	e := newEntraSetup(t, time.Hour, 0, 10)
 	e.env["AZURE_AUTHORITY_HOST"] = "https://" + mcastest.DeadAddr(t)
-	src, logs := e.source(t, func(c *mcas.Config) { c.MaxCriticalErrors = 3 })
+	src, _ := e.source(t, func(c *mcas.Config) { c.MaxCriticalErrors = 3 })
 	_, err := src.Fetch(ctxFor(t, 30*time.Second), recovery.Cursor{})
 	if !errors.Is(err, recovery.ErrTooManyCriticalErrors) {
 		t.Fatalf("error %v, want ErrTooManyCriticalErrors", err)
@@ -214,7 +214,7 @@ func TestEntraUnreachableAuthority(t *testing.T) {
 
 	e = newEntraSetup(t, time.Hour, 0, 10)
 	e.entra.FailNext(2, http.StatusServiceUnavailable)
-	src, logs = e.source(t, func(c *mcas.Config) { c.MaxCriticalErrors = 3 })
+	src, logs := e.source(t, func(c *mcas.Config) { c.MaxCriticalErrors = 3 })
 	drainAll(t, src, 30*time.Second, e.want, logs.String)
 	if st := e.entra.Stats(); st.Faults != 2 || st.Issued != 1 {
 		t.Errorf("Entra ID stats %+v, want 2 faults then 1 token", st)
