@@ -39,13 +39,15 @@ func TestAnswerTimeHoldsEveryListing(t *testing.T) {
 	if st := srv.Stats(); st.MaxInFlight != 3 || st.Served != 3 {
 		t.Errorf("stats %+v: want 3 served, 3 in flight at once", st)
 	}
-	// A refused request is not held.
-	start := time.Now()
-	if status, _, _ := post(t, srv, "/api/v1/activities/", "Token wrong", body(windowFilter(), "")); status != 401 {
+	// A refused request is not held: a server that holds every listing for
+	// an hour answers it within post's 10 s all the same, however loaded
+	// the machine.
+	slow := mcastest.New(t, mcastest.Options{
+		Activities: mcastest.Generate(mcastest.GenerateOptions{Window: window, Count: 10}),
+		AnswerTime: time.Hour,
+	})
+	if status, _, _ := post(t, slow, "/api/v1/activities/", "Token wrong", body(windowFilter(), "")); status != 401 {
 		t.Fatalf("wrong token: %d, want 401", status)
-	}
-	if d := time.Since(start); d >= hold {
-		t.Errorf("a 401 took %v: held like a listing", d)
 	}
 }
 
