@@ -55,13 +55,16 @@ func newSource(t *testing.T, srv *mcastest.Server, edit func(*mcas.Config)) (*mc
 	t.Helper()
 	logs := &logBuffer{}
 	cfg := mcas.Config{
-		BaseURL:        srv.URL,
-		Token:          recovery.NewToken(srv.Token()),
-		Window:         testWindow,
-		RateLimit:      600000, // 100 µs apart: the rate limit is tested on its own
-		RetryInitial:   5 * time.Millisecond,
-		RetryMax:       20 * time.Millisecond,
-		RequestTimeout: 10 * time.Second,
+		BaseURL:      srv.URL,
+		Token:        recovery.NewToken(srv.Token()),
+		Window:       testWindow,
+		RateLimit:    600000, // 100 µs apart: the rate limit is tested on its own
+		RetryInitial: 5 * time.Millisecond,
+		RetryMax:     20 * time.Millisecond,
+		// A page of 5,000 real-shaped activities is about 20 MB: under
+		// the race detector on a loaded machine an answer has taken
+		// more than 10 s, and the retry broke tests that count requests.
+		RequestTimeout: time.Minute,
 		TLSConfig:      srv.TLSConfig(),
 		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
