@@ -26,7 +26,7 @@ import (
 // when Send gives up.
 
 func TestUnreachableReceiverIsLoggedOnceUntilCancelled(t *testing.T) {
-	port := freeTCPPort(t)
+	port := rsyslogtest.FreePort(t, "tcp")
 	target := fmt.Sprintf("tcp://127.0.0.1:%d", port)
 	var logs logRecorder
 	opts := testOptions(t)
@@ -197,7 +197,7 @@ func TestCheckProbeSeesARefusedClientCertificate(t *testing.T) {
 // once, then, while it lasts, a reminder at least every RemindEvery that
 // says since when and after how many attempts.
 func TestLastingOutageIsLoggedEveryInterval(t *testing.T) {
-	target := fmt.Sprintf("tcp://127.0.0.1:%d", freeTCPPort(t))
+	target := fmt.Sprintf("tcp://127.0.0.1:%d", rsyslogtest.FreePort(t, "tcp"))
 	ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
 	defer cancel()
 	reminder := regexp.MustCompile(`^time=\S+ level=WARN msg="still waiting for the SIEM since (\S+) \((\d+) attempts\)" sink=` +
@@ -310,7 +310,7 @@ func TestStopEndsRetriesButNotTheAttempt(t *testing.T) {
 		opts := testOptions(t)
 		opts.Stop = stop
 		opts.OnFailure = func(string) { close(stop) }
-		s, err := Open(ctx, fmt.Sprintf("tcp://127.0.0.1:%d", freeTCPPort(t)), opts)
+		s, err := Open(ctx, fmt.Sprintf("tcp://127.0.0.1:%d", rsyslogtest.FreePort(t, "tcp")), opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -424,16 +424,6 @@ func TestCancelledSendReturnsPromptly(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Send took %v to notice the cancellation", d)
 	}
-}
-
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // TestReceiverDyingAfterTheBatchIsCaught plays the one failure a

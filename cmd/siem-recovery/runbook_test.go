@@ -48,7 +48,7 @@ func TestRunbookRsyslogReceives(t *testing.T) {
 	rsyslogtest.NeedModule(t, "imrelp")
 	dir := t.TempDir()
 	pki := rsyslogtest.NewPKI(t)
-	tcp, tls, relp := freeTCPPort(t), freeTCPPort(t), freeTCPPort(t)
+	tcp, tls, relp := rsyslogtest.FreePort(t, "tcp"), rsyslogtest.FreePort(t, "tcp"), rsyslogtest.FreePort(t, "tcp")
 	text := runbookRsyslog(t, dir, pki, tcp, tls, relp)
 	conf := filepath.Join(dir, "rsyslog.conf")
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
@@ -94,16 +94,6 @@ func TestRunbookRsyslogReceives(t *testing.T) {
 	if len(counts) != len(wantIDs) {
 		t.Fatalf("%d ids in rsyslog's file, want %d", len(counts), len(wantIDs))
 	}
-}
-
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // awaitListening waits until something accepts connections on port.

@@ -139,7 +139,7 @@ func Start(t testing.TB, cfg Config) *Server {
 	if cfg.Transport == UDP {
 		s.proto = "udp"
 	}
-	s.port = freePort(t, s.proto)
+	s.port = FreePort(t, s.proto)
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 	conf, err := config(cfg, work, s.port, s.Output)
 	if err != nil {
@@ -350,8 +350,8 @@ func (s *Server) Await(n int, timeout time.Duration) {
 	}
 }
 
-// freePort finds a port free on 127.0.0.1 for proto.
-func freePort(t testing.TB, proto string) int {
+// FreePort finds a port free on 127.0.0.1 for proto ("tcp" or "udp").
+func FreePort(t testing.TB, proto string) int {
 	t.Helper()
 	if proto == "udp" {
 		c, err := net.ListenPacket("udp", "127.0.0.1:0")
