@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"unsafe"
 )
 
@@ -13,16 +14,25 @@ import (
 // are the ones the CEF mapping of the MCAS SIEM agent uses (SPEC §5), and
 // when MCAS saved the activity.
 type Activity struct {
+	// Kind is what the record is: an activity (the zero Kind) or an alert.
+	// Both travel as an Activity, with the fields below read from each
+	// kind's own object (DecodeAlert says how for alerts).
+	Kind           Kind
 	ID             string // _id
 	Timestamp      int64  // timestamp, Unix ms
 	Created        int64  // created (else createdRaw), Unix ms; 0 when the activity has neither
 	EventTypeName  string // eventTypeName
 	EventTypeValue string // eventTypeValue
 	Description    string // description
-	AppName        string // appName
-	UserName       string // user.userName, else failedUserData.userName (a failed log-on's)
-	ClientIP       string // device.clientIP
-	UserAgent      string // device.userAgent
+	// Name is the CEF header's Name: the activity's operation, short, as
+	// the agent's lines show it ("View report", where the description says
+	// "View report: ServiceNow Report 23"); ActivityName says where it
+	// comes from. An alert's is its title.
+	Name      string
+	AppName   string // appName
+	UserName  string // user.userName, else failedUserData.userName (a failed log-on's)
+	ClientIP  string // device.clientIP
+	UserAgent string // device.userAgent
 	// What the agent writes in cs2–cs4, comma-joined (docs/delivery.md
 	// says where each comes from). A list the object carries under the
 	// agent's label (uniqueServiceAppIds, targetObjects, policyIDs) wins;
@@ -32,7 +42,28 @@ type Activity struct {
 	UniqueServiceAppIDs string
 	TargetObjects       string
 	PolicyIDs           string
-	Raw                 json.RawMessage
+	// An alert's riskScore (cn1, its threatScore), its page in the portal
+	// (cs1, its URL) and its own severity (LOW, MEDIUM, HIGH,
+	// INFORMATIONAL): empty for activities.
+	RiskScore string
+	URL       string
+	Severity  string
+	Raw       json.RawMessage
+}
+
+// Kind is the kind of record an Activity carries.
+type Kind uint8
+
+const (
+	KindActivity Kind = iota // an MCAS activity (the zero Kind)
+	KindAlert                // an MCAS alert
+)
+
+func (k Kind) String() string {
+	if k == KindAlert {
+		return "alert"
+	}
+	return "activity"
 }
 
 // activityFields is where the fields the CEF mapping uses lie in an
@@ -41,8 +72,9 @@ type activityFields struct {
 	id, timestamp, typeName, typeValue, description, appName span
 	userName, clientIP, userAgent                            span
 	appID, created, createdRaw, eventObjects, failedUserName span
+	operationName                                            span    // description_metadata.operation_name
 	lists                                                    [3]span // uniqueServiceAppIds, targetObjects, policyIDs
-	user, device, mainInfo, failedUser                       bool    // seen: a key given twice counts the first time
+	user, device, mainInfo, failedUser, descriptionMetadata  bool    // seen: a key given twice counts the first time
 	// The names of the event objects with role 3, the first of them; the
 	// others are found again when cs3 is written. An activity names one or
 	// two.
@@ -143,7 +175,7 @@ func decode(raw []byte, d *Decoder) (Activity, error) {
 	default:
 		buf = d.block[len(d.block):]
 	}
-	var ends [11]int
+	var ends [12]int
 	buf = appendString(buf, raw, f.id)
 	ends[0] = len(buf)
 	for i, t := range [...]span{f.typeName, f.typeValue, f.description, f.appName, f.userName, f.clientIP, f.userAgent} {
@@ -168,6 +200,10 @@ func decode(raw []byte, d *Decoder) (Activity, error) {
 	ends[9] = len(buf)
 	buf = appendList(buf, raw, cs.lists[2])
 	ends[10] = len(buf)
+	if f.operationName.kind == kindString {
+		buf = appendString(buf, raw, f.operationName)
+	}
+	ends[11] = len(buf)
 	if d != nil && len(buf) <= cap(d.block)-len(d.block) { // always, as need bounds it
 		d.block = d.block[:len(d.block)+len(buf)]
 	}
@@ -183,9 +219,11 @@ func decode(raw []byte, d *Decoder) (Activity, error) {
 	if !ok {
 		created, _ = integer(raw, f.createdRaw)
 	}
+	description := field(3)
 	return Activity{
 		ID: field(0), Timestamp: timestamp, Created: created,
-		EventTypeName: field(1), EventTypeValue: field(2), Description: field(3), AppName: field(4),
+		EventTypeName: field(1), EventTypeValue: field(2), Description: description, AppName: field(4),
+		Name:     ActivityName(field(11), description),
 		UserName: field(5), ClientIP: field(6), UserAgent: field(7),
 		UniqueServiceAppIDs: field(8), TargetObjects: field(9), PolicyIDs: field(10),
 		Raw: raw,
@@ -196,10 +234,31 @@ func decode(raw []byte, d *Decoder) (Activity, error) {
 // fields before cs2: the length of their JSON.
 func (f *activityFields) textSize() int {
 	n := 0
-	for _, v := range [...]span{f.id, f.typeName, f.typeValue, f.description, f.appName, f.userName, f.clientIP, f.userAgent} {
+	for _, v := range [...]span{f.id, f.typeName, f.typeValue, f.description, f.appName, f.userName, f.clientIP, f.userAgent, f.operationName} {
 		n += v.to - v.from
 	}
 	return n
+}
+
+// ActivityName is the CEF Name of an activity (the header's sixth field):
+// its operation, short, as the SIEM agent wrote it. Microsoft's sample
+// lines show "|View report|" where msg= holds "View report: ServiceNow
+// Report 23", and "|Log out|" beside msg=Log out. The API's activity says
+// it in description_metadata.operation_name (operation): the description
+// is that name, a colon and the object acted on. An object without it
+// (an export from elsewhere) gets its description's text before the first
+// ": ", when no bracket or quote opens before that colon (a "Failed log on
+// (Failure message: …)" keeps its whole text), else the whole description.
+// docs/delivery.md gives the evidence.
+func ActivityName(operation, description string) string {
+	if operation != "" {
+		return operation
+	}
+	i := strings.Index(description, ": ")
+	if i <= 0 || strings.ContainsAny(description[:i], "([{\"'") {
+		return description
+	}
+	return description[:i]
 }
 
 // cefSources is what cs2, cs3 and cs4 are made of.
@@ -340,6 +399,11 @@ func (f *activityFields) scan(s *scanner) error {
 			continue
 		case fieldMainInfo:
 			if err := f.scanMainInfo(s); err != nil {
+				return err
+			}
+			continue
+		case fieldDescriptionMetadata:
+			if err := scanNested(s, &f.descriptionMetadata, fieldOperationName, &f.operationName, "", nil); err != nil {
 				return err
 			}
 			continue

@@ -38,6 +38,7 @@ func parseActivityReference(raw []byte) (Activity, error) {
 	var f struct {
 		id, ts, typeName, typeValue, desc, app, user, device *fastjson.Value
 		created, createdRaw, appID, mainInfo, failedUser     *fastjson.Value
+		descMeta                                             *fastjson.Value
 		lists                                                [3]*fastjson.Value
 	}
 	first := func(dst **fastjson.Value, v *fastjson.Value) {
@@ -59,6 +60,8 @@ func parseActivityReference(raw []byte) (Activity, error) {
 			first(&f.appID, v)
 		case "mainInfo":
 			first(&f.mainInfo, v)
+		case "description_metadata":
+			first(&f.descMeta, v)
 		case "failedUserData":
 			first(&f.failedUser, v)
 		case "eventTypeName":
@@ -95,7 +98,7 @@ func parseActivityReference(raw []byte) (Activity, error) {
 	// one allocation an activity instead of one a field.
 	var b strings.Builder
 	b.Grow(min(len(raw)/3, 384)) // the fields are a small part of the object
-	var ends [11]int
+	var ends [12]int
 	b.Write(f.id.GetStringBytes())
 	ends[0] = b.Len()
 	userName := refMember(f.user, "userName")
@@ -129,6 +132,8 @@ func parseActivityReference(raw []byte) (Activity, error) {
 		}
 		ends[8+i] = b.Len()
 	}
+	refWriteText(&b, refMember(f.descMeta, "operation_name"))
+	ends[11] = b.Len()
 	all := b.String()
 	field := func(i int) string {
 		if i == 0 {
@@ -143,6 +148,7 @@ func parseActivityReference(raw []byte) (Activity, error) {
 	return Activity{
 		ID: field(0), Timestamp: timestamp, Created: created,
 		EventTypeName: field(1), EventTypeValue: field(2), Description: field(3), AppName: field(4),
+		Name:     ActivityName(field(11), field(3)),
 		UserName: field(5), ClientIP: field(6), UserAgent: field(7),
 		UniqueServiceAppIDs: field(8), TargetObjects: field(9), PolicyIDs: field(10),
 		Raw: raw,

@@ -22,7 +22,7 @@ func TestParseActivity(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Activity{ID: "1511373015679_167ae3eb", Timestamp: 1511373004000, EventTypeName: "EVENT_CATEGORY_LOGOUT",
-		EventTypeValue: "EVENT_LOGOUT", Description: "Log out", AppName: "ServiceNow", UserName: "admin@contoso.com",
+		EventTypeValue: "EVENT_LOGOUT", Description: "Log out", Name: "Log out", AppName: "ServiceNow", UserName: "admin@contoso.com",
 		ClientIP: "13.82.149.151", UserAgent: "curl/8", UniqueServiceAppIDs: "APPID_SERVICENOW", TargetObjects: "admin@contoso.com,b,3"}
 	a.Raw = nil
 	if fmt.Sprint(a) != fmt.Sprint(want) {

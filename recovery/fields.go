@@ -24,6 +24,11 @@ const (
 	fieldEventObjects   = "eventObjects" // in mainInfo: the objects of the activity, cs3
 	fieldRole           = "role"         // in an event object
 
+	// The activity's description is made of its operation's name, a
+	// colon and the object acted on: the name is the CEF Name.
+	fieldDescriptionMetadata = "description_metadata"
+	fieldOperationName       = "operation_name" // in description_metadata
+
 	// Lists an exporter may have written under the agent's CEF labels;
 	// the API's answers have none of them. When present they are cs2–cs4.
 	fieldUniqueServiceAppIDs = "uniqueServiceAppIds"

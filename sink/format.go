@@ -36,6 +36,9 @@ type Formatter struct {
 // escapes \ and | and the extension escapes \, = and CR/LF, as ArcSight
 // CEF requires; a CR or LF in a header field is written \r or \n too.
 func (f Formatter) AppendCEF(dst []byte, a recovery.Activity) []byte {
+	if a.Kind == recovery.KindAlert {
+		return f.appendAlertCEF(dst, a)
+	}
 	dst = append(dst, "CEF:0|MCAS|SIEM_Agent|"...)
 	dst = appendHeaderValue(dst, f.Version)
 	dst = append(dst, '|')
@@ -45,7 +48,11 @@ func (f Formatter) AppendCEF(dst []byte, a recovery.Activity) []byte {
 	}
 	dst = appendHeaderValue(dst, sig)
 	dst = append(dst, '|')
-	dst = appendHeaderValue(dst, a.Description)
+	name := a.Name
+	if name == "" {
+		name = recovery.ActivityName("", a.Description)
+	}
+	dst = appendHeaderValue(dst, name)
 	dst = append(dst, "|0|externalId="...)
 	dst = appendExtValue(dst, a.ID)
 	dst = append(dst, " rt="...)
@@ -81,6 +88,51 @@ func (f Formatter) AppendCEF(dst []byte, a recovery.Activity) []byte {
 	return dst
 }
 
+// appendAlertCEF appends an alert's CEF line as the agent wrote its alert
+// lines (SPEC §5; samples in defender-docs siem.md): signature the alert
+// type id, Name the title, severity 3, externalId the alert's _id,
+// start=end its timestamp and no rt, cn1 its riskScore, cs1 its page in
+// the portal, cs3 the related activities, cs4 its policy ids. The agent's
+// lines show no place for the alert's own severity: it is written last,
+// as cs5 (label alertSeverity), where a parser keyed on the agent's keys
+// passes over it (docs/delivery.md).
+func (f Formatter) appendAlertCEF(dst []byte, a recovery.Activity) []byte {
+	dst = append(dst, "CEF:0|MCAS|SIEM_Agent|"...)
+	dst = appendHeaderValue(dst, f.Version)
+	dst = append(dst, '|')
+	dst = appendHeaderValue(dst, a.EventTypeName)
+	dst = append(dst, '|')
+	dst = appendHeaderValue(dst, a.Name)
+	dst = append(dst, "|3|externalId="...)
+	dst = appendExtValue(dst, a.ID)
+	dst = append(dst, " start="...)
+	dst = strconv.AppendInt(dst, a.Timestamp, 10)
+	dst = append(dst, " end="...)
+	dst = strconv.AppendInt(dst, a.Timestamp, 10)
+	dst = append(dst, " msg="...)
+	dst = appendExtValue(dst, a.Description)
+	dst = append(dst, " suser="...)
+	dst = appendExtValue(dst, a.UserName)
+	dst = append(dst, " destinationServiceName="...)
+	dst = appendExtValue(dst, a.AppName)
+	dst = append(dst, " cn1Label=riskScore cn1="...)
+	dst = appendExtValue(dst, a.RiskScore)
+	dst = append(dst, " cs1Label=portalURL cs1="...)
+	if a.URL != "" {
+		dst = appendExtValue(dst, a.URL)
+	} else {
+		dst = f.appendAlertLink(dst, a.ID)
+	}
+	dst = append(dst, " cs2Label=uniqueServiceAppIds cs2="...)
+	dst = appendExtValue(dst, a.UniqueServiceAppIDs)
+	dst = append(dst, " cs3Label=relatedAudits cs3="...)
+	dst = appendExtValue(dst, a.TargetObjects)
+	dst = append(dst, " cs4Label=policyIDs cs4="...)
+	dst = appendExtValue(dst, a.PolicyIDs)
+	dst = append(dst, " cs5Label=alertSeverity cs5="...)
+	return appendExtValue(dst, a.Severity)
+}
+
 // cefExternalID returns the activity id of a CEF line AppendCEF wrote
 // (from "CEF:0|" on): the unescaped value of externalId, the first key of
 // the extension, which begins after the header's seventh unescaped '|'.
@@ -104,8 +156,12 @@ func cefExternalID(line []byte) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	// rt= always follows; inside the escaped id an '=' is "\=".
+	// rt= always follows an activity's id, start= an alert's (which has
+	// no rt); inside the escaped id an '=' is "\=".
 	end := bytes.Index(ext, []byte(" rt="))
+	if alert := bytes.Index(ext, []byte(" start=")); alert > 0 && (end < 0 || alert < end) {
+		end = alert
+	}
 	if end <= 0 {
 		return "", false
 	}
@@ -149,6 +205,22 @@ func (f Formatter) appendPortalLink(dst []byte, id string) []byte {
 	dst = append(dst, `/#/audits?activity.id\=eq(`...)
 	dst = appendExtValue(dst, id)
 	return append(dst, ",)"...)
+}
+
+// appendAlertLink appends the escaped cs1 value of an alert whose object
+// gives no URL: its page in the portal, https://HOST/#/alerts/ID.
+func (f Formatter) appendAlertLink(dst []byte, id string) []byte {
+	portal := f.PortalURL
+	if portal == "" {
+		portal = DefaultPortalURL
+	}
+	portal = strings.TrimRight(portal, "/")
+	if !strings.Contains(portal, "://") {
+		dst = append(dst, "https://"...)
+	}
+	dst = appendExtValue(dst, portal)
+	dst = append(dst, "/#/alerts/"...)
+	return appendExtValue(dst, id)
 }
 
 // AppendJSON appends a's JSON object exactly as the source returned it.

@@ -234,3 +234,39 @@ func TestEscapingMatchesByteByByte(t *testing.T) {
 		}
 	}
 }
+
+// Microsoft's sample alert line (defender-docs siem.md), from an alert
+// object in the shape the alerts API returns it: the same bytes, and the
+// alert's own severity after them (cs5, where the agent's lines show none).
+func TestCEFAlertSampleLine(t *testing.T) {
+	const sample = `2017-07-15T20:42:30.531Z CEF:0|MCAS|SIEM_Agent|0.102.17|ALERT_CABINET_EVENT_MATCH_AUDIT|myPolicy|3|` +
+		`externalId=596a7e360c204203a335a3fb start=1500151350531 end=1500151350531 msg=Activity policy ''myPolicy'' was triggered by ''admin@box-contoso.com'' ` +
+		`suser=admin@box-contoso.com destinationServiceName=Box cn1Label=riskScore cn1= cs1Label=portalURL cs1=https://cloud-app-security.com/#/alerts/596a7e360c204203a335a3fb ` +
+		`cs2Label=uniqueServiceAppIds cs2=APPID_BOX cs3Label=relatedAudits cs3=1500151288183_acc891bf-33e1-424b-a021-0d4370789660 cs4Label=policyIDs cs4=59f0ab82f797fa0681e9b1c7`
+	const alert = `{"_id":"596a7e360c204203a335a3fb","timestamp":1500151350531,"title":"myPolicy",
+		"description":"Activity policy ''myPolicy'' was triggered by ''admin@box-contoso.com''",
+		"entities":[{"id":"59f0ab82f797fa0681e9b1c7","label":"myPolicy","policyType":"AUDIT","type":"policyRule"},
+		{"id":10489,"label":"Box","type":"service"},{"id":"admin@box-contoso.com","label":"admin@box-contoso.com","type":"user"}],
+		"audits":["1500151288183_acc891bf-33e1-424b-a021-0d4370789660"],"severityValue":0,
+		"URL":"https://cloud-app-security.com/#/alerts/596a7e360c204203a335a3fb"}`
+	a, err := recovery.DecodeAlert([]byte(alert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := encoder{format: Formatter{Version: "0.102.17"}, syslog: SyslogNone}
+	got := string(enc.appendMessage(nil, a))
+	if want := sample + " cs5Label=alertSeverity cs5=LOW"; got != want {
+		t.Errorf("alert line differs from Microsoft's sample:\ngot  %s\nwant %s", got, want)
+	}
+	// An alert without URL links to its page in the portal; its id is read
+	// back from its line (a file sink's resume).
+	a.URL, a.ID = "", "5915b7e5=0d5d|72da"
+	enc = encoder{format: Formatter{Version: "1", PortalURL: "contoso.portal.cloudappsecurity.com/"}, syslog: SyslogRFC5424, hostname: "h", appName: "siem-recovery"}
+	line := enc.appendMessage(nil, a)
+	if !bytes.Contains(line, []byte(`cs1=https://contoso.portal.cloudappsecurity.com/#/alerts/5915b7e5\=0d5d|72da `)) {
+		t.Errorf("no portal link in %s", line)
+	}
+	if id, ok := enc.activityID(line); !ok || id != a.ID {
+		t.Errorf("activityID = %q, %v; want %q", id, ok, a.ID)
+	}
+}
