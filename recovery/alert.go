@@ -145,7 +145,7 @@ func DecodeAlert(raw []byte) (Activity, error) {
 	}
 	var (
 		users, accounts, services, appIDs, policies []string
-		policyType                                   string
+		policyType                                  string
 	)
 	var policy alertEntity
 	if json.Unmarshal(o.Policy, &policy) == nil {

@@ -9,7 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"siem-recovery/recovery"
-	"siem-recovery/recovery/mcas"
+	"siem-recovery/recovery/entra"
 )
 
 // The values of --auth (SPEC §2, §7).
@@ -23,7 +23,7 @@ const (
 // token given by hand, or an Entra ID identity from the Azure SDK's
 // environment. Without --auth: the token when one is given, else Entra ID
 // when AZURE_CLIENT_ID and AZURE_TENANT_ID are set.
-func readAuth(ctx context.Context, c *cli.Context, log *slog.Logger, source string) (recovery.Token, *mcas.Identity, error) {
+func readAuth(ctx context.Context, c *cli.Context, log *slog.Logger, source string) (recovery.Token, *entra.Identity, error) {
 	kind := strings.TrimSpace(c.String("auth"))
 	tokenGiven := c.String("token-file") != "" || c.String("token") != ""
 	if kind == "" {
@@ -38,16 +38,16 @@ func readAuth(ctx context.Context, c *cli.Context, log *slog.Logger, source stri
 				"no API token and no Entra ID application for %s", source)
 		}
 	}
-	var id *mcas.Identity
+	var id *entra.Identity
 	var err error
 	switch kind {
 	case authToken:
 		token, err := readToken(ctx, c, log, source)
 		return token, nil, err
 	case authEntra:
-		id, err = mcas.EntraFromEnv(os.Getenv)
+		id, err = entra.FromEnv(os.Getenv)
 	case authManaged:
-		id, err = mcas.ManagedIdentityFromEnv(os.Getenv)
+		id, err = entra.ManagedFromEnv(os.Getenv)
 	default:
 		return recovery.Token{}, nil, recovery.Problemf(recovery.ErrUsage, "use --auth token, entra or managed-identity",
 			"--auth %q is not a way to authenticate", kind)

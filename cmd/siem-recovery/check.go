@@ -17,7 +17,6 @@ import (
 
 	"siem-recovery/checkpoint"
 	"siem-recovery/recovery"
-	"siem-recovery/recovery/mcas"
 )
 
 func checkCommand(stdout, stderr io.Writer) *cli.Command {
@@ -84,7 +83,7 @@ func check(c *cli.Context, stdout io.Writer) error {
 	}
 	src, srcErr := parseSource(c.String("source"))
 	if srcErr != nil {
-		add("source", mcas.RedactURL(c.String("source")), srcErr)
+		add("source", recovery.RedactURL(c.String("source")), srcErr)
 	} else {
 		checkSource(ctx, c, log, src, scope, filter, add)
 		if w := tokenFileWarning(c.String("token-file")); w != "" && src.api != nil {
@@ -168,7 +167,7 @@ func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sour
 		if errors.Is(err, recovery.ErrInvalidProxy) {
 			proxyErr = err
 		}
-		if !add("proxy", mcas.RedactURL(proxy)+": the API answers through it", proxyErr) {
+		if !add("proxy", recovery.RedactURL(proxy)+": the API answers through it", proxyErr) {
 			return
 		}
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"siem-recovery/recovery/mcas/entratest"
+	"siem-recovery/recovery/entra/entratest"
 	"siem-recovery/recovery/mcas/mcastest"
 )
 

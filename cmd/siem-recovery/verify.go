@@ -15,7 +15,6 @@ import (
 
 	"siem-recovery/checkpoint"
 	"siem-recovery/recovery"
-	"siem-recovery/recovery/mcas"
 )
 
 func verifyCommand(stdout, stderr io.Writer) *cli.Command {
@@ -178,7 +177,7 @@ func topUpAdvice(c *cli.Context, st *recovery.State) string {
 	if !c.IsSet("sink") {
 		cmd += " (with the --sink flags of the recovery)"
 	}
-	if p := c.String("proxy"); mcas.RedactURL(p) != p {
+	if p := c.String("proxy"); recovery.RedactURL(p) != p {
 		cmd += " (give --proxy with its user and password)"
 	}
 	switch {
@@ -213,7 +212,7 @@ func runCommandLine(c *cli.Context, skip ...string) string {
 		default:
 			v := fmt.Sprint(c.Value(name))
 			if name == "proxy" {
-				v = mcas.RedactURL(v)
+				v = recovery.RedactURL(v)
 			}
 			b.WriteString(" --" + name + " " + shellQuote(v))
 		}

@@ -504,7 +504,7 @@ func (s *Source) proxyAddress() (shown, host, port string) {
 	if u == nil {
 		return "(unknown)", "?", "?"
 	}
-	return RedactURL(u.String()), u.Hostname(), u.Port()
+	return recovery.RedactURL(u.String()), u.Hostname(), u.Port()
 }
 
 // message is the API's explanation in an error answer, short, redacted

@@ -40,7 +40,7 @@ const endpointPath = "/api/v1/activities/"
 // is tolerated. Its errors show the URL through RedactURL: a token pasted
 // into it never reaches a message.
 func ParseSource(raw string) (*url.URL, error) {
-	shown := RedactURL(strings.TrimSpace(raw))
+	shown := recovery.RedactURL(strings.TrimSpace(raw))
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil || u.Host == "" || u.Opaque != "" {
 		return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %q is not an https:// URL", shown)
@@ -132,7 +132,7 @@ func parseProxy(raw string) (*url.URL, error) {
 	if raw == "" {
 		return nil, nil
 	}
-	shown := RedactURL(raw)
+	shown := recovery.RedactURL(raw)
 	s := raw
 	if !strings.Contains(s, "://") {
 		s = "http://" + s
@@ -158,26 +158,4 @@ func parseProxy(raw string) (*url.URL, error) {
 		return nil, recovery.Problemf(recovery.ErrInvalidProxy, remedyProxy, "the proxy %q has a path or query: want http://host:port or host:port", shown)
 	}
 	return u, nil
-}
-
-// RedactURL returns a URL (which may not parse) fit for a message: its
-// user information and any query or fragment, where a token may have been
-// pasted, are shown as xxxxx.
-func RedactURL(raw string) string {
-	s := raw
-	if i := strings.IndexAny(s, "?#"); i >= 0 {
-		s = s[:i+1] + "xxxxx"
-	}
-	authority := strings.Index(s, "://") + 1 // 0 without a scheme
-	if authority > 0 {
-		authority += 2
-	}
-	end := len(s)
-	if i := strings.IndexByte(s[authority:], '/'); i >= 0 {
-		end = authority + i
-	}
-	if at := strings.LastIndexByte(s[authority:end], '@'); at >= 0 {
-		s = s[:authority] + "xxxxx" + s[authority+at:]
-	}
-	return s
 }

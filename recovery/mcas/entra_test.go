@@ -13,8 +13,9 @@ import (
 	"time"
 
 	"siem-recovery/recovery"
+	"siem-recovery/recovery/entra"
+	"siem-recovery/recovery/entra/entratest"
 	"siem-recovery/recovery/mcas"
-	"siem-recovery/recovery/mcas/entratest"
 	"siem-recovery/recovery/mcas/mcastest"
 )
 
@@ -69,7 +70,7 @@ func (e *entraSetup) getenv(name string) string { return e.env[name] }
 // source builds a Source that authenticates as the setup's environment says.
 func (e *entraSetup) source(t *testing.T, edit func(*mcas.Config)) (*mcas.Source, *logBuffer) {
 	t.Helper()
-	id, err := mcas.EntraFromEnv(e.getenv)
+	id, err := entra.FromEnv(e.getenv)
 	if err != nil {
 		t.Fatalf("EntraFromEnv: %v", err)
 	}
@@ -323,7 +324,7 @@ func TestEntraCertificate(t *testing.T) {
 		})
 	}
 
-	_, err := mcas.EntraFromEnv(func(k string) string {
+	_, err := entra.FromEnv(func(k string) string {
 		return map[string]string{"AZURE_TENANT_ID": testTenant, "AZURE_CLIENT_ID": testClient,
 			"AZURE_CLIENT_CERTIFICATE_PATH": write("expired.pem", expired.PEM)}[k]
 	})
@@ -378,7 +379,7 @@ func TestManagedIdentity(t *testing.T) {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
-	id, err := mcas.ManagedIdentityFromEnv(os.Getenv)
+	id, err := entra.ManagedFromEnv(os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +392,7 @@ func TestManagedIdentity(t *testing.T) {
 	}
 	assertNoSecret(t, mi.Header, logs.String())
 
-	id, err = mcas.ManagedIdentityFromEnv(func(k string) string {
+	id, err = entra.ManagedFromEnv(func(k string) string {
 		if k == "AZURE_CLIENT_ID" {
 			return "not-attached"
 		}
@@ -419,7 +420,7 @@ func TestEntraFromEnvNeedsACredential(t *testing.T) {
 		{map[string]string{"AZURE_TENANT_ID": testTenant, "AZURE_CLIENT_ID": testClient, "AZURE_FEDERATED_TOKEN_FILE": "/nonexistent/token"}, recovery.ErrInvalidToken, "/nonexistent/token cannot be read"},
 		{map[string]string{"AZURE_TENANT_ID": testTenant, "AZURE_CLIENT_ID": testClient, "AZURE_CLIENT_SECRET": "s", "AZURE_AUTHORITY_HOST": "http://login.example"}, recovery.ErrUsage, "is not an https:// host"},
 	} {
-		_, err := mcas.EntraFromEnv(func(k string) string { return tc.env[k] })
+		_, err := entra.FromEnv(func(k string) string { return tc.env[k] })
 		if !errors.Is(err, tc.kind) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("env %v: error %v, want %v with %q", tc.env, err, tc.kind, tc.want)
 		}

@@ -148,7 +148,7 @@ func TestRedactURL(t *testing.T) {
 		"ht tp://u:p@x:1/?q":                       "ht tp://xxxxx@x:1/?xxxxx",
 		"https://contoso.example/path?x=1@evil.io": "https://contoso.example/path?xxxxx",
 	} {
-		if got := mcas.RedactURL(in); got != want {
+		if got := recovery.RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"siem-recovery/recovery"
+	"siem-recovery/recovery/entra"
 )
 
 // Paging chooses how the source pages through the window.
@@ -73,7 +74,7 @@ type Config struct {
 	Token recovery.Token
 	// Identity, when set, replaces Token: the Source obtains Entra ID
 	// access tokens for it (through Proxy) and renews them.
-	Identity *Identity
+	Identity *entra.Identity
 	// Proxy is --proxy, http://host:port or host:port. Empty: the
 	// HTTPS_PROXY / NO_PROXY environment, as any Go program.
 	Proxy string
@@ -216,14 +217,14 @@ func New(cfg Config) (*Source, error) {
 	s.client = newClient(transport)
 	if id := cfg.Identity; id != nil {
 		tokens := s.client
-		if id.managed {
+		if id.Managed() {
 			// The machine's token endpoint (IMDS, App Service) is local to
 			// it: a proxy cannot reach it, and IMDS refuses proxied requests.
 			direct := transport.Clone()
 			direct.Proxy = nil
 			tokens = newClient(direct)
 		}
-		s.auth = newEntraToken(id, tokens, s.timeout, s.networkFailure, s.log, s.redactor)
+		s.auth = &entraAuth{token: entra.NewToken(id, Resource, tokens, s.timeout, s.log, s.redactor), network: s.networkFailure}
 	}
 	return s, nil
 }
@@ -615,7 +616,7 @@ func (s *Source) Credential() string { return s.auth.String() }
 // any API request, and tells how long it is valid; it does not retry. A
 // token given by hand is not checked here: it returns 0 and nil.
 func (s *Source) Authorize(ctx context.Context) (time.Duration, error) {
-	e, ok := s.auth.(*entraToken)
+	e, ok := s.auth.(*entraAuth)
 	if !ok {
 		return 0, nil
 	}
