@@ -1,0 +1,204 @@
+package recovery
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Buckets cuts span into consecutive parts of size (the last may be
+// shorter), in time order: the parts gaps compares one by one.
+func Buckets(span Window, size time.Duration) []Window {
+	step := size.Milliseconds()
+	if step <= 0 {
+		step = span.End - span.Start
+	}
+	var out []Window
+	for t := span.Start; t < span.End; t += step {
+		out = append(out, Window{Start: t, End: min(t+step, span.End)})
+	}
+	return out
+}
+
+// Received is what the SIEM holds, as read from its export (gaps,
+// verify --received): the ids, and how many of its lines fall in each
+// bucket by their time.
+type Received struct {
+	IDs *IDSet
+	// Counts are the lines placed in each bucket (by their rt= or
+	// timestamp, or created for --by created when a JSON line has it),
+	// counting each id once.
+	Counts []int64
+	// Outside counts the lines whose time lies outside every bucket;
+	// Unplaced the lines that carry no time (a bare id): those cannot be
+	// given to a bucket, so a bucket's SIEM count may fall short of what
+	// the SIEM holds (its ids still count as held).
+	Outside, Unplaced int64
+}
+
+// ReadReceived reads the SIEM's export as ReadIDSet does (bare ids, CEF
+// lines with externalId=, JSON lines with "_id") and places each line in
+// the bucket its time falls in: a CEF line's rt= (an alert's start=), a
+// JSON line's "timestamp", or, with by = ByCreated, its "created" when it
+// has one. A line whose id was seen before counts once.
+func ReadReceived(r io.Reader, buckets []Window, by TimeField) (*Received, error) {
+	rec := &Received{IDs: &IDSet{}, Counts: make([]int64, len(buckets))}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	seen := map[[2]uint64]bool{}
+	for n := 1; sc.Scan(); n++ {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		id, ts, err := receivedLine(line, by)
+		if err != nil {
+			return nil, fmt.Errorf("line %d %w", n, err)
+		}
+		d := digest(id)
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		rec.IDs.digests = append(rec.IDs.digests, d)
+		switch i := bucketOf(buckets, ts); {
+		case ts == 0:
+			rec.Unplaced++
+		case i < 0:
+			rec.Outside++
+		default:
+			rec.Counts[i]++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(rec.IDs.digests, compareDigest)
+	rec.IDs.digests = slices.Clip(rec.IDs.digests)
+	return rec, nil
+}
+
+// receivedLine reads one line of the SIEM's export: its id, and its time
+// in Unix ms (0 when the line carries none).
+func receivedLine(line []byte, by TimeField) (id []byte, ts int64, err error) {
+	if line[0] == '{' {
+		var a struct {
+			ID        string      `json:"_id"`
+			Timestamp json.Number `json:"timestamp"`
+			Created   json.Number `json:"created"`
+		}
+		if err := json.Unmarshal(line, &a); err != nil || a.ID == "" {
+			return nil, 0, fmt.Errorf("is a JSON line without an \"_id\"")
+		}
+		t := a.Timestamp
+		if by == ByCreated && a.Created != "" {
+			t = a.Created
+		}
+		ts, _ = strconv.ParseInt(string(t), 10, 64)
+		return []byte(a.ID), ts, nil
+	}
+	i := bytes.Index(line, externalIDKey)
+	if i < 0 {
+		if bytes.ContainsAny(line, " \t|={}\"") {
+			return nil, 0, fmt.Errorf("is neither an activity id nor a CEF line with externalId=: %.80q", line)
+		}
+		return line, 0, nil
+	}
+	id = line[i+len(externalIDKey):]
+	if j := bytes.IndexAny(id, " \t"); j >= 0 {
+		id = id[:j]
+	}
+	if len(id) == 0 {
+		return nil, 0, fmt.Errorf("has an empty externalId")
+	}
+	for _, key := range []string{" rt=", " start="} {
+		if k := bytes.Index(line, []byte(key)); k >= 0 {
+			v := line[k+len(key):]
+			if j := bytes.IndexAny(v, " \t"); j >= 0 {
+				v = v[:j]
+			}
+			if ts, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+				return id, ts, nil
+			}
+		}
+	}
+	return id, 0, nil
+}
+
+// bucketOf is the index of the bucket holding ts, or -1.
+func bucketOf(buckets []Window, ts int64) int {
+	i, _ := slices.BinarySearchFunc(buckets, ts, func(w Window, t int64) int {
+		switch {
+		case w.End <= t:
+			return -1
+		case w.Start > t:
+			return 1
+		}
+		return 0
+	})
+	if i < len(buckets) && buckets[i].Contains(ts) {
+		return i
+	}
+	return -1
+}
+
+// BucketCount is one bucket of a gaps span, compared.
+type BucketCount struct {
+	Window
+	// Source is the source's count of the bucket; AtLeast tells that the
+	// count is only a lower bound (the API's moreThanTotal).
+	Source  int64
+	AtLeast bool
+	// SIEM is how many of the SIEM's lines fall in the bucket.
+	SIEM int64
+	// Listed tells that the bucket's ids were listed at the source (its
+	// counts disagreed, or the source's was a lower bound); Missing is then
+	// how many of them the SIEM lacks. Unlisted buckets whose counts agree
+	// miss nothing.
+	Listed  bool
+	Missing int64
+}
+
+// NeedsListing reports whether the counts alone cannot tell that the
+// bucket is complete: the source's count is a lower bound, or it differs
+// from the SIEM's. Equal exact counts are taken as complete (an id the
+// SIEM holds twice would hide one it lacks only if it also held an
+// activity the source does not have: verify --received lists everything
+// when that matters).
+func (b BucketCount) NeedsListing() bool { return b.AtLeast || b.Source != b.SIEM }
+
+// Gap is a run of adjacent buckets where the SIEM lacks activities: the
+// window a run sends them for.
+type Gap struct {
+	Window
+	Source  int64 // the buckets' source counts, summed (a lower bound when AtLeast)
+	AtLeast bool
+	SIEM    int64
+	Missing int64
+}
+
+// Gaps merges the adjacent buckets that miss activities into windows.
+func Gaps(buckets []BucketCount) []Gap {
+	var gaps []Gap
+	for _, b := range buckets {
+		if b.Missing == 0 {
+			continue
+		}
+		if n := len(gaps); n > 0 && gaps[n-1].End == b.Start {
+			g := &gaps[n-1]
+			g.End = b.End
+			g.Source += b.Source
+			g.AtLeast = g.AtLeast || b.AtLeast
+			g.SIEM += b.SIEM
+			g.Missing += b.Missing
+			continue
+		}
+		gaps = append(gaps, Gap{Window: b.Window, Source: b.Source, AtLeast: b.AtLeast, SIEM: b.SIEM, Missing: b.Missing})
+	}
+	return gaps
+}
