@@ -41,7 +41,7 @@ func openFile(t *testing.T, path string, opts Options) *fileSink {
 // fileBytes is what the file sink writes for as.
 func fileBytes(t *testing.T, opts Options, as []recovery.Activity) []byte {
 	t.Helper()
-	enc, err := opts.withDefaults().encoder("file")
+	enc, err := opts.withDefaults().encoder(&fileKind)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,20 +205,20 @@ func TestActivityIDOfEachMessage(t *testing.T) {
 		as[i].Raw = fmt.Appendf(nil, `{"_id":%q,"timestamp":1700000000000}`, id)
 	}
 	for _, v := range fileVariants {
-		for _, scheme := range []string{"file", "tcp"} {
-			enc, err := fileOptions(t, v.format, v.header).withDefaults().encoder(scheme)
+		for _, kind := range []*Kind{&fileKind, &tcpKind} {
+			enc, err := fileOptions(t, v.format, v.header).withDefaults().encoder(kind)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, a := range as {
 				msg := enc.appendMessage(nil, a)
 				if got, ok := enc.activityID(msg); !ok || got != a.ID {
-					t.Errorf("%s %s %s: id of %q is %q (%v), want %q", scheme, v.format, v.header, msg, got, ok, a.ID)
+					t.Errorf("%s %s %s: id of %q is %q (%v), want %q", kind.Scheme, v.format, v.header, msg, got, ok, a.ID)
 				}
 			}
 		}
 	}
-	enc, _ := fileOptions(t, FormatCEF, "").withDefaults().encoder("file")
+	enc, _ := fileOptions(t, FormatCEF, "").withDefaults().encoder(&fileKind)
 	for _, bad := range []string{"", "2024-05-14T08:00:00.000Z", "2024-05-14T08:00:00.000Z CEF:0|MCAS|x", "2024-05-14T08:00:00.000Z CEF:0|MCAS|SIEM_Agent|1|s|n|0|msg=x", "not a line\\"} {
 		if id, ok := enc.activityID([]byte(bad)); ok {
 			t.Errorf("%q: id %q, want none", bad, id)

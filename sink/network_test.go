@@ -101,11 +101,11 @@ func awaitLog(t *testing.T, logged *logRecorder, want string) {
 // sink would send it, without framing.
 func expected(t *testing.T, target string, opts Options, as []recovery.Activity) map[string][]byte {
 	t.Helper()
-	scheme, _, err := parseTarget(target)
+	kind, _, err := parseTarget(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, err := opts.withDefaults().encoder(scheme)
+	enc, err := opts.withDefaults().encoder(kind)
 	if err != nil {
 		t.Fatal(err)
 	}

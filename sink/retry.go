@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
@@ -54,7 +53,7 @@ func (f *failure) Error() string {
 	case stageHandshake:
 		return fmt.Sprintf("the TLS handshake with %s failed: %s", f.target, f.cause())
 	case stageSend:
-		if strings.HasPrefix(f.target, "udp://") {
+		if k := KindOf(f.target); k != nil && k.Datagram {
 			// The kernel reports an ICMP error for an earlier datagram.
 			return fmt.Sprintf("%s does not take datagrams (%s); those sent meanwhile are lost", f.target, f.cause())
 		}
@@ -164,7 +163,7 @@ const refusalsToStop = 3
 
 // refusal classifies a failure of a TLS attempt.
 func (f *failure) refusal() int {
-	scheme, _, _ := strings.Cut(f.target, "://")
+	kind := KindOf(f.target)
 	var (
 		netErr net.Error
 		notTLS tls.RecordHeaderError
@@ -174,7 +173,7 @@ func (f *failure) refusal() int {
 	dropped := errors.Is(f.err, syscall.ECONNRESET) || errors.Is(f.err, syscall.EPIPE) ||
 		errors.Is(f.err, syscall.ENOTCONN) || errors.Is(f.err, io.EOF) || errors.Is(f.err, io.ErrUnexpectedEOF)
 	switch {
-	case !usesTLS(scheme):
+	case kind == nil || !kind.TLS:
 		return notRefused
 	case certificateError(f.err) != nil, errors.As(f.err, &notTLS), isAlert(f.err):
 		return refusedNow

@@ -7,11 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"siem-recovery/internal/argfile"
@@ -109,8 +105,6 @@ const (
 	DefaultMaxDatagram    = 2048
 )
 
-const sinkRemedy = "use stdout, -, file:PATH, tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, relp://HOST:PORT or relp+tls://HOST:PORT"
-
 // Open returns the sink target names: "stdout" or "-" (also ""),
 // "file:PATH" or "file://PATH" (appended to, created with mode 0600),
 // "tcp://HOST:PORT", "udp://HOST:PORT" or "tls://HOST:PORT" (syslog), or
@@ -120,56 +114,33 @@ const sinkRemedy = "use stdout, -, file:PATH, tcp://HOST:PORT, udp://HOST:PORT, 
 // recovery.ErrUsage. Network sinks connect on the first Send, so Open does
 // not fail when the receiver is down.
 func Open(ctx context.Context, target string, opts Options) (recovery.Sink, error) {
-	scheme, addr, err := parseTarget(target)
+	kind, addr, err := parseTarget(target)
 	if err != nil {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	enc, err := opts.encoder(scheme)
+	enc, err := opts.encoder(kind)
 	if err != nil {
 		return nil, err
 	}
-	if !usesTLS(scheme) {
+	if !kind.TLS {
 		for _, f := range []struct{ flag, value string }{
 			{"--ca-file", opts.CAFile}, {"--tls-cert", opts.CertFile},
 			{"--tls-key", opts.KeyFile}, {"--tls-server-name", opts.ServerName},
 		} {
 			if f.value != "" {
-				return nil, recovery.Problemf(recovery.ErrUsage, "use a tls:// or relp+tls:// sink, or leave out the TLS flags",
-					"%s is set but --sink %q is not tls:// or relp+tls://", f.flag, target)
+				return nil, recovery.Problemf(recovery.ErrUsage, "use a "+schemes(takesTLS, " or ")+" sink, or leave out the TLS flags",
+					"%s is set but --sink %q is not %s", f.flag, target, schemes(takesTLS, " or "))
 			}
 		}
 	}
-	switch scheme {
-	case "stdout":
-		return newWriterSink("stdout", opts.Stdout, nil, enc), nil
-	case "file":
-		f, err := os.OpenFile(addr, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-		if err != nil {
-			return nil, recovery.Problemf(recovery.ErrUsage, "check the path and its permissions",
-				"--sink %q: cannot open the file: %w", target, err)
-		}
-		return newFileSink(f, enc, opts.Logger), nil
-	case "udp":
-		return newDatagramSink(target, addr, enc, opts), nil
-	}
-	dial, err := opts.dialer(ctx, scheme, addr)
-	if err != nil {
-		return nil, err
-	}
-	switch scheme {
-	case "tcp", "tls":
-		return newStreamSink(target, enc, opts, dial), nil
-	case "relp", "relp+tls":
-		return newRELPSink(target, enc, opts, dial), nil
-	}
-	panic("unreachable: parseTarget returned scheme " + scheme)
+	return kind.open(ctx, kind, target, addr, enc, opts)
 }
 
 // dialer returns how a stream or RELP sink connects to addr: a TCP
 // connection, and for a scheme that speaks TLS the handshake after it.
-func (o Options) dialer(ctx context.Context, scheme, addr string) (func(context.Context) (net.Conn, error), error) {
-	if !usesTLS(scheme) {
+func (o Options) dialer(ctx context.Context, kind *Kind, addr string) (func(context.Context) (net.Conn, error), error) {
+	if !kind.TLS {
 		d := &net.Dialer{Timeout: o.DialTimeout}
 		return func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }, nil
 	}
@@ -178,36 +149,6 @@ func (o Options) dialer(ctx context.Context, scheme, addr string) (func(context.
 		return nil, err
 	}
 	return func(ctx context.Context) (net.Conn, error) { return dialTLS(ctx, o.DialTimeout, addr, cfg) }, nil
-}
-
-// usesTLS says whether a sink of scheme speaks TLS, and takes the TLS flags.
-func usesTLS(scheme string) bool { return scheme == "tls" || scheme == "relp+tls" }
-
-// parseTarget splits a --sink value into its kind and its path or
-// host:port.
-func parseTarget(target string) (scheme, addr string, err error) {
-	switch {
-	case target == "" || target == "stdout" || target == "-":
-		return "stdout", "", nil
-	case strings.HasPrefix(target, "file:"):
-		path := strings.TrimPrefix(strings.TrimPrefix(target, "file:"), "//")
-		if path == "" {
-			return "", "", recovery.Problemf(recovery.ErrUsage, sinkRemedy, "--sink %q: no file path", target)
-		}
-		return "file", path, nil
-	}
-	u, err := url.Parse(target)
-	if err != nil || !slices.Contains([]string{"tcp", "udp", "tls", "relp", "relp+tls"}, u.Scheme) {
-		return "", "", recovery.Problemf(recovery.ErrUsage, sinkRemedy, "--sink %q: not a sink address", target)
-	}
-	if u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return "", "", recovery.Problemf(recovery.ErrUsage, sinkRemedy, "--sink %q: expected %s://HOST:PORT and nothing else", target, u.Scheme)
-	}
-	port, perr := strconv.Atoi(u.Port())
-	if u.Hostname() == "" || perr != nil || port < 1 || port > 65535 {
-		return "", "", recovery.Problemf(recovery.ErrUsage, sinkRemedy, "--sink %q: needs a host and a port from 1 to 65535", target)
-	}
-	return u.Scheme, net.JoinHostPort(u.Hostname(), u.Port()), nil
 }
 
 func (o Options) withDefaults() Options {
@@ -255,8 +196,8 @@ func (o Options) withDefaults() Options {
 
 // encoder checks the format, header and framing for a sink of the given
 // kind and returns the encoder it uses.
-func (o Options) encoder(scheme string) (*encoder, error) {
-	network := scheme != "stdout" && scheme != "file"
+func (o Options) encoder(kind *Kind) (*encoder, error) {
+	network := kind.Network
 	e := &encoder{
 		format:   Formatter{Version: o.Version, PortalURL: o.PortalURL},
 		syslog:   o.Syslog,
@@ -285,9 +226,9 @@ func (o Options) encoder(scheme string) (*encoder, error) {
 	case "", FramingLF:
 		e.framing = FramingLF
 	case FramingOctet:
-		if scheme != "tcp" && scheme != "tls" {
-			return nil, recovery.Problemf(recovery.ErrUsage, "use --framing lf, or a tcp:// or tls:// sink",
-				"--framing octet applies to tcp:// and tls:// sinks only")
+		if !kind.Octet {
+			return nil, recovery.Problemf(recovery.ErrUsage, "use --framing lf, or a "+schemes(takesOctet, " or ")+" sink",
+				"--framing octet applies to %s sinks only", schemes(takesOctet, " and "))
 		}
 	default:
 		return nil, recovery.Problemf(recovery.ErrUsage, "use lf or octet", "--framing %q is not a framing", o.Framing)
@@ -296,11 +237,10 @@ func (o Options) encoder(scheme string) (*encoder, error) {
 		return nil, recovery.Problemf(recovery.ErrUsage, "give a rate of datagrams per second, or 0 for none",
 			"UDP rate %d is negative", o.UDPRate)
 	}
-	if scheme == "relp" || scheme == "relp+tls" {
-		e.framing = "" // one message per syslog command
+	if !kind.Framed {
+		e.framing = "" // one message per datagram (RFC 5426) or RELP syslog command
 	}
-	if scheme == "udp" {
-		e.framing = "" // one message per datagram (RFC 5426)
+	if kind.Datagram {
 		if o.MaxDatagram < 480 || o.MaxDatagram > 65507 {
 			return nil, recovery.Problemf(recovery.ErrUsage, "use a size from 480 to 65507 bytes",
 				"UDP message size %d is out of range", o.MaxDatagram)

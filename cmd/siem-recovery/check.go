@@ -17,6 +17,7 @@ import (
 
 	"siem-recovery/checkpoint"
 	"siem-recovery/recovery"
+	sinkpkg "siem-recovery/sink"
 )
 
 func checkCommand(stdout, stderr io.Writer) *cli.Command {
@@ -98,8 +99,8 @@ func check(c *cli.Context, stdout io.Writer) error {
 			err = p.Probe(ctx)
 			detail += ": reachable"
 		}
-		if _, ok := sink.(datagramSender); ok {
-			detail += ": not probed (UDP gets no answer); " + udpCaveat
+		if k := sinkpkg.KindOf(c.String("sink")); k != nil && k.Datagram {
+			detail += ": not probed (UDP gets no answer); " + k.Caveat
 		}
 		sink.Close()
 		add("sink", detail, err)

@@ -23,6 +23,7 @@ import (
 	"siem-recovery/internal/argfile"
 	"siem-recovery/recovery"
 	"siem-recovery/recovery/mcas"
+	sinkpkg "siem-recovery/sink"
 )
 
 func runCommand(stderr io.Writer) *cli.Command {
@@ -154,8 +155,10 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 		return err
 	}
 	defer sink.Close()
+	if k := sinkpkg.KindOf(c.String("sink")); k != nil && k.Caveat != "" {
+		log.Warn(k.Caveat, "sink", c.String("sink"), "udp_rate", c.Int("udp-rate"))
+	}
 	if udp, ok := sink.(datagramSender); ok {
-		log.Warn(udpCaveat, "sink", c.String("sink"), "udp_rate", c.Int("udp-rate"))
 		defer func() {
 			log.Info(fmt.Sprintf("sent %d datagrams to %s; UDP confirms nothing: verify --received checks what the SIEM got", udp.DatagramsSent(), c.String("sink")))
 		}()

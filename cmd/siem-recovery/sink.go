@@ -16,10 +16,6 @@ type datagramSender interface {
 	DatagramsSent() int64
 }
 
-// udpCaveat is what a run on udp:// and check say about it (SPEC §4).
-const udpCaveat = "UDP is at most once: a datagram the network or a busy receiver drops is lost without a trace and never sent again; " +
-	"after the run, check what the SIEM holds with verify --received"
-
 // openSink opens the sink --sink names, formatting as --format says. Once
 // stop is closed, the sink stops retrying a receiver that is down.
 // onFailure, if not nil, is told each distinct connection failure.
