@@ -10,6 +10,12 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
+// MaxLanes is the most scan lanes a pass is read in (--parallel): enough
+// to keep the MCAS tenant's whole quota (30 requests a minute) busy with
+// answers of up to 15 s, few enough that the last page of each lane,
+// rarely full, costs little.
+const MaxLanes = 8
+
 // Tally is what counting the activities of a part of the window tells: how
 // many there are, when the first of them happened (0: none, or the source
 // does not say), and the API requests that took.

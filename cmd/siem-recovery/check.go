@@ -17,6 +17,7 @@ import (
 
 	"siem-recovery/checkpoint"
 	"siem-recovery/recovery"
+	"siem-recovery/recovery/source"
 	sinkpkg "siem-recovery/sink"
 )
 
@@ -87,7 +88,7 @@ func check(c *cli.Context, stdout io.Writer) error {
 		add("source", recovery.RedactURL(c.String("source")), srcErr)
 	} else {
 		checkSource(ctx, c, log, src, scope, filter, add)
-		if w := tokenFileWarning(c.String("token-file")); w != "" && src.api != nil {
+		if w := tokenFileWarning(c.String("token-file")); w != "" && src.Kind.API {
 			lines = append(lines, checkLine{item: "token file", detail: w, warn: true})
 		}
 	}
@@ -128,16 +129,16 @@ func check(c *cli.Context, stdout io.Writer) error {
 
 // checkSource opens the source and, for the API, makes the one request
 // that proves the proxy and the token.
-func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, scope recovery.Scope, f recovery.Filter,
+func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src source.Target, scope recovery.Scope, f recovery.Filter,
 	add func(item, detail string, err error) bool) {
 	source, err := openSource(ctx, c, log, src, scope, f, nil, false)
 	if err != nil {
-		add(failedItem(err, "source"), src.display, err)
+		add(failedItem(err, "source"), src.Display, err)
 		return
 	}
 	defer closeSource(source)
-	if src.api == nil {
-		add("source", src.display+": readable", nil)
+	if !src.Kind.API {
+		add("source", src.Display+": readable", nil)
 		return
 	}
 	// An Entra ID token is obtained first, so that a refusal by Entra ID
@@ -156,10 +157,10 @@ func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sour
 	// gives) is the source's failure: nothing told whether the token is
 	// good.
 	if authorized && err != nil && !errors.Is(err, recovery.ErrInvalidToken) && !errors.Is(err, recovery.ErrInvalidProxy) {
-		add("source", src.display, err)
+		add("source", src.Display, err)
 		return
 	}
-	add("source", src.display, nil)
+	add("source", src.Display, nil)
 	if hasIdentity {
 		add("identity", cr.Credential(), nil)
 	}

@@ -22,7 +22,7 @@ import (
 	"siem-recovery/checkpoint"
 	"siem-recovery/internal/argfile"
 	"siem-recovery/recovery"
-	"siem-recovery/recovery/mcas"
+	"siem-recovery/recovery/source"
 	sinkpkg "siem-recovery/sink"
 )
 
@@ -204,7 +204,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 // activities saved late: for the API, which keeps saving them; none for an
 // export, which gains no activity once written (a schedule made for the
 // API works on an export as it is: the flags are ignored, with a word).
-func readSettle(c *cli.Context, src sourceSpec, log *slog.Logger) (*recovery.Sweeps, error) {
+func readSettle(c *cli.Context, src source.Target, log *slog.Logger) (*recovery.Sweeps, error) {
 	margin, err := duration(c, "settle-margin")
 	if err != nil {
 		return nil, err
@@ -213,9 +213,9 @@ func readSettle(c *cli.Context, src sourceSpec, log *slog.Logger) (*recovery.Swe
 	if err != nil {
 		return nil, err
 	}
-	if src.api == nil {
+	if !src.Kind.Late {
 		if c.IsSet("settle") || c.IsSet("settle-margin") {
-			log.Warn("--settle and --settle-margin are ignored: an export gains no activity once written, so nothing arrives late in it")
+			log.Warn("--settle and --settle-margin are ignored: " + src.Kind.Fixed)
 		}
 		return nil, nil
 	}
@@ -230,19 +230,19 @@ func readSettle(c *cli.Context, src sourceSpec, log *slog.Logger) (*recovery.Swe
 // starts in, 0 for auto (the API's answer time sizes them). An export has
 // no lanes: it is read in one, and a --parallel given for it is ignored,
 // with a word (a schedule made for the API works on an export as it is).
-func readParallel(c *cli.Context, src sourceSpec, log *slog.Logger) (int, error) {
+func readParallel(c *cli.Context, src source.Target, log *slog.Logger) (int, error) {
 	v := strings.TrimSpace(c.String("parallel"))
 	n := 0
 	if v != "auto" {
 		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > mcas.MaxLanes {
-			return 0, recovery.Problemf(recovery.ErrUsage, fmt.Sprintf("give auto, or a number of lanes from 1 to %d", mcas.MaxLanes),
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > recovery.MaxLanes {
+			return 0, recovery.Problemf(recovery.ErrUsage, fmt.Sprintf("give auto, or a number of lanes from 1 to %d", recovery.MaxLanes),
 				"--parallel %q is not a number of scan lanes", v)
 		}
 	}
-	if src.api == nil {
+	if !src.Kind.Lanes {
 		if c.IsSet("parallel") && n != 1 {
-			log.Warn("--parallel is ignored: an export is read in one lane, from its first line to its last")
+			log.Warn("--parallel is ignored: " + src.Kind.OneLane)
 		}
 		return 1, nil
 	}
@@ -366,7 +366,7 @@ func dryRun(ctx context.Context, c *cli.Context, in inputs) error {
 		return err
 	}
 	attrs := []any{"window", in.scope.String(), "activities", n, "api_requests", requests}
-	if in.src.api != nil {
+	if in.src.Kind.API {
 		pages, took := runCost(n, c.Int("page-size"), c.Int("rate-limit"))
 		attrs = append(attrs, "run_needs_requests", pages, "run_takes_at_rate_limit", took.String())
 	}
@@ -382,7 +382,7 @@ type inputs struct {
 	progressEvery time.Duration
 	scope         recovery.Scope // the window, on the time --by names
 	filter        recovery.Filter
-	src           sourceSpec
+	src           source.Target
 }
 
 // readInputs reads the logging, window, filter and source flags, refusing
@@ -556,9 +556,9 @@ func readFilter(ctx context.Context, c *cli.Context) (recovery.Filter, error) {
 // window and the time it applies to, and a fingerprint of the source and
 // the filter. The token is no part of it: a new token for the same tenant
 // resumes the same recovery.
-func identity(src sourceSpec, scope recovery.Scope, f recovery.Filter) checkpoint.Identity {
-	sum := sha256.Sum256([]byte(src.identity + "\n" + f.JSON()))
-	return checkpoint.Identity{Window: scope.Window, By: scope.By, Source: src.display, Filter: f.JSON(), Fingerprint: hex.EncodeToString(sum[:])}
+func identity(src source.Target, scope recovery.Scope, f recovery.Filter) checkpoint.Identity {
+	sum := sha256.Sum256([]byte(src.Key + "\n" + f.JSON()))
+	return checkpoint.Identity{Window: scope.Window, By: scope.By, Source: src.Display, Filter: f.JSON(), Fingerprint: hex.EncodeToString(sum[:])}
 }
 
 // openCheckpoint opens the run's checkpoint: --checkpoint, or by default

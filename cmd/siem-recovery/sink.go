@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"siem-recovery/recovery"
+	"siem-recovery/recovery/source"
 	"siem-recovery/sink"
 )
 
@@ -19,13 +20,13 @@ type datagramSender interface {
 // openSink opens the sink --sink names, formatting as --format says. Once
 // stop is closed, the sink stops retrying a receiver that is down.
 // onFailure, if not nil, is told each distinct connection failure.
-func openSink(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, stop <-chan struct{}, onFailure func(string)) (recovery.Sink, error) {
+func openSink(ctx context.Context, c *cli.Context, log *slog.Logger, src source.Target, stop <-chan struct{}, onFailure func(string)) (recovery.Sink, error) {
 	if n := c.Int("udp-rate"); n < 0 {
 		return nil, recovery.Problemf(recovery.ErrUsage, "give datagrams per second, or 0 to send unpaced", "--udp-rate %d is negative", n)
 	}
 	portal := c.String("portal-url")
-	if portal == "" && src.api != nil {
-		portal = src.api.String()
+	if portal == "" {
+		portal = src.Portal
 	}
 	return sink.Open(ctx, c.String("sink"), sink.Options{
 		Format:             c.String("format"),

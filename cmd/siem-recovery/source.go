@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net/url"
 	"os"
 	"strings"
 
@@ -17,55 +16,16 @@ import (
 	"siem-recovery/recovery"
 	"siem-recovery/recovery/export"
 	"siem-recovery/recovery/mcas"
+	"siem-recovery/recovery/source"
 )
 
-// sourceSpec is a parsed --source.
-type sourceSpec struct {
-	file     string   // the export's path, for file: sources
-	api      *url.URL // the MCAS portal, for API sources
-	display  string   // how logs and the checkpoint name it
-	identity string   // what the checkpoint fingerprint hashes
-}
+// sourceKinds are the kinds of source --source can name, in the order
+// they are asked whether a value is theirs: one line each.
+var sourceKinds = []*source.Kind{&export.Kind, &mcas.Kind}
 
-func parseSource(raw string) (sourceSpec, error) {
-	const remedy = "use --source https://TENANT.REGION.portal.cloudappsecurity.com, or file:PATH for a JSON-lines export"
-	switch {
-	case raw == "":
-		return sourceSpec{}, recovery.Problemf(recovery.ErrUsage, remedy, "no --source given")
-	case strings.HasPrefix(raw, "file:"):
-		path := strings.TrimPrefix(strings.TrimPrefix(raw, "file:"), "//")
-		if path == "" {
-			return sourceSpec{}, recovery.Problemf(recovery.ErrUsage, remedy, "--source %q names no file", raw)
-		}
-		id, err := export.Identity(path)
-		if err != nil {
-			return sourceSpec{}, exportProblem(path, err)
-		}
-		return sourceSpec{file: path, display: "file:" + path, identity: id}, nil
-	}
-	endpoint, err := mcas.ParseSource(raw)
-	if err != nil {
-		return sourceSpec{}, err
-	}
-	// The tenant is named by scheme and host: a copied path such as /api
-	// makes no other recovery.
-	base := &url.URL{Scheme: endpoint.Scheme, Host: strings.ToLower(endpoint.Host)}
-	return sourceSpec{api: base, display: base.String(), identity: base.String()}, nil
-}
-
-// exportProblem words a failure to open the export of --source file:PATH.
-func exportProblem(path string, err error) error {
-	var notRegular *argfile.NotRegularError
-	if errors.As(err, &notRegular) && notRegular.Mode.IsDir() {
-		return recovery.Problemf(recovery.ErrUsage, "name a JSON-lines file after file: in --source", "the export %s is a directory", path)
-	}
-	if errors.As(err, &notRegular) {
-		return recovery.Problemf(recovery.ErrUsage,
-			"save the export to a regular file first (e.g. zcat export.jsonl.gz > export.jsonl) and give that after file:; "+
-				"a run resumes by byte offset, which a pipe or device cannot give back",
-			"--source file:%s: %s is %s, not a regular file", path, path, argfile.Describe(notRegular.Mode))
-	}
-	return recovery.Problemf(recovery.ErrUsage, "check the path after file: in --source", "cannot open the export %s: %w", path, err)
+// parseSource reads --source: the kind that claims it, and its target.
+func parseSource(raw string) (source.Target, error) {
+	return source.Of(sourceKinds, raw)
 }
 
 // closeSource releases what a source holds open (an export's file).
@@ -79,49 +39,18 @@ func closeSource(s recovery.Source) {
 // secrets to redactor (nil: one of its own). raw says whether the pages'
 // activities must carry their text (Activity.Raw): only what --format json
 // sends reads it, and pages are much smaller without it.
-func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sourceSpec, scope recovery.Scope, f recovery.Filter, redactor *recovery.Redactor, raw bool) (recovery.Source, error) {
+func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src source.Target, scope recovery.Scope, f recovery.Filter, redactor *recovery.Redactor, raw bool) (recovery.Source, error) {
 	pageSize := c.Int("page-size")
 	if pageSize <= 0 {
 		return nil, recovery.Problemf(recovery.ErrUsage, "use a positive --page-size (default 5000)", "--page-size %d", pageSize)
 	}
-	if src.file != "" {
-		s, err := export.Open(src.file, scope, f, pageSize)
-		if err != nil {
-			return nil, exportProblem(src.file, err)
-		}
-		if !raw {
-			s.LeaveRaw()
-		}
-		return s, nil
-	}
-	token, identity, err := readAuth(ctx, c, log, src.display)
-	if err != nil {
-		return nil, err
-	}
-	for _, name := range []string{"rate-limit", "max-critical-errors"} {
-		if n := c.Int(name); n <= 0 {
-			return nil, recovery.Problemf(recovery.ErrUsage, "give a positive number", "--%s %d", name, n)
-		}
-	}
-	s, err := mcas.New(mcas.Config{
-		BaseURL:           src.api.String(),
-		Token:             token,
-		Identity:          identity,
-		Proxy:             c.String("proxy"),
-		RateLimit:         c.Int("rate-limit"),
-		PageSize:          pageSize,
-		MaxCriticalErrors: c.Int("max-critical-errors"),
-		Window:            scope.Window,
-		By:                scope.By,
-		Filter:            f,
-		Logger:            log,
-		Redactor:          redactor,
-		LeaveRaw:          !raw,
+	return src.Kind.Open(ctx, src, source.Options{
+		Scope: scope, Filter: f, PageSize: pageSize, Settings: c, Log: log, Redactor: redactor, Raw: raw,
+		Credential: func(ctx context.Context, tokens bool) (source.Credential, error) {
+			token, identity, err := readAuth(ctx, c, log, src.Display)
+			return source.Credential{Token: token, Identity: identity}, err
+		},
 	})
-	if err != nil {
-		return nil, err // not a typed nil inside the interface
-	}
-	return s, nil
 }
 
 // readToken returns the API token from --token-file, or --token / MCAS_TOKEN,

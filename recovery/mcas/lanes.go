@@ -4,12 +4,12 @@ import (
 	"math"
 	"sync"
 	"time"
+
+	"siem-recovery/recovery"
 )
 
-// MaxLanes is the most scan lanes a run uses: enough to keep the tenant's
-// whole quota (30 requests a minute) busy with answers of up to 15 s,
-// few enough that the last page of each lane, rarely full, costs little.
-const MaxLanes = 8
+// MaxLanes is the most scan lanes a run uses (recovery.MaxLanes).
+const MaxLanes = recovery.MaxLanes
 
 // Lanes is how many scan lanes keep the rate limit busy when the API takes
 // answer to answer a page: a lane sends its next request only once the
