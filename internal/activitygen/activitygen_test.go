@@ -64,3 +64,29 @@ func TestActivitiesHaveTheAPIShape(t *testing.T) {
 		t.Fatalf("ids in the tenant form: %d, in the time form: %d; saved hours late: %d", forms[true], forms[false], late)
 	}
 }
+
+// Generated alerts decode as alerts of each kind of policy, with unique
+// ids and their own times.
+func TestAppendAlert(t *testing.T) {
+	seen := map[string]bool{}
+	types := map[string]bool{}
+	for i := range 60 {
+		ts := int64(1715670000000 + i*1000)
+		raw := activitygen.AppendAlert(nil, i, ts)
+		if !json.Valid(raw) {
+			t.Fatalf("alert %d is not JSON: %s", i, raw)
+		}
+		a, err := recovery.DecodeAlert(raw)
+		if err != nil {
+			t.Fatalf("alert %d: %v", i, err)
+		}
+		if a.Timestamp != ts || seen[a.ID] || a.Name == "" || a.UserName == "" || a.UniqueServiceAppIDs == "" {
+			t.Errorf("alert %d: %+v", i, a)
+		}
+		seen[a.ID] = true
+		types[a.EventTypeName] = true
+	}
+	if len(types) != len(activitygen.Policies) {
+		t.Errorf("alert types %v: want one per policy", types)
+	}
+}
