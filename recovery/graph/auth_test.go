@@ -5,9 +5,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -145,6 +150,20 @@ func TestAuthorizationErrors(t *testing.T) {
 	}
 	if n := srv.Stats().Requests; n != 1 {
 		t.Errorf("%d requests reached the API; want the one with a token", n)
+	}
+
+	// The authority behind a dead proxy: exit 4, as for the API.
+	proxy, _ := url.Parse("http://127.0.0.1:9")
+	src, _ = newSource(t, srv, func(c *graph.Config) {
+		c.Proxy = proxy
+		c.Authorization = func(context.Context) (string, error) {
+			return "", fmt.Errorf("Entra ID at https://login.microsoftonline.com/: %w",
+				&net.OpError{Op: "proxyconnect", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}})
+		}
+	})
+	_, err = src.Fetch(ctxFor(t, time.Minute), recovery.Cursor{})
+	if !errors.Is(err, recovery.ErrInvalidProxy) || !strings.HasPrefix(err.Error(), "nothing answers at the proxy http://127.0.0.1:9 (address 127.0.0.1, port 9)") {
+		t.Errorf("the authority behind a dead proxy: %v", err)
 	}
 }
 

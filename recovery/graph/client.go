@@ -206,8 +206,18 @@ func (s *Source) authorization(ctx context.Context) (string, error) {
 	header, err := s.auth(ctx)
 	if err != nil {
 		var problem *recovery.Error
-		if errors.As(err, &problem) || ctx.Err() != nil {
+		var op *net.OpError
+		switch {
+		case errors.As(err, &problem) || ctx.Err() != nil:
 			return "", err
+		case errors.As(err, &op), errors.Is(err, context.DeadlineExceeded):
+			// The authority out of reach: a dead proxy or a certificate
+			// not trusted are what they are for the API.
+			f := s.networkFailure(ctx, err, "the token's authority")
+			if f, ok := f.(*failure); ok && f.permanent == nil {
+				f.reason, f.cut = "no access token", noCut
+			}
+			return "", f
 		}
 		return "", &failure{reason: "no access token", cause: s.redactor.ShowError(err)}
 	}
@@ -475,14 +485,21 @@ func (s *Source) transportFailure(ctx context.Context, err error) error {
 				"the API host %s does not resolve (%s)", s.endpoint.Hostname(), s.show(dns.Err))}
 		}
 	}
+	return s.networkFailure(ctx, err, s.Endpoint())
+}
+
+// networkFailure classifies an error of the HTTP client in a request to
+// target (the API, or the authority behind Config.Authorization).
+func (s *Source) networkFailure(ctx context.Context, err error, target string) error {
 	if ctx.Err() != nil {
-		return fmt.Errorf("request %s: %w", s.Endpoint(), ctx.Err())
+		return fmt.Errorf("request %s: %w", target, ctx.Err())
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		// Our own bound, past the API's 3 minutes: the query is too heavy
 		// to answer in time, or the answer too large to arrive.
-		return &failure{reason: "timeout", cause: fmt.Errorf("no complete answer from %s within %s", s.Endpoint(), s.timeout), cut: cutSpan}
+		return &failure{reason: "timeout", cause: fmt.Errorf("no complete answer from %s within %s", target, s.timeout), cut: cutSpan}
 	}
+	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "proxyconnect" {
 		shown, host, port := s.proxyAddress()
 		var dns *net.DNSError
@@ -501,7 +518,7 @@ func (s *Source) transportFailure(ctx context.Context, err error) error {
 	var verify *tls.CertificateVerificationError
 	if errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &verify) {
 		// The certificate's names come from the server: shown escaped.
-		return &failure{permanent: fmt.Errorf("the TLS certificate of %s is not trusted: %w", s.Endpoint(), s.redactor.ShowError(err))}
+		return &failure{permanent: fmt.Errorf("the TLS certificate of %s is not trusted: %w", target, s.redactor.ShowError(err))}
 	}
 	return &failure{reason: "network error", cause: s.redactor.ShowError(err)}
 }

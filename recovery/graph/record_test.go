@@ -120,8 +120,10 @@ func TestCEFMapping(t *testing.T) {
 	// The CEF line carries them where the mapping says.
 	share := d.acts[3]
 	line := string(sink.Formatter{Version: "1.0"}.AppendCEF(nil, share))
+	// (The header's Name is the formatter's choice: the description, or
+	// the operation before its ": ".)
 	for _, field := range []string{
-		"CEF:0|MCAS|SIEM_Agent|1.0|SharingSet|SharingSet: Finance|0|externalId=" + rows[3].ReportID + " ",
+		"CEF:0|MCAS|SIEM_Agent|1.0|SharingSet|", "|0|externalId=" + rows[3].ReportID + " ", " msg=SharingSet: Finance ",
 		"suser=" + rows[3].AccountID + " ", "destinationServiceName=" + rows[3].Application + " ",
 		"requestClientApplication=" + rows[3].UserAgent + " ", "cs2Label=uniqueServiceAppIds cs2=" + appIDs[rows[3].ApplicationID] + " ",
 		"cs3Label=targetObjects cs3=Finance,guest_fabrikam.com#ext#@contoso.onmicrosoft.com ",
