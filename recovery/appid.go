@@ -35,3 +35,10 @@ func appendAppID(dst []byte, appID int64) []byte {
 	}
 	return strconv.AppendInt(append(dst, "APPID_"...), appID, 10)
 }
+
+// AppIDText is what the MCAS SIEM agent writes in cs2
+// (uniqueServiceAppIds) for the app appID: APPID_<name> for an app with a
+// symbolic name (APPID_O365), else APPID_<appID>. A source whose records
+// carry the app id under another name (the Graph source's ApplicationId)
+// fills Activity.UniqueServiceAppIDs with it.
+func AppIDText(appID int64) string { return string(appendAppID(make([]byte, 0, maxAppIDText), appID)) }
