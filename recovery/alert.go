@@ -167,7 +167,7 @@ func DecodeAlert(raw []byte) (Activity, error) {
 		case "service":
 			services = appendOnce(services, e.Label)
 			if n, ok := jsonInteger(e.ID); ok && n >= 0 {
-				appIDs = appendOnce(appIDs, AppID(n))
+				appIDs = appendOnce(appIDs, AppIDText(n))
 			}
 		case "policyRule":
 			policies = appendOnce(policies, entityID(e.ID))
@@ -274,8 +274,3 @@ func cmpOr(values ...string) string {
 	}
 	return ""
 }
-
-// AppID is the agent's cs2 name of the app (service) with id appID:
-// APPID_<symbol> where the agent had one (docs/delivery.md), else
-// APPID_<appID>.
-func AppID(appID int64) string { return string(appendAppID(nil, appID)) }
