@@ -200,7 +200,7 @@ func (r *Replayer) Run(ctx context.Context) (Result, error) {
 	case plan == PlanTopUp:
 		rn.res.TopUp = true
 		err = r.runPass(ctx, rn, topUpPass)
-	case st.State == StateSettling:
+	case st.State == StateSettling || st.State == StateWaiting:
 		err = r.settle(ctx, rn, false)
 	default:
 		// The run that completes the pass sweeps only when the final
@@ -566,9 +566,11 @@ func (r *Replayer) settleOptions(rn *run) error {
 }
 
 // settle makes the sweeps a run owes the settling phase: it finishes the
-// sweep an earlier run left, then, before the deadline, makes one sweep a
-// run (unless it read already: swept); after it, the final sweep, which
-// completes the recovery. A sweep whose range can hold nothing is not made.
+// sweep an earlier run left, then, before the deadline or the window's
+// end (Settle.CompletesFrom), makes one sweep a run (unless it read
+// already: swept); after both, the final sweep, which completes the
+// recovery. A sweep whose range can hold nothing is not made. A run that
+// ends before the window is over ends on a *WindowOpen.
 func (r *Replayer) settle(ctx context.Context, rn *run, swept bool) error {
 	for rn.st.State != StateCompleted {
 		if sw := rn.st.Sweep; sw != nil && sw.State != StateCompleted {
@@ -581,7 +583,7 @@ func (r *Replayer) settle(ctx context.Context, rn *run, swept bool) error {
 		now := r.now()
 		scope, final, empty := rn.st.Settle.NextSweep(rn.st.Pass.Scope, now)
 		if swept && !final || empty && !final {
-			return nil
+			return r.await(rn, now)
 		}
 		err := rn.update(func(s *State) error {
 			s.Settle.Final = final
@@ -601,6 +603,32 @@ func (r *Replayer) settle(ctx context.Context, rn *run, swept bool) error {
 		}
 	}
 	return nil
+}
+
+// await ends a run that has read all it may before the final sweep: the
+// recovery is waiting while the window is not over, else settling (until
+// the deadline). A window not over is a *WindowOpen.
+func (r *Replayer) await(rn *run, now time.Time) error {
+	st := rn.st
+	open := !st.Settle.Ended(st.Window, now)
+	state := StateSettling
+	if open {
+		state = StateWaiting
+	}
+	if st.State != state {
+		if err := rn.update(func(s *State) error {
+			s.State = state
+			return nil
+		}); err != nil {
+			return fmt.Errorf("record the recovery %s: %w", state, err)
+		}
+	}
+	if !open {
+		return nil
+	}
+	st = rn.st
+	return &WindowOpen{Window: st.Window, By: st.By, ReadBefore: st.Settle.Horizon, EndsAt: st.Settle.EndsAt(st.Window),
+		Deadline: st.Settle.Deadline, Margin: st.Settle.Margin, Sent: st.Sent}
 }
 
 // stopContexts returns the contexts a planned stop ends in two steps:

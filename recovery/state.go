@@ -18,6 +18,11 @@ const (
 	// StateSettling: the pass is done and runs sweep for activities saved
 	// late until the deadline (--settle; Settle).
 	StateSettling = "settling"
+	// StateWaiting: the pass reached the present, but the window has not
+	// ended (its end lies after now − margin): each run sweeps for what MCAS
+	// saved since the last, and the first run from the window's end plus the
+	// margin (Settle.CompletesFrom) reads the rest and completes it.
+	StateWaiting = "waiting"
 )
 
 // StateVersion is the latest version of the State a checkpoint stores
@@ -27,11 +32,18 @@ const (
 // lanes of a pass (--parallel): an earlier siem-recovery would read such a
 // pass from its start, so a state with lanes is stored as version 3 and
 // one without as version 2, which the one before this reads as it is.
-const StateVersion = 3
+// Version 4 adds the waiting state of a window that has not ended: an
+// earlier siem-recovery would take it for a pass to resume and, finding
+// nothing after its cursor, complete a window MCAS is still filling. Only
+// a waiting state is stored as version 4.
+const StateVersion = 4
 
 // StoredVersion is the version st is stored as: the earliest that holds
 // all it records.
 func (st State) StoredVersion() int {
+	if st.State == StateWaiting {
+		return 4
+	}
 	passes := append([]Pass{st.Pass}, st.TopUps...)
 	if st.Sweep != nil {
 		passes = append(passes, *st.Sweep)
