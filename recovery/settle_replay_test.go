@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -406,5 +407,50 @@ func TestWindowNotEndedWaitsForItsEnd(t *testing.T) {
 				t.Fatalf("a completed recovery is stored as version %d", cp.st.StoredVersion())
 			}
 		})
+	}
+}
+
+// TestRateLeavesTheSinkWaitOut: the rate and the time left of a pass are
+// reckoned from the start of the run, and again from the end of a wait
+// for the sink (the run records the sink's failure as it waits): the
+// first page after the SIEM came back does not count the wait, which made
+// the time left 28 minutes for a run of seconds.
+func TestRateLeavesTheSinkWaitOut(t *testing.T) {
+	r, src, sink, cp, _ := newSettling(noSettle(), ByDate)
+	// The clock moves while the sink has the batch, beside the page read
+	// ahead: it is shared under a lock.
+	var mu sync.Mutex
+	c := &clock{t: settleStart}
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return c.now()
+	}
+	advance := func(d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		c.advance(d)
+	}
+	r.Now, src.now = now, now
+	src.save(inWindow("a", 12, settleWindow.End+1000)...)
+	start := now()
+	sink.onSend = atSend(2, func() {
+		// As the command's sink failure callback does, then the wait.
+		advance(time.Second)
+		cp.Update(context.Background(), func(s *State) error {
+			s.LastError, s.LastErrorAt = Redacted{text: "cannot connect"}, now()
+			return nil
+		})
+		advance(30 * time.Minute)
+	})
+	var marks []time.Time
+	var sent []int64
+	r.Progress = func(st State) {
+		marks, sent = append(marks, st.Current().RunStartedAt), append(sent, st.Current().RunStartedSent)
+	}
+	runOK(t, r)
+	back := start.Add(30*time.Minute + time.Second)
+	if len(marks) < 3 || !marks[0].Equal(start) || !marks[1].Equal(back) || sent[1] != 8 || !marks[2].Equal(back) {
+		t.Fatalf("the rate's marks after each page: %v (sent %v); want %v, then %v from the page after the wait", marks, sent, start, back)
 	}
 }

@@ -89,6 +89,12 @@ type State struct {
 	Settle *Settle `json:"settle,omitempty"`
 	Sweep  *Pass   `json:"sweep,omitempty"`
 
+	// Sinks are the sinks the recovery delivered to (SinkName's form: the
+	// scheme, host and port, or the file; never a secret), each once, the
+	// one delivered to last at the end. Not part of the identity:
+	// moving to another SIEM mid-recovery is legitimate, and a run tells it.
+	Sinks []string `json:"sinks,omitempty"`
+
 	// LastError is why the last run failed, or what it is waiting for (a
 	// sink outage); a Redacted, so that no secret is ever stored in it.
 	LastError   Redacted  `json:"last_error,omitzero"`
@@ -128,9 +134,12 @@ type Pass struct {
 	// RunStartedAt, RunStartedDone and RunStartedSent mark where the
 	// latest run of this pass started (done as a fraction, see State.Done):
 	// its rate and the time left are reckoned from this run alone.
-	RunStartedAt   time.Time `json:"run_started_at,omitzero"`
-	RunStartedDone float64   `json:"run_started_done,omitempty"`
-	RunStartedSent int64     `json:"run_started_sent,omitempty"`
+	// RunStartedSkipped is Skipped then: a top-up mostly skips, and its
+	// rate counts what it read.
+	RunStartedAt      time.Time `json:"run_started_at,omitzero"`
+	RunStartedDone    float64   `json:"run_started_done,omitempty"`
+	RunStartedSent    int64     `json:"run_started_sent,omitempty"`
+	RunStartedSkipped int64     `json:"run_started_skipped,omitempty"`
 
 	StartedAt     time.Time `json:"started_at,omitzero"` // a top-up's start
 	LastSuccessAt time.Time `json:"last_success_at,omitzero"`
