@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -182,6 +183,26 @@ func (o Options) dialer(ctx context.Context, scheme, addr string) (func(context.
 
 // usesTLS says whether a sink of scheme speaks TLS, and takes the TLS flags.
 func usesTLS(scheme string) bool { return scheme == "tls" || scheme == "relp+tls" }
+
+// Name is how a checkpoint records the sink target names: the scheme with
+// the host and port ("tcp://siem.example.com:514"), the file with its
+// absolute path ("file:/var/log/mcas/out.cef"), or "stdout". It never holds
+// a secret: a target with a user or password is refused.
+func Name(target string) (string, error) {
+	scheme, addr, err := parseTarget(target)
+	switch {
+	case err != nil:
+		return "", err
+	case scheme == "stdout":
+		return scheme, nil
+	case scheme == "file":
+		if abs, err := filepath.Abs(addr); err == nil {
+			addr = abs
+		}
+		return "file:" + addr, nil
+	}
+	return scheme + "://" + addr, nil
+}
 
 // parseTarget splits a --sink value into its kind and its path or
 // host:port.
