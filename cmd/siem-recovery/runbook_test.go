@@ -20,14 +20,7 @@ import (
 // ports and files changed for this machine.
 func runbookRsyslog(t *testing.T, dir string, pki *rsyslogtest.PKI, tcp, tls, relp int) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(repoRoot(t), "docs/runbook.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile("(?s)```rsyslog\n(.*?)```").FindStringSubmatch(string(data))
-	if m == nil {
-		t.Fatal("the runbook has no rsyslog configuration")
-	}
+	conf := runbookBlock(t, "(?s)```rsyslog\n(.*?)```", "rsyslog configuration")
 	return strings.NewReplacer(
 		`global(maxMessageSize="64k")`, `global(maxMessageSize="64k" workDirectory="`+dir+`")`,
 		`port="514"`, `address="127.0.0.1" port="`+strconv.Itoa(tcp)+`"`,
@@ -37,7 +30,22 @@ func runbookRsyslog(t *testing.T, dir string, pki *rsyslogtest.PKI, tcp, tls, re
 		"/etc/rsyslog.d/tls/ca.pem", pki.CAFile,
 		"/etc/rsyslog.d/tls/cert.pem", pki.ServerCertFile,
 		"/etc/rsyslog.d/tls/key.pem", pki.ServerKeyFile,
-	).Replace(m[1])
+	).Replace(conf)
+}
+
+// runbookBlock is the first block of the runbook that pattern's group
+// matches; what names it for the failure when there is none.
+func runbookBlock(t *testing.T, pattern, what string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "docs/runbook.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(pattern).FindStringSubmatch(string(data))
+	if m == nil {
+		t.Fatalf("the runbook has no %s", what)
+	}
+	return m[1]
 }
 
 // runbookCertificate runs the runbook's recipe for the receiver's TLS
@@ -47,16 +55,9 @@ func runbookRsyslog(t *testing.T, dir string, pki *rsyslogtest.PKI, tcp, tls, re
 func runbookCertificate(t *testing.T, dir string) *rsyslogtest.PKI {
 	t.Helper()
 	requireTool(t, "openssl")
-	data, err := os.ReadFile(filepath.Join(repoRoot(t), "docs/runbook.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile("(?s)```sh\n(# A CA of your own.*?)```").FindStringSubmatch(string(data))
-	if m == nil {
-		t.Fatal("the runbook has no recipe for the receiver's certificate")
-	}
+	recipe := runbookBlock(t, "(?s)```sh\n(# A CA of your own.*?)```", "recipe for the receiver's certificate")
 	tls := filepath.Join(dir, "tls")
-	recipe := strings.NewReplacer("IP:192.0.2.10", "IP:127.0.0.1", "/etc/rsyslog.d/tls", tls).Replace(m[1])
+	recipe = strings.NewReplacer("IP:192.0.2.10", "IP:127.0.0.1", "/etc/rsyslog.d/tls", tls).Replace(recipe)
 	if !strings.Contains(recipe, "IP:127.0.0.1") {
 		t.Fatal("the recipe's certificate no longer names 192.0.2.10, the address the test replaces")
 	}
