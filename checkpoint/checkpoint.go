@@ -82,9 +82,48 @@ func Mismatch(path string, st recovery.State, id Identity, asker string) error {
 		haveText += " (fingerprint " + short(have.Fingerprint) + ")"
 		wantText += " (fingerprint " + short(id.Fingerprint) + ": another export, or the file changed)"
 	}
-	return unavailable(nil,
-		"use another --checkpoint for this recovery, or delete the old file once its recovery is over",
+	return unavailable(nil, mismatchRemedy(have, id),
 		"%s was made for %s, but %s %s", path, haveText, asker, wantText)
+}
+
+// mismatchRemedy is the fix for a checkpoint made for have asked for as
+// want: when they differ in one part, the flag that gives the checkpoint's
+// (the usual slip: a resume without --by created); else another
+// checkpoint. Never the deletion of one whose recovery may be unfinished.
+func mismatchRemedy(have, want Identity) string {
+	const other = "use another --checkpoint for this recovery, or delete the old file once its recovery is over"
+	window := have.Window != want.Window
+	by := have.By != want.By
+	filter := have.Filter != want.Filter
+	// The fingerprint covers the source and the filter: the source differs
+	// when it does and the filter does not (another export at one path too).
+	source := have.Source != want.Source || !filter && have.Fingerprint != want.Fingerprint
+	parts := 0
+	for _, differs := range []bool{window, by, filter, source} {
+		if differs {
+			parts++
+		}
+	}
+	if parts != 1 {
+		return other
+	}
+	fix := ""
+	switch {
+	case by:
+		fix = "re-run with --by " + have.By.String() + ": the checkpoint was made for it"
+	case window:
+		fix = fmt.Sprintf("re-run with the window it was made for (--start %s --end %s, or the alert it came from)",
+			recovery.FormatMillis(have.Window.Start), recovery.FormatMillis(have.Window.End))
+	case filter && have.Filter == "":
+		fix = "re-run without --filter: the checkpoint was made for none"
+	case filter:
+		fix = "re-run with the --filter it was made for: " + have.Filter
+	case have.Source != want.Source:
+		fix = "re-run with --source " + have.Source + ": the checkpoint was made for it"
+	default:
+		fix = "re-run with the export it was made for (this one differs in content)"
+	}
+	return fix + "; or give this other recovery a --checkpoint of its own"
 }
 
 func short(fp string) string { return fp[:min(12, len(fp))] }
@@ -95,6 +134,8 @@ type Store struct {
 	file string // the file it resolves to: what is locked and opened
 	lock *os.File
 	now  func() time.Time
+	// created tells that Open made the file: there was none.
+	created bool
 }
 
 // Open locks the checkpoint at path for this run, creating it (mode 0600)
@@ -135,6 +176,10 @@ func (s *Store) Close() error {
 // Path returns the checkpoint file's path.
 func (s *Store) Path() string { return s.path }
 
+// Created tells whether Open created the checkpoint (none existed), rather
+// than opening one.
+func (s *Store) Created() bool { return s.created }
+
 func (s *Store) init(ctx context.Context, id Identity) error {
 	_, statErr := os.Stat(s.file)
 	switch {
@@ -168,6 +213,7 @@ func (s *Store) init(ctx context.Context, id Identity) error {
 			os.Remove(tmp)
 			return fmt.Errorf("create %s: %w", s.path, err)
 		}
+		s.created = true
 		return syncDir(filepath.Dir(s.file))
 	case statErr != nil:
 		return unavailable(statErr, "check the path and its permissions", "cannot read %s: %v", s.path, statErr)

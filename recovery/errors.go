@@ -37,6 +37,11 @@ var (
 	ErrSink = errors.New("data server connection error")
 )
 
+// ErrBadRequest marks an API's 400 answer: it refused the request itself,
+// which no retry mends; in practice the filter, the one part of a request
+// the operator wrote (check reports it on the filter's line).
+var ErrBadRequest = errors.New("400 Bad Request")
+
 // Error is a failure explained for the operator: its kind (one of the
 // sentinels above), what was wrong, and what to do about it. The command
 // prints it as "Name: Detail; Remedy".

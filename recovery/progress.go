@@ -32,6 +32,11 @@ func (st State) Done(p Pass) (fraction float64, byCount bool) {
 	if p.State == StateCompleted || p.State == StateSettling {
 		return 1, st.Total != nil
 	}
+	if p.State == StateWaiting && st.Settle != nil {
+		// The window has not ended: it is done up to the present, the
+		// horizon, as time within it.
+		return min(st.Window.Fraction(st.Settle.Horizon), 0.999), false
+	}
 	// A sweep reads what was saved late, not the window's count: the
 	// source measures it.
 	if st.Total != nil && *st.Total > 0 && p.Scope.SavedFrom == 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -45,6 +46,9 @@ type Replayer struct {
 	// Now is the clock of the checkpoint's times, the horizons and the
 	// settling deadline; nil is time.Now.
 	Now func() time.Time
+	// SinkName is the sink as the checkpoint records it (State.Sinks):
+	// its scheme, host and port, or its file; "" records nothing.
+	SinkName string
 	// Lanes is how many scan lanes a pass that begins reads its scope in
 	// (--parallel), when the Source can (a LaneSizer); 0 lets the source
 	// size them from its answer time. A pass that has begun keeps the
@@ -200,7 +204,7 @@ func (r *Replayer) Run(ctx context.Context) (Result, error) {
 	case plan == PlanTopUp:
 		rn.res.TopUp = true
 		err = r.runPass(ctx, rn, topUpPass)
-	case st.State == StateSettling:
+	case st.State == StateSettling || st.State == StateWaiting:
 		err = r.settle(ctx, rn, false)
 	default:
 		// The run that completes the pass sweeps only when the final
@@ -228,13 +232,18 @@ func (r *Replayer) runPass(ctx context.Context, rn *run, k passKind) error {
 		return err
 	}
 	p := rn.st.pass(k)
-	attrs := []any{"window", rn.st.Window.String(), "source", rn.st.Source, "position", p.Position(), "sent_before", p.Sent}
+	// sent_before is the recovery's: a sweep or a top-up has its own
+	// counter beside it.
+	attrs := []any{"window", rn.st.Window.String(), "source", rn.st.Source, "position", p.Position(), "sent_before", rn.st.Sent}
 	if n := len(p.Lanes); n > 0 {
 		attrs = append(attrs, "lanes", n)
 	}
-	if k == sweepPass {
-		rn.log.Info("sweeping for activities saved late", append(attrs, "saved", p.Scope.String())...)
-	} else {
+	switch k {
+	case sweepPass:
+		rn.log.Info("sweeping for activities saved late", append(attrs, "late_sent_before", rn.st.Settle.LateSent, "saved", p.Scope.String())...)
+	case topUpPass:
+		rn.log.Info("recovering", append(attrs, "top_up_sent_before", p.Sent)...)
+	default:
 		rn.log.Info("recovering", attrs...)
 	}
 	err := r.runLanes(ctx, rn, k)
@@ -472,6 +481,10 @@ func (r *Replayer) deliver(ctx, fetch context.Context, rn *run, k passKind, i in
 	now := r.now()
 	err = rn.update(func(s *State) error {
 		p := s.pass(k)
+		// The sink failed since the pass's last delivery (the run recorded
+		// it while it waited, below the run's start otherwise): the rate
+		// and the time left are reckoned from now on, not over the wait.
+		waited := s.LastErrorAt.After(p.RunStartedAt) && s.LastErrorAt.After(p.LastSuccessAt)
 		l := p.lane(i)
 		l.Cursor = page.Next
 		l.Progress = page.Progress
@@ -481,6 +494,9 @@ func (r *Replayer) deliver(ctx, fetch context.Context, rn *run, k passKind, i in
 		p.Skipped += skipped
 		p.Resent += resent
 		p.LastSuccessAt = now
+		if len(batch) > 0 {
+			s.noteSink(r.SinkName)
+		}
 		s.APIRequests += int64(page.Requests)
 		if k == sweepPass {
 			// What a sweep sends, the recovery sent.
@@ -500,6 +516,8 @@ func (r *Replayer) deliver(ctx, fetch context.Context, rn *run, k passKind, i in
 		}
 		if done = page.Last && p.lanesDone(); done {
 			r.complete(s, k, now)
+		} else if waited {
+			p.markRunStart(s, now)
 		}
 		return nil
 	})
@@ -566,9 +584,11 @@ func (r *Replayer) settleOptions(rn *run) error {
 }
 
 // settle makes the sweeps a run owes the settling phase: it finishes the
-// sweep an earlier run left, then, before the deadline, makes one sweep a
-// run (unless it read already: swept); after it, the final sweep, which
-// completes the recovery. A sweep whose range can hold nothing is not made.
+// sweep an earlier run left, then, before the deadline or the window's
+// end (Settle.CompletesFrom), makes one sweep a run (unless it read
+// already: swept); after both, the final sweep, which completes the
+// recovery. A sweep whose range can hold nothing is not made. A run that
+// ends before the window is over ends on a *WindowOpen.
 func (r *Replayer) settle(ctx context.Context, rn *run, swept bool) error {
 	for rn.st.State != StateCompleted {
 		if sw := rn.st.Sweep; sw != nil && sw.State != StateCompleted {
@@ -581,7 +601,7 @@ func (r *Replayer) settle(ctx context.Context, rn *run, swept bool) error {
 		now := r.now()
 		scope, final, empty := rn.st.Settle.NextSweep(rn.st.Pass.Scope, now)
 		if swept && !final || empty && !final {
-			return nil
+			return r.await(rn, now)
 		}
 		err := rn.update(func(s *State) error {
 			s.Settle.Final = final
@@ -601,6 +621,32 @@ func (r *Replayer) settle(ctx context.Context, rn *run, swept bool) error {
 		}
 	}
 	return nil
+}
+
+// await ends a run that has read all it may before the final sweep: the
+// recovery is waiting while the window is not over, else settling (until
+// the deadline). A window not over is a *WindowOpen.
+func (r *Replayer) await(rn *run, now time.Time) error {
+	st := rn.st
+	open := !st.Settle.Ended(st.Window, now)
+	state := StateSettling
+	if open {
+		state = StateWaiting
+	}
+	if st.State != state {
+		if err := rn.update(func(s *State) error {
+			s.State = state
+			return nil
+		}); err != nil {
+			return fmt.Errorf("record the recovery %s: %w", state, err)
+		}
+	}
+	if !open {
+		return nil
+	}
+	st = rn.st
+	return &WindowOpen{Window: st.Window, By: st.By, ReadBefore: st.Settle.Horizon, EndsAt: st.Settle.EndsAt(st.Window),
+		Deadline: st.Settle.Deadline, Margin: st.Settle.Margin, Sent: st.Sent}
 }
 
 // stopContexts returns the contexts a planned stop ends in two steps:
@@ -707,9 +753,24 @@ func (r *Replayer) begin(s *State, k passKind, excluded string, log *slog.Logger
 	}
 	p.State = StateRunning
 	p.laneStates(StateRunning)
-	p.RunStartedAt = r.now()
+	p.markRunStart(s, r.now())
+}
+
+// markRunStart marks where the rate of pass p (of s) is reckoned from: the
+// start of a run, or the end of a wait for the sink.
+func (p *Pass) markRunStart(s *State, now time.Time) {
+	p.RunStartedAt = now
 	p.RunStartedDone, _ = s.Done(*p)
 	p.RunStartedSent = p.Sent
+	p.RunStartedSkipped = p.Skipped
+}
+
+// noteSink records that the recovery delivered to sink (the latest last).
+func (st *State) noteSink(sink string) {
+	if sink == "" || len(st.Sinks) > 0 && st.Sinks[len(st.Sinks)-1] == sink {
+		return
+	}
+	st.Sinks = append(slices.DeleteFunc(st.Sinks, func(s string) bool { return s == sink }), sink)
 }
 
 // count asks the source for the count of scope (the window's pass) once

@@ -1,6 +1,9 @@
 package recovery
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // DefaultSettleMargin is --settle-margin's default: how long after saving
 // an activity MCAS is trusted to list it. It costs latency only (a late
@@ -42,14 +45,37 @@ func Horizon(now time.Time, margin time.Duration) int64 {
 	return now.Add(-margin).UnixMilli()
 }
 
+// Ended tells whether the window w is over at now as far as MCAS is
+// concerned: its end lies at least the margin before now, so what MCAS
+// saved up to the end is listed. Until then the window is still open:
+// activities of it are still being saved, in the ordinary way, not late.
+func (s Settle) Ended(w Window, now time.Time) bool {
+	return !now.Before(s.EndsAt(w))
+}
+
+// EndsAt is when the window w is over (Ended): its end plus the margin.
+func (s Settle) EndsAt(w Window) time.Time {
+	return time.UnixMilli(w.End).UTC().Add(s.Margin)
+}
+
+// CompletesFrom is the earliest time the final sweep over the window w
+// can be made: once the window is over (EndsAt) and the deadline has
+// passed. Before the pass is done (no deadline yet) it is EndsAt.
+func (s Settle) CompletesFrom(w Window) time.Time {
+	if end := s.EndsAt(w); end.After(s.Deadline) {
+		return end
+	}
+	return s.Deadline
+}
+
 // NextSweep is the scope of the sweep a run begun at now makes over the
 // pass's scope: from the horizon to now's horizon, or, once the deadline
-// has passed, the final sweep, with no upper bound. empty tells that the
-// range can hold no activity of the window (past the end of a window by
-// created, or behind the horizon after the clock was set back): it needs
-// no request.
+// has passed and the window is over (CompletesFrom), the final sweep, with
+// no upper bound. empty tells that the range can hold no activity of the
+// window (past the end of a window by created, or behind the horizon after
+// the clock was set back): it needs no request.
 func (s Settle) NextSweep(pass Scope, now time.Time) (scope Scope, final, empty bool) {
-	final = !now.Before(s.Deadline)
+	final = !now.Before(s.CompletesFrom(pass.Window))
 	scope = Scope{Window: pass.Window, By: pass.By, SavedFrom: s.Horizon}
 	if !final {
 		scope.SavedBefore = Horizon(now, s.Margin)
@@ -63,3 +89,32 @@ func (s Settle) NextSweep(pass Scope, now time.Time) (scope Scope, final, empty 
 	empty = scope.SavedBefore != 0 && scope.SavedBefore <= scope.SavedFrom
 	return scope, final, empty
 }
+
+// WindowOpen is how a run ends on a window that has not ended: its pass
+// (and the sweeps since) read what MCAS had saved up to the present, and
+// the checkpoint is waiting until the window is over (Settle.Ended). It
+// is a stop before the end date (errors.Is ErrStopped): a re-run resumes,
+// and the first run from EndsAt reads the rest. The command words it for
+// the operator.
+type WindowOpen struct {
+	Window Window
+	By     TimeField
+	// ReadBefore is the created time (Unix ms) before which what MCAS saved
+	// for the window has been read: the next sweep's start.
+	ReadBefore int64
+	// EndsAt is when the window is over: its end plus the margin. From
+	// then a run reads the rest (Deadline, when later, is when it
+	// completes: --settle).
+	EndsAt   time.Time
+	Deadline time.Time
+	Margin   time.Duration
+	Sent     int64 // by the recovery so far
+}
+
+func (e *WindowOpen) Error() string {
+	return fmt.Sprintf("the window %s ends at %s: what MCAS saved for it before %s was read (%d sent); a run from %s reads the rest",
+		e.Window, FormatMillis(e.Window.End), FormatMillis(e.ReadBefore), e.Sent, e.EndsAt.Format(time.RFC3339))
+}
+
+// Is makes a WindowOpen a stop before the end date.
+func (e *WindowOpen) Is(target error) bool { return target == ErrStopped }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -335,5 +336,121 @@ func TestPassWithoutHorizonHasNoSweep(t *testing.T) {
 	assertSentOnce(t, sink, acts[4:])
 	if cp.st.State != StateCompleted || cp.st.Settle != nil || cp.st.Sweep != nil {
 		t.Fatalf("%s %+v", cp.st.State, cp.st.Settle)
+	}
+}
+
+// TestWindowNotEndedWaitsForItsEnd: a window whose end lies after the
+// present (by date and by created alike) is not complete when the pass
+// reaches the present. The run ends on a WindowOpen (a stop: errors.Is
+// ErrStopped) with the checkpoint waiting; each later run before the
+// window's end plus the margin sweeps what MCAS saved since the last and
+// waits again; the first run from then makes the final sweep and
+// completes. Every activity is sent once, including those that happen
+// (or are saved) after the first run.
+func TestWindowNotEndedWaitsForItsEnd(t *testing.T) {
+	for _, by := range []TimeField{ByDate, ByCreated} {
+		t.Run(by.String(), func(t *testing.T) {
+			c := &clock{t: settleStart}
+			// Two hours, of which the first has passed.
+			w := Window{Start: c.ms(-time.Hour), End: c.ms(time.Hour)}
+			src := &tenant{n: 4, now: c.now}
+			sink := &recordingSink{}
+			cp := &memCheckpoint{st: State{Window: w, By: by, Pass: Pass{State: StatePending, Scope: Scope{Window: w, By: by}}}}
+			r := &Replayer{Source: src, Sink: sink, Checkpoint: cp, Sweeps: noSettle(), Now: c.now}
+			// at makes activities that happen and are saved at t (ms).
+			at := func(prefix string, ts ...int64) []Activity { return activitiesAt(prefix, ts, ts) }
+			past := at("past", c.ms(-50*time.Minute), c.ms(-20*time.Minute))
+			src.save(past...)
+
+			_, err := r.Run(context.Background())
+			var open *WindowOpen
+			if !errors.As(err, &open) || !errors.Is(err, ErrStopped) {
+				t.Fatalf("run on an open window: %v", err)
+			}
+			endsAt := time.UnixMilli(w.End).UTC().Add(10 * time.Minute)
+			if st := cp.st; st.State != StateWaiting || st.StoredVersion() != 4 || !open.EndsAt.Equal(endsAt) || open.ReadBefore != c.ms(-10*time.Minute) ||
+				open.Sent != 2 || !st.Settle.CompletesFrom(w).Equal(endsAt) {
+				t.Fatalf("after the pass: %+v %+v %+v", st.Pass, st.Settle, open)
+			}
+			assertSentOnce(t, sink, past)
+			if pr := cp.st.ProgressOf(cp.st.Pass, c.now(), false); pr.Percent != 41.6 || pr.ByCount {
+				t.Fatalf("a waiting window is %.1f%% done, want the time up to the horizon: 41.6%%", pr.Percent)
+			}
+
+			// Half an hour on: what happened since is swept; still open.
+			c.advance(30 * time.Minute)
+			soon := at("soon", c.ms(-25*time.Minute), c.ms(-15*time.Minute))
+			src.save(soon...)
+			if _, err := r.Run(context.Background()); !errors.As(err, &open) {
+				t.Fatalf("second run: %v", err)
+			}
+			assertSentOnce(t, sink, past, soon)
+			if st := cp.st; st.State != StateWaiting || st.Settle.Sweeps != 1 || st.Settle.Horizon != c.ms(-10*time.Minute) {
+				t.Fatalf("after a sweep: %s %+v", st.State, st.Settle)
+			}
+
+			// The window's end passed, but not the margin: still waiting.
+			c.advance(35 * time.Minute)
+			late := at("late", c.ms(-40*time.Minute), c.ms(-6*time.Minute)) // the last saved 1 minute before the end
+			src.save(late...)
+			if _, err := r.Run(context.Background()); !errors.As(err, &open) {
+				t.Fatalf("run within the margin after the end: %v", err)
+			}
+			// From the end plus the margin, the rest, and completed.
+			c.t = endsAt
+			res, err := r.Run(context.Background())
+			if err != nil || cp.st.State != StateCompleted || !cp.st.Settle.Final || res.AlreadyCompleted {
+				t.Fatalf("run at the window's end plus the margin: %v, %s %+v", err, cp.st.State, cp.st.Settle)
+			}
+			assertSentOnce(t, sink, past, soon, late)
+			if cp.st.StoredVersion() != 2 {
+				t.Fatalf("a completed recovery is stored as version %d", cp.st.StoredVersion())
+			}
+		})
+	}
+}
+
+// TestRateLeavesTheSinkWaitOut: the rate and the time left of a pass are
+// reckoned from the start of the run, and again from the end of a wait
+// for the sink (the run records the sink's failure as it waits): the
+// first page after the SIEM came back does not count the wait, which made
+// the time left 28 minutes for a run of seconds.
+func TestRateLeavesTheSinkWaitOut(t *testing.T) {
+	r, src, sink, cp, _ := newSettling(noSettle(), ByDate)
+	// The clock moves while the sink has the batch, beside the page read
+	// ahead: it is shared under a lock.
+	var mu sync.Mutex
+	c := &clock{t: settleStart}
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return c.now()
+	}
+	advance := func(d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		c.advance(d)
+	}
+	r.Now, src.now = now, now
+	src.save(inWindow("a", 12, settleWindow.End+1000)...)
+	start := now()
+	sink.onSend = atSend(2, func() {
+		// As the command's sink failure callback does, then the wait.
+		advance(time.Second)
+		cp.Update(context.Background(), func(s *State) error {
+			s.LastError, s.LastErrorAt = Redacted{text: "cannot connect"}, now()
+			return nil
+		})
+		advance(30 * time.Minute)
+	})
+	var marks []time.Time
+	var sent []int64
+	r.Progress = func(st State) {
+		marks, sent = append(marks, st.Current().RunStartedAt), append(sent, st.Current().RunStartedSent)
+	}
+	runOK(t, r)
+	back := start.Add(30*time.Minute + time.Second)
+	if len(marks) < 3 || !marks[0].Equal(start) || !marks[1].Equal(back) || sent[1] != 8 || !marks[2].Equal(back) {
+		t.Fatalf("the rate's marks after each page: %v (sent %v); want %v, then %v from the page after the wait", marks, sent, start, back)
 	}
 }

@@ -18,6 +18,11 @@ const (
 	// StateSettling: the pass is done and runs sweep for activities saved
 	// late until the deadline (--settle; Settle).
 	StateSettling = "settling"
+	// StateWaiting: the pass reached the present, but the window has not
+	// ended (its end lies after now − margin): each run sweeps for what MCAS
+	// saved since the last, and the first run from the window's end plus the
+	// margin (Settle.CompletesFrom) reads the rest and completes it.
+	StateWaiting = "waiting"
 )
 
 // StateVersion is the latest version of the State a checkpoint stores
@@ -27,11 +32,18 @@ const (
 // lanes of a pass (--parallel): an earlier siem-recovery would read such a
 // pass from its start, so a state with lanes is stored as version 3 and
 // one without as version 2, which the one before this reads as it is.
-const StateVersion = 3
+// Version 4 adds the waiting state of a window that has not ended: an
+// earlier siem-recovery would take it for a pass to resume and, finding
+// nothing after its cursor, complete a window MCAS is still filling. Only
+// a waiting state is stored as version 4.
+const StateVersion = 4
 
 // StoredVersion is the version st is stored as: the earliest that holds
 // all it records.
 func (st State) StoredVersion() int {
+	if st.State == StateWaiting {
+		return 4
+	}
 	passes := append([]Pass{st.Pass}, st.TopUps...)
 	if st.Sweep != nil {
 		passes = append(passes, *st.Sweep)
@@ -77,6 +89,12 @@ type State struct {
 	Settle *Settle `json:"settle,omitempty"`
 	Sweep  *Pass   `json:"sweep,omitempty"`
 
+	// Sinks are the sinks the recovery delivered to (SinkName's form: the
+	// scheme, host and port, or the file; never a secret), each once, the
+	// one delivered to last at the end. Not part of the identity:
+	// moving to another SIEM mid-recovery is legitimate, and a run tells it.
+	Sinks []string `json:"sinks,omitempty"`
+
 	// LastError is why the last run failed, or what it is waiting for (a
 	// sink outage); a Redacted, so that no secret is ever stored in it.
 	LastError   Redacted  `json:"last_error,omitzero"`
@@ -116,9 +134,12 @@ type Pass struct {
 	// RunStartedAt, RunStartedDone and RunStartedSent mark where the
 	// latest run of this pass started (done as a fraction, see State.Done):
 	// its rate and the time left are reckoned from this run alone.
-	RunStartedAt   time.Time `json:"run_started_at,omitzero"`
-	RunStartedDone float64   `json:"run_started_done,omitempty"`
-	RunStartedSent int64     `json:"run_started_sent,omitempty"`
+	// RunStartedSkipped is Skipped then: a top-up mostly skips, and its
+	// rate counts what it read.
+	RunStartedAt      time.Time `json:"run_started_at,omitzero"`
+	RunStartedDone    float64   `json:"run_started_done,omitempty"`
+	RunStartedSent    int64     `json:"run_started_sent,omitempty"`
+	RunStartedSkipped int64     `json:"run_started_skipped,omitempty"`
 
 	StartedAt     time.Time `json:"started_at,omitzero"` // a top-up's start
 	LastSuccessAt time.Time `json:"last_success_at,omitzero"`

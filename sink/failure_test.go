@@ -77,7 +77,8 @@ func TestTLSRefusalIsAConfigurationError(t *testing.T) {
 		{"untrusted", anon, func(o *Options) {},
 			" failed: the server certificate is not trusted: x509: certificate signed by unknown authority; give --ca-file the CA certificate (PEM) that signed the syslog server's certificate", 1},
 		{"name mismatch", anon, func(o *Options) { o.CAFile, o.ServerName = pki.CAFile, "siem.example" },
-			" failed: the server certificate is not trusted: x509: certificate is valid for rsyslog.test, not siem.example; give --tls-server-name a name the syslog server's certificate carries", 1},
+			` failed: the server certificate is not trusted: x509: certificate is valid for rsyslog.test, not siem.example; give --tls-server-name one of the names the syslog server's certificate carries (rsyslog.test, 127.0.0.1), ` +
+				`or name the server by one of them in --sink, or give the server a certificate with a subjectAltName for siem.example (docs/runbook.md, "The receiving rsyslog")`, 1},
 		{"no client certificate", strict, func(o *Options) { o.CAFile = pki.CAFile },
 			" asked for a client certificate, then dropped the connection" + clientCert, refusalsToStop},
 		{"client certificate of another CA", strict, func(o *Options) {

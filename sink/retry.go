@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -207,7 +208,7 @@ func (f *failure) remedy() string {
 	case errors.As(err, &unknown):
 		return "give --ca-file the CA certificate (PEM) that signed the syslog server's certificate"
 	case errors.As(err, &host):
-		return "give --tls-server-name a name the syslog server's certificate carries"
+		return nameRemedy(host)
 	case certificateError(err) != nil:
 		return "check the syslog server's certificate (its dates and usage) and --ca-file"
 	case errors.As(err, &notTLS):
@@ -231,6 +232,41 @@ func (f *failure) remedy() string {
 	default:
 		return "check the server name and port of the syslog server and that no firewall blocks it"
 	}
+}
+
+// nameRemedy is the fix for a server certificate that does not carry the
+// name asked for (h.Host: --tls-server-name, else the host of --sink).
+// A certificate with no subjectAltName names its server only in the
+// legacy Common Name, which TLS clients no longer read: no
+// --tls-server-name can match it, and the fix is a certificate with a
+// subjectAltName (the runbook has a recipe). One that carries DNS names
+// only cannot match an IP address: the sink must name the server by one
+// of them. Otherwise the names it carries are the choice.
+func nameRemedy(h x509.HostnameError) string {
+	const recipe = "docs/runbook.md, \"The receiving rsyslog\""
+	c := h.Certificate
+	var names []string
+	names = append(names, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 {
+		cn := ""
+		if c.Subject.CommonName != "" {
+			cn = " (CN=" + recovery.Escape(c.Subject.CommonName) + ")"
+		}
+		return "the syslog server's certificate has no subjectAltName and names its server only in the legacy Common Name" + cn +
+			", which TLS clients no longer read, so no --tls-server-name can match it: give the server a certificate with a subjectAltName " +
+			"for the name or address in --sink (" + recipe + ")"
+	}
+	list := recovery.Escape(strings.Join(names, ", "))
+	if net.ParseIP(h.Host) != nil && len(c.IPAddresses) == 0 {
+		return "the certificate carries no IP address, only DNS names (" + list + "): name the server by one of them in --sink " +
+			"(or keep the address and give --tls-server-name one of them), or give the server a certificate with a subjectAltName for " +
+			h.Host + " (" + recipe + ")"
+	}
+	return "give --tls-server-name one of the names the syslog server's certificate carries (" + list + "), or name the server by one of them in --sink, " +
+		"or give the server a certificate with a subjectAltName for " + recovery.Escape(h.Host) + " (" + recipe + ")"
 }
 
 // problem is the failure as the operator reads it, from check or as the

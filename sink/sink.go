@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"siem-recovery/internal/argfile"
@@ -149,6 +150,26 @@ func (o Options) dialer(ctx context.Context, kind *Kind, addr string) (func(cont
 		return nil, err
 	}
 	return func(ctx context.Context) (net.Conn, error) { return dialTLS(ctx, o.DialTimeout, addr, cfg) }, nil
+}
+
+// Name is how a checkpoint records the sink target names: the scheme with
+// the host and port ("tcp://siem.example.com:514"), the file with its
+// absolute path ("file:/var/log/mcas/out.cef"), or "stdout". It never holds
+// a secret: a target with a user or password is refused.
+func Name(target string) (string, error) {
+	kind, addr, err := parseTarget(target)
+	switch {
+	case err != nil:
+		return "", err
+	case kind == &stdoutKind:
+		return kind.Scheme, nil
+	case kind == &fileKind:
+		if abs, err := filepath.Abs(addr); err == nil {
+			addr = abs
+		}
+		return "file:" + addr, nil
+	}
+	return kind.Scheme + "://" + addr, nil
 }
 
 func (o Options) withDefaults() Options {

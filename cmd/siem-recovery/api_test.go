@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -156,15 +157,16 @@ func TestAPIWrongTokenExits3(t *testing.T) {
 			}
 			r := runBin(t, a.dir, env, append(args, "--log-format", "json", "--verbose")...)
 			wantCode(t, r, exitInvalidToken)
-			golden(t, "api/token-wrong/stderr", normalize(lastLine(r.stderr), hostPort(srv.URL)))
+			// With JSON logs the error is a JSON record too (issue 28): a
+			// log shipper reading stderr gets it.
+			wantJSONLines(t, r.stderr)
+			golden(t, "api/token-wrong/stderr", jsonTime.ReplaceAllString(normalize(lastLine(r.stderr), hostPort(srv.URL)), `"time":"TIME"`))
 			if at, shown := mcastest.ShowsSecret(r.stdout+r.stderr, wrong); shown {
 				t.Fatalf("the token is printed, at byte %d of the output", at)
 			}
-			if cp, err := os.ReadFile(filepath.Join(a.dir, "cp.db")); err == nil {
-				if _, shown := mcastest.ShowsSecret(string(cp), wrong); shown {
-					t.Fatal("the token is in the checkpoint")
-				}
-			}
+			// A run that fails before the API answered leaves nothing
+			// behind: no checkpoint, no lock (issue 28).
+			wantNoCheckpoint(t, filepath.Join(a.dir, "cp.db"))
 		})
 	}
 
@@ -174,11 +176,38 @@ func TestAPIWrongTokenExits3(t *testing.T) {
 	r := a.run(t, nil)
 	wantCode(t, r, exitInvalidToken)
 	golden(t, "api/token-malformed/stderr", lastLine(r.stderr))
+	wantNoCheckpoint(t, filepath.Join(a.dir, "cp.db"))
 	if strings.Contains(r.stderr, "secret") {
 		t.Fatalf("the token is printed: %s", r.stderr)
 	}
 	if srv.Stats().Requests != before {
 		t.Error("a malformed token was sent to the API")
+	}
+}
+
+// jsonTime is the time of a JSON log record, which changes from run to run.
+var jsonTime = regexp.MustCompile(`"time":"[^"]*"`)
+
+// wantJSONLines checks that every line of a run's stderr is a JSON object,
+// the error that ends it included.
+func wantJSONLines(t *testing.T, stderr string) {
+	t.Helper()
+	for i, line := range strings.Split(strings.TrimSuffix(stderr, "\n"), "\n") {
+		var record map[string]any
+		if err := json.Unmarshal([]byte(line), &record); err != nil {
+			t.Fatalf("stderr line %d is not JSON: %v\n%s", i+1, err, line)
+		}
+	}
+}
+
+// wantNoCheckpoint checks that a run that failed before its source
+// answered left neither a checkpoint nor a lock at path.
+func wantNoCheckpoint(t *testing.T, path string) {
+	t.Helper()
+	for _, p := range []string{path, path + ".lock", path + ".new"} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Fatalf("the failed run left %s behind", p)
+		}
 	}
 }
 
@@ -203,6 +232,7 @@ func TestAPIDeadProxyExits4(t *testing.T) {
 	r := a.run(t, nil, "--proxy", dead)
 	wantCode(t, r, exitInvalidProxy)
 	golden(t, "api/proxy-dead/stderr", normalize(lastLine(r.stderr), dead))
+	wantNoCheckpoint(t, filepath.Join(a.dir, "cp.db"))
 	if srv.Stats().Requests != 0 {
 		t.Error("a request reached the API around the proxy")
 	}

@@ -72,8 +72,15 @@ func check(c *cli.Context, stdout io.Writer) error {
 	defer func() { printCheck(stdout, lines) }()
 
 	scope, err := readScope(ctx, c)
+	src, srcErr := parseSource(c.String("source"))
+	if err == nil && srcErr == nil {
+		err = windowBegun(scope, src, time.Now())
+	}
 	if !add("window", scope.String(), err) {
 		return firstFailure(lines)
+	}
+	if w := windowOpenWarning(c, scope, src, time.Now()); w != "" {
+		lines = append(lines, checkLine{item: "window", detail: w, warn: true})
 	}
 	filter, err := readFilter(ctx, c)
 	filterText := filter.JSON()
@@ -83,11 +90,19 @@ func check(c *cli.Context, stdout io.Writer) error {
 	if !add("filter", filterText, err) {
 		return firstFailure(lines)
 	}
-	src, srcErr := parseSource(c.String("source"))
+	filterLine := len(lines) - 1
 	if srcErr != nil {
 		add("source", recovery.RedactURL(c.String("source")), srcErr)
 	} else {
-		checkSource(ctx, c, log, src, scope, filter, add)
+		checkSource(ctx, c, log, src, scope, filter, func(item, detail string, err error) bool {
+			// The API refusing the filter is the filter's failure, not the
+			// source's: it answered.
+			if item == "filter" {
+				lines[filterLine].err = err
+				return false
+			}
+			return add(item, detail, err)
+		})
 		if w := tokenFileWarning(c.String("token-file")); w != "" && src.Kind.API {
 			lines = append(lines, checkLine{item: "token file", detail: w, warn: true})
 		}
@@ -119,7 +134,9 @@ func check(c *cli.Context, stdout io.Writer) error {
 		id := identity(src, scope, filter)
 		path, err := checkpointPath(c, id)
 		detail := path
-		if err == nil {
+		if other, by := otherByCheckpoint(c, id); err == nil && other != "" {
+			err = otherByError(c, id, other, by)
+		} else if err == nil {
 			detail, err = checkCheckpoint(ctx, path, id, exclude.Fingerprint())
 		}
 		add("checkpoint", detail, err)
@@ -151,6 +168,13 @@ func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sour
 	authorized := err == nil
 	if p, ok := source.(prober); ok && authorized {
 		err = p.Probe(ctx)
+	}
+	// The API answered, and refused the request: the filter (the one part
+	// of the request the operator wrote).
+	if authorized && errors.Is(err, recovery.ErrBadRequest) {
+		add("source", src.Display+": the API answers", nil)
+		add("filter", "", err)
+		return
 	}
 	// A probe that failed for anything but the token or the proxy (no
 	// answer at that address, not the activities API, an answer no API
@@ -186,6 +210,21 @@ func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sour
 		add("count", fmt.Sprintf("%d activities in the window (one more request); a run needs at least %d request(s) of %d, %s at --rate-limit %d",
 			n, requests, c.Int("page-size"), took, c.Int("rate-limit")), err)
 	}
+}
+
+// windowOpenWarning says, for the API, when the window has not ended: a run
+// sends what MCAS saved so far, stops with exit 75 and the checkpoint
+// waiting, and a run from its end plus the margin completes it. "" when
+// the window is over, or the source is an export (a fixed file).
+func windowOpenWarning(c *cli.Context, scope recovery.Scope, src source.Target, now time.Time) string {
+	margin, err := duration(c, "settle-margin")
+	settle := recovery.Settle{Margin: margin}
+	if err != nil || !src.Kind.Late || settle.Ended(scope.Window, now) {
+		return ""
+	}
+	return fmt.Sprintf("the window ends at %s, after the present: a run sends what MCAS saved so far and stops (exit 75, the checkpoint waiting); "+
+		"a run from %s (its end plus --settle-margin) completes it; %s",
+		recovery.FormatMillis(scope.Window.End), settle.EndsAt(scope.Window).Format(time.RFC3339), followAdvice)
 }
 
 // credentialed is an API source that says how it authenticates and can
@@ -233,13 +272,9 @@ func checkCheckpoint(ctx context.Context, path string, id checkpoint.Identity, e
 		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 			return path + ": new; a run will create it (mode 0600) and its directory (mode 0700)", nil
 		}
-		probe, err := os.CreateTemp(dir, ".siem-recovery-check-*")
-		if err != nil {
-			return path, recovery.Problemf(recovery.ErrCheckpointUnavailable, "choose a --checkpoint in a directory this user can write",
-				"%s cannot be created: %v", path, err)
+		if err := creatable(path); err != nil {
+			return path, err
 		}
-		probe.Close()
-		os.Remove(probe.Name())
 		return path + ": new; a run will create it (mode 0600)", nil
 	}
 	if err != nil {
@@ -267,7 +302,24 @@ func checkCheckpoint(ctx context.Context, path string, id checkpoint.Identity, e
 		return fmt.Sprintf("%s: settling until %s (%d sent, %d of them saved late); a run will send what MCAS saved since its last sweep",
 			path, st.Settle.Deadline.Format(time.RFC3339), st.Sent, st.Settle.LateSent), nil
 	}
+	if st.State == recovery.StateWaiting {
+		return fmt.Sprintf("%s: waiting for the window's end (%d sent); a run will send what MCAS saved since the last, and from %s complete it",
+			path, st.Sent, st.Settle.CompletesFrom(st.Window).Format(time.RFC3339)), nil
+	}
 	return fmt.Sprintf("%s: resumable, %.1f%% done, %d sent", path, st.ProgressOf(st.Pass, time.Now(), false).Percent, st.Sent), nil
+}
+
+// creatable checks that a checkpoint can be created at path: its
+// directory exists and this user can write in it. It leaves nothing.
+func creatable(path string) error {
+	probe, err := os.CreateTemp(filepath.Dir(path), ".siem-recovery-check-*")
+	if err != nil {
+		return recovery.Problemf(recovery.ErrCheckpointUnavailable, "choose a --checkpoint in a directory this user can write",
+			"%s cannot be created: %v", path, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return nil
 }
 
 func printCheck(w io.Writer, lines []checkLine) {

@@ -52,13 +52,22 @@ func TestDefaultCheckpointResumesFromAnyDirectory(t *testing.T) {
 	}
 	wantStderr(t, again, "already completed, nothing to do", "checkpoint="+path)
 
-	// status reads one checkpoint: without --checkpoint it lists them.
+	// status reads one checkpoint: without --checkpoint, the only one in
+	// the state directory, and it says which (issue 28: it used to exit 2).
 	st := runBin(t, t.TempDir(), env, "status")
-	wantCode(t, st, exitUsage)
-	golden(t, "status/missing-checkpoint/stderr", strings.ReplaceAll(st.stderr, state, "$XDG_STATE_HOME"))
+	wantCode(t, st, 0)
+	if st.stderr != "status of "+path+", the only checkpoint in "+filepath.Dir(path)+"\n" || !strings.Contains(st.stdout, "state:         completed") {
+		t.Fatalf("status without --checkpoint, one checkpoint:\n%s%s", st.stdout, st.stderr)
+	}
 	st = runBin(t, t.TempDir(), env, "status", "--checkpoint", path)
 	wantCode(t, st, 0)
 	if !strings.Contains(st.stdout, "state:         completed") {
 		t.Fatalf("status of the default checkpoint:\n%s", st.stdout)
 	}
+	// With two, it lists them.
+	other := runBin(t, t.TempDir(), env, append(args, "--by", "created")...)
+	wantCode(t, other, 0)
+	st = runBin(t, t.TempDir(), env, "status")
+	wantCode(t, st, exitUsage)
+	golden(t, "status/missing-checkpoint/stderr", strings.ReplaceAll(st.stderr, state, "$XDG_STATE_HOME"))
 }

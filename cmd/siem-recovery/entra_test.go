@@ -120,7 +120,8 @@ func TestEntraWrongSecretExits3(t *testing.T) {
 	e.entra.Register(entraTenant, entratest.App{ClientID: entraClient, Secret: "the-right-one"})
 	r := e.run(t, "run", "--log-format", "json", "--verbose")
 	wantCode(t, r, exitInvalidToken)
-	golden(t, "api/entra-wrong-secret/stderr", normalizeEntra(lastLine(r.stderr), e))
+	wantJSONLines(t, r.stderr)
+	golden(t, "api/entra-wrong-secret/stderr", jsonTime.ReplaceAllString(normalizeEntra(lastLine(r.stderr), e), `"time":"TIME"`))
 	if n := e.api.Stats().Requests; n != 0 {
 		t.Errorf("%d API requests after Entra ID refused the secret", n)
 	}

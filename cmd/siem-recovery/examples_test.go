@@ -135,6 +135,7 @@ func TestExampleCrontab(t *testing.T) {
 	if flagValue(run, "--settle") != "24h" {
 		t.Errorf("the crontab's run: --settle %q, want 24h: a day of late arrivals, then quiet", flagValue(run, "--settle"))
 	}
+	wantByCreated(t, "the crontab's run", run)
 	setup := readExample(t, "crontab")
 	for _, want := range []string{"useradd --system", "install -d -o siem-recovery", "/var/log/siem-recovery", "/etc/logrotate.d/siem-recovery", "crontab -u siem-recovery"} {
 		if !strings.Contains(setup, want) {
@@ -144,13 +145,13 @@ func TestExampleCrontab(t *testing.T) {
 	host, _ := os.Hostname()
 
 	s := newSandbox(t)
-	runEntry := func(i int) result {
+	runEntry := func(i int, env ...string) result {
 		t.Helper()
 		line := s.replace.Replace(commands[i])
 		if strings.Contains(line, "contoso") {
 			t.Fatalf("the sandboxed entry still names a host: %s", line)
 		}
-		return runShell(t, t.TempDir(), nil, line)
+		return runShell(t, t.TempDir(), env, line)
 	}
 	done := runEntry(0)
 	if done.code != 0 || done.stdout != "" || done.stderr != "" {
@@ -163,13 +164,15 @@ func TestExampleCrontab(t *testing.T) {
 		t.Fatalf("the hourly check of a completed recovery mailed %q%q", r.stdout, r.stderr)
 	}
 
-	// A malformed export line fails the run (exit 2) and the recovery.
+	// A malformed export line fails the run (exit 2) and the recovery,
+	// after pages (of one activity) were delivered: a run that fails before
+	// it sent anything leaves no checkpoint to be failed.
 	s = newSandbox(t)
 	export := filepath.Join(filepath.Dir(s.etc), "export.jsonl")
-	if err := os.WriteFile(export, []byte(`{"_id":"a","timestamp":1715673600000}`+"\n"+`{"_id":`+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(export, []byte(readExample(t, "activities.jsonl")+`{"_id":`+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	failed := runEntry(0)
+	failed := runEntry(0, "SIEM_RECOVERY_PAGE_SIZE=1")
 	want := "siem-recovery exited 2 on " + host + ": see " + s.log + "/recovery.log and siem-recovery status --checkpoint " + s.lib + "/recovery.db\n"
 	if failed.stdout != want || failed.stderr != "" {
 		t.Fatalf("a failed run mailed %q%q, want %q", failed.stdout, failed.stderr, want)
@@ -274,6 +277,7 @@ func TestExampleSystemdUnits(t *testing.T) {
 	if flagValue(execStart, "--settle") != "24h" {
 		t.Errorf("ExecStart: --settle %q, want 24h: a day of late arrivals, then quiet", flagValue(execStart, "--settle"))
 	}
+	wantByCreated(t, "ExecStart", execStart)
 	maxDuration, timeout := flagValue(execStart, "--max-duration"), service["TimeoutStartSec"][0]
 	d, err1 := time.ParseDuration(maxDuration)
 	limit, err2 := time.ParseDuration(strings.Replace(timeout, "min", "m", 1))
@@ -331,6 +335,24 @@ func TestExampleSystemdUnits(t *testing.T) {
 		execStart[i] = strings.ReplaceAll(a, "%d", "/run/credentials/siem-recovery.service")
 	}
 	checkCommandLine(t, "systemd ExecStart", execStart[1:])
+}
+
+// wantByCreated checks that an example's run of the alert's window reads
+// it by created, as the runbook says for an alert about the SIEM agent's
+// delivery (step 1.3): by date it would send what happened in the window,
+// not what the agent failed to deliver.
+func wantByCreated(t *testing.T, where string, args []string) {
+	t.Helper()
+	runbook, err := os.ReadFile(filepath.Join(repoRoot(t), "docs/runbook.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(runbook), "the system alert about the **SIEM agent's delivery** (this runbook's case): add\n     `--by created`") {
+		t.Fatal("the runbook no longer says that the agent's alert needs --by created: revisit the examples")
+	}
+	if flagValue(args, "--alert") != "" && flagValue(args, "--by") != "created" {
+		t.Errorf("%s: --by %q for the agent's alert, want created (runbook, step 1.3)", where, flagValue(args, "--by"))
+	}
 }
 
 // flagValue is the value of a flag in args, given as "--flag value" or
@@ -444,6 +466,7 @@ func TestExampleKubernetesCronJob(t *testing.T) {
 	if flagValue(args, "--settle") != "24h" {
 		t.Errorf("CronJob args: --settle %q, want 24h: a day of late arrivals, then quiet", flagValue(args, "--settle"))
 	}
+	wantByCreated(t, "CronJob args", args)
 	// The image is the Dockerfile's: its user is the pod's.
 	dockerfile, err := os.ReadFile(filepath.Join(repoRoot(t), "Dockerfile"))
 	if err != nil {

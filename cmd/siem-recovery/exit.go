@@ -74,7 +74,7 @@ func explain(err error) string {
 	if errors.As(err, &e) {
 		text = e.Error()
 	} else if code, _ := exitCode(err); code == exitGeneral {
-		text += "; fix the cause and re-run (progress is kept); if the cause is unclear, re-run with --log-format json and report the output with the command line (without the token)"
+		text += "; " + generalRemedy
 	}
 	var at *atCheckpoint
 	if errors.As(err, &at) {
@@ -82,6 +82,32 @@ func explain(err error) string {
 	}
 	return text
 }
+
+// errorParts are what explain joins, apart: what was wrong, the remedy
+// (each "" when the error has none), and the checkpoint the run had open.
+func errorParts(err error) (detail, remedy, checkpoint string) {
+	var e *recovery.Error
+	var missing *missingError
+	switch {
+	case errors.As(err, &e):
+		detail, remedy = e.Detail, e.Remedy
+	case errors.As(err, &missing):
+		detail, remedy = missing.detail, missing.remedy
+	default:
+		detail = err.Error()
+		if code, _ := exitCode(err); code == exitGeneral {
+			remedy = generalRemedy
+		}
+	}
+	var at *atCheckpoint
+	if errors.As(err, &at) {
+		checkpoint = at.path
+	}
+	return detail, remedy, checkpoint
+}
+
+// generalRemedy is the remedy of an error the code did not foresee.
+const generalRemedy = "fix the cause and re-run (progress is kept); if the cause is unclear, re-run with --log-format json and report the output with the command line (without the token)"
 
 // usageError marks err as a usage error (exit 2).
 func usageError(err error) error {

@@ -195,6 +195,12 @@ func TestExitCodes(t *testing.T) {
 			if tt.code == exitUsage && strings.Contains(r.stdout, "CEF:") {
 				t.Fatalf("a usage error sent events: %s", r.stdout)
 			}
+			// A run that fails before its source answered (a missing or
+			// malformed token, a bad flag) leaves no checkpoint and no lock
+			// behind (issue 28); one that existed is never removed.
+			if tt.setup == nil && tt.files["cp.db"] == "" && (tt.code == exitUsage || tt.code == exitInvalidToken) {
+				wantNoCheckpoint(t, filepath.Join(dir, "cp.db"))
+			}
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -124,24 +125,73 @@ func checkpointPath(c *cli.Context, id checkpoint.Identity) (string, error) {
 	return filepath.Join(dir, id.FileName()), nil
 }
 
+// otherByCheckpoint is, when --by and --checkpoint were not given and no
+// default checkpoint exists for id, the default checkpoint of the same
+// recovery by the other time, if one exists: what a run with the same
+// other flags and --by created (or date) made. The usual slip is a resume
+// without --by created; "" when there is none.
+func otherByCheckpoint(c *cli.Context, id checkpoint.Identity) (path string, by recovery.TimeField) {
+	if c.IsSet("by") || c.String("checkpoint") != "" {
+		return "", id.By
+	}
+	own, err := checkpointPath(c, id)
+	if err != nil || exists(own) {
+		return "", id.By
+	}
+	other := id
+	other.By = recovery.ByCreated
+	if id.By == recovery.ByCreated {
+		other.By = recovery.ByDate
+	}
+	path = filepath.Join(filepath.Dir(own), other.FileName())
+	if !exists(path) {
+		return "", id.By
+	}
+	return path, other.By
+}
+
+// exists tells whether something is at path.
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// otherByError is a run's (and check's) refusal to start a recovery by
+// one time beside the same recovery's checkpoint by the other: --by was
+// left out, and the remedy names it.
+func otherByError(c *cli.Context, id checkpoint.Identity, path string, by recovery.TimeField) error {
+	own, _ := checkpointPath(c, id)
+	state := ""
+	if st, _, err := checkpoint.Read(c.Context, path); err == nil {
+		state = fmt.Sprintf(" (%s, %d sent)", st.State, st.Sent)
+	}
+	return recovery.Problemf(recovery.ErrCheckpointUnavailable,
+		fmt.Sprintf("re-run with --by %s to resume it; or give --by %s to start another recovery, by %s", by, id.By, id.By),
+		"this recovery by %s has no checkpoint (%s), but the same recovery by %s has one: %s%s", id.By, own, by, path, state)
+}
+
 // stateDir is the user's state directory for checkpoints on this system.
 func stateDir() (string, error) {
 	return checkpoint.StateDir(runtime.GOOS, os.Getenv, os.UserHomeDir)
 }
 
-// missingCheckpoint is status's error without --checkpoint: status reads
-// one checkpoint, so it lists the ones in the state directory to choose.
-func missingCheckpoint() error {
+// onlyCheckpoint is the checkpoint status reads without --checkpoint: the
+// only one in the state directory. With none or several it is a usage
+// error, which lists them to choose from.
+func onlyCheckpoint() (string, error) {
 	const remedy = "give it with --checkpoint PATH (run prints the path it uses when it starts)"
 	dir, err := stateDir()
 	if err != nil {
-		return recovery.Problemf(recovery.ErrUsage, remedy, "status needs --checkpoint")
+		return "", recovery.Problemf(recovery.ErrUsage, remedy, "status needs --checkpoint")
 	}
 	names, _ := filepath.Glob(filepath.Join(dir, "*.db"))
-	if len(names) == 0 {
-		return recovery.Problemf(recovery.ErrUsage, remedy, "status needs --checkpoint, and %s holds no checkpoint", dir)
+	switch len(names) {
+	case 0:
+		return "", recovery.Problemf(recovery.ErrUsage, remedy, "status needs --checkpoint, and %s holds no checkpoint", dir)
+	case 1:
+		return names[0], nil
 	}
-	return recovery.Problemf(recovery.ErrUsage, remedy, "status needs --checkpoint; the checkpoints in %s are: %s", dir, strings.Join(names, ", "))
+	return "", recovery.Problemf(recovery.ErrUsage, remedy, "status needs --checkpoint; the checkpoints in %s are: %s", dir, strings.Join(names, ", "))
 }
 
 // logFlags choose how logs look; logs always go to stderr.

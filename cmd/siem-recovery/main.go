@@ -13,8 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime/pprof"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -62,9 +64,43 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	code, name := exitCode(err)
 	var reported *reportedError
 	if err != nil && !errors.As(err, &reported) {
-		fmt.Fprintf(stderr, "%s: %s\n", name, explain(err))
+		if jsonLogs(args, os.Getenv) {
+			logError(stderr, err, code, name)
+		} else {
+			fmt.Fprintf(stderr, "%s: %s\n", name, explain(err))
+		}
 	}
 	return code
+}
+
+// jsonLogs tells whether the command line (or its environment: flags win)
+// asks for JSON logs: then the line that ends the command is a JSON record
+// too, so that a log shipper reading stderr gets every line, the error
+// above all. It reads args itself, as the error may be that they do not
+// parse.
+func jsonLogs(args []string, getenv func(string) string) bool {
+	format := getenv(env("log-format")[0])
+	for i, a := range args {
+		a = "-" + strings.TrimLeft(a, "-")
+		if v, ok := strings.CutPrefix(a, "-log-format="); ok {
+			format = v
+		} else if a == "-log-format" && i+1 < len(args) {
+			format = args[i+1]
+		}
+	}
+	return format == "json"
+}
+
+// logError writes the error that ends the command as one JSON log record:
+// msg is the line the text form prints, beside it the error's name, exit
+// code, what was wrong, the remedy and the checkpoint when there is one.
+func logError(stderr io.Writer, err error, code int, name string) {
+	detail, remedy, checkpoint := errorParts(err)
+	attrs := []any{"error", name, "exit_code", code, "detail", detail, "remedy", remedy}
+	if checkpoint != "" {
+		attrs = append(attrs, "checkpoint", checkpoint)
+	}
+	slog.New(slog.NewJSONHandler(stderr, nil)).Error(name+": "+explain(err), attrs...)
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
@@ -81,7 +117,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		HideHelpCommand: true,
 		Commands: reportUsageErrors(
 			runCommand(stderr),
-			statusCommand(stdout),
+			statusCommand(stdout, stderr),
 			verifyCommand(stdout, stderr),
 			checkCommand(stdout, stderr),
 			versionCommand(stdout),

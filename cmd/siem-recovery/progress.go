@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -22,11 +23,13 @@ import (
 // clears it and the bar is drawn again below the line, so the two never
 // run into each other. Elsewhere it only passes the logs through.
 type console struct {
-	mu  sync.Mutex
-	w   io.Writer
-	fd  int  // the terminal's descriptor, for its width
-	tty bool // a bar may be drawn
-	bar string
+	mu    sync.Mutex
+	w     io.Writer
+	width func() (int, error) // the terminal's columns
+	tty   bool                // a bar may be drawn
+	vt    bool                // the terminal takes VT escape sequences (not Windows' console)
+	bar   string
+	cols  int // the width when the bar was drawn
 }
 
 // newConsole wraps stderr; a bar is drawn only when interactive (text logs,
@@ -34,7 +37,12 @@ type console struct {
 func newConsole(stderr io.Writer, interactive bool) *console {
 	c := &console{w: stderr}
 	if f, ok := stderr.(*os.File); ok && interactive && term.IsTerminal(int(f.Fd())) {
-		c.tty, c.fd = true, int(f.Fd())
+		fd := int(f.Fd())
+		c.tty, c.vt = true, runtime.GOOS != "windows"
+		c.width = func() (int, error) {
+			cols, _, err := term.GetSize(fd)
+			return cols, err
+		}
 	}
 	return c
 }
@@ -71,7 +79,7 @@ func (c *console) clear() {
 // draw writes line over the bar; it must fit the terminal's width, or it
 // would wrap and the carriage return would no longer reach its start.
 func (c *console) draw(line string) {
-	if cols, _, err := term.GetSize(c.fd); err == nil && cols > 1 {
+	if cols := c.unwrap(); cols > 1 {
 		line = fitWidth(line, cols-1)
 	}
 	pad := max(utf8.RuneCountInString(c.bar)-utf8.RuneCountInString(line), 0)
@@ -82,11 +90,36 @@ func (c *console) draw(line string) {
 // erase blanks the bar's line and returns to its start; spaces rather than
 // an escape sequence, which not every Windows console understands.
 func (c *console) erase() {
+	c.unwrap()
 	if c.bar == "" {
 		return
 	}
 	fmt.Fprint(c.w, "\r"+strings.Repeat(" ", utf8.RuneCountInString(c.bar))+"\r")
 	c.bar = ""
+}
+
+// unwrap returns the terminal's width (0 if unknown). When it narrowed
+// below the bar drawn, the terminal has re-wrapped that bar over several
+// rows (as terminals that reflow do: VTE, Konsole, iTerm2, Windows
+// Terminal, tmux), the cursor on the last: a carriage return reaches only
+// that row's start, and the rows above would stay as fragments. So those
+// rows are cleared, bottom up, with VT escape sequences, and the bar is
+// drawn anew on the first.
+func (c *console) unwrap() int {
+	if c.width == nil {
+		return 0
+	}
+	cols, err := c.width()
+	if err != nil || cols < 1 {
+		return 0
+	}
+	narrowed := c.cols > 0 && cols < c.cols
+	c.cols = cols
+	if rows := (utf8.RuneCountInString(c.bar) + cols - 1) / cols; c.vt && narrowed && rows > 1 {
+		fmt.Fprint(c.w, "\r\x1b[K"+strings.Repeat("\x1b[1A\x1b[K", rows-1))
+		c.bar = ""
+	}
+	return cols
 }
 
 func fitWidth(s string, cols int) string {
@@ -249,13 +282,15 @@ func passFigures(st recovery.State, pass recovery.Pass, now time.Time) figures {
 	return f
 }
 
-// passRate is the pass's activities a second in its latest run alone.
+// passRate is the pass's activities a second in its latest run alone (or
+// since the SIEM came back after a wait): those sent and those skipped, as
+// a top-up skips most of what it reads.
 func passRate(pass recovery.Pass, now time.Time) float64 {
 	elapsed := now.Sub(pass.RunStartedAt).Seconds()
 	if pass.RunStartedAt.IsZero() || elapsed <= 0 {
 		return 0
 	}
-	return float64(pass.Sent-pass.RunStartedSent) / elapsed
+	return float64(pass.Sent+pass.Skipped-pass.RunStartedSent-pass.RunStartedSkipped) / elapsed
 }
 
 // bar renders "recovering  42.3% [████████░░░░░░░░░░░░] 63586 sent of

@@ -311,3 +311,42 @@ func slowReceiver(t *testing.T, hold time.Duration) string {
 	}()
 	return l.Addr().String()
 }
+
+// TestBarClearsItsRowsWhenTheTerminalNarrows: once the terminal narrows
+// below the bar drawn, a terminal that reflows has wrapped that bar over
+// several rows; the next drawing (or a log line) clears them all, bottom
+// up, instead of leaving fragments above the new bar (issue 28). A bar
+// that still fits is redrawn in place as before.
+func TestBarClearsItsRowsWhenTheTerminalNarrows(t *testing.T) {
+	var out strings.Builder
+	cols := 100
+	c := &console{w: &out, tty: true, vt: true, width: func() (int, error) { return cols, nil }}
+	c.show(strings.Repeat("a", 90))
+	cols = 120 // wider: in place
+	c.show(strings.Repeat("b", 90))
+	if got, want := out.String(), "\r"+strings.Repeat("a", 90)+"\r"+strings.Repeat("b", 90); got != want {
+		t.Fatalf("drawn %q, want %q", got, want)
+	}
+	out.Reset()
+	cols = 40 // the 90 columns now take 3 rows
+	c.show(strings.Repeat("c", 90))
+	if got, want := out.String(), "\r\x1b[K\x1b[1A\x1b[K\x1b[1A\x1b[K"+"\r"+strings.Repeat("c", 39); got != want {
+		t.Fatalf("after narrowing, drawn %q, want %q", got, want)
+	}
+	out.Reset()
+	cols = 20 // narrower again, then a log line
+	c.Write([]byte("level=INFO msg=x\n"))
+	if got, want := out.String(), "\r\x1b[K\x1b[1A\x1b[K"+"level=INFO msg=x\n"+"\r"+strings.Repeat("c", 19); got != want {
+		t.Fatalf("a log line after narrowing: %q, want %q", got, want)
+	}
+	// Windows' console: no escape sequences, as before.
+	out.Reset()
+	w := &console{w: &out, tty: true, width: func() (int, error) { return cols, nil }}
+	cols = 100
+	w.show(strings.Repeat("d", 90))
+	cols = 40
+	w.show("e")
+	if strings.Contains(out.String(), "\x1b") {
+		t.Fatalf("escape sequences without VT: %q", out.String())
+	}
+}

@@ -23,7 +23,7 @@ import (
 	"siem-recovery/internal/argfile"
 	"siem-recovery/recovery"
 	"siem-recovery/recovery/source"
-	sinkpkg "siem-recovery/sink"
+	"siem-recovery/sink"
 )
 
 func runCommand(stderr io.Writer) *cli.Command {
@@ -108,9 +108,10 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 		return err
 	}
 	defer store.Close()
-	// From here on, every way the run ends names the checkpoint.
+	// From here on, every way the run ends names the checkpoint, once it
+	// exists.
 	defer func() {
-		if err != nil {
+		if err != nil && store.Exists() {
 			err = &atCheckpoint{err: err, path: store.Path()}
 		}
 	}()
@@ -119,11 +120,14 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 		return err
 	}
 	log.Info("checkpoint", "path", store.Path(), "state", st.State, "sent", st.Sent)
+	sinkName, _ := sink.Name(c.String("sink")) // a bad --sink is openSink's to report
 	plan := st.Plan(exclude.Fingerprint())
 	if plan == recovery.PlanNothing {
 		alreadyCompleted(log, store.Path(), st, exclude != nil)
+		anotherSink(log, st, sinkName, plan)
 		return nil
 	}
+	anotherSink(log, st, sinkName, plan)
 
 	// Every secret of the run, for what the checkpoint records.
 	redactor := recovery.NewRedactor()
@@ -150,32 +154,39 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 			log.Warn("cannot record the sink failure in the checkpoint", "error", err)
 		}
 	}
-	sink, err := openSink(ctx, c, log, src, stop.Done(), recordFailure)
+	out, err := openSink(ctx, c, log, src, stop.Done(), recordFailure)
 	if err != nil {
 		return err
 	}
-	defer sink.Close()
-	if k := sinkpkg.KindOf(c.String("sink")); k != nil && k.Caveat != "" {
+	defer out.Close()
+	if k := sink.KindOf(c.String("sink")); k != nil && k.Caveat != "" {
 		log.Warn(k.Caveat, "sink", c.String("sink"), "udp_rate", c.Int("udp-rate"))
 	}
-	if udp, ok := sink.(datagramSender); ok {
+	if udp, ok := out.(datagramSender); ok {
 		defer func() {
 			log.Info(fmt.Sprintf("sent %d datagrams to %s; UDP confirms nothing: verify --received checks what the SIEM got", udp.DatagramsSent(), c.String("sink")))
 		}()
 	}
 
-	r := &recovery.Replayer{Source: source, Sink: sink, Checkpoint: store, Logger: log, Redactor: redactor,
+	r := &recovery.Replayer{Source: source, Sink: out, Checkpoint: store, Logger: log, Redactor: redactor,
 		Stop: stop.Done(), Grace: stopGrace, Exclude: exclude, ExcludeFile: c.String("exclude-ids"), Progress: progress.Update,
-		Sweeps: sweeps, Lanes: lanes}
+		Sweeps: sweeps, Lanes: lanes, SinkName: sinkName}
 	res, err := r.Run(ctx)
 	progress.Close()
+	var open *recovery.WindowOpen
+	if errors.As(err, &open) {
+		if err := out.Close(); err != nil {
+			return fmt.Errorf("close the sink: %w", err)
+		}
+		return windowOpenProblem(open)
+	}
 	if err != nil {
 		if errors.Is(err, recovery.ErrStopped) {
 			log.Warn("stopped before the end date", "reason", context.Cause(stop).Error(), "sent", res.Sent)
 		}
 		return err
 	}
-	if err := sink.Close(); err != nil {
+	if err := out.Close(); err != nil {
 		return fmt.Errorf("close the sink: %w", err)
 	}
 	if res.AlreadyCompleted {
@@ -262,6 +273,33 @@ func alreadyCompleted(log *slog.Logger, path string, st recovery.State, excludin
 	if t := st.TopUp(); t != nil {
 		log.Warn("a top-up pass is unfinished; re-run with the --exclude-ids file it was started with to finish it",
 			"ids_file", t.IDsFile, "state", t.State, "position", t.Position())
+	}
+}
+
+// anotherSink warns when the run's sink is not where the recovery
+// delivered last: the checkpoint records the sinks, not as part of the
+// recovery's identity (a recovery may move to another SIEM), so a run says
+// where the window went. On a completed window the run sends nothing: a
+// second SIEM needs a recovery of its own, with another checkpoint.
+func anotherSink(log *slog.Logger, st recovery.State, sinkName string, plan recovery.Plan) {
+	n := len(st.Sinks)
+	if n == 0 || sinkName == "" || st.Sinks[n-1] == sinkName {
+		return
+	}
+	went := st.Sinks[n-1]
+	if n > 1 {
+		went = strings.Join(st.Sinks, ", then ")
+	}
+	switch plan {
+	case recovery.PlanNothing:
+		log.Warn("the window was delivered to another sink; to send it to a second SIEM, run the same command with another --checkpoint",
+			"delivered_to", went, "sink", sinkName, "sent", st.Sent)
+	case recovery.PlanTopUp:
+		log.Warn("the window was delivered to another sink; this top-up sends what the ids file lacks to this one",
+			"delivered_to", went, "sink", sinkName)
+	default:
+		log.Warn("this recovery delivered to another sink so far; this run sends the rest to this one, so the two SIEMs hold the window between them "+
+			"(to send all of it here, run the same command with another --checkpoint)", "delivered_to", went, "sink", sinkName, "sent", st.Sent)
 	}
 }
 
@@ -430,8 +468,39 @@ func (in *inputs) readFlags(ctx context.Context, c *cli.Context) error {
 	if in.filter, err = readFilter(ctx, c); err != nil {
 		return err
 	}
-	in.src, err = parseSource(c.String("source"))
-	return err
+	if in.src, err = parseSource(c.String("source")); err != nil {
+		return err
+	}
+	return windowBegun(in.scope, in.src, time.Now())
+}
+
+// windowBegun refuses a window wholly in the future at a source that keeps
+// saving activities (the API): it holds no activity yet, and a recovery
+// of it would only wait. An export is a fixed file: its window is what
+// the file holds.
+func windowBegun(scope recovery.Scope, src source.Target, now time.Time) error {
+	if !src.Kind.Late || time.UnixMilli(scope.Window.Start).Before(now) {
+		return nil
+	}
+	return recovery.Problemf(recovery.ErrUsage, "check the dates (an alert's window is in the past); "+followAdvice,
+		"the window %s starts after the present: MCAS holds no activity of it yet", scope.String())
+}
+
+// followAdvice names the tool for a window that is still open.
+const followAdvice = "to keep a SIEM fed as the SIEM agent did, siem-recovery follow is the tool"
+
+// windowOpenProblem words how a run on a window that has not ended stops
+// (exit 75, as a stop before the end date: a schedule's next slot resumes).
+func windowOpenProblem(o *recovery.WindowOpen) error {
+	next := "re-run from " + o.EndsAt.Format(time.RFC3339) + " (its end plus --settle-margin " + o.Margin.String() + ") to read the rest and complete the recovery"
+	if o.Deadline.After(o.EndsAt) {
+		next = "re-run from " + o.EndsAt.Format(time.RFC3339) + " (its end plus --settle-margin " + o.Margin.String() +
+			") to read the rest; the recovery then settles until " + o.Deadline.Format(time.RFC3339) + " (--settle)"
+	}
+	return recovery.Problemf(recovery.ErrStopped,
+		next+"; a run before then sends what MCAS saved since the last one and stops the same way; "+followAdvice,
+		"the window %s ends at %s, after the present: what MCAS saved for it before %s is sent (%d in all) and the checkpoint is waiting",
+		recovery.Scope{Window: o.Window, By: o.By}, recovery.FormatMillis(o.Window.End), recovery.FormatMillis(o.ReadBefore), o.Sent)
 }
 
 // readScope reads the window and the time it applies to (--by).
@@ -563,8 +632,12 @@ func identity(src source.Target, scope recovery.Scope, f recovery.Filter) checkp
 
 // openCheckpoint opens the run's checkpoint: --checkpoint, or by default
 // the recovery's own file in the user's state directory, which it creates
-// (mode 0700) if need be.
-func openCheckpoint(ctx context.Context, c *cli.Context, id checkpoint.Identity) (*checkpoint.Store, error) {
+// (mode 0700) if need be. A checkpoint that exists is opened now; one that
+// does not is created once the run has something to keep (runCheckpoint).
+func openCheckpoint(ctx context.Context, c *cli.Context, id checkpoint.Identity) (*runCheckpoint, error) {
+	if other, by := otherByCheckpoint(c, id); other != "" {
+		return nil, otherByError(c, id, other, by)
+	}
 	path, err := checkpointPath(c, id)
 	if err != nil {
 		return nil, err
@@ -575,7 +648,18 @@ func openCheckpoint(ctx context.Context, c *cli.Context, id checkpoint.Identity)
 				"cannot create the state directory for the default checkpoint: %w", err)
 		}
 	}
-	return checkpoint.Open(ctx, path, id)
+	if !exists(path) {
+		// Created later (runCheckpoint); that it can be is known now.
+		if err := creatable(path); err != nil {
+			return nil, err
+		}
+		return newRunCheckpoint(path, id, time.Now()), nil
+	}
+	store, err := checkpoint.Open(ctx, path, id)
+	if err != nil {
+		return nil, err
+	}
+	return &runCheckpoint{path: path, id: id, store: store}, nil
 }
 
 // atCheckpoint is an error a run ended on once its checkpoint was open:

@@ -165,7 +165,7 @@ func TestDryRunCountsAndWritesNothing(t *testing.T) {
 func TestHelpExplainsEachCommand(t *testing.T) {
 	for cmd, want := range map[string][]string{
 		"run": {"USAGE:", "siem-recovery run --alert ALERT.json", "Exit codes: 0 completed", "75 stopped", "--exclude-ids FILE", "[$SIEM_RECOVERY_PAGE_SIZE]"},
-		"status": {"siem-recovery status --checkpoint PATH", "pending (no run yet)", "running (in progress", "stopped (the last run stopped before the end date, exit 75",
+		"status": {"siem-recovery status [--checkpoint PATH]", "the only checkpoint in the state directory", "pending (no run yet)", "running (in progress", "stopped (the last run stopped before the end date, exit 75:", "waiting (the window has not ended",
 			"connection_error (running or stopped, and nothing delivered for over 2 h)", "disconnected (the same for over 12 h)", "completed (window delivered", "failed (the last run ended on an error", "--json"},
 		"verify":  {"step 2 of the MCAS recovery procedure", "--received FILE", "10 activities missing"},
 		"check":   {"OK or FAIL", "Nothing is sent", "--proxy URL"},

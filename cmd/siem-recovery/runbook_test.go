@@ -20,14 +20,7 @@ import (
 // ports and files changed for this machine.
 func runbookRsyslog(t *testing.T, dir string, pki *rsyslogtest.PKI, tcp, tls, relp int) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(repoRoot(t), "docs/runbook.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile("(?s)```rsyslog\n(.*?)```").FindStringSubmatch(string(data))
-	if m == nil {
-		t.Fatal("the runbook has no rsyslog configuration")
-	}
+	conf := runbookBlock(t, "(?s)```rsyslog\n(.*?)```", "rsyslog configuration")
 	return strings.NewReplacer(
 		`global(maxMessageSize="64k")`, `global(maxMessageSize="64k" workDirectory="`+dir+`")`,
 		`port="514"`, `address="127.0.0.1" port="`+strconv.Itoa(tcp)+`"`,
@@ -37,17 +30,53 @@ func runbookRsyslog(t *testing.T, dir string, pki *rsyslogtest.PKI, tcp, tls, re
 		"/etc/rsyslog.d/tls/ca.pem", pki.CAFile,
 		"/etc/rsyslog.d/tls/cert.pem", pki.ServerCertFile,
 		"/etc/rsyslog.d/tls/key.pem", pki.ServerKeyFile,
-	).Replace(m[1])
+	).Replace(conf)
 }
 
-// TestRunbookRsyslogReceives starts rsyslogd with the runbook's receiver
-// configuration and recovers the example window into it over TCP, TLS and
-// RELP: every activity is in its output file, once per transport.
+// runbookBlock is the first block of the runbook that pattern's group
+// matches; what names it for the failure when there is none.
+func runbookBlock(t *testing.T, pattern, what string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "docs/runbook.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(pattern).FindStringSubmatch(string(data))
+	if m == nil {
+		t.Fatalf("the runbook has no %s", what)
+	}
+	return m[1]
+}
+
+// runbookCertificate runs the runbook's recipe for the receiver's TLS
+// certificate in dir, as an operator would paste it, with the certificate
+// for 127.0.0.1 (and the runbook's own name) and installed in dir; it
+// returns the files.
+func runbookCertificate(t *testing.T, dir string) *rsyslogtest.PKI {
+	t.Helper()
+	requireTool(t, "openssl")
+	recipe := runbookBlock(t, "(?s)```sh\n(# A CA of your own.*?)```", "recipe for the receiver's certificate")
+	tls := filepath.Join(dir, "tls")
+	recipe = strings.NewReplacer("IP:192.0.2.10", "IP:127.0.0.1", "/etc/rsyslog.d/tls", tls).Replace(recipe)
+	if !strings.Contains(recipe, "IP:127.0.0.1") {
+		t.Fatal("the recipe's certificate no longer names 192.0.2.10, the address the test replaces")
+	}
+	if r := runShell(t, dir, nil, "set -e\n"+recipe); r.code != 0 {
+		t.Fatalf("the runbook's certificate recipe: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	return &rsyslogtest.PKI{CAFile: filepath.Join(tls, "ca.pem"), ServerCertFile: filepath.Join(tls, "cert.pem"), ServerKeyFile: filepath.Join(tls, "key.pem")}
+}
+
+// TestRunbookRsyslogReceives makes the receiver's certificate with the
+// runbook's recipe, starts rsyslogd with the runbook's receiver
+// configuration and recovers the example window into it over TCP, TLS (by
+// address, and by the certificate's name) and RELP: every activity is in
+// its output file, once per transport.
 func TestRunbookRsyslogReceives(t *testing.T) {
 	bin := rsyslogtest.Binary(t)
 	rsyslogtest.NeedModule(t, "imrelp")
 	dir := t.TempDir()
-	pki := rsyslogtest.NewPKI(t)
+	pki := runbookCertificate(t, dir)
 	tcp, tls, relp := rsyslogtest.FreePort(t, "tcp"), rsyslogtest.FreePort(t, "tcp"), rsyslogtest.FreePort(t, "tcp")
 	text := runbookRsyslog(t, dir, pki, tcp, tls, relp)
 	conf := filepath.Join(dir, "rsyslog.conf")
@@ -71,9 +100,11 @@ func TestRunbookRsyslogReceives(t *testing.T) {
 		awaitListening(ctx, t, port)
 	}
 	out := filepath.Join(dir, "activities.log")
-	for _, sink := range [][]string{{"--sink", "tcp://127.0.0.1:" + strconv.Itoa(tcp)},
+	sinks := [][]string{{"--sink", "tcp://127.0.0.1:" + strconv.Itoa(tcp)},
 		{"--sink", "tls://127.0.0.1:" + strconv.Itoa(tls), "--ca-file", pki.CAFile},
-		{"--sink", "relp://127.0.0.1:" + strconv.Itoa(relp)}} {
+		{"--sink", "tls://127.0.0.1:" + strconv.Itoa(tls), "--ca-file", pki.CAFile, "--tls-server-name", "siem.example.com"},
+		{"--sink", "relp://127.0.0.1:" + strconv.Itoa(relp)}}
+	for _, sink := range sinks {
 		r := runBin(t, dir, nil, exampleArgs(t, t.TempDir(), sink...)...)
 		wantCode(t, r, 0)
 	}
@@ -87,8 +118,8 @@ func TestRunbookRsyslogReceives(t *testing.T) {
 		counts[id]++
 	}
 	for _, id := range wantIDs {
-		if counts[id] != 3 {
-			t.Fatalf("%s arrived %d times over TCP, TLS and RELP, want once each", id, counts[id])
+		if counts[id] != len(sinks) {
+			t.Fatalf("%s arrived %d times over TCP, TLS (twice) and RELP, want once each", id, counts[id])
 		}
 	}
 	if len(counts) != len(wantIDs) {

@@ -140,16 +140,24 @@ func TestSettleSendsLateArrivalsOnceThenGoesQuiet(t *testing.T) {
 		t.Fatalf("status after the pass: %+v %+v", st, st.Settle)
 	}
 
+	// Settling is not completed: status says when the pass was done, not
+	// "completed at" (issue 28).
+	text := runBin(t, a.dir, nil, "status", "--checkpoint", "cp.db")
+	if strings.Contains(text.stdout, "completed at:") || !strings.Contains(text.stdout, "pass done at:") || st.CompletedAt != "" || st.PassCompletedAt == "" {
+		t.Errorf("status of a settling recovery:\n%s", text.stdout)
+	}
+
 	late := saveNow(t, srv, 40, 1000)
 	r = a.settle(t, "1h")
 	wantCode(t, r, 0)
-	wantStderr(t, r, "msg=\"sweeping for activities saved late\"", "sweeps_this_run=1", "late_sent_total=40")
+	// sent_before is the recovery's, not the new sweep's 0 (issue 28).
+	wantStderr(t, r, "msg=\"sweeping for activities saved late\"", "sent_before=300 ", "late_sent_before=0 ", "sweeps_this_run=1", "late_sent_total=40")
 	assertDelivered(t, out, append(append([]json.RawMessage(nil), acts...), late...))
 	st = statusJSON(t, a.dir, filepath.Join(a.dir, "cp.db"))
 	if st.State != "settling" || st.Sent != 340 || st.Settle.Sweeps != 1 || st.Settle.LateSent != 40 || st.Settle.Sweep == nil || st.Settle.Sweep.Sent != 40 {
 		t.Fatalf("status after a sweep: %+v %+v", st, st.Settle)
 	}
-	text := runBin(t, a.dir, nil, "status", "--checkpoint", "cp.db")
+	text = runBin(t, a.dir, nil, "status", "--checkpoint", "cp.db")
 	if !strings.Contains(text.stdout, "settle:        until "+st.Settle.Deadline+" (--settle 1h0m0s): 40 activities saved late sent by 1 sweeps; the next reads what MCAS saved from ") {
 		t.Errorf("status:\n%s", text.stdout)
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,15 +22,16 @@ const (
 	disconnectedAfter    = 12 * time.Hour
 )
 
-func statusCommand(stdout io.Writer) *cli.Command {
+func statusCommand(stdout, stderr io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:      "status",
 		Usage:     "show a recovery's progress from its checkpoint (works while a run is in progress)",
-		UsageText: "siem-recovery status --checkpoint PATH [--json]",
-		Description: "States: pending (no run yet), running (in progress, or a run died without a word: run active says which),\n" +
-			"stopped (the last run stopped before the end date, exit 75: --max-duration or a signal; a re-run resumes),\n" +
+		UsageText: "siem-recovery status [--checkpoint PATH] [--json]   (without --checkpoint: the only checkpoint in the state directory)",
+		Description: "States: pending (no run yet), running (in progress), stopped (the last run stopped before the end date, exit 75:\n" +
+			"--max-duration or a signal; or it died without a word, kill -9 or a reboot, which status says; a re-run resumes),\n" +
 			"connection_error (running or stopped, and nothing delivered for over 2 h), disconnected (the same for over 12 h),\n" +
 			"settling (run --settle: the window's pass is done, and each run until the deadline sends what MCAS saved late),\n" +
+			"waiting (the window has not ended: what MCAS saved so far is sent, and a run from its end plus the margin completes it),\n" +
 			"completed (window delivered, recovery disabled), failed (the last run ended on an error; a re-run resumes).\n" +
 			"While a top-up pass (run --exclude-ids on a completed window) or a sweep for activities saved late is unfinished,\n" +
 			"the state is its own.",
@@ -40,10 +43,15 @@ func statusCommand(stdout io.Writer) *cli.Command {
 			if err := flagsOnly(c); err != nil {
 				return err
 			}
-			if c.String("checkpoint") == "" {
-				return missingCheckpoint()
+			path := c.String("checkpoint")
+			if path == "" {
+				var err error
+				if path, err = onlyCheckpoint(); err != nil {
+					return err
+				}
+				fmt.Fprintf(stderr, "status of %s, the only checkpoint in %s\n", path, filepath.Dir(path))
 			}
-			st, active, err := checkpoint.Read(c.Context, c.String("checkpoint"))
+			st, active, err := checkpoint.Read(c.Context, path)
 			if err != nil {
 				return err
 			}
@@ -90,7 +98,21 @@ type statusReport struct {
 	RunActive         bool            `json:"run_active"`
 	Runs              int64           `json:"runs"`
 	LastSuccessAt     string          `json:"last_success_at"`
-	CompletedAt       string          `json:"completed_at"`
+	CompletedAt       string          `json:"completed_at"` // the recovery's: "" until it is completed
+	// PassCompletedAt is when the window's pass was done, while the
+	// recovery waits or settles after it.
+	PassCompletedAt string `json:"pass_completed_at,omitempty"`
+	// CompletesFrom is the earliest time a run can complete a waiting or
+	// settling recovery: the window's end plus the margin, or the
+	// --settle deadline when later.
+	CompletesFrom string `json:"completes_from,omitempty"`
+	// Interrupted: the state is stopped because the last run died without
+	// recording its end (kill -9, a crash, a reboot).
+	Interrupted bool `json:"interrupted,omitempty"`
+	// Sink is where the recovery delivered last; Sinks every sink it
+	// delivered to, that one last.
+	Sink  string   `json:"sink"`
+	Sinks []string `json:"sinks,omitempty"`
 }
 
 // topUpReport is a top-up pass as status shows it.
@@ -163,7 +185,7 @@ type sweepReport struct {
 	CompletedAt string `json:"completed_at"`
 }
 
-func newSettleReport(st recovery.State, now time.Time) *settleReport {
+func newSettleReport(st recovery.State, now time.Time, active bool) *settleReport {
 	s := st.Settle
 	if s == nil {
 		return nil
@@ -171,7 +193,7 @@ func newSettleReport(st recovery.State, now time.Time) *settleReport {
 	r := &settleReport{For: s.For.String(), Margin: s.Margin.String(), Deadline: stamp(s.Deadline), NextFrom: recovery.FormatMillis(s.Horizon),
 		Sweeps: s.Sweeps, LateSent: s.LateSent}
 	if sw := st.Sweep; sw != nil {
-		r.Sweep = &sweepReport{State: displayState(recovery.State{Pass: *sw, CreatedAt: sw.StartedAt}, now),
+		r.Sweep = &sweepReport{State: displayState(recovery.State{Pass: *sw, CreatedAt: sw.StartedAt}, now, active),
 			SavedFrom: recovery.FormatMillis(sw.Scope.SavedFrom), Final: s.Final, Position: sw.Position(), Sent: sw.Sent,
 			InFlight: sw.InFlight.Activities, StartedAt: stamp(sw.StartedAt), CompletedAt: stamp(sw.CompletedAt)}
 		if b := sw.Scope.SavedBefore; b != 0 && !s.Final {
@@ -190,7 +212,7 @@ func newStatusReport(st recovery.State, active bool, now time.Time) statusReport
 		current.Pass, current.CreatedAt = *t, t.StartedAt
 	}
 	r := statusReport{
-		State:             displayState(current, now),
+		State:             displayState(current, now, active),
 		WindowStart:       recovery.FormatMillis(st.Window.Start),
 		WindowEnd:         recovery.FormatMillis(st.Window.End),
 		By:                st.By.String(),
@@ -215,8 +237,20 @@ func newStatusReport(st recovery.State, active bool, now time.Time) statusReport
 		RunActive:         active,
 		Runs:              st.Runs,
 		LastSuccessAt:     stamp(st.LastSuccessAt),
-		CompletedAt:       stamp(st.CompletedAt),
-		Settle:            newSettleReport(st, now),
+		Settle:            newSettleReport(st, now, active),
+		Interrupted:       current.State == recovery.StateRunning && !active,
+		Sinks:             st.Sinks,
+	}
+	if n := len(st.Sinks); n > 0 {
+		r.Sink = st.Sinks[n-1]
+	}
+	if st.State == recovery.StateCompleted {
+		r.CompletedAt = stamp(st.CompletedAt)
+	} else {
+		r.PassCompletedAt = stamp(st.CompletedAt)
+	}
+	if (st.State == recovery.StateWaiting || st.State == recovery.StateSettling) && st.Settle != nil {
+		r.CompletesFrom = stamp(st.Settle.CompletesFrom(st.Window))
 	}
 	if pr.ByCount {
 		r.PercentOf = "activities"
@@ -224,7 +258,7 @@ func newStatusReport(st recovery.State, active bool, now time.Time) statusReport
 	if n := len(st.TopUps); n > 0 {
 		t := st.TopUps[n-1]
 		tp := st.ProgressOf(t, now, active)
-		r.TopUp = &topUpReport{State: displayState(recovery.State{Pass: t, CreatedAt: t.StartedAt}, now), IDsFile: t.IDsFile,
+		r.TopUp = &topUpReport{State: displayState(recovery.State{Pass: t, CreatedAt: t.StartedAt}, now, active), IDsFile: t.IDsFile,
 			Position: t.Position(), Cursor: rawCursor(t.Cursor), Percent: tp.Percent, Left: left(tp),
 			Sent: t.Sent, Skipped: t.Skipped, SentAgain: t.Resent, InFlight: t.Unconfirmed(),
 			StartedAt: stamp(t.StartedAt), CompletedAt: stamp(t.CompletedAt), Earlier: n - 1, Lanes: newLaneReports(t)}
@@ -272,10 +306,11 @@ func left(pr recovery.Progress) string {
 // recovery not yet done (running, or stopped to be resumed by the next
 // slot) whose last success is old shows as the MCAS portal shows a silent
 // agent: a schedule whose every slot stops without delivering must not
-// look merely stopped.
-func displayState(st recovery.State, now time.Time) string {
+// look merely stopped. A running state no run holds (active false) is a
+// run that died without recording its end: stopped.
+func displayState(st recovery.State, now time.Time, active bool) string {
 	switch st.State {
-	case recovery.StateCompleted, recovery.StateFailed, recovery.StatePending, recovery.StateSettling:
+	case recovery.StateCompleted, recovery.StateFailed, recovery.StatePending, recovery.StateSettling, recovery.StateWaiting:
 		return st.State
 	}
 	since := st.LastSuccessAt
@@ -287,7 +322,7 @@ func displayState(st recovery.State, now time.Time) string {
 		return "disconnected"
 	case age > connectionErrorAfter:
 		return "connection_error"
-	case st.State == recovery.StateStopped:
+	case st.State == recovery.StateStopped, !active:
 		return recovery.StateStopped
 	}
 	return recovery.StateRunning
@@ -316,10 +351,25 @@ func (r statusReport) writeText(w io.Writer) error {
 	if filter == "" {
 		filter = "none"
 	}
-	fmt.Fprintf(tw, "state:\t%s\n", r.State)
+	state := r.State
+	if r.Interrupted {
+		state += " (the last run died without recording its end: kill -9, a crash or a reboot; a re-run resumes)"
+	}
+	fmt.Fprintf(tw, "state:\t%s\n", state)
 	fmt.Fprintf(tw, "window:\t[%s, %s), by %s\n", r.WindowStart, r.WindowEnd, r.By)
+	if r.State == recovery.StateWaiting {
+		fmt.Fprintf(tw, "waiting:\tthe window ends at %s, after the pass reached the present; a run from %s reads the rest and completes it "+
+			"(a run before sends what MCAS saved since the last, exit 75; siem-recovery follow keeps a SIEM fed)\n", r.WindowEnd, r.CompletesFrom)
+	}
 	fmt.Fprintf(tw, "source:\t%s\n", r.Source)
 	fmt.Fprintf(tw, "filter:\t%s\n", filter)
+	if r.Sink != "" {
+		sink := r.Sink
+		if n := len(r.Sinks); n > 1 {
+			sink += " (before it: " + strings.Join(r.Sinks[:n-1], ", ") + ")"
+		}
+		fmt.Fprintf(tw, "sink:\t%s\n", sink)
+	}
 	fmt.Fprintf(tw, "position:\t%s\n", r.Position)
 	fmt.Fprintf(tw, "percent:\t%s\n", percentText(r.Percent, r.PercentOf, r.Total, r.Left))
 	writeLanes(tw, "", r.Lanes)
@@ -355,6 +405,9 @@ func (r statusReport) writeText(w io.Writer) error {
 	if r.CompletedAt != "" {
 		fmt.Fprintf(tw, "completed at:\t%s\n", r.CompletedAt)
 	}
+	if r.PassCompletedAt != "" {
+		fmt.Fprintf(tw, "pass done at:\t%s\n", r.PassCompletedAt)
+	}
 	return tw.Flush()
 }
 
@@ -364,6 +417,8 @@ func (s *settleReport) writeText(tw io.Writer, state string) {
 	switch {
 	case s.Deadline == "":
 		fmt.Fprintf(tw, "settle:\tafter the pass (--settle %s): sweeps read what MCAS saved from %s on\n", s.For, s.NextFrom)
+	case state == recovery.StateWaiting:
+		fmt.Fprintf(tw, "settle:\t%s since the pass; the next reads what MCAS saved from %s (--settle %s)\n", late, s.NextFrom, s.For)
 	case state == recovery.StateCompleted:
 		fmt.Fprintf(tw, "settle:\tdone: %s (--settle %s, until %s)\n", late, s.For, s.Deadline)
 	default:

@@ -28,7 +28,7 @@ func TestStatusAfterRun(t *testing.T) {
 		}
 		s := runBin(t, dir, nil, args...)
 		wantCode(t, s, 0)
-		golden(t, "status/completed/"+format, stamps.ReplaceAllString(s.stdout, "TIME"))
+		golden(t, "status/completed/"+format, strings.ReplaceAll(stamps.ReplaceAllString(s.stdout, "TIME"), dir, "DIR"))
 	}
 	missing := runBin(t, dir, nil, "status", "--checkpoint", "nope.db")
 	wantCode(t, missing, exitCheckpointUnusable)
@@ -41,25 +41,32 @@ func TestDisplayState(t *testing.T) {
 		stored      string
 		lastSuccess time.Duration // before now; 0 for none
 		created     time.Duration
+		dead        bool // no run holds the checkpoint: the last one died
 		want        string
 	}{
-		{recovery.StatePending, 0, 30 * time.Hour, "pending"},
-		{recovery.StateCompleted, 30 * time.Hour, 40 * time.Hour, "completed"},
-		{recovery.StateFailed, time.Minute, time.Hour, "failed"},
-		{recovery.StateRunning, time.Minute, time.Hour, "running"},
-		{recovery.StateStopped, time.Hour, 2 * time.Hour, "stopped"},
-		{recovery.StateStopped, 0, time.Minute, "stopped"},
-		{recovery.StateStopped, 2*time.Hour + time.Second, 3 * time.Hour, "connection_error"},
-		{recovery.StateRunning, 2*time.Hour + time.Second, 3 * time.Hour, "connection_error"},
-		{recovery.StateRunning, 0, 3 * time.Hour, "connection_error"},
-		{recovery.StateStopped, 12*time.Hour + time.Second, 13 * time.Hour, "disconnected"},
+		{recovery.StatePending, 0, 30 * time.Hour, false, "pending"},
+		{recovery.StateCompleted, 30 * time.Hour, 40 * time.Hour, false, "completed"},
+		{recovery.StateFailed, time.Minute, time.Hour, false, "failed"},
+		{recovery.StateRunning, time.Minute, time.Hour, false, "running"},
+		{recovery.StateStopped, time.Hour, 2 * time.Hour, false, "stopped"},
+		{recovery.StateStopped, 0, time.Minute, false, "stopped"},
+		{recovery.StateStopped, 2*time.Hour + time.Second, 3 * time.Hour, false, "connection_error"},
+		{recovery.StateRunning, 2*time.Hour + time.Second, 3 * time.Hour, false, "connection_error"},
+		{recovery.StateRunning, 0, 3 * time.Hour, false, "connection_error"},
+		{recovery.StateStopped, 12*time.Hour + time.Second, 13 * time.Hour, false, "disconnected"},
+		// A running state no run holds: the run died (kill -9), and the
+		// recovery is stopped, not running; old, it is disconnected still.
+		{recovery.StateRunning, time.Minute, time.Hour, true, "stopped"},
+		{recovery.StateRunning, 12*time.Hour + time.Second, 13 * time.Hour, true, "disconnected"},
+		// Waiting for the window's end is no silence, however long.
+		{recovery.StateWaiting, 30 * time.Hour, 40 * time.Hour, true, "waiting"},
 	}
 	for _, tt := range tests {
 		st := recovery.State{Pass: recovery.Pass{State: tt.stored}, CreatedAt: now.Add(-tt.created)}
 		if tt.lastSuccess > 0 {
 			st.LastSuccessAt = now.Add(-tt.lastSuccess)
 		}
-		if got := displayState(st, now); got != tt.want {
+		if got := displayState(st, now, !tt.dead); got != tt.want {
 			t.Errorf("%s, last success %v ago: %s, want %s", tt.stored, tt.lastSuccess, got, tt.want)
 		}
 	}

@@ -157,6 +157,16 @@ func TestRunRefusedTLS(t *testing.T) {
 	anon := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TLS, PKI: pki})
 	strict := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TLS, PKI: pki, RequireClientCert: true})
 	relp := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.RELPTLS, PKI: pki})
+	// A certificate with the name in its Common Name only, as the one
+	// openssl line the docs had made: no --tls-server-name matches it, and
+	// the remedy says a certificate with a subjectAltName is the fix
+	// (issue 28: it sent the operator from one --tls-server-name to the
+	// next). One with a DNS name only cannot match 127.0.0.1: the remedy
+	// names the name.
+	cnOnlyPKI := rsyslogtest.NewPKIFor(t, rsyslogtest.ServerNames{CommonName: "localhost"})
+	cnOnly := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TLS, PKI: cnOnlyPKI})
+	dnsOnlyPKI := rsyslogtest.NewPKIFor(t, rsyslogtest.ServerNames{CommonName: "siem.example", DNSNames: []string{"siem.example"}})
+	dnsOnly := rsyslogtest.Start(t, rsyslogtest.Config{Transport: rsyslogtest.TLS, PKI: dnsOnlyPKI})
 	for _, tt := range []struct {
 		name string
 		srv  *rsyslogtest.Server
@@ -164,6 +174,9 @@ func TestRunRefusedTLS(t *testing.T) {
 	}{
 		{"sink-untrusted", anon, nil},
 		{"sink-name-mismatch", anon, []string{"--ca-file", pki.CAFile, "--tls-server-name", "siem.example"}},
+		{"sink-legacy-common-name", cnOnly, []string{"--ca-file", cnOnlyPKI.CAFile}},
+		{"sink-legacy-common-name-server-name", cnOnly, []string{"--ca-file", cnOnlyPKI.CAFile, "--tls-server-name", "localhost"}},
+		{"sink-no-ip-san", dnsOnly, []string{"--ca-file", dnsOnlyPKI.CAFile}},
 		{"sink-client-certificate", strict, []string{"--ca-file", pki.CAFile}},
 		{"sink-relp-client-certificate", relp, []string{"--ca-file", pki.CAFile}},
 	} {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -141,9 +142,15 @@ func TestAPITopUpResumesAfterKill9(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	mid := statusJSON(t, a.dir, "cp.db")
-	if mid.State != "running" || mid.RunActive || mid.TopUp.State != "running" || mid.TopUp.Sent >= int64(len(missing)) ||
+	// The run died: stopped, not running (issue 28), and status says how.
+	if mid.State != "stopped" || !mid.Interrupted || mid.RunActive || mid.TopUp.State != "stopped" || mid.TopUp.Sent >= int64(len(missing)) ||
 		mid.Sent != 10_000 || mid.TopUp.Percent >= 100 {
 		t.Fatalf("status after the kill: %+v, top-up %+v", mid, mid.TopUp)
+	}
+	text := runBin(t, a.dir, nil, "status", "--checkpoint", "cp.db")
+	if !regexp.MustCompile(`(?m)^state: +stopped \(the last run died without recording its end: kill -9, a crash or a reboot; a re-run resumes\)$`).MatchString(text.stdout) ||
+		!regexp.MustCompile(`(?m)^run active: +no `).MatchString(text.stdout) {
+		t.Fatalf("status after the kill:\n%s", text.stdout)
 	}
 
 	srv.ClearFaults()

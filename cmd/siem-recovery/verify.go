@@ -60,9 +60,30 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if other, by := otherByCheckpoint(c, id); other != "" {
+		// --by left out, and this recovery's checkpoint is by the other
+		// time: verify it, by that time.
+		cpPath, id.By = other, by
+	}
 	if s, _, err := checkpoint.Read(c.Context, cpPath); err == nil {
+		if adopted := id; !c.IsSet("by") && s.By != id.By {
+			adopted.By = s.By
+			if adopted.Matches(s) {
+				id = adopted
+			}
+		}
 		if !id.Matches(s) {
 			return checkpoint.Mismatch(cpPath, s, id, "verify asks for")
+		}
+		if id.By != scope.By {
+			// Verify then reads the window as the recovery did, and the
+			// command it prints says so.
+			if err := c.Set("by", id.By.String()); err != nil {
+				return err
+			}
+			scope.By = id.By
+			in.scope = scope
+			log.Info("the checkpoint was made --by "+id.By.String()+": verify reads the window by "+id.By.String()+" too", "checkpoint", cpPath)
 		}
 		st = &s
 	} else if !errors.Is(err, fs.ErrNotExist) || c.IsSet("checkpoint") {
@@ -137,9 +158,13 @@ func verifyCount(c *cli.Context, in inputs, source recovery.Source, st recovery.
 	if st.State != recovery.StateCompleted && !settling || st.Sent+st.Skipped < count {
 		short := max(count-st.Sent-st.Skipped, 0)
 		remedy := "run the recovery again to finish it, then verify with --received to list what the SIEM lacks"
-		if settling {
+		switch {
+		case settling:
 			remedy = "the recovery is settling until " + st.Settle.Deadline.Format(time.RFC3339) +
 				": its next run sends what MCAS saved since its last sweep; verify again after it"
+		case st.State == recovery.StateWaiting:
+			remedy = "the window has not ended: the first run from " + st.Settle.CompletesFrom(st.Window).Format(time.RFC3339) +
+				" sends the rest and completes the recovery; verify again after it"
 		}
 		return &missingError{detail: fmt.Sprintf("the source has %d activities in the window; the recovery sent %d and skipped %d (state %s): at least %d not delivered", count, st.Sent, st.Skipped, st.State, short),
 			remedy: remedy}

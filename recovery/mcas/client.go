@@ -32,7 +32,7 @@ const (
 
 // errBadRequest marks a 400 answer: the API refused the request itself,
 // which no retry mends.
-var errBadRequest = errors.New("400 Bad Request")
+var errBadRequest = recovery.ErrBadRequest
 
 // reasonMalformed is the failure reason of a 200 answer that is not a
 // complete, consistent answer to its request.

@@ -27,8 +27,24 @@ type PKI struct {
 	ClientCertFile, ClientKeyFile string // signed by the same CA
 }
 
-// NewPKI makes a CA and issues the certificates.
+// ServerNames are the names a server certificate carries: its subject's
+// Common Name and its subjectAltName (DNS names, IP addresses).
+type ServerNames struct {
+	CommonName string
+	DNSNames   []string
+	IPs        []net.IP
+}
+
+// NewPKI makes a CA and issues the certificates, the server's for
+// ServerName and 127.0.0.1.
 func NewPKI(t testing.TB) *PKI {
+	t.Helper()
+	return NewPKIFor(t, ServerNames{CommonName: ServerName, DNSNames: []string{ServerName}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+}
+
+// NewPKIFor is NewPKI with a server certificate that carries names: one
+// with no subjectAltName, say, as a CN-only openssl line makes.
+func NewPKIFor(t testing.TB, names ServerNames) *PKI {
 	t.Helper()
 	dir := t.TempDir()
 	p := &PKI{
@@ -58,17 +74,17 @@ func NewPKI(t testing.TB) *PKI {
 		t.Fatal(err)
 	}
 	writePEM(t, p.CAFile, "CERTIFICATE", caDER)
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, certFile, keyFile string) {
+	issue := func(serial int64, names ServerNames, usage x509.ExtKeyUsage, certFile, keyFile string) {
 		key := newKey(t)
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: cn},
+			Subject:      pkix.Name{CommonName: names.CommonName},
 			NotBefore:    now.Add(-time.Hour),
 			NotAfter:     now.Add(24 * time.Hour),
 			KeyUsage:     x509.KeyUsageDigitalSignature,
 			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-			DNSNames:     []string{cn},
-			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+			DNSNames:     names.DNSNames,
+			IPAddresses:  names.IPs,
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 		if err != nil {
@@ -81,8 +97,9 @@ func NewPKI(t testing.TB) *PKI {
 		}
 		writePEM(t, keyFile, "PRIVATE KEY", keyDER)
 	}
-	issue(2, ServerName, x509.ExtKeyUsageServerAuth, p.ServerCertFile, p.ServerKeyFile)
-	issue(3, "siem-recovery.test", x509.ExtKeyUsageClientAuth, p.ClientCertFile, p.ClientKeyFile)
+	issue(2, names, x509.ExtKeyUsageServerAuth, p.ServerCertFile, p.ServerKeyFile)
+	client := "siem-recovery.test"
+	issue(3, ServerNames{CommonName: client, DNSNames: []string{client}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, x509.ExtKeyUsageClientAuth, p.ClientCertFile, p.ClientKeyFile)
 	return p
 }
 
