@@ -217,7 +217,7 @@ func TestResumeWithoutByCreated(t *testing.T) {
 	wantCode(t, runBin(t, dir, nil, append(given, "--by", "created")...), exitStopped)
 	r = runBin(t, dir, nil, exampleArgs(t, dir)...)
 	wantCode(t, r, exitCheckpointUnusable)
-	golden(t, "run/checkpoint-by-forgotten/stderr", strings.ReplaceAll(lastLine(r.stderr), dir, "DIR"))
+	golden(t, "run/checkpoint-by-forgotten/stderr", strings.ReplaceAll(strings.ReplaceAll(lastLine(r.stderr), dir, "DIR"), repoRoot(t), "REPO"))
 	v = runBin(t, dir, nil, append([]string{"verify"}, exampleArgs(t, dir)[1:]...)...)
 	wantCode(t, v, exitMissing)
 	wantStderr(t, v, "verify reads the window by created too")

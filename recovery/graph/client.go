@@ -314,8 +314,9 @@ func (s *Source) statusFailure(resp *http.Response, data []byte) *failure {
 		case cutSpan:
 			return &failure{reason: "query stopped by the API", cause: cause, cut: cutSpan}
 		}
-		return &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedyWhere,
-			"the API refused the query (%w) at %s: %s", recovery.ErrBadRequest, s.Endpoint(), msg)}
+		refused := recovery.Problemf(recovery.ErrUsage, remedyWhere, "the API refused the query (400) at %s: %s", s.Endpoint(), msg)
+		refused.Err = recovery.ErrBadRequest
+		return &failure{permanent: refused}
 	case code == http.StatusUnauthorized:
 		return &failure{permanent: recovery.Problemf(recovery.ErrInvalidToken, remedyToken,
 			"the API answered 401 for %s %s", s.Endpoint(), msg), unauthorized: true}
