@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,4 +123,51 @@ func TestAPIWrongPortIsASourceProblem(t *testing.T) {
 	if n := strings.Count(r.stderr, "API request failed; retrying"); n != 0 {
 		t.Errorf("retried %d times:\n%s", n, r.stderr)
 	}
+}
+
+// encodedToken is a legacy token with the characters URL and JSON encoders
+// change: + = . (issue 22: such a token echoed URL-encoded by the API was
+// printed whole and stored in the checkpoint's last error).
+const encodedToken = "Enc+0123456789=abcdefghij.klmnopqrst+uvwxyz=ABCDEFGHIJ.KLMNOPQRST+UVWXYZ=="
+
+// assertTokenNowhere fails if the token, in any encoded form, shows in the
+// run's output, its checkpoint or status.
+func assertTokenNowhere(t *testing.T, a apiRun, r result, token string) {
+	t.Helper()
+	cp, err := os.ReadFile(filepath.Join(a.dir, "cp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := runBin(t, a.dir, nil, "status", "--checkpoint", "cp.db")
+	for name, text := range map[string]string{"stdout": r.stdout, "stderr": r.stderr, "checkpoint": string(cp), "status": status.stdout} {
+		if at, shown := mcastest.ShowsSecret(text, token); shown {
+			t.Errorf("the token shows at byte %d of the %s", at, name)
+		}
+	}
+}
+
+func TestAPIEncodedEchoOfTheTokenShowsItNowhere(t *testing.T) {
+	t.Parallel()
+	srv := mcastest.New(t, mcastest.Options{Token: encodedToken, Activities: mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 10})})
+	lower := strings.NewReplacer("%2B", "%2b", "%3D", "%3d")
+
+	// A redirect to a sign-in page with the token in its query, as a
+	// gateway writes it: QueryEscape's %2B, in lower case, PathEscape's.
+	srv.FailNext(1, mcastest.Fault{Status: 302, Location: "https://login.example/?token=" + url.QueryEscape(encodedToken) +
+		"&u=" + lower.Replace(url.QueryEscape(encodedToken)) + "&p=" + url.PathEscape(encodedToken)})
+	a := newAPIRun(t, srv, encodedToken)
+	r := a.run(t, nil, "--log-format", "json", "--verbose")
+	wantCode(t, r, exitUsage)
+	golden(t, "api/redirect-token-encoded/stderr", normalize(lastLine(r.stderr), hostPort(srv.URL)))
+	assertTokenNowhere(t, a, r, encodedToken)
+
+	// An error answer that echoes it JSON-escaped (\u002B) and
+	// percent-encoded, retried, then given up.
+	escaped := strings.NewReplacer("+", `\u002B`, "=", `\u003d`, ".", `\u002E`).Replace(encodedToken)
+	srv.FailNext(2, mcastest.Fault{Status: 500, Body: `{"detail":"upstream refused Token ` + escaped + ` (` + url.QueryEscape(encodedToken) + `)"}`})
+	a = newAPIRun(t, srv, encodedToken)
+	r = a.run(t, nil, "--log-format", "json", "--verbose", "--max-critical-errors", "2")
+	wantCode(t, r, exitTooManyCritical)
+	golden(t, "api/error-echoes-token-encoded/stderr", normalize(lastLine(r.stderr), hostPort(srv.URL)))
+	assertTokenNowhere(t, a, r, encodedToken)
 }

@@ -1,8 +1,11 @@
 package mcas_test
 
 import (
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
+	"net/url"
 	"runtime"
 	"strings"
 	"testing"
@@ -139,6 +142,55 @@ func TestRedirectToTheTokenDoesNotShowIt(t *testing.T) {
 	assertNoSecret(t, token, msg, logs.String())
 	if !strings.Contains(msg, "(bad gateway for Token [REDACTED])") {
 		t.Errorf("message %q does not show the API's message, redacted", msg)
+	}
+}
+
+// encodedToken is a legacy token with the characters URL and JSON
+// encoders change: + = . (64 characters and more of 0-9 A-Z a-z - _ = . +).
+const encodedToken = "Enc+0123456789=abcdefghij.klmnopqrst+uvwxyz=ABCDEFGHIJ.KLMNOPQRST+UVWXYZ=="
+
+func TestEncodedEchoOfTheTokenDoesNotShowIt(t *testing.T) {
+	// The API echoes the token as a URL or JSON encoder writes it:
+	// percent-encoded, in either letter case, JSON-escaped, in base64.
+	// Each form is hidden in the error, the logs, and what the run would
+	// store as its last error.
+	acts, _ := generate(10, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts, Token: encodedToken})
+	lower := strings.NewReplacer("%2B", "%2b", "%3D", "%3d")
+	var jsonEscaped strings.Builder
+	for _, c := range encodedToken {
+		if strings.ContainsRune("+=.", c) {
+			fmt.Fprintf(&jsonEscaped, `\\u%04X`, c)
+		} else {
+			jsonEscaped.WriteRune(c)
+		}
+	}
+	location := "https://login.example/?token=" + url.QueryEscape(encodedToken) + "&lower=" + lower.Replace(url.QueryEscape(encodedToken)) +
+		"&path=" + url.PathEscape(encodedToken) + "&b64=" + base64.URLEncoding.EncodeToString([]byte(encodedToken))
+	srv.FailNext(1, mcastest.Fault{Status: 302, Location: location})
+	redactor := recovery.NewRedactor()
+	src, logs := newSource(t, srv, func(c *mcas.Config) { c.Redactor = redactor })
+	msg := fetchFails(t, srv, src, recovery.Cursor{}, recovery.ErrUsage, 1)
+	assertNoSecret(t, encodedToken, msg, logs.String(), redactor.Redacted(msg).String())
+	// base64's last characters mix the token's last bits with padding.
+	if !strings.Contains(msg, `a redirect to "https://login.example/?token=[REDACTED]&lower=[REDACTED]&path=[REDACTED]&b64=[REDACTED]0="`) {
+		t.Errorf("message %q does not show the redirect, redacted", msg)
+	}
+
+	for name, body := range map[string]string{
+		"JSON escapes":    `{"detail":"bad gateway for Token ` + jsonEscaped.String() + `"}`,
+		"percent-encoded": `{"detail":"upstream said: token=` + lower.Replace(url.QueryEscape(encodedToken)) + `"}`,
+		"base64":          `{"detail":"basic ` + base64.StdEncoding.EncodeToString([]byte("user:"+encodedToken)) + `"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv.FailNext(2, mcastest.Fault{Status: 503, Body: body})
+			src, logs := newSource(t, srv, func(c *mcas.Config) { c.MaxCriticalErrors = 2; c.Redactor = redactor })
+			msg := fetchFails(t, srv, src, recovery.Cursor{}, recovery.ErrTooManyCriticalErrors, 2)
+			assertNoSecret(t, encodedToken, msg, logs.String(), redactor.Redacted(msg).String())
+			if !strings.Contains(msg, "[REDACTED]") {
+				t.Errorf("message %q does not show the API's message, redacted", msg)
+			}
+		})
 	}
 }
 
