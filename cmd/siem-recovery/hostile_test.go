@@ -43,6 +43,8 @@ func TestAPIHostileAnswersEndTheRun(t *testing.T) {
 		{"repeat-filters", mcastest.Fault{RepeatFilters: true}, "1000", exitTooManyCritical},
 		{"overfill", mcastest.Fault{Overfill: 1_000_000}, "1000", exitTooManyCritical},
 		{"cursor-stuck", mcastest.Fault{IgnoreStart: true}, "100", exitTooManyCritical},
+		{"rewind", mcastest.Fault{Rewind: true}, "1000", exitTooManyCritical},
+		{"scan-went-back", mcastest.Fault{IgnoreStart: true}, "1000", exitTooManyCritical},
 		{"internal-error", mcastest.Fault{Status: 418, Body: forged}, "1000", exitGeneral},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,6 +80,44 @@ func TestAPIHostileAnswersEndTheRun(t *testing.T) {
 			}
 			assertCleanOutput(t, st.LastError)
 		})
+	}
+}
+
+// An API that answers every page with nothing in it, "hasNext": true and
+// a continuation new each time would be followed forever (issue 22: 450
+// requests in 20 s, never ending): the fourth such answer in a row is
+// malformed, and so is its retry's.
+func TestAPIEmptyPagesWithoutEndEndTheRun(t *testing.T) {
+	t.Parallel()
+	srv := mcastest.New(t, mcastest.Options{Activities: mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 3000})})
+	srv.FailEvery(1, mcastest.Fault{EmptyNext: true}) // every scan request; the count is answered
+	a := newAPIRun(t, srv, srv.Token())
+	r := a.run(t, nil, "--page-size", "1000", "--max-duration", "1m")
+	wantCode(t, r, exitTooManyCritical)
+	golden(t, "api/hostile-empty-pages/stderr", normalize(lastLine(r.stderr), hostPort(srv.URL)))
+	// The count, three empty pages followed, and two refused.
+	if got := srv.Stats().Requests; got != 6 {
+		t.Errorf("%d API requests, want 6", got)
+	}
+	if st := statusJSON(t, a.dir, "cp.db"); st.Sent != 0 || st.State != "failed" {
+		t.Errorf("status %+v: want failed, nothing sent", st)
+	}
+}
+
+// Activities the API lists twice, within a page or across a page
+// boundary, reach the file once.
+func TestAPIActivitiesListedAgainAreSentOnce(t *testing.T) {
+	t.Parallel()
+	acts := mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 3000})
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	srv.FailEvery(2, mcastest.Fault{Repeat: true})
+	a := newAPIRun(t, srv, srv.Token())
+	r := a.run(t, nil, "--page-size", "500")
+	wantCode(t, r, 0)
+	assertDelivered(t, filepath.Join(a.dir, "out.jsonl"), acts)
+	wantStderr(t, r, "the API listed activities again (within a page, or from the page before); dropped the repeats")
+	if st := statusJSON(t, a.dir, "cp.db"); st.Sent != 3000 {
+		t.Errorf("status says %d sent, want 3000", st.Sent)
 	}
 }
 

@@ -51,6 +51,13 @@ type call struct {
 	// at: a full page that ends before it leaves the cursor where it was.
 	by  recovery.TimeField
 	gte int64
+	// reached is where a scan stands (on field by; 0: not known): a page
+	// that ends before it went back.
+	reached int64
+	// chain is what the reader remembers of the pages before (nil for a
+	// count or a probe): a continuation it followed, a run of empty
+	// answers, activities listed again.
+	chain *chain
 }
 
 // answer is a 200 answer of the activities API.
@@ -58,10 +65,32 @@ type answer struct {
 	HasNext          *bool
 	NextQueryFilters json.RawMessage
 	Total            *int64
-	activities       []recovery.Activity // "data", decoded
+	listed           []recovery.Activity // "data", decoded
+	// activities are those listed, without those the API listed again
+	// (repeated of them): within the answer, or from the page before.
+	activities []recovery.Activity
+	repeated   int
 }
 
 func (a *answer) hasNext() bool { return a.HasNext != nil && *a.HasNext }
+
+// reached is the time, on field by, of the answer's last activity (0 for
+// none): the answers of a listing are sorted on it, oldest first.
+func (a *answer) reached(by recovery.TimeField) int64 {
+	if n := len(a.listed); n > 0 {
+		return by.Of(a.listed[n-1])
+	}
+	return 0
+}
+
+// ids are the ids of the activities listed.
+func (a *answer) ids() []string {
+	ids := make([]string, len(a.listed))
+	for i, act := range a.listed {
+		ids[i] = act.ID
+	}
+	return ids
+}
 
 // failure is why one request failed. A failure with permanent set ends
 // the fetch with that error; the others are retried: throttled ones
@@ -303,7 +332,7 @@ func (s *Source) readAnswer(body io.Reader, c call) (*answer, error) {
 				return nil, malformed(`the answer has two "data" lists`)
 			}
 			sawData = true
-			if ans.activities, err = s.readActivities(dec, c.limit); err != nil {
+			if ans.listed, err = s.readActivities(dec, c.limit); err != nil {
 				return nil, err
 			}
 		case "hasNext":
@@ -373,13 +402,13 @@ func (s *Source) readActivities(dec *json.Decoder, limit int) ([]recovery.Activi
 	return acts, nil
 }
 
-// check tells whether ans can be the answer to c: one whose continuation
-// moves on.
+// check tells whether ans can be the answer to c: one that moves on, in
+// scan mode to a continuation the reader never followed, and not past
+// more than maxEmptyAnswers answers in a row that list nothing new. It
+// drops the activities the API listed again (answer.activities).
 func (c call) check(ans *answer) error {
-	if c.scan {
-		if !ans.hasNext() {
-			return nil
-		}
+	ans.activities = ans.listed
+	if c.scan && ans.hasNext() {
 		next := bytes.TrimSpace(ans.NextQueryFilters)
 		if len(next) == 0 || next[0] != '{' {
 			return malformed(`the answer has "hasNext": true but no "nextQueryFilters" object`)
@@ -387,15 +416,42 @@ func (c call) check(ans *answer) error {
 		if bytes.Equal(compact(next), compact(c.filters)) {
 			return malformed(`the answer's "nextQueryFilters" are the filters it was asked with: following them would list the same page forever`)
 		}
+		if c.chain != nil && c.chain.followed(compact(next)) {
+			return malformed(`the answer's "nextQueryFilters" are a continuation this pass followed before: following them would list its pages again`)
+		}
+	}
+	if c.scan && c.reached > 0 {
+		if last := ans.reached(c.by); len(ans.listed) > 0 && last < c.reached {
+			return malformed("the answer's activities end at %s, before %s, where the scan stood on %s: its continuation went back",
+				recovery.FormatMillis(last), recovery.FormatMillis(c.reached), c.by)
+		}
+	}
+	if !c.scan && !ans.lastPlainPage(c.limit) {
+		acts := ans.listed
+		if last := c.by.Of(acts[len(acts)-1]); last < c.gte {
+			return malformed("a full page of %d activities ends at %s, before the %s asked for (%s): the %s cursor cannot advance",
+				len(acts), recovery.FormatMillis(last), c.by, recovery.FormatMillis(c.gte), c.by)
+		}
+	}
+	if c.chain == nil {
 		return nil
 	}
-	if ans.lastPlainPage(c.limit) {
-		return nil
+	repeats := c.chain.repeats(ans.ids())
+	kept := ans.listed[:0:0]
+	for i, a := range ans.listed {
+		if repeats[i] {
+			ans.repeated++
+			continue
+		}
+		kept = append(kept, a)
 	}
-	acts := ans.activities
-	if last := c.by.Of(acts[len(acts)-1]); last < c.gte {
-		return malformed("a full page of %d activities ends at %s, before the %s asked for (%s): the %s cursor cannot advance",
-			len(acts), recovery.FormatMillis(last), c.by, recovery.FormatMillis(c.gte), c.by)
+	if ans.repeated > 0 {
+		ans.activities = kept
+	}
+	if c.scan && ans.hasNext() && len(ans.activities) == 0 {
+		if n := c.chain.emptyAnswers() + 1; n > maxEmptyAnswers {
+			return malformed(`%d answers in a row listed no new activity yet said "hasNext": true: following them may never end`, n)
+		}
 	}
 	return nil
 }
@@ -403,7 +459,7 @@ func (c call) check(ans *answer) error {
 // lastPlainPage tells whether a plain page of at most limit activities
 // ends the listing: it is not full, or says no more follow.
 func (a *answer) lastPlainPage(limit int) bool {
-	return len(a.activities) < limit || a.HasNext != nil && !*a.HasNext
+	return len(a.listed) < limit || a.HasNext != nil && !*a.HasNext
 }
 
 // expectDelim reads the next token, which must be delim.

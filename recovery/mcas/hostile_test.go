@@ -23,7 +23,7 @@ import (
 
 // fetchFails fetches the page at cur, which must fail with kind after
 // exactly requests requests, delivering nothing; it returns the message.
-func fetchFails(t *testing.T, srv *mcastest.Server, src *mcas.Source, cur recovery.Cursor, kind error, requests int) string {
+func fetchFails(t *testing.T, srv *mcastest.Server, src recovery.Source, cur recovery.Cursor, kind error, requests int) string {
 	t.Helper()
 	before := srv.Stats().Requests
 	page, err := src.Fetch(ctxFor(t, 20*time.Second), cur)
@@ -319,4 +319,138 @@ func TestEntraSecretsReachTheRunsRedactor(t *testing.T) {
 	e.api.FailNext(1, mcastest.Fault{Status: 418, Body: `{"detail":"refused Bearer ` + strings.ToUpper(token) + `"}`})
 	msg := fetchFails(t, e.api, src, recovery.Cursor{}, recovery.ErrInternal, 1)
 	assertNoSecret(t, token, msg, logs.String())
+}
+
+// Loops an API can make (issue 22): a continuation pointing back to an
+// earlier page, a page that lies before where the scan stood, answers with
+// nothing in them that say more follow, and activities listed again.
+
+func TestContinuationFollowedBeforeIsMalformed(t *testing.T) {
+	t.Parallel()
+	acts, want := generate(3000, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	src, logs := newSource(t, srv, func(c *mcas.Config) { c.PageSize = 500 })
+
+	// Once is a glitch: the retry gets the proper continuation, and the
+	// window is delivered exactly once.
+	first, err := src.Fetch(ctxFor(t, 10*time.Second), recovery.Cursor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.FailNext(1, mcastest.Fault{Rewind: true})
+	d, err := drain(ctxFor(t, 20*time.Second), t, src, first.Next, 0)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	assertExactlyOnce(t, append(idsOf(first), d.ids...), want)
+
+	// Always: the third page's answer points back to the second page,
+	// whose continuation the scan followed a page ago: nothing of it is
+	// delivered, and the fetch ends at the second such answer.
+	lane := src.Over(recovery.Scope{Window: testWindow})
+	d, err = drain(ctxFor(t, 10*time.Second), t, lane, recovery.Cursor{}, 2)
+	if err != nil || len(d.pages) != 2 || d.pages[1].Last {
+		t.Fatalf("two pages: %d pages, %v", len(d.pages), err)
+	}
+	srv.FailNext(100, mcastest.Fault{Rewind: true})
+	msg := fetchFails(t, srv, lane, d.next, recovery.ErrTooManyCriticalErrors, 2)
+	for _, want := range []string{"the last two got the same malformed answer", `"nextQueryFilters" are a continuation this pass followed before`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+}
+
+func TestPageBeforeWhereTheScanStoodIsMalformed(t *testing.T) {
+	t.Parallel()
+	// A continuation never seen before, whose page lists from the
+	// window's start again: it went back, and would send the first pages
+	// again.
+	acts, _ := generate(3000, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	src, _ := newSource(t, srv, func(c *mcas.Config) { c.PageSize = 500 })
+	d, err := drain(ctxFor(t, 10*time.Second), t, src, recovery.Cursor{}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.FailNext(100, mcastest.Fault{IgnoreStart: true})
+	msg := fetchFails(t, srv, src, d.next, recovery.ErrTooManyCriticalErrors, 2)
+	if !strings.Contains(msg, "where the scan stood on date: its continuation went back") {
+		t.Errorf("message %q does not say the page went back", msg)
+	}
+}
+
+func TestEmptyAnswersThatSayMoreFollowAreBounded(t *testing.T) {
+	t.Parallel()
+	acts, want := generate(1500, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	src, logs := newSource(t, srv, func(c *mcas.Config) { c.PageSize = 500 })
+
+	// Three in a row are followed: each a page with nothing, the scan
+	// where it stood.
+	first, err := src.Fetch(ctxFor(t, 10*time.Second), recovery.Cursor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.FailNext(3, mcastest.Fault{EmptyNext: true})
+	d, err := drain(ctxFor(t, 20*time.Second), t, src, first.Next, 0)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	assertExactlyOnce(t, append(idsOf(first), d.ids...), want)
+	if empty := d.pages[:3]; empty[0].Progress != first.Progress || len(d.pages) != 6 {
+		t.Errorf("%d pages after the first; the first empty one at %v, want %v", len(d.pages), empty[0].Progress, first.Progress)
+	}
+
+	// The fourth in a row is malformed, and so is the answer to its
+	// retry: the fetch ends there, after 3 + 2 requests.
+	first, err = src.Fetch(ctxFor(t, 10*time.Second), recovery.Cursor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.FailNext(100, mcastest.Fault{EmptyNext: true})
+	before := srv.Stats().Requests
+	_, err = drain(ctxFor(t, 20*time.Second), t, src, first.Next, 0)
+	if !errors.Is(err, recovery.ErrTooManyCriticalErrors) {
+		t.Fatalf("error %v, want ErrTooManyCriticalErrors", err)
+	}
+	if got := srv.Stats().Requests - before; got != 5 {
+		t.Errorf("%d requests, want 5", got)
+	}
+	for _, want := range []string{"the last two got the same malformed answer", `4 answers in a row listed no new activity yet said "hasNext": true`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q lacks %q", err, want)
+		}
+	}
+}
+
+func TestActivitiesListedAgainAreSentOnce(t *testing.T) {
+	t.Parallel()
+	for _, paging := range []mcas.Paging{mcas.PagingScan, mcas.PagingPlain} {
+		t.Run(paging.String(), func(t *testing.T) {
+			// Every other answer lists its first activity twice and, in
+			// scan mode, the last of the page before again.
+			acts, want := generate(2000, 0, 0)
+			srv := mcastest.New(t, mcastest.Options{Activities: acts})
+			srv.FailEvery(2, mcastest.Fault{Repeat: true})
+			src, logs := newSource(t, srv, func(c *mcas.Config) {
+				if c.Paging = paging; paging == mcas.PagingScan {
+					c.PageSize = 500
+				}
+			})
+			drainAll(t, src, 30*time.Second, want, logs.String)
+			if !strings.Contains(logs.String(), "the API listed activities again (within a page, or from the page before); dropped the repeats") {
+				t.Errorf("the repeats are not reported:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// idsOf is the ids of a page's activities.
+func idsOf(p recovery.Page) []string {
+	ids := make([]string, len(p.Activities))
+	for i, a := range p.Activities {
+		ids[i] = a.ID
+	}
+	return ids
 }

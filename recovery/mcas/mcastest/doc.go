@@ -49,8 +49,11 @@
 //     Hostile answers too: a scan answer whose nextQueryFilters are its
 //     own request's filters (RepeatFilters), one with millions of
 //     activities more than the limit, made as they are written
-//     (Overfill), and a listing that ignores the window's start
-//     (IgnoreStart).
+//     (Overfill), a listing that ignores the window's start
+//     (IgnoreStart), a continuation pointing back to an earlier page
+//     (Rewind), empty answers that say more follow with a new
+//     continuation each time (EmptyNext), and activities listed twice,
+//     within a page and across a page boundary (Repeat).
 //   - Answer time: Options.AnswerTime holds back every answer to a
 //     listing or a count, as a real tenant takes seconds to answer a page;
 //     requests side by side (scan lanes) are held side by side, and

@@ -105,6 +105,21 @@ type Fault struct {
 	// had no lower bound, so that a page can lie before the time asked for
 	// (and before the window).
 	IgnoreStart bool
+	// Rewind makes a scan answer carry its page with "hasNext": true and,
+	// as nextQueryFilters, the filters of the last scan request before it
+	// whose filters were not its own: a continuation pointing back to an
+	// earlier page, which a client that follows it lists again.
+	Rewind bool
+	// EmptyNext answers a scan request with no activity, "hasNext": true
+	// and nextQueryFilters that are new every time (the request's with a
+	// counter under a private key the server ignores): a client that
+	// follows it asks forever.
+	EmptyNext bool
+	// Repeat makes an answer list its first activity twice and, in scan
+	// mode, begin with the last activity of the scan answer before it
+	// again; it lists that many fewer activities otherwise, so that it
+	// stays within the limit asked for.
+	Repeat bool
 }
 
 type faultRule struct {
@@ -173,6 +188,13 @@ type Server struct {
 	budgetStart time.Time
 	budgetUsed  int
 	accepted    map[string]time.Time // AcceptToken: bearer token → expiry
+	// scans are the filters of the scan requests answered, the latest
+	// last (a few: Rewind goes back one page); lastListed is the last
+	// activity of the latest scan answer (Repeat).
+	scans      []json.RawMessage
+	lastListed *record
+	lastBefore *record // the last activity of the scan answer before the latest
+	emptyPages int     // EmptyNext's counter
 }
 
 type record struct {
@@ -403,6 +425,9 @@ type query struct {
 	Skip          *int            `json:"skip"`
 	Limit         *int            `json:"limit"`
 	IsScan        bool            `json:"isScan"`
+	// fewer is how many activities fewer than the limit a page lists
+	// (Fault.Repeat makes room for its repeats).
+	fewer int
 }
 
 func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
@@ -614,12 +639,83 @@ func (s *Server) answer(q query, f Fault) (answer, int, string) {
 	if f.IgnoreStart {
 		c.date.lo, c.created.lo = math.MinInt64, math.MinInt64
 	}
+	if f.Repeat {
+		q.fewer = 1
+		if q.IsScan {
+			q.fewer = 2
+		}
+	}
+	if f.EmptyNext && q.IsScan {
+		return s.emptyPage(q)
+	}
 	a, status, msg := s.list(q, c)
-	if status == http.StatusOK && f.RepeatFilters && q.IsScan {
+	if status != http.StatusOK {
+		return a, status, msg
+	}
+	previous := s.scanned(q, a)
+	switch {
+	case f.RepeatFilters && q.IsScan:
 		a.hasNext, a.next = true, q.Filters
+	case f.Rewind && q.IsScan && previous != nil:
+		a.hasNext, a.next = true, previous
+	}
+	if f.Repeat && len(a.data) > 0 {
+		repeated := []record{a.data[0], a.data[0]}
+		if q.IsScan && previous != nil && s.lastBefore != nil {
+			repeated = append([]record{*s.lastBefore}, repeated...)
+		}
+		a.data = append(repeated, a.data[1:]...)
 	}
 	a.extra = f.Overfill
 	return a, status, msg
+}
+
+// scanned records the scan answer a to q, and returns the filters of the
+// last scan request before it whose filters were not q's (nil for none).
+// It keeps the last activity the answer before it listed in lastBefore.
+func (s *Server) scanned(q query, a answer) json.RawMessage {
+	if !q.IsScan {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var previous json.RawMessage
+	for i := len(s.scans) - 1; i >= 0; i-- {
+		if !bytes.Equal(s.scans[i], q.Filters) {
+			previous = s.scans[i]
+			break
+		}
+	}
+	if n := len(s.scans); n == 0 || !bytes.Equal(s.scans[n-1], q.Filters) {
+		s.scans = append(s.scans[max(0, n-3):], bytes.Clone(q.Filters))
+	}
+	s.lastBefore = s.lastListed
+	if len(a.data) > 0 {
+		last := a.data[len(a.data)-1]
+		s.lastListed = &last
+	}
+	return previous
+}
+
+// emptyPage is EmptyNext's answer to q: nothing, more to follow, and a
+// continuation never given before.
+func (s *Server) emptyPage(q query) (answer, int, string) {
+	s.mu.Lock()
+	s.emptyPages++
+	n := s.emptyPages
+	s.mu.Unlock()
+	top := map[string]json.RawMessage{}
+	if f := bytes.TrimSpace(q.Filters); len(f) > 0 && string(f) != "null" {
+		if err := json.Unmarshal(f, &top); err != nil {
+			return answer{}, http.StatusBadRequest, err.Error()
+		}
+	}
+	top[emptyPageKey] = json.RawMessage(strconv.Itoa(n))
+	next, err := marshalSorted(top)
+	if err != nil {
+		return answer{}, http.StatusInternalServerError, err.Error()
+	}
+	return answer{hasNext: true, next: next}, http.StatusOK, ""
 }
 
 func (s *Server) list(q query, c conditions) (answer, int, string) {
@@ -664,6 +760,7 @@ func (s *Server) plain(q query, c conditions, by field, desc bool) (answer, int,
 	case skip+limit > 5000:
 		return answer{}, http.StatusBadRequest, fmt.Sprintf("skip %d + limit %d: at most 5000 without isScan", skip, limit)
 	}
+	limit = max(limit-q.fewer, 1)
 	var listed []record
 	s.each(c, by, desc, func(r record) bool {
 		listed = append(listed, r)
@@ -701,6 +798,7 @@ func (s *Server) scan(q query, c conditions, by field, desc bool) (answer, int, 
 	if q.Skip != nil && *q.Skip != 0 {
 		return answer{}, http.StatusBadRequest, "skip is not supported with isScan"
 	}
+	limit -= q.fewer
 	var a answer
 	s.each(c, by, desc, func(r record) bool {
 		a.data = append(a.data, r)
