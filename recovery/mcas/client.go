@@ -2,6 +2,7 @@ package mcas
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,16 +19,6 @@ import (
 	"unicode/utf8"
 
 	"siem-recovery/recovery"
-)
-
-// Bounds of what is read of one answer. The activities are read one at a
-// time and counted, so a page never holds more than the limit asked for;
-// maxAnswer bounds the bytes besides (a few huge activities): 5000
-// activities of 25 KiB each, several times what real ones weigh. An error
-// answer needs only its first words.
-const (
-	maxAnswer      = 128 << 20
-	maxErrorAnswer = 64 << 10
 )
 
 // errBadRequest marks a 400 answer: the API refused the request itself,
@@ -98,6 +89,7 @@ func (a *answer) ids() []string {
 type failure struct {
 	reason     string // short and stable, logged once per streak: "HTTP 503", "timeout", …
 	cause      error
+	remedy     string // of the error when this failure ends the fetch; "" for remedyRetry
 	throttled  bool
 	retryAfter time.Duration
 	permanent  error
@@ -192,15 +184,16 @@ func (s *Source) post(ctx context.Context, c call) (*answer, int, error) {
 			attrs = append(attrs, "retry_after", f.retryAfter)
 		} else {
 			n, exhausted := s.budget.failed()
+			remedy := cmp.Or(f.remedy, remedyRetry)
 			if exhausted {
-				return nil, requests, recovery.Problemf(recovery.ErrTooManyCriticalErrors, remedyRetry,
+				return nil, requests, recovery.Problemf(recovery.ErrTooManyCriticalErrors, remedy,
 					"%d consecutive API requests to %s failed; the last: %s: %w", n, s.Endpoint(), f.reason, f.cause)
 			}
 			// The same request answered twice with the same malformed
 			// answer will be answered so every time: waiting minutes for
 			// the count to run out would mend nothing.
 			if f.reason == reasonMalformed && f.cause.Error() == lastMalformed {
-				return nil, requests, recovery.Problemf(recovery.ErrTooManyCriticalErrors, remedyRetry,
+				return nil, requests, recovery.Problemf(recovery.ErrTooManyCriticalErrors, remedy,
 					"%d consecutive API requests to %s failed; the last two got the same malformed answer, which retrying does not mend: %w", n, s.Endpoint(), f.cause)
 			}
 			attrs = append(attrs, "critical_errors", n, "max_critical_errors", s.budget.maxCritical)
@@ -259,7 +252,13 @@ func (s *Source) once(ctx context.Context, authorization string, c call) (*answe
 
 	code := resp.StatusCode
 	if code == http.StatusOK {
-		ans, err := s.readAnswer(http.MaxBytesReader(nil, resp.Body, s.maxAnswer), c)
+		// The transport asked for gzip and inflates it; any other coding
+		// was not asked for, and is not JSON.
+		if enc := resp.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+			return nil, malformed("the answer is encoded as %q, which was not asked for", s.show(cut(enc, 40)))
+		}
+		body := &answerReader{r: resp.Body, max: s.maxAnswer, inflated: resp.Uncompressed}
+		ans, err := s.readAnswer(body, c)
 		if err != nil {
 			return nil, s.answerFailure(ctx, err)
 		}
@@ -295,15 +294,12 @@ func (s *Source) once(ctx context.Context, authorization string, c call) (*answe
 func (s *Source) answerFailure(ctx context.Context, err error) error {
 	var (
 		f      *failure
-		tooBig *http.MaxBytesError
 		syntax *json.SyntaxError
 		typ    *json.UnmarshalTypeError
 	)
 	switch {
 	case errors.As(err, &f):
 		return f
-	case errors.As(err, &tooBig):
-		return malformed("the answer is larger than %d MiB", tooBig.Limit>>20)
 	case errors.As(err, &syntax), errors.As(err, &typ), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return malformed("the answer is not the expected JSON: %s", s.show(err.Error()))
 	}
@@ -314,14 +310,19 @@ func (s *Source) answerFailure(ctx context.Context, err error) error {
 // decoded one by one and counted, so an answer with more than the limit
 // asked for is refused at the first one too many, holding no more than a
 // page. A complete answer must also be a possible answer to c.
-func (s *Source) readAnswer(body io.Reader, c call) (*answer, error) {
+func (s *Source) readAnswer(body *answerReader, c call) (*answer, error) {
 	dec := json.NewDecoder(body)
 	if err := expectDelim(dec, '{'); err != nil {
 		return nil, err
 	}
 	var ans answer
 	sawData := false
-	for dec.More() {
+	for {
+		// Each member (its key, then its value) is bounded as one value.
+		body.value(dec.InputOffset(), "a member of the answer")
+		if !dec.More() {
+			break
+		}
 		tok, err := dec.Token()
 		if err != nil {
 			return nil, err
@@ -332,7 +333,7 @@ func (s *Source) readAnswer(body io.Reader, c call) (*answer, error) {
 				return nil, malformed(`the answer has two "data" lists`)
 			}
 			sawData = true
-			if ans.listed, err = s.readActivities(dec, c.limit); err != nil {
+			if ans.listed, err = s.readActivities(dec, body, c.limit); err != nil {
 				return nil, err
 			}
 		case "hasNext":
@@ -351,6 +352,7 @@ func (s *Source) readAnswer(body io.Reader, c call) (*answer, error) {
 	if err := expectDelim(dec, '}'); err != nil {
 		return nil, err
 	}
+	body.value(dec.InputOffset(), "what follows the answer")
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, malformed("the answer goes on after its JSON object")
 	}
@@ -364,8 +366,8 @@ func (s *Source) readAnswer(body io.Reader, c call) (*answer, error) {
 }
 
 // readActivities decodes the "data" list, refusing more than limit
-// activities.
-func (s *Source) readActivities(dec *json.Decoder, limit int) ([]recovery.Activity, error) {
+// activities, and any one larger than MaxActivity (body bounds each).
+func (s *Source) readActivities(dec *json.Decoder, body *answerReader, limit int) ([]recovery.Activity, error) {
 	if err := expectDelim(dec, '['); err != nil {
 		return nil, err
 	}
@@ -374,7 +376,11 @@ func (s *Source) readActivities(dec *json.Decoder, limit int) ([]recovery.Activi
 		d    recovery.Decoder
 		raw  json.RawMessage // read into again when the pages keep no Raw
 	)
-	for dec.More() {
+	for {
+		body.value(dec.InputOffset(), fmt.Sprintf("activity %d of the answer", len(acts)))
+		if !dec.More() {
+			break
+		}
 		if len(acts) == limit {
 			return nil, malformed("the answer holds more activities than the %d asked for", limit)
 		}

@@ -110,14 +110,93 @@ func TestPlainCursorThatCannotAdvanceStops(t *testing.T) {
 func TestAnswerLargerThanTheCapIsMalformed(t *testing.T) {
 	t.Parallel()
 	// A page within the limit, but larger than the byte cap (lowered to
-	// 1 MiB here from 128 MiB): nothing past the cap is read.
+	// 1 MiB here from 64 MiB): nothing past the cap is read.
 	acts, _ := generate(3000, 0, 0)
 	srv := mcastest.New(t, mcastest.Options{Activities: acts})
 	src, _ := newSource(t, srv, nil)
 	mcas.SetMaxAnswer(src, 1<<20)
 	msg := fetchFails(t, srv, src, recovery.Cursor{}, recovery.ErrTooManyCriticalErrors, 2)
-	if !strings.Contains(msg, "the answer is larger than 1 MiB") {
+	if !strings.Contains(msg, "the answer is larger than 1 MiB; give a smaller --page-size") {
+		t.Errorf("message %q does not name the cap and the remedy", msg)
+	}
+}
+
+// allocated is how many bytes fn allocated.
+func allocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+func TestHugeActivityIsMalformedAndNotReadWhole(t *testing.T) {
+	// One activity of 120 MiB (issue 22: accepted, written as one line,
+	// and 1.07 GB of RSS), as it is and gzipped (about 120 KiB on the
+	// wire), and a gzip bomb: a GiB of one string in about a MiB. Each
+	// is refused once its activity passes 1 MiB: the decoder never
+	// buffers more.
+	acts, _ := generate(600, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	for _, tc := range []struct {
+		name  string
+		fault mcastest.Fault
+		want  string
+	}{
+		{"plain", mcastest.Fault{Pad: 120 << 20}, "activity 0 of the answer is larger than 1 MiB; run again later"},
+		{"gzip", mcastest.Fault{Pad: 120 << 20, Gzip: true}, "activity 0 of the answer is larger than 1 MiB once inflated (the API sent it gzipped)"},
+		{"gzip bomb", mcastest.Fault{Pad: 1 << 30, PadField: "description", Gzip: true}, "activity 0 of the answer is larger than 1 MiB once inflated"},
+		{"member", mcastest.Fault{Status: 200, Body: `{"hasNext":false,"huge":"` + strings.Repeat("y", 2<<20) + `","data":[]}`}, "a member of the answer is larger than 1 MiB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, _ := newSource(t, srv, func(c *mcas.Config) { c.PageSize = 500 })
+			srv.FailNext(2, tc.fault)
+			var msg string
+			alloc := allocated(func() { msg = fetchFails(t, srv, src, recovery.Cursor{}, recovery.ErrTooManyCriticalErrors, 2) })
+			srv.ClearFaults()
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("message %q lacks %q", msg, tc.want)
+			}
+			t.Logf("allocated %d KiB for two refused answers", alloc>>10)
+			if alloc > 32<<20 {
+				t.Errorf("allocated %d MiB for two answers refused at 1 MiB", alloc>>20)
+			}
+		})
+	}
+}
+
+func TestGzipAnswersAreCappedInflated(t *testing.T) {
+	acts, want := generate(3000, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+
+	// A gzipped answer is read as any other.
+	srv.FailEvery(1, mcastest.Fault{Gzip: true})
+	src, logs := newSource(t, srv, func(c *mcas.Config) { c.PageSize = 500 })
+	drainAll(t, src, 20*time.Second, want, logs.String)
+	srv.ClearFaults()
+
+	// A bomb of activities of just under 1 MiB each, about 8 KiB each on
+	// the wire: refused at the cap (lowered to 8 MiB here) on the bytes
+	// inflated, having held no more than the cap.
+	srv.FailNext(2, mcastest.Fault{Gzip: true, Pad: 1<<20 - 2048, Overfill: 1000})
+	src, _ = newSource(t, srv, func(c *mcas.Config) { c.PageSize = 500 })
+	mcas.SetMaxAnswer(src, 8<<20)
+	var msg string
+	alloc := allocated(func() { msg = fetchFails(t, srv, src, recovery.Cursor{}, recovery.ErrTooManyCriticalErrors, 2) })
+	if !strings.Contains(msg, "the answer is larger than 8 MiB once inflated (the API sent it gzipped); give a smaller --page-size") {
 		t.Errorf("message %q does not name the cap", msg)
+	}
+	t.Logf("allocated %d MiB for two refused answers", alloc>>20)
+	if alloc > 64<<20 {
+		t.Errorf("allocated %d MiB for two answers refused at 8 MiB", alloc>>20)
+	}
+
+	// An encoding the client did not ask for is not JSON: malformed.
+	srv.FailNext(2, mcastest.Fault{ContentEncoding: "br"})
+	msg = fetchFails(t, srv, src, recovery.Cursor{}, recovery.ErrTooManyCriticalErrors, 2)
+	if !strings.Contains(msg, `the answer is encoded as "br", which was not asked for`) {
+		t.Errorf("message %q does not name the encoding", msg)
 	}
 }
 

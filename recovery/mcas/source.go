@@ -171,7 +171,7 @@ func New(cfg Config) (*Source, error) {
 		timeout:   orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
 		retryMin:  orDefault(cfg.RetryInitial, DefaultRetryInitial),
 		retryMax:  orDefault(cfg.RetryMax, DefaultRetryMax),
-		maxAnswer: maxAnswer,
+		maxAnswer: MaxAnswer,
 		leaveRaw:  cfg.LeaveRaw,
 		log:       cfg.Logger,
 		redactor:  cfg.Redactor,

@@ -3,6 +3,8 @@ package mcastest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
+	"compress/gzip"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -120,6 +122,21 @@ type Fault struct {
 	// again; it lists that many fewer activities otherwise, so that it
 	// stays within the limit asked for.
 	Repeat bool
+
+	// Pad makes each activity of a 200 answer this many bytes larger: a
+	// member PadField ("padding" when empty) of that many x's, first in
+	// the object (where a key given twice counts, for the API's readers).
+	// It is made as it is written, never held: one activity of 120 MiB,
+	// or, with Gzip, a bomb of a GiB in a MiB on the wire, costs the
+	// server nothing.
+	Pad      int64
+	PadField string
+	// Gzip sends a 200 answer gzipped, with "Content-Encoding: gzip",
+	// whatever the request asked for.
+	Gzip bool
+	// ContentEncoding sends a 200 answer (not encoded) with this
+	// Content-Encoding: one the client did not ask for.
+	ContentEncoding string
 }
 
 type faultRule struct {
@@ -504,7 +521,19 @@ func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
 		rec.error(status, msg)
 		return
 	}
-	rec.json(ans)
+	ans.pad, ans.padField = f.Pad, cmp.Or(f.PadField, "padding")
+	switch {
+	case f.Gzip:
+		rec.Header().Set("Content-Encoding", "gzip")
+		gz, _ := gzip.NewWriterLevel(rec, gzip.BestSpeed)
+		rec.json(ans, gz)
+		_ = gz.Close()
+	case f.ContentEncoding != "":
+		rec.Header().Set("Content-Encoding", f.ContentEncoding)
+		fallthrough
+	default:
+		rec.json(ans, rec)
+	}
 }
 
 func (s *Server) authorized(header string) bool {
@@ -628,6 +657,9 @@ type answer struct {
 	data    []record
 	next    json.RawMessage // nil: no nextQueryFilters
 	extra   int             // Fault.Overfill: activities made up after data
+	// pad and padField are Fault.Pad and Fault.PadField.
+	pad      int64
+	padField string
 }
 
 // answer lists what q asks for, as the hostile faults of f change it.
@@ -877,49 +909,66 @@ func (r *recorder) error(code int, msg string) {
 	_, _ = r.Write(b)
 }
 
-func (r *recorder) json(a answer) {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `{"total":%d,"hasNext":%t,"data":[`, a.total, a.hasNext)
-	for i, rec := range a.data {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.Write(rec.json())
-	}
-	r.returned = len(a.data)
+// json writes the 200 answer a to w: r itself, or an encoder over it.
+// The activities are written as stored, or padded (answer.pad) and made
+// up (answer.extra) as they are written, so that an answer of any size is
+// never held whole; writing stops when the client stops reading.
+func (r *recorder) json(a answer, w io.Writer) {
+	r.returned = len(a.data) + a.extra
 	r.Header().Set("Content-Type", "application/json")
 	r.WriteHeader(http.StatusOK)
-	if a.extra > 0 {
-		// Made up as they are written: the answer is never held whole.
-		var ts int64
-		if len(a.data) > 0 {
-			ts = a.data[len(a.data)-1].ts
+	bw := bufio.NewWriterSize(w, 64<<10)
+	fmt.Fprintf(bw, `{"total":%d,"hasNext":%t,"data":[`, a.total, a.hasNext)
+	var ts int64
+	if len(a.data) > 0 {
+		ts = a.data[len(a.data)-1].ts
+	}
+	var item []byte
+	for i := range len(a.data) + a.extra {
+		if i > 0 {
+			bw.WriteByte(',')
 		}
-		w := bufio.NewWriterSize(r, 64<<10)
-		_, _ = w.Write(b.Bytes())
-		b.Reset()
-		var item []byte
-		for i := range a.extra {
-			item = item[:0]
-			if i > 0 || len(a.data) > 0 {
-				item = append(item, ',')
-			}
-			item = strconv.AppendInt(append(item, `{"_id":"overfill-`...), int64(i), 10)
+		if i < len(a.data) {
+			item = append(item[:0], a.data[i].json()...)
+		} else {
+			item = strconv.AppendInt(append(item[:0], `{"_id":"overfill-`...), int64(i-len(a.data)), 10)
 			item = strconv.AppendInt(append(item, `","timestamp":`...), ts, 10)
-			if _, err := w.Write(append(item, '}')); err != nil {
+			item = append(item, '}')
+		}
+		if a.pad > 0 && len(item) > 1 {
+			if writePadding(bw, a.padField, a.pad) != nil {
 				return // the client stopped reading
 			}
+			item = item[1:]
+			if item[0] != '}' {
+				bw.WriteByte(',')
+			}
 		}
-		if w.Flush() != nil {
+		if _, err := bw.Write(item); err != nil {
 			return
 		}
 	}
-	b.WriteByte(']')
+	bw.WriteByte(']')
 	if a.next != nil {
-		b.WriteString(`,"nextQueryFilters":`)
-		b.Write(a.next)
+		bw.WriteString(`,"nextQueryFilters":`)
+		bw.Write(a.next)
 	}
-	b.WriteByte('}')
-	r.returned += a.extra
-	_, _ = r.Write(b.Bytes())
+	bw.WriteByte('}')
+	_ = bw.Flush()
+}
+
+// writePadding writes the start of an object with its member field set to
+// n x's.
+func writePadding(w *bufio.Writer, field string, n int64) error {
+	fmt.Fprintf(w, `{%q:"`, field)
+	chunk := bytes.Repeat([]byte{'x'}, 64<<10)
+	for n > 0 {
+		k := min(n, int64(len(chunk)))
+		if _, err := w.Write(chunk[:k]); err != nil {
+			return err
+		}
+		n -= k
+	}
+	_, err := w.WriteString(`"`)
+	return err
 }
