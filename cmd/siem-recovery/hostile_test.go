@@ -1,6 +1,9 @@
 package main
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -210,4 +213,58 @@ func TestAPIEncodedEchoOfTheTokenShowsItNowhere(t *testing.T) {
 	wantCode(t, r, exitTooManyCritical)
 	golden(t, "api/error-echoes-token-encoded/stderr", normalize(lastLine(r.stderr), hostPort(srv.URL)))
 	assertTokenNowhere(t, a, r, encodedToken)
+}
+
+// A source that is not the activities API, or the API on the other scheme
+// (issue 28: https:// to a plain-HTTP port, and a web server answering
+// 501, were retried for 4 minutes as an outage, then exit 5 "contact
+// support"; check said "General error during bootstrap"): check says the
+// source fails, and a run stops at its first request with exit 2 and the
+// remedy, retrying nothing.
+func TestAPISchemeOrServerMismatchIsASourceProblem(t *testing.T) {
+	t.Parallel()
+	plain := mcastest.New(t, mcastest.Options{})
+	tlsAPI := mcastest.New(t, mcastest.Options{TLS: true})
+	// Web servers that are not the API: Python's http.server answers a
+	// POST with 501, a portal with its sign-in page, a static site with
+	// 404 on the route.
+	web := func(status int, page string) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html;charset=utf-8")
+			w.WriteHeader(status)
+			io.WriteString(w, page)
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	for _, tc := range []struct {
+		name, source string
+	}{
+		{"https-to-plain-port", "https://" + hostPort(plain.URL)},
+		{"http-to-tls-port", "http://" + hostPort(tlsAPI.URL)},
+		{"not-the-api-501", web(501, "<html><body><h1>Error response</h1><p>Error code: 501</p><p>Message: Unsupported method ('POST').</p></body></html>")},
+		{"not-the-api-html", web(200, "<!DOCTYPE html><html><head><title>Sign in to your account</title></head></html>")},
+		{"not-the-api-404", web(404, "<html><body>404 page not found</body></html>")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAPIRun(t, plain, plain.Token())
+			args := append(without(a.args, "--source", plain.URL), "--source", tc.source)
+			// The binary trusts the TLS emulator's certificate.
+			env := []string{"SSL_CERT_FILE=" + writeFile(t, a.dir, "ca.pem", string(tlsAPI.CAPEM()))}
+
+			r := runBin(t, a.dir, env, append([]string{"check"}, args[1:]...)...)
+			wantCode(t, r, exitUsage)
+			golden(t, "check/api-source-"+tc.name+"/stdout", normalize(r.stdout, hostPort(tc.source)))
+
+			r = runBin(t, a.dir, env, args...)
+			wantCode(t, r, exitUsage)
+			golden(t, "api/source-"+tc.name+"/stderr", normalize(lastLine(r.stderr), hostPort(tc.source)))
+			if n := strings.Count(r.stderr, "API request failed; retrying"); n != 0 {
+				t.Errorf("retried %d times:\n%s", n, r.stderr)
+			}
+		})
+	}
+	if n := plain.Stats().Requests + tlsAPI.Stats().Requests; n != 0 {
+		t.Errorf("%d requests reached the emulators' handlers", n)
+	}
 }

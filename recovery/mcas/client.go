@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"strconv"
@@ -158,6 +159,7 @@ func (s *Source) post(ctx context.Context, c call) (*answer, int, error) {
 			}
 		}
 		if err == nil {
+			s.valid.Store(true)
 			if len(logged) > 0 {
 				s.log.Info("the API answered again", "endpoint", s.Endpoint(), "failed_requests", requests-1)
 			}
@@ -251,6 +253,9 @@ func (s *Source) once(ctx context.Context, authorization string, c call) (*answe
 	s.answered.Store(true)
 
 	code := resp.StatusCode
+	if f := s.notTheAPI(resp); f != nil {
+		return nil, f
+	}
 	if code == http.StatusOK {
 		// The transport asked for gzip and inflates it; any other coding
 		// was not asked for, and is not JSON.
@@ -275,6 +280,9 @@ func (s *Source) once(ctx context.Context, authorization string, c call) (*answe
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		return nil, &failure{permanent: recovery.Problemf(recovery.ErrInvalidToken, s.auth.refusedRemedy(code),
 			"the API answered %d for %s", code, s.Endpoint()), unauthorized: code == http.StatusUnauthorized}
+	case code == http.StatusBadRequest && plainToTLS(data):
+		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedyScheme,
+			"%s is a TLS port: the server answered the plain-HTTP request with 400 %s", s.Endpoint(), s.message(data))}
 	case code == http.StatusBadRequest:
 		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedyFilter,
 			"the API answered %w for %s: %s", errBadRequest, s.Endpoint(), s.message(data))}
@@ -287,6 +295,40 @@ func (s *Source) once(ctx context.Context, authorization string, c call) (*answe
 	}
 	return nil, &failure{permanent: recovery.Problemf(recovery.ErrInternal, remedyInternal,
 		"the API answered %d for %s: %s", code, s.Endpoint(), s.message(data))}
+}
+
+// notTheAPI is the failure of an answer that shows --source is not the
+// activities API, before the API ever answered in this run: a 200 with a
+// web page (text/html) where JSON was due, or 501 (a web server that
+// takes no POST). Once the API has answered, the same is a gateway's error page in
+// front of it, which a retry may mend: nil.
+func (s *Source) notTheAPI(resp *http.Response) *failure {
+	if s.valid.Load() {
+		return nil
+	}
+	media, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	switch {
+	case resp.StatusCode == http.StatusNotImplemented:
+		return &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedySource,
+			"the server at %s answered 501 Not Implemented to a POST: it is not the activities API", s.Endpoint())}
+	case resp.StatusCode == http.StatusOK && media == "text/html":
+		return &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedySource,
+			"the server at %s answered with a web page (text/html), not the activities API's JSON", s.Endpoint())}
+	}
+	return nil
+}
+
+// plainToTLS tells whether an error answer's body says a plain-HTTP
+// request reached a TLS port, in the words of Go's, nginx's or Apache's
+// servers.
+func plainToTLS(body []byte) bool {
+	text := strings.ToLower(string(body))
+	for _, words := range []string{"http request to an https server", "plain http request was sent to https port", "speaking plain http to an ssl-enabled server port"} {
+		if strings.Contains(text, words) {
+			return true
+		}
+	}
+	return false
 }
 
 // answerFailure classifies an error of reading a 200 answer: the
@@ -504,6 +546,18 @@ func skipValue(dec *json.Decoder) error {
 // transportFailure classifies an error of the HTTP client in a request
 // to the API.
 func (s *Source) transportFailure(ctx context.Context, err error) error {
+	var record tls.RecordHeaderError
+	if ctx.Err() == nil && !s.answered.Load() && (errors.Is(err, http.ErrSchemeMismatch) || errors.As(err, &record)) {
+		// The TLS handshake was answered in plain text: an https://
+		// source on a plain-HTTP port (or something else than a web
+		// server), not an outage.
+		why := record.Error()
+		if errors.Is(err, http.ErrSchemeMismatch) {
+			why = http.ErrSchemeMismatch.Error()
+		}
+		return &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedyScheme,
+			"%s does not answer over TLS: the server at %s answered the TLS handshake in plain text (%s)", s.Endpoint(), s.endpoint.Host, s.show(why))}
+	}
 	var op *net.OpError
 	if ctx.Err() == nil && errors.As(err, &op) && op.Op == "dial" && !s.answered.Load() {
 		// Nothing ever answered: the address is wrong, not the API down.

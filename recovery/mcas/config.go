@@ -30,6 +30,9 @@ const (
 	// grows with the page's.
 	remedyAnswerSize  = "give a smaller --page-size (500 at least in scan mode): an answer's size grows with it; if the API answers so even then, contact support with this message"
 	remedyUnreachable = "check the host and port: the tenant's API URL is https://TENANT.REGION.portal.cloudappsecurity.com"
+	// remedyScheme follows a TLS handshake answered in plain text, or a
+	// plain request answered by a TLS port.
+	remedyScheme = "check the scheme and the port: the tenant's API URL is https://TENANT.REGION.portal.cloudappsecurity.com, on port 443"
 )
 
 // endpointPath is the activities endpoint under the tenant's URL. The

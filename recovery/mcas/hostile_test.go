@@ -354,6 +354,80 @@ func TestRefusedConnectionBeforeAnyAnswerIsAWrongAddress(t *testing.T) {
 	}
 }
 
+func TestSchemeMismatchIsAWrongAddress(t *testing.T) {
+	t.Parallel()
+	// https:// to a plain-HTTP port (issue 28: retried for 4 minutes,
+	// then exit 5 "contact support"), and plain http:// to a TLS port:
+	// exit 2 at the first request, in a run and in a probe.
+	plain := mcastest.New(t, mcastest.Options{})
+	tlsSrv := mcastest.New(t, mcastest.Options{TLS: true})
+	for _, tc := range []struct {
+		name, url string
+		want      string
+	}{
+		{"https to plain", "https://" + strings.TrimPrefix(plain.URL, "http://"),
+			"/api/v1/activities/ does not answer over TLS: the server at 127.0.0.1:"},
+		{"http to TLS", "http://" + strings.TrimPrefix(tlsSrv.URL, "https://"),
+			"/api/v1/activities/ is a TLS port: the server answered the plain-HTTP request with 400 (Client sent an HTTP request to an HTTPS server.)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, err := mcas.New(mcas.Config{BaseURL: tc.url, Token: recovery.NewToken(mcastest.DefaultToken), Window: testWindow,
+				RetryInitial: time.Minute, RateLimit: 600000, TLSConfig: tlsSrv.TLSConfig()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = src.Fetch(ctxFor(t, 20*time.Second), recovery.Cursor{}) // a retry would outlast the context
+			if !errors.Is(err, recovery.ErrUsage) || !strings.Contains(err.Error(), tc.want) ||
+				!strings.HasSuffix(err.Error(), "; check the scheme and the port: the tenant's API URL is https://TENANT.REGION.portal.cloudappsecurity.com, on port 443") {
+				t.Fatalf("error %v, want a usage error with %q", err, tc.want)
+			}
+			if err := src.Probe(ctxFor(t, 10*time.Second)); !errors.Is(err, recovery.ErrUsage) {
+				t.Errorf("Probe: %v, want ErrUsage", err)
+			}
+		})
+	}
+	if n := plain.Stats().Requests + tlsSrv.Stats().Requests; n != 0 {
+		t.Errorf("%d requests reached a handler", n)
+	}
+}
+
+func TestWebServerThatIsNotTheAPI(t *testing.T) {
+	t.Parallel()
+	acts, want := generate(1500, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	page := mcastest.Fault{Status: 200, ContentType: "text/html; charset=utf-8", Body: "<!DOCTYPE html><html><title>Sign in</title></html>"}
+	notImplemented := mcastest.Fault{Status: 501, ContentType: "text/html", Body: "<html><p>Unsupported method ('POST')</p></html>"}
+	// Before the API ever answered: --source is not the API, exit 2 at
+	// the first request.
+	for _, tc := range []struct {
+		fault mcastest.Fault
+		want  string
+	}{
+		{page, "the server at " + srv.Endpoint() + " answered with a web page (text/html), not the activities API's JSON; give the tenant's API URL"},
+		{notImplemented, "the server at " + srv.Endpoint() + " answered 501 Not Implemented to a POST: it is not the activities API; give the tenant's API URL"},
+	} {
+		srv.FailNext(1, tc.fault)
+		src, _ := newSource(t, srv, nil)
+		if msg := fetchFails(t, srv, src, recovery.Cursor{}, recovery.ErrUsage, 1); !strings.Contains(msg, tc.want) {
+			t.Errorf("message %q lacks %q", msg, tc.want)
+		}
+	}
+	// Once the API has answered, a gateway's error page in front of it
+	// is retried: the window is delivered exactly once.
+	src, logs := newSource(t, srv, func(c *mcas.Config) { c.PageSize = 500 })
+	first, err := src.Fetch(ctxFor(t, 10*time.Second), recovery.Cursor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.FailNext(1, page)
+	srv.FailNext(1, notImplemented)
+	d, err := drain(ctxFor(t, 20*time.Second), t, src, first.Next, 0)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	assertExactlyOnce(t, append(idsOf(first), d.ids...), want)
+}
+
 func TestRefusedConnectionAfterAnAnswerIsCritical(t *testing.T) {
 	acts, _ := generate(1200, 0, 0)
 	srv := mcastest.New(t, mcastest.Options{Activities: acts})

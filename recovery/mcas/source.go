@@ -142,8 +142,13 @@ type Source struct {
 	redactor   *recovery.Redactor
 
 	// answered is set by the first answer of any kind: until then, a
-	// refused connection means a wrong address rather than an outage.
+	// refused connection means a wrong address rather than an outage,
+	// and a TLS handshake answered in plain text a wrong scheme or port.
 	answered atomic.Bool
+	// valid is set by the first answer accepted as the activities API's:
+	// until then, a web page or a 501 means --source is not the API; after
+	// it, a gateway's error page in front of the API, retried.
+	valid atomic.Bool
 
 	mu       sync.Mutex
 	fellBack bool // auto paging switched to plain for this run

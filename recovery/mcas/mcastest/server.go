@@ -90,6 +90,9 @@ type Fault struct {
 	Body string
 	// Location is the Location header sent with Status (a redirect).
 	Location string
+	// ContentType is the Content-Type of Body (default application/json):
+	// text/html for a web page.
+	ContentType string
 
 	// The faults below answer 200 with a hostile version of the normal
 	// answer.
@@ -602,7 +605,7 @@ func (s *Server) applyFault(rec *recorder, r *http.Request, f Fault) bool {
 			rec.Header().Set("Location", f.Location)
 		}
 		if f.Body != "" {
-			rec.Header().Set("Content-Type", "application/json")
+			rec.Header().Set("Content-Type", cmp.Or(f.ContentType, "application/json"))
 			rec.WriteHeader(f.Status)
 			_, _ = io.WriteString(rec, f.Body)
 			return false
