@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -48,6 +49,7 @@ func TestAPIHostileAnswersEndTheRun(t *testing.T) {
 		{"cursor-stuck", mcastest.Fault{IgnoreStart: true}, "100", exitTooManyCritical},
 		{"rewind", mcastest.Fault{Rewind: true}, "1000", exitTooManyCritical},
 		{"scan-went-back", mcastest.Fault{IgnoreStart: true}, "1000", exitTooManyCritical},
+		{"length-lies", mcastest.Fault{LongerBy: 100}, "1000", exitTooManyCritical},
 		{"internal-error", mcastest.Fault{Status: 418, Body: forged}, "1000", exitGeneral},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -267,4 +269,38 @@ func TestAPISchemeOrServerMismatchIsASourceProblem(t *testing.T) {
 	if n := plain.Stats().Requests + tlsAPI.Stats().Requests; n != 0 {
 		t.Errorf("%d requests reached the emulators' handlers", n)
 	}
+}
+
+// A total that is not a count ("1200", 1e18, a negative number) ended the
+// run as a malformed answer, where an absent one is tolerated (issue 22):
+// it is taken for none, with one warning. The run reads the window in one
+// lane (nothing to balance lanes by) and delivers it; a dry run counts by
+// paging; and a dry run's duration for the largest total taken does not
+// overflow.
+func TestAPIUnusableTotalIsNone(t *testing.T) {
+	t.Parallel()
+	acts := mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 3000})
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	srv.FailEvery(1, mcastest.Fault{Total: `"1200"`})
+	a := newAPIRun(t, srv, srv.Token())
+	args := append([]string(nil), a.args...)
+	args[slices.Index(args, "--parallel")+1] = "auto"
+	r := runBin(t, a.dir, nil, append(args, "--page-size", "500")...)
+	wantCode(t, r, 0)
+	assertDelivered(t, filepath.Join(a.dir, "out.jsonl"), acts)
+	if n := strings.Count(r.stderr, `msg="the API's total is not a count of activities; counting by other means"`); n != 1 || !strings.Contains(r.stderr, `total="\"1200\""`) {
+		t.Errorf("%d warnings, want one naming the total:\n%s", n, r.stderr)
+	}
+
+	srv.ClearFaults()
+	srv.FailEvery(1, mcastest.Fault{Total: `1e18`})
+	r = runBin(t, a.dir, nil, append(args, "--page-size", "500", "--dry-run")...)
+	wantCode(t, r, 0)
+	wantStderr(t, r, "dry run: nothing sent, no checkpoint written", "activities=3000", "run_needs_requests=6", "run_takes_at_rate_limit=0s")
+
+	srv.ClearFaults()
+	srv.FailEvery(1, mcastest.Fault{Total: `1000000000000`})
+	r = runBin(t, a.dir, nil, append(args, "--page-size", "1", "--dry-run")...)
+	wantCode(t, r, 0)
+	wantStderr(t, r, "activities=1000000000000", "run_needs_requests=1000000000000", `run_takes_at_rate_limit="more than 100 years"`)
 }

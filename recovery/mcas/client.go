@@ -56,8 +56,11 @@ type call struct {
 type answer struct {
 	HasNext          *bool
 	NextQueryFilters json.RawMessage
-	Total            *int64
-	listed           []recovery.Activity // "data", decoded
+	// Total is the answer's "total" when it is a count (readTotal);
+	// badTotal what it was instead, shown.
+	Total    *int64
+	badTotal string
+	listed   []recovery.Activity // "data", decoded
 	// activities are those listed, without those the API listed again
 	// (repeated of them): within the answer, or from the page before.
 	activities []recovery.Activity
@@ -65,6 +68,27 @@ type answer struct {
 }
 
 func (a *answer) hasNext() bool { return a.HasNext != nil && *a.HasNext }
+
+// maxTotal is the largest total taken for a count: more activities than
+// any tenant holds in a window (MCAS keeps 180 days), and few enough that
+// what is planned from it (requests, durations) cannot overflow.
+const maxTotal = 1_000_000_000_000
+
+// readTotal reads "total": a count is a JSON integer from 0 to maxTotal.
+// Anything else (a string, a fraction, an exponent, a negative number, an
+// absurd count) is no total, as if it were absent: it only ever plans,
+// and planning does without one.
+func (a *answer) readTotal(raw json.RawMessage) {
+	text := string(bytes.TrimSpace(raw))
+	n, err := strconv.ParseInt(text, 10, 64)
+	if err == nil && n >= 0 && n <= maxTotal {
+		a.Total = &n
+		return
+	}
+	if text != "null" {
+		a.badTotal = cut(text, 40)
+	}
+}
 
 // reached is the time, on field by, of the answer's last activity (0 for
 // none): the answers of a listing are sorted on it, oldest first.
@@ -265,12 +289,22 @@ func (s *Source) once(ctx context.Context, authorization string, c call) (*answe
 		body := &answerReader{r: resp.Body, max: s.maxAnswer, inflated: resp.Uncompressed}
 		ans, err := s.readAnswer(body, c)
 		if err != nil {
+			if f := s.shortOfLength(ctx, err, body.read, resp.ContentLength); f != nil {
+				return nil, f
+			}
 			return nil, s.answerFailure(ctx, err)
 		}
 		return ans, nil
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorAnswer))
+	body := &answerReader{r: resp.Body, max: maxErrorAnswer}
+	data, err := io.ReadAll(body)
+	if tooLarge := (*failure)(nil); errors.As(err, &tooLarge) {
+		err = nil // an error answer's first words are enough
+	}
 	if err != nil {
+		if f := s.shortOfLength(ctx, err, body.read, resp.ContentLength); f != nil {
+			return nil, f
+		}
 		return nil, s.transportFailure(ctx, fmt.Errorf("read the answer: %w", err))
 	}
 	if f := retried(resp, fmt.Errorf("the API answered %d %s", code, s.message(data))); f != nil {
@@ -331,6 +365,24 @@ func plainToTLS(body []byte) bool {
 	return false
 }
 
+// shortOfLength is the failure of an answer that ended, or stalled, before
+// the length its Content-Length announced (read bytes of announced; -1:
+// none announced), where the error alone would say the JSON was cut or
+// the answer did not come in time; nil for any other.
+func (s *Source) shortOfLength(ctx context.Context, err error, read, announced int64) *failure {
+	if ctx.Err() != nil || announced < 0 || read >= announced {
+		return nil
+	}
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return malformed("the answer ended after %d of the %d bytes its Content-Length announced", read, announced)
+	case errors.Is(err, context.DeadlineExceeded):
+		return &failure{reason: "timeout", cause: fmt.Errorf("the answer from %s stalled after %d of the %d bytes its Content-Length announced, and was not complete within %s",
+			s.Endpoint(), read, announced, s.timeout)}
+	}
+	return nil
+}
+
 // answerFailure classifies an error of reading a 200 answer: the
 // answer's fault (malformed, a critical error) or the connection's.
 func (s *Source) answerFailure(ctx context.Context, err error) error {
@@ -383,7 +435,10 @@ func (s *Source) readAnswer(body *answerReader, c call) (*answer, error) {
 		case "nextQueryFilters":
 			err = dec.Decode(&ans.NextQueryFilters)
 		case "total":
-			err = dec.Decode(&ans.Total)
+			var raw json.RawMessage
+			if err = dec.Decode(&raw); err == nil {
+				ans.readTotal(raw)
+			}
 		default:
 			err = skipValue(dec)
 		}
@@ -395,8 +450,13 @@ func (s *Source) readAnswer(body *answerReader, c call) (*answer, error) {
 		return nil, err
 	}
 	body.value(dec.InputOffset(), "what follows the answer")
-	if _, err := dec.Token(); err != io.EOF {
+	var syntax *json.SyntaxError
+	switch _, err := dec.Token(); {
+	case err == io.EOF:
+	case err == nil || errors.As(err, &syntax):
 		return nil, malformed("the answer goes on after its JSON object")
+	default: // the connection's error, or a bound's
+		return nil, err
 	}
 	if !sawData {
 		return nil, malformed(`the answer has no "data" list`)

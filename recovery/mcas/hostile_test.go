@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -606,4 +607,27 @@ func idsOf(p recovery.Page) []string {
 		ids[i] = a.ID
 	}
 	return ids
+}
+
+func TestContentLengthThatLiesIsNamed(t *testing.T) {
+	t.Parallel()
+	// An answer whose Content-Length announces 100 bytes more than it
+	// holds (issue 22: after 2 minutes, "no complete answer", or "not
+	// the expected JSON: unexpected EOF"): the connection closes after
+	// it, or stalls until the request's time is up.
+	acts, _ := generate(100, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	srv.FailNext(2, mcastest.Fault{LongerBy: 100})
+	src, _ := newSource(t, srv, nil)
+	msg := fetchFails(t, srv, src, recovery.Cursor{}, recovery.ErrTooManyCriticalErrors, 2)
+	if !regexp.MustCompile(`the last two got the same malformed answer, which retrying does not mend: the answer ended after (\d+) of the (\d+) bytes its Content-Length announced`).MatchString(msg) {
+		t.Errorf("message %q does not say the answer ended short of its length", msg)
+	}
+
+	srv.FailNext(2, mcastest.Fault{LongerBy: 100, Stall: true})
+	src, _ = newSource(t, srv, func(c *mcas.Config) { c.RequestTimeout, c.MaxCriticalErrors = 300*time.Millisecond, 2 })
+	msg = fetchFails(t, srv, src, recovery.Cursor{}, recovery.ErrTooManyCriticalErrors, 2)
+	if !regexp.MustCompile(`the last: timeout: the answer from \S+ stalled after \d+ of the \d+ bytes its Content-Length announced, and was not complete within 300ms`).MatchString(msg) {
+		t.Errorf("message %q does not say the answer stalled short of its length", msg)
+	}
 }

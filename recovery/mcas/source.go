@@ -149,6 +149,8 @@ type Source struct {
 	// until then, a web page or a 501 means --source is not the API; after
 	// it, a gateway's error page in front of the API, retried.
 	valid atomic.Bool
+	// badTotal is set once a total that is not a count was logged.
+	badTotal atomic.Bool
 
 	mu       sync.Mutex
 	fellBack bool // auto paging switched to plain for this run

@@ -140,6 +140,15 @@ type Fault struct {
 	// ContentEncoding sends a 200 answer (not encoded) with this
 	// Content-Encoding: one the client did not ask for.
 	ContentEncoding string
+	// Total replaces the answer's "total" with this JSON (a string, a
+	// float, a negative number); NoTotal leaves it out.
+	Total   string
+	NoTotal bool
+	// LongerBy announces a Content-Length this many bytes longer than the
+	// answer; Stall then holds the connection open until the client gives
+	// up, instead of closing it after the answer.
+	LongerBy int64
+	Stall    bool
 }
 
 type faultRule struct {
@@ -525,6 +534,17 @@ func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ans.pad, ans.padField = f.Pad, cmp.Or(f.PadField, "padding")
+	ans.totalJSON = strconv.Itoa(ans.total)
+	switch {
+	case f.NoTotal:
+		ans.totalJSON = ""
+	case f.Total != "":
+		ans.totalJSON = f.Total
+	}
+	if f.LongerBy > 0 {
+		s.lie(rec, r, ans, f)
+		return
+	}
 	switch {
 	case f.Gzip:
 		rec.Header().Set("Content-Encoding", "gzip")
@@ -663,6 +683,35 @@ type answer struct {
 	// pad and padField are Fault.Pad and Fault.PadField.
 	pad      int64
 	padField string
+	// totalJSON is written as "total"; "": none.
+	totalJSON string
+}
+
+// lie writes ans with a Content-Length f.LongerBy bytes longer than it,
+// then closes the connection, or with f.Stall holds it until the client
+// goes away.
+func (s *Server) lie(rec *recorder, r *http.Request, ans answer, f Fault) {
+	var body bytes.Buffer
+	probe := &recorder{ResponseWriter: httptest.NewRecorder()}
+	probe.json(ans, &body)
+	rec.returned = probe.returned
+	rec.Header().Set("Content-Type", "application/json")
+	rec.Header().Set("Content-Length", strconv.Itoa(body.Len()+int(f.LongerBy)))
+	rec.WriteHeader(http.StatusOK)
+	_, _ = rec.Write(body.Bytes())
+	if fl, ok := rec.ResponseWriter.(http.Flusher); ok {
+		fl.Flush()
+	}
+	if f.Stall {
+		<-r.Context().Done()
+		return
+	}
+	// Short of its length, the answer can only end with the connection.
+	if hj, ok := rec.ResponseWriter.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			conn.Close()
+		}
+	}
 }
 
 // answer lists what q asks for, as the hostile faults of f change it.
@@ -921,7 +970,11 @@ func (r *recorder) json(a answer, w io.Writer) {
 	r.Header().Set("Content-Type", "application/json")
 	r.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 64<<10)
-	fmt.Fprintf(bw, `{"total":%d,"hasNext":%t,"data":[`, a.total, a.hasNext)
+	bw.WriteByte('{')
+	if a.totalJSON != "" {
+		fmt.Fprintf(bw, `"total":%s,`, a.totalJSON)
+	}
+	fmt.Fprintf(bw, `"hasNext":%t,"data":[`, a.hasNext)
 	var ts int64
 	if len(a.data) > 0 {
 		ts = a.data[len(a.data)-1].ts
