@@ -470,16 +470,40 @@ func TestSignalStopsTheCountAtOnce(t *testing.T) {
 func TestMaxDurationEndsTheRetriesOfTheFirstRequest(t *testing.T) {
 	t.Parallel()
 	// The API answers 503 to everything: the run's first request is
-	// retried after 1 s, 2 s, 4 s, … until --max-critical-errors (6: a
-	// minute) would end it; --max-duration 3s ends it first.
+	// retried after about 1 s, 3 s, 7 s, … (±20 %) until
+	// --max-critical-errors (6: half a minute) would end it;
+	// --max-duration 2s ends it first, between two requests, and no
+	// request follows the stop the run logs.
 	srv := mcastest.New(t, mcastest.Options{Activities: mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 3000})})
 	srv.FailEvery(1, mcastest.Fault{Status: 503})
-	dir, args := apiStopArgs(t, srv, "--max-critical-errors", "6", "--max-duration", "3s")
+	dir, args := apiStopArgs(t, srv, "--max-critical-errors", "6", "--max-duration", "2s")
 	r := runBin(t, dir, nil, args...)
 	wantCode(t, r, exitStopped)
-	wantStderr(t, r, `reason="--max-duration 3s reached"`)
+	wantStderr(t, r, `reason="--max-duration 2s reached"`)
 	golden(t, "api/stop-max-duration-during-retries/stderr", strings.ReplaceAll(normalize(lastLine(r.stderr), hostPort(srv.URL)), dir, "DIR"))
+	stopped := loggedAt(t, r.stderr, `msg="stopping: no new page is fetched`)
+	if n := requestsAfter(srv, stopped); n != 0 {
+		t.Errorf("%d requests reached the API after the stop at %s (%d in all)\n%s", n, stopped.Format(time.RFC3339Nano), srv.Stats().Requests, r.stderr)
+	}
 	if st := statusJSON(t, dir, "cp.db"); st.State != "stopped" || st.Sent != 0 {
 		t.Errorf("status %+v, want stopped with nothing sent", st)
 	}
+}
+
+// loggedAt is the time of the first log line of stderr that holds msg.
+func loggedAt(t *testing.T, stderr, msg string) time.Time {
+	t.Helper()
+	for line := range strings.Lines(stderr) {
+		if !strings.Contains(line, msg) {
+			continue
+		}
+		stamp, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		at, err := time.Parse(time.RFC3339Nano, stamp)
+		if err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		return at
+	}
+	t.Fatalf("no log line holds %q:\n%s", msg, stderr)
+	return time.Time{}
 }

@@ -416,17 +416,10 @@ func TestWebServerThatIsNotTheAPI(t *testing.T) {
 	// Once the API has answered, a gateway's error page in front of it
 	// is retried: the window is delivered exactly once.
 	src, logs := newSource(t, srv, func(c *mcas.Config) { c.PageSize = 500 })
-	first, err := src.Fetch(ctxFor(t, 10*time.Second), recovery.Cursor{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.FailNext(1, page)
-	srv.FailNext(1, notImplemented)
-	d, err := drain(ctxFor(t, 20*time.Second), t, src, first.Next, 0)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, logs.String())
-	}
-	assertExactlyOnce(t, append(idsOf(first), d.ids...), want)
+	drainAfterFirst(t, src, want, logs.String, func() {
+		srv.FailNext(1, page)
+		srv.FailNext(1, notImplemented)
+	})
 }
 
 func TestRefusedConnectionAfterAnAnswerIsCritical(t *testing.T) {
@@ -487,22 +480,13 @@ func TestContinuationFollowedBeforeIsMalformed(t *testing.T) {
 
 	// Once is a glitch: the retry gets the proper continuation, and the
 	// window is delivered exactly once.
-	first, err := src.Fetch(ctxFor(t, 10*time.Second), recovery.Cursor{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.FailNext(1, mcastest.Fault{Rewind: true})
-	d, err := drain(ctxFor(t, 20*time.Second), t, src, first.Next, 0)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, logs.String())
-	}
-	assertExactlyOnce(t, append(idsOf(first), d.ids...), want)
+	drainAfterFirst(t, src, want, logs.String, func() { srv.FailNext(1, mcastest.Fault{Rewind: true}) })
 
 	// Always: the third page's answer points back to the second page,
 	// whose continuation the scan followed a page ago: nothing of it is
 	// delivered, and the fetch ends at the second such answer.
 	lane := src.Over(recovery.Scope{Window: testWindow})
-	d, err = drain(ctxFor(t, 10*time.Second), t, lane, recovery.Cursor{}, 2)
+	d, err := drain(ctxFor(t, 10*time.Second), t, lane, recovery.Cursor{}, 2)
 	if err != nil || len(d.pages) != 2 || d.pages[1].Last {
 		t.Fatalf("two pages: %d pages, %v", len(d.pages), err)
 	}
@@ -542,23 +526,14 @@ func TestEmptyAnswersThatSayMoreFollowAreBounded(t *testing.T) {
 
 	// Three in a row are followed: each a page with nothing, the scan
 	// where it stood.
-	first, err := src.Fetch(ctxFor(t, 10*time.Second), recovery.Cursor{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.FailNext(3, mcastest.Fault{EmptyNext: true})
-	d, err := drain(ctxFor(t, 20*time.Second), t, src, first.Next, 0)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, logs.String())
-	}
-	assertExactlyOnce(t, append(idsOf(first), d.ids...), want)
-	if empty := d.pages[:3]; empty[0].Progress != first.Progress || len(d.pages) != 6 {
-		t.Errorf("%d pages after the first; the first empty one at %v, want %v", len(d.pages), empty[0].Progress, first.Progress)
+	pages := drainAfterFirst(t, src, want, logs.String, func() { srv.FailNext(3, mcastest.Fault{EmptyNext: true}) })
+	if len(pages) != 7 || pages[1].Progress != pages[0].Progress || pages[3].Progress != pages[0].Progress {
+		t.Errorf("%d pages; the empty ones at %v and %v, want %v", len(pages), pages[1].Progress, pages[3].Progress, pages[0].Progress)
 	}
 
 	// The fourth in a row is malformed, and so is the answer to its
 	// retry: the fetch ends there, after 3 + 2 requests.
-	first, err = src.Fetch(ctxFor(t, 10*time.Second), recovery.Cursor{})
+	first, err := src.Fetch(ctxFor(t, 10*time.Second), recovery.Cursor{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -598,6 +573,24 @@ func TestActivitiesListedAgainAreSentOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// drainAfterFirst fetches the window's first page, calls inject (which
+// sets faults for the requests that follow), fetches the rest, and checks
+// that every wanted id came exactly once; it returns the pages.
+func drainAfterFirst(t *testing.T, src recovery.Source, want []string, about func() string, inject func()) []recovery.Page {
+	t.Helper()
+	first, err := src.Fetch(ctxFor(t, 10*time.Second), recovery.Cursor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inject()
+	d, err := drain(ctxFor(t, 20*time.Second), t, src, first.Next, 0)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, about())
+	}
+	assertExactlyOnce(t, append(idsOf(first), d.ids...), want)
+	return append([]recovery.Page{first}, d.pages...)
 }
 
 // idsOf is the ids of a page's activities.
