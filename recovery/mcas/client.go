@@ -296,11 +296,9 @@ func (s *Source) once(ctx context.Context, authorization string, c call) (*answe
 		}
 		return ans, nil
 	}
-	body := &answerReader{r: resp.Body, max: maxErrorAnswer}
+	// An error answer's first words are enough; body only counts them.
+	body := &answerReader{r: io.LimitReader(resp.Body, maxErrorAnswer), max: maxErrorAnswer + 1}
 	data, err := io.ReadAll(body)
-	if tooLarge := (*failure)(nil); errors.As(err, &tooLarge) {
-		err = nil // an error answer's first words are enough
-	}
 	if err != nil {
 		if f := s.shortOfLength(ctx, err, body.read, resp.ContentLength); f != nil {
 			return nil, f
@@ -334,8 +332,8 @@ func (s *Source) once(ctx context.Context, authorization string, c call) (*answe
 // notTheAPI is the failure of an answer that shows --source is not the
 // activities API, before the API ever answered in this run: a 200 with a
 // web page (text/html) where JSON was due, or 501 (a web server that
-// takes no POST). Once the API has answered, the same is a gateway's error page in
-// front of it, which a retry may mend: nil.
+// takes no POST). Once the API has answered, the same is a gateway's
+// error page in front of it, which a retry may mend: nil.
 func (s *Source) notTheAPI(resp *http.Response) *failure {
 	if s.valid.Load() {
 		return nil
