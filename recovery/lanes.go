@@ -3,6 +3,7 @@ package recovery
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -341,6 +342,10 @@ func (r *Replayer) planLanes(ctx context.Context, rn *run, k passKind) error {
 		// One count: the pass's size, and a measure of the answer time
 		// when the run has none yet.
 		tally, err := tallier.Tally(ctx, p.Scope.Window)
+		if errors.Is(err, ErrNoTotal) {
+			// Nothing to cut the window by: one lane reads it.
+			return r.recordRequests(rn, tally.Requests)
+		}
 		if err != nil {
 			return &laneEnd{fmt.Errorf("count the pass's activities to plan its lanes: %w", err), tally.Requests}
 		}
@@ -358,6 +363,9 @@ func (r *Replayer) planLanes(ctx context.Context, rn *run, k passKind) error {
 	}
 	maxCounts := max(n-1, min(5*(n-1), int(pages/8)))
 	cuts, requests, err := Slices(ctx, p.Scope.Window, n, total, pageSize, maxCounts, tallier.Tally)
+	if errors.Is(err, ErrNoTotal) {
+		return r.recordRequests(rn, requests)
+	}
 	if err != nil {
 		err = fmt.Errorf("count the activities of the parts of the window to balance %d lanes: %w", n, err)
 		return &laneEnd{err, requests + int(rn.st.APIRequests-before)}
@@ -381,6 +389,16 @@ func (r *Replayer) planLanes(ctx context.Context, rn *run, k passKind) error {
 		attrs = append(attrs, "sized_by", "the API's answer time and --rate-limit")
 	}
 	rn.log.Info("reading the window in scan lanes side by side", attrs...)
+	return nil
+}
+
+// recordRequests stores the API requests that planning made on top of
+// those rn.st holds, when the pass is read in one lane after all.
+func (r *Replayer) recordRequests(rn *run, requests int) error {
+	api := rn.st.APIRequests + int64(requests)
+	if err := rn.update(func(s *State) error { s.APIRequests = api; return nil }); err != nil {
+		return fmt.Errorf("record the API requests: %w", err)
+	}
 	return nil
 }
 

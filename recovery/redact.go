@@ -1,9 +1,11 @@
 package recovery
 
 import (
+	"encoding/base64"
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -55,14 +57,31 @@ func NewRedactor(secrets ...string) *Redactor {
 	return r
 }
 
-// Add makes r hide secret from now on. An empty secret is ignored.
+// Add makes r hide secret from now on, and its encoded forms: a secret
+// echoed back may come percent-encoded (in a URL: either letter case, +
+// for a space), JSON-escaped (\u002b, \/) or in base64 (standard or URL
+// alphabet, padded or not, at any offset of the encoded text). The first
+// two are decoded in the text that Redact reads (encodedViews); base64
+// cannot be, so its forms are secrets of their own (base64Forms). An empty
+// secret is ignored.
 func (r *Redactor) Add(secret string) {
 	if secret == "" {
 		return
 	}
-	folded := string(foldASCII(nil, secret))
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	forms := append([]string{secret}, base64Forms(secret)...)
+	if strings.Contains(secret, " ") {
+		forms = append(forms, strings.ReplaceAll(secret, " ", "+")) // a form's space
+	}
+	for _, f := range forms {
+		r.add(string(foldASCII(nil, f)))
+	}
+}
+
+// add makes r hide folded, a secret or a form of one, with its letters in
+// lower case. r.mu is held.
+func (r *Redactor) add(folded string) {
 	if r.secrets[folded] {
 		return
 	}
@@ -79,9 +98,37 @@ func (r *Redactor) Add(secret string) {
 	}
 }
 
+// minBase64Form is the shortest base64 form of a secret that Add hides: a
+// shorter one would hide text by chance.
+const minBase64Form = 8
+
+// base64Forms are the parts of secret's base64 encodings that are the same
+// wherever the secret lies in the encoded text: for each of the three
+// offsets it can start at within a group of three bytes, the characters
+// that only its own bytes make, in the standard and the URL alphabet
+// (padding is never among them, so padded and raw encodings share them).
+func base64Forms(secret string) []string {
+	var forms []string
+	n := len(secret)
+	for k := range 3 {
+		data := append(make([]byte, k, k+n), secret...)
+		first := (8*k + 5) / 6  // the first character of the secret's bits only
+		last := 8 * (k + n) / 6 // and the end of the last one
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+			s := enc.EncodeToString(data)
+			if last-first >= minBase64Form {
+				forms = append(forms, s[first:last])
+			}
+		}
+	}
+	return forms
+}
+
 // Redact returns text with every occurrence of a secret, in any letter
 // case, and every run of RedactedRun or more of its characters, replaced
-// by [REDACTED].
+// by [REDACTED]; the same holds for the secret's encoded forms (Add), also
+// where the text encodes them again (percent-encoding a JSON escape, say,
+// up to maxDecodes times).
 func (r *Redactor) Redact(text string) string {
 	if r == nil {
 		return text
@@ -91,31 +138,16 @@ func (r *Redactor) Redact(text string) string {
 	if len(r.secrets) == 0 {
 		return text
 	}
-	folded := foldASCII(make([]byte, 0, len(text)), text)
 	var hide []bool // allocated at the first secret found
-	mark := func(from, n int) {
-		if hide == nil {
-			hide = make([]bool, len(text))
-		}
-		for i := from; i < from+n; i++ {
-			hide[i] = true
-		}
-	}
-	// A run of the secret longer than RedactedRun is covered by the runs
-	// of RedactedRun characters it is made of.
-	for i := 0; i+RedactedRun <= len(folded); i++ {
-		if r.runs[string(folded[i:i+RedactedRun])] {
-			mark(i, RedactedRun)
-		}
-	}
-	for n, secrets := range r.short {
-		for i := 0; i+n <= len(folded); i++ {
-			for _, s := range secrets {
-				if string(folded[i:i+n]) == s {
-					mark(i, n)
-				}
+	for _, v := range encodedViews(text) {
+		r.mark(v, func(from, to int) {
+			if hide == nil {
+				hide = make([]bool, len(text))
 			}
-		}
+			for i := from; i < to; i++ {
+				hide[i] = true
+			}
+		})
 	}
 	if hide == nil {
 		return text
@@ -133,6 +165,154 @@ func (r *Redactor) Redact(text string) string {
 		}
 	}
 	return b.String()
+}
+
+// mark calls hide with the bytes of the text behind v that show a secret
+// (or a run of RedactedRun of its characters). r.mu is held.
+func (r *Redactor) mark(v view, hide func(from, to int)) {
+	folded := foldASCII(make([]byte, 0, len(v.text)), v.text)
+	found := func(i, n int) { hide(v.from[i], v.to[i+n-1]) }
+	// A run of the secret longer than RedactedRun is covered by the runs
+	// of RedactedRun characters it is made of.
+	for i := 0; i+RedactedRun <= len(folded); i++ {
+		if r.runs[string(folded[i:i+RedactedRun])] {
+			found(i, RedactedRun)
+		}
+	}
+	for n, secrets := range r.short {
+		for i := 0; i+n <= len(folded); i++ {
+			for _, s := range secrets {
+				if string(folded[i:i+n]) == s {
+					found(i, n)
+				}
+			}
+		}
+	}
+}
+
+// view is a text as Redact reads it: the text itself, or the text with
+// its escapes decoded. Byte i of text stands for bytes from[i] to to[i]
+// (excluded) of the original.
+type view struct {
+	text     string
+	from, to []int
+}
+
+// maxDecodes is how many layers of escapes Redact decodes: a secret
+// percent-encoded twice (%252B), or JSON-escaped and then
+// percent-encoded, is still found.
+const maxDecodes = 3
+
+// encodedViews are the views of text Redact looks for secrets in: text as
+// it is, then with its percent-encoding and JSON escapes decoded, once and
+// again while a decoding changes something.
+func encodedViews(text string) []view {
+	v := view{text: text, from: make([]int, len(text)), to: make([]int, len(text))}
+	for i := range text {
+		v.from[i], v.to[i] = i, i+1
+	}
+	views := []view{v}
+	for range maxDecodes {
+		d, changed := decodeEscapes(v)
+		if !changed {
+			break
+		}
+		views = append(views, d)
+		v = d
+	}
+	return views
+}
+
+// decodeEscapes decodes one layer of %XX (either letter case) and of the
+// JSON escapes (\uXXXX, surrogate pairs included, \/ and the others) in
+// v; it reports whether there was any.
+func decodeEscapes(v view) (view, bool) {
+	s := v.text
+	d := view{from: make([]int, 0, len(s)), to: make([]int, 0, len(s))}
+	changed := false
+	var b strings.Builder
+	b.Grow(len(s))
+	emit := func(bs []byte, from, to int) {
+		for _, c := range bs {
+			b.WriteByte(c)
+			d.from, d.to = append(d.from, v.from[from]), append(d.to, v.to[to-1])
+		}
+	}
+	for i := 0; i < len(s); {
+		if dec, n := unescapeAt(s, i); n > 0 {
+			emit(dec, i, i+n)
+			i += n
+			changed = true
+			continue
+		}
+		emit([]byte{s[i]}, i, i+1)
+		i++
+	}
+	d.text = b.String()
+	return d, changed
+}
+
+// unescapeAt decodes the escape that begins at s[i], if one does: its
+// bytes and its length in s (0: none).
+func unescapeAt(s string, i int) ([]byte, int) {
+	switch s[i] {
+	case '%':
+		if i+2 < len(s) {
+			if hi, ok := unhex(s[i+1]); ok {
+				if lo, ok := unhex(s[i+2]); ok {
+					return []byte{hi<<4 | lo}, 3
+				}
+			}
+		}
+	case '\\':
+		if i+1 >= len(s) {
+			return nil, 0
+		}
+		switch c := s[i+1]; c {
+		case '/', '\\', '"', '\'':
+			return []byte{c}, 2
+		case 'b':
+			return []byte{'\b'}, 2
+		case 'f':
+			return []byte{'\f'}, 2
+		case 'n':
+			return []byte{'\n'}, 2
+		case 'r':
+			return []byte{'\r'}, 2
+		case 't':
+			return []byte{'\t'}, 2
+		case 'u':
+			if i+6 > len(s) {
+				return nil, 0
+			}
+			r, ok := hex4([]byte(s[i+2 : i+6]))
+			if !ok {
+				return nil, 0
+			}
+			n := 6
+			if utf16.IsSurrogate(r) {
+				if i+12 <= len(s) && s[i+6] == '\\' && s[i+7] == 'u' {
+					if lo, ok := hex4([]byte(s[i+8 : i+12])); ok {
+						r, n = utf16.DecodeRune(r, lo), 12
+					}
+				}
+			}
+			return utf8.AppendRune(nil, r), n
+		}
+	}
+	return nil, 0
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // Show returns text from outside fit to show: redacted, then escaped

@@ -1,9 +1,12 @@
 package recovery
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -60,6 +63,86 @@ func TestRedact(t *testing.T) {
 	}
 	if got := NewRedactor().Redacted("x\ny").String(); got != `"x\ny"` {
 		t.Errorf("Redacted without secrets = %s, want the text escaped", got)
+	}
+}
+
+// jsonEscapeAll writes every character of s but letters and digits as a
+// JSON \u escape, in upper-case hexadecimal: what an encoder that escapes
+// more than it must (.NET's escapes +) sends.
+func jsonEscapeAll(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' {
+			b.WriteRune(r)
+			continue
+		}
+		fmt.Fprintf(&b, "\\u%04X", r)
+	}
+	return b.String()
+}
+
+// lowerHex is s with the hexadecimal digits of its %XX escapes in lower
+// case, as some encoders write them.
+func lowerHex(s string) string {
+	return regexp.MustCompile(`%[0-9A-F]{2}`).ReplaceAllStringFunc(s, strings.ToLower)
+}
+
+func TestRedactEncodedForms(t *testing.T) {
+	// A legacy token may hold + = . and a client secret ~ and /; a
+	// secret echoed by a server comes back in whatever encoding it uses.
+	const secret = "Ab+cd=ef.gh/ij~kl_mn-op+qr=st.uv/wx~yz+0123456789=="
+	const spaced = "a client secret with spaces and+plus/slash 0123"
+	r := NewRedactor(secret, spaced)
+	var everyByte strings.Builder
+	for _, c := range []byte(secret) {
+		fmt.Fprintf(&everyByte, "%%%02x", c)
+	}
+	for name, encoded := range map[string]string{
+		"query escape":                  url.QueryEscape(secret),
+		"query escape, lower-case hex":  lowerHex(url.QueryEscape(secret)),
+		"path escape":                   url.PathEscape(secret),
+		"path escape, lower-case hex":   lowerHex(url.PathEscape(secret)),
+		"every byte escaped":            everyByte.String(),
+		"escaped twice":                 url.QueryEscape(url.QueryEscape(secret)),
+		"space as +":                    url.QueryEscape(spaced),
+		"space as %20":                  url.PathEscape(spaced),
+		`JSON \u escapes`:               jsonEscapeAll(secret),
+		`JSON \/`:                       strings.ReplaceAll(secret, "/", `\/`),
+		"JSON escapes, percent-encoded": url.QueryEscape(jsonEscapeAll(secret)),
+	} {
+		text := "Location: https://login.example/?t=" + encoded + "&next=1"
+		if got, want := r.Redact(text), "Location: https://login.example/?t=[REDACTED]&next=1"; got != want {
+			t.Errorf("%s: Redact(%q)\n= %q\nwant %q", name, text, got, want)
+		}
+	}
+	// A piece of 16 characters, encoded, is hidden too.
+	for _, piece := range []string{url.QueryEscape(secret[2:18]), jsonEscapeAll(secret[2:18]), lowerHex(url.PathEscape(secret[8:24]))} {
+		if got := r.Redact("x " + piece + " y"); got != "x [REDACTED] y" {
+			t.Errorf("a piece: Redact(%q) = %q", piece, got)
+		}
+	}
+
+	// base64, at each offset in the encoded text: the characters the
+	// secret shares with its neighbours (at most 3 a side) may show, none
+	// made of the secret's bits alone.
+	shown := regexp.MustCompile(`^t=[A-Za-z0-9+/_=-]{0,3}\[REDACTED\][A-Za-z0-9+/_=-]{0,3}={0,2};$`)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		for _, prefix := range []string{"", "u", "us", "user:", "Bearer "} {
+			for _, s := range []string{secret, spaced} {
+				encoded := enc.EncodeToString([]byte(prefix + s))
+				text := "t=" + encoded[len(prefix)*4/3:] + ";"
+				if got := r.Redact(text); !shown.MatchString(got) {
+					t.Errorf("base64 of %q+secret: Redact(%q) = %q", prefix, text, got)
+				}
+			}
+		}
+	}
+
+	// Text with escapes but no secret is left as it is.
+	for _, text := range []string{`50%25 done, %zz, \u00e9t\u00e9 \ud83d\ude00 \`, url.QueryEscape("no secret/here+there"), "aGVsbG8gd29ybGQ="} {
+		if got := r.Redact(text); got != text {
+			t.Errorf("Redact(%q) = %q, want it unchanged", text, got)
+		}
 	}
 }
 

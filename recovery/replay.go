@@ -224,7 +224,9 @@ func (r *Replayer) runPass(ctx context.Context, rn *run, k passKind) error {
 	if err := r.beginPass(ctx, rn, k); err != nil {
 		return err
 	}
-	if err := r.planLanes(ctx, rn, k); err != nil {
+	// Balancing asks the API as fetching does: a planned stop ends it at
+	// once, and no request starts after it.
+	if err := r.planLanes(rn.fetch, rn, k); err != nil {
 		var early *laneEnd
 		if errors.As(err, &early) {
 			return r.fail(ctx, rn, k, early.cause, early.requests)
@@ -712,8 +714,12 @@ func (r *Replayer) beginPass(ctx context.Context, rn *run, k passKind) error {
 				horizon.For = *d
 			}
 		}
-		if err := r.count(ctx, &rn.st, p.Scope); err != nil {
-			return r.fail(ctx, rn, k, err, 0)
+		// The count is a request like a page's: a planned stop cuts it,
+		// and its retries, at once (rn.fetch), where the run's ctx would
+		// wait for a second signal. A failure records the requests made.
+		before := rn.st.APIRequests
+		if err := r.count(rn.fetch, &rn.st, p.Scope); err != nil {
+			return r.fail(ctx, rn, k, err, int(rn.st.APIRequests-before))
 		}
 	}
 	return rn.update(func(s *State) error {

@@ -347,6 +347,40 @@ func TestReplayCountsTheWindowOnce(t *testing.T) {
 	}
 }
 
+// blockedCount is a source whose count waits for its context to end, as a
+// request to an API that answers in minutes (or is being retried) does.
+type blockedCount struct {
+	*sliceSource
+	asked chan struct{} // closed once the count is asked
+}
+
+func (s *blockedCount) Count(ctx context.Context) (int64, int, error) {
+	close(s.asked)
+	<-ctx.Done()
+	return 0, 1, ctx.Err()
+}
+
+// TestReplayPlannedStopCutsTheCount: a planned stop while the window is
+// being counted ends the count at once (issue 22: it was made with the
+// run's context, which only a second signal cuts, and the first page, or
+// a balancing round, followed it): the run stops, recording it, without
+// fetching a page.
+func TestReplayPlannedStopCutsTheCount(t *testing.T) {
+	src := &blockedCount{sliceSource: &sliceSource{acts: activities(25), n: 10, failAt: -1}, asked: make(chan struct{})}
+	stop := make(chan struct{})
+	go func() {
+		<-src.asked
+		close(stop)
+	}()
+	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a failure would wait for it
+	defer cancel()
+	_, err := (&Replayer{Source: src, Sink: &recordingSink{}, Checkpoint: cp, Stop: stop, Grace: time.Minute}).Run(ctx)
+	if !errors.Is(err, ErrStopped) || ctx.Err() != nil || cp.st.State != StateStopped || cp.st.APIRequests != 1 || src.fetches != 0 {
+		t.Fatalf("err %v (ctx %v), state %+v, %d fetches", err, ctx.Err(), cp.st, src.fetches)
+	}
+}
+
 // TestReplayTopUp: --exclude-ids on a completed window sweeps it again and
 // sends exactly what the file lacks, recorded as a pass of its own that
 // resumes where it stopped; once done, the same run does nothing, and so

@@ -206,6 +206,10 @@ func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sour
 	}
 	if counter, ok := source.(recovery.Counter); ok {
 		n, _, err := counter.Count(ctx)
+		if errors.Is(err, recovery.ErrNoTotal) {
+			add("count", "the API's answer carries no usable total (one more request): a run pages through the window without knowing its size", nil)
+			return
+		}
 		requests, took := runCost(n, c.Int("page-size"), c.Int("rate-limit"))
 		add("count", fmt.Sprintf("%d activities in the window (one more request); a run needs at least %d request(s) of %d, %s at --rate-limit %d",
 			n, requests, c.Int("page-size"), took, c.Int("rate-limit")), err)
@@ -244,12 +248,30 @@ func lifetime(d time.Duration) string {
 }
 
 // runCost is what a run of n activities costs at least: one request a
-// page, spaced by the rate limit. A page can hold fewer activities than
-// the page size (scan mode ends a page before a millisecond it cannot hold
-// whole), so more requests may be needed.
-func runCost(n int64, pageSize, perMinute int) (requests int64, took time.Duration) {
-	requests = max(1, (n+int64(pageSize)-1)/int64(pageSize))
-	return requests, (time.Duration(requests) * time.Minute / time.Duration(perMinute)).Round(time.Second)
+// page, spaced by the rate limit, and how long that takes, said as a
+// duration ("more than 100 years" past that: a time.Duration overflows at
+// 292). A page can hold fewer activities than the page size (scan mode ends
+// a page before a millisecond it cannot hold whole), so more requests may
+// be needed. A page size or rate limit of 0 or less is the source's
+// default, as for a run.
+func runCost(n int64, pageSize, perMinute int) (requests int64, took string) {
+	if pageSize <= 0 {
+		pageSize = defaultPageSize
+	}
+	if perMinute <= 0 {
+		perMinute = defaultRateLimit
+	}
+	size := int64(pageSize)
+	requests = max(1, n/size)
+	if n > size && n%size != 0 {
+		requests++
+	}
+	const longest = 100 * 365 * 24 * time.Hour
+	d := float64(requests) * float64(time.Minute) / float64(perMinute)
+	if d >= float64(longest) {
+		return requests, "more than 100 years"
+	}
+	return requests, time.Duration(d).Round(time.Second).String()
 }
 
 // failedItem names the line of a failure by what it is about.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -70,5 +71,34 @@ func TestCheck(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRunCost: the requests and the time a run needs, for counts up to the
+// largest total the source takes and page sizes down to 1, never an
+// overflowed (negative) duration (issue 22); a page size or rate limit of
+// 0 is the default's, not a division by zero.
+func TestRunCost(t *testing.T) {
+	for _, tc := range []struct {
+		n                   int64
+		pageSize, perMinute int
+		requests            int64
+		took                string
+	}{
+		{0, 5000, 20, 1, "3s"},
+		{10, 5000, 6000, 1, "0s"},
+		{5000, 5000, 20, 1, "3s"},
+		{5001, 5000, 20, 2, "6s"},
+		{200_000, 5000, 30, 40, "1m20s"},
+		{7000, 0, 0, 2, "6s"},
+		{1_000_000_000_000, 5000, 20, 200_000_000, "166666h40m0s"},
+		{1_000_000_000_000, 1, 20, 1_000_000_000_000, "more than 100 years"},
+		{math.MaxInt64, 1, 1, math.MaxInt64, "more than 100 years"},
+		{1_000_000_000, 100, 20, 10_000_000, "8333h20m0s"},
+	} {
+		requests, took := runCost(tc.n, tc.pageSize, tc.perMinute)
+		if requests != tc.requests || took != tc.took {
+			t.Errorf("runCost(%d, %d, %d) = %d, %s; want %d, %s", tc.n, tc.pageSize, tc.perMinute, requests, took, tc.requests, tc.took)
+		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"siem-recovery/recovery/mcas/mcastest"
 )
 
 // A run's memory is bounded by the page size, not by the window (SPEC §6:
@@ -119,4 +121,80 @@ func countLines(r io.Reader) int {
 			return n
 		}
 	}
+}
+
+// An answer no API gives must not take the run's memory past the 256 MiB
+// the Kubernetes example allows (issue 22: about 1 MB of gzip on the wire
+// took 671 MB of RSS, one activity of 120 MiB 1.07 GB, accepted and
+// written as one line). Each run below meets hostile answers from its
+// third request on, gzipped, in one lane, writing the activities as JSON
+// (the format that keeps their text), and its peak RSS is read as
+// TestPeakRSSIsBoundedByThePage reads it: a bound on memory, not on time.
+// Measured (2 CPUs, 2026-12): 40 MiB for the bomb and the huge activity,
+// each refused at its first MiB; 132 MiB for an answer refused at the
+// 32 MiB cap; 158 MiB for a run of the largest answers accepted.
+func TestPeakRSSUnderHostileAnswers(t *testing.T) {
+	t.Parallel()
+	tools := benchTools(t)
+	for _, tc := range []struct {
+		name     string
+		fault    mcastest.Fault
+		every    int // the fault's requests: every one from the third on (0: the third and fourth)
+		pageSize string
+		code     int
+	}{
+		// A GiB of one string in about a MiB on the wire.
+		{"gzip-bomb", mcastest.Fault{Gzip: true, Pad: 1 << 30, PadField: "description"}, 0, "5000", exitTooManyCritical},
+		{"huge-activity", mcastest.Fault{Gzip: true, Pad: 120 << 20}, 0, "5000", exitTooManyCritical},
+		// Activities of just under 1 MiB each, past the answer's cap.
+		{"big-activities", mcastest.Fault{Gzip: true, Pad: 1<<20 - 4096, PadField: "description", Overfill: 5000}, 0, "5000", exitTooManyCritical},
+		// The largest answers accepted, every one: pages of 5,000
+		// activities of about 12.6 KB, text the CEF fields hold too.
+		{"largest-pages", mcastest.Fault{Gzip: true, Pad: 4 << 10, PadField: "description"}, 1, "5000", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			acts := mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 15000})
+			srv := mcastest.New(t, mcastest.Options{Activities: acts})
+			if tc.every == 0 {
+				srv.FailEvery(3, tc.fault)
+				srv.FailEvery(4, tc.fault)
+			} else {
+				srv.FailEvery(tc.every, tc.fault)
+			}
+			a := newAPIRun(t, srv, srv.Token())
+			args := append([]string{binary}, a.args...)
+			r := runProgram(t, a.dir, nil, filepath.Join(tools, "peakrss"), append(args, "--page-size", tc.pageSize, "--quiet")...)
+			wantCode(t, r, tc.code)
+			if tc.code != 0 {
+				golden(t, "api/hostile-"+tc.name+"/stderr", normalize(lastLine(withoutPeakRSS(r.stderr)), hostPort(srv.URL)))
+			}
+			peak := peakRSS(r.stderr)
+			t.Logf("peak RSS %d MiB", peak>>10)
+			if peak == 0 || peak >= 256<<10 {
+				t.Fatalf("peak RSS %d MiB, want under 256 MiB\nstderr: %s", peak>>10, r.stderr)
+			}
+		})
+	}
+}
+
+// withoutPeakRSS is stderr without the lines peakrss adds.
+func withoutPeakRSS(stderr string) string {
+	var b strings.Builder
+	for line := range strings.Lines(stderr) {
+		if !strings.HasPrefix(line, "peakrss_kib ") && !strings.HasPrefix(line, "cpu_ms ") {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+// peakRSS is the peak RSS, in KiB, peakrss printed in stderr.
+func peakRSS(stderr string) int {
+	var peak int
+	for line := range strings.Lines(stderr) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "peakrss_kib "); ok {
+			peak, _ = strconv.Atoi(v)
+		}
+	}
+	return peak
 }

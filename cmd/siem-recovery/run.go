@@ -406,7 +406,7 @@ func dryRun(ctx context.Context, c *cli.Context, in inputs) error {
 	attrs := []any{"window", in.scope.String(), "activities", n, "api_requests", requests}
 	if in.src.Kind.API {
 		pages, took := runCost(n, c.Int("page-size"), c.Int("rate-limit"))
-		attrs = append(attrs, "run_needs_requests", pages, "run_takes_at_rate_limit", took.String())
+		attrs = append(attrs, "run_needs_requests", pages, "run_takes_at_rate_limit", took)
 	}
 	attrs = append(attrs, "took", time.Since(start).Round(time.Millisecond))
 	in.log.Info("dry run: nothing sent, no checkpoint written", attrs...)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"siem-recovery/recovery/mcas/mcastest"
 )
 
 // Planned stops (--max-duration, SIGINT, SIGTERM, SIGHUP) over TCP: the
@@ -371,4 +374,136 @@ func TestMaxDurationSlotsResendNothing(t *testing.T) {
 	if end.SentAgain != 0 || end.State != "completed" || end.Sent != int64(len(want)) {
 		t.Fatalf("final status %+v", end)
 	}
+}
+
+// Stops while the API is being asked, before any page (issue 22): the
+// first count of a run, with answers of 20 s, or the run's first request
+// being retried on 503s. The stop cuts the request or the wait at once, no
+// request starts after it, and the run exits 75 with the stop recorded,
+// where it went on counting, balancing or retrying for minutes.
+
+// apiStopArgs runs srv's window in lanes sized from its answer time (the
+// balancing rounds are what started after the signal), its files in dir
+// named by absolute paths (startBin runs it where the test runs).
+func apiStopArgs(t *testing.T, srv *mcastest.Server, extra ...string) (dir string, args []string) {
+	t.Helper()
+	a := newAPIRun(t, srv, srv.Token())
+	args = append([]string(nil), a.args...)
+	for flag, value := range map[string]string{"--parallel": "auto", "--token-file": filepath.Join(a.dir, "token.txt"),
+		"--checkpoint": filepath.Join(a.dir, "cp.db"), "--sink": "file:" + filepath.Join(a.dir, "out.jsonl")} {
+		args[slices.Index(args, flag)+1] = value
+	}
+	return a.dir, append(args, extra...)
+}
+
+// requestsAfter counts the requests srv received after t.
+func requestsAfter(srv *mcastest.Server, t time.Time) int {
+	n := 0
+	for _, r := range srv.Requests() {
+		if r.At.After(t) {
+			n++
+		}
+	}
+	return n
+}
+
+// awaitRequests waits until srv has received n requests, or fails the
+// test when the run ends or ctx does first.
+func awaitRequests(ctx context.Context, t *testing.T, srv *mcastest.Server, n int, stderr *syncBuffer, exited <-chan struct{}) {
+	t.Helper()
+	for srv.Stats().Requests < n {
+		select {
+		case <-exited:
+			t.Fatalf("the run ended before %d requests:\n%s", n, stderr.String())
+		case <-ctx.Done():
+			t.Fatalf("no %d requests:\n%s", n, stderr.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func TestSignalStopsTheCountAtOnce(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		sig  syscall.Signal
+		opts mcastest.Options
+		// wait is how many requests to await before the signal.
+		wait int
+	}{
+		// The count, answered in 20 s.
+		{"SIGTERM-during-count", syscall.SIGTERM, mcastest.Options{AnswerTime: 20 * time.Second}, 1},
+		// The count answered 503 every time, retried after 1 s, 2 s, 4 s…
+		{"SIGINT-during-retries", syscall.SIGINT, mcastest.Options{}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.Activities = mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 3000})
+			srv := mcastest.New(t, tc.opts)
+			if tc.wait > 1 {
+				srv.FailEvery(1, mcastest.Fault{Status: 503})
+			}
+			// Pages of 500: six of them, which three lanes read, balanced
+			// by two more counts.
+			dir, args := apiStopArgs(t, srv, "--max-critical-errors", "100", "--page-size", "500")
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd, stderr, exited := startBin(ctx, t, args...)
+			awaitRequests(ctx, t, srv, tc.wait, stderr, exited)
+			signalled := time.Now()
+			cmd.Process.Signal(tc.sig)
+			<-exited
+			if code := cmd.ProcessState.ExitCode(); code != exitStopped {
+				t.Fatalf("exit code %d, want 75\n%s", code, stderr.String())
+			}
+			wantStderr(t, result{stderr: stderr.String()}, `reason="`+signalName(tc.sig)+` received"`)
+			golden(t, "api/stop-"+tc.name+"/stderr", strings.ReplaceAll(normalize(lastLine(stderr.String()), hostPort(srv.URL)), dir, "DIR"))
+			if n := requestsAfter(srv, signalled); n != 0 {
+				t.Errorf("%d requests reached the API after the signal (%d in all)\n%s", n, srv.Stats().Requests, stderr.String())
+			}
+			if st := statusJSON(t, dir, "cp.db"); st.State != "stopped" || st.Sent != 0 {
+				t.Errorf("status %+v, want stopped with nothing sent", st)
+			}
+		})
+	}
+}
+
+func TestMaxDurationEndsTheRetriesOfTheFirstRequest(t *testing.T) {
+	t.Parallel()
+	// The API answers 503 to everything: the run's first request is
+	// retried after about 1 s, 3 s, 7 s, … (±20 %) until
+	// --max-critical-errors (6: half a minute) would end it;
+	// --max-duration 2s ends it first, between two requests, and no
+	// request follows the stop the run logs.
+	srv := mcastest.New(t, mcastest.Options{Activities: mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 3000})})
+	srv.FailEvery(1, mcastest.Fault{Status: 503})
+	dir, args := apiStopArgs(t, srv, "--max-critical-errors", "6", "--max-duration", "2s")
+	r := runBin(t, dir, nil, args...)
+	wantCode(t, r, exitStopped)
+	wantStderr(t, r, `reason="--max-duration 2s reached"`)
+	golden(t, "api/stop-max-duration-during-retries/stderr", strings.ReplaceAll(normalize(lastLine(r.stderr), hostPort(srv.URL)), dir, "DIR"))
+	stopped := loggedAt(t, r.stderr, `msg="stopping: no new page is fetched`)
+	if n := requestsAfter(srv, stopped); n != 0 {
+		t.Errorf("%d requests reached the API after the stop at %s (%d in all)\n%s", n, stopped.Format(time.RFC3339Nano), srv.Stats().Requests, r.stderr)
+	}
+	if st := statusJSON(t, dir, "cp.db"); st.State != "stopped" || st.Sent != 0 {
+		t.Errorf("status %+v, want stopped with nothing sent", st)
+	}
+}
+
+// loggedAt is the time of the first log line of stderr that holds msg.
+func loggedAt(t *testing.T, stderr, msg string) time.Time {
+	t.Helper()
+	for line := range strings.Lines(stderr) {
+		if !strings.Contains(line, msg) {
+			continue
+		}
+		stamp, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		at, err := time.Parse(time.RFC3339Nano, stamp)
+		if err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		return at
+	}
+	t.Fatalf("no log line holds %q:\n%s", msg, stderr)
+	return time.Time{}
 }

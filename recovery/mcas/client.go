@@ -2,6 +2,7 @@ package mcas
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"strconv"
@@ -18,16 +20,6 @@ import (
 	"unicode/utf8"
 
 	"siem-recovery/recovery"
-)
-
-// Bounds of what is read of one answer. The activities are read one at a
-// time and counted, so a page never holds more than the limit asked for;
-// maxAnswer bounds the bytes besides (a few huge activities): 5000
-// activities of 25 KiB each, several times what real ones weigh. An error
-// answer needs only its first words.
-const (
-	maxAnswer      = 128 << 20
-	maxErrorAnswer = 64 << 10
 )
 
 // errBadRequest marks a 400 answer: the API refused the request itself,
@@ -51,17 +43,70 @@ type call struct {
 	// at: a full page that ends before it leaves the cursor where it was.
 	by  recovery.TimeField
 	gte int64
+	// reached is where a scan stands (on field by; 0: not known): a page
+	// that ends before it went back.
+	reached int64
+	// chain is what the reader remembers of the pages before (nil for a
+	// count or a probe): a continuation it followed, a run of empty
+	// answers, activities listed again.
+	chain *chain
 }
 
 // answer is a 200 answer of the activities API.
 type answer struct {
 	HasNext          *bool
 	NextQueryFilters json.RawMessage
-	Total            *int64
-	activities       []recovery.Activity // "data", decoded
+	// Total is the answer's "total" when it is a count (readTotal);
+	// badTotal what it was instead, shown.
+	Total    *int64
+	badTotal string
+	listed   []recovery.Activity // "data", decoded
+	// activities are those listed, without those the API listed again
+	// (repeated of them): within the answer, or from the page before.
+	activities []recovery.Activity
+	repeated   int
 }
 
 func (a *answer) hasNext() bool { return a.HasNext != nil && *a.HasNext }
+
+// maxTotal is the largest total taken for a count: more activities than
+// any tenant holds in a window (MCAS keeps 180 days), and few enough that
+// what is planned from it (requests, durations) cannot overflow.
+const maxTotal = 1_000_000_000_000
+
+// readTotal reads "total": a count is a JSON integer from 0 to maxTotal.
+// Anything else (a string, a fraction, an exponent, a negative number, an
+// absurd count) is no total, as if it were absent: it only ever plans,
+// and planning does without one.
+func (a *answer) readTotal(raw json.RawMessage) {
+	text := string(bytes.TrimSpace(raw))
+	n, err := strconv.ParseInt(text, 10, 64)
+	if err == nil && n >= 0 && n <= maxTotal {
+		a.Total = &n
+		return
+	}
+	if text != "null" {
+		a.badTotal = cut(text, 40)
+	}
+}
+
+// reached is the time, on field by, of the answer's last activity (0 for
+// none): the answers of a listing are sorted on it, oldest first.
+func (a *answer) reached(by recovery.TimeField) int64 {
+	if n := len(a.listed); n > 0 {
+		return by.Of(a.listed[n-1])
+	}
+	return 0
+}
+
+// ids are the ids of the activities listed.
+func (a *answer) ids() []string {
+	ids := make([]string, len(a.listed))
+	for i, act := range a.listed {
+		ids[i] = act.ID
+	}
+	return ids
+}
 
 // failure is why one request failed. A failure with permanent set ends
 // the fetch with that error; the others are retried: throttled ones
@@ -69,6 +114,7 @@ func (a *answer) hasNext() bool { return a.HasNext != nil && *a.HasNext }
 type failure struct {
 	reason     string // short and stable, logged once per streak: "HTTP 503", "timeout", …
 	cause      error
+	remedy     string // of the error when this failure ends the fetch; "" for remedyRetry
 	throttled  bool
 	retryAfter time.Duration
 	permanent  error
@@ -137,6 +183,7 @@ func (s *Source) post(ctx context.Context, c call) (*answer, int, error) {
 			}
 		}
 		if err == nil {
+			s.valid.Store(true)
 			if len(logged) > 0 {
 				s.log.Info("the API answered again", "endpoint", s.Endpoint(), "failed_requests", requests-1)
 			}
@@ -163,15 +210,16 @@ func (s *Source) post(ctx context.Context, c call) (*answer, int, error) {
 			attrs = append(attrs, "retry_after", f.retryAfter)
 		} else {
 			n, exhausted := s.budget.failed()
+			remedy := cmp.Or(f.remedy, remedyRetry)
 			if exhausted {
-				return nil, requests, recovery.Problemf(recovery.ErrTooManyCriticalErrors, remedyRetry,
+				return nil, requests, recovery.Problemf(recovery.ErrTooManyCriticalErrors, remedy,
 					"%d consecutive API requests to %s failed; the last: %s: %w", n, s.Endpoint(), f.reason, f.cause)
 			}
 			// The same request answered twice with the same malformed
 			// answer will be answered so every time: waiting minutes for
 			// the count to run out would mend nothing.
 			if f.reason == reasonMalformed && f.cause.Error() == lastMalformed {
-				return nil, requests, recovery.Problemf(recovery.ErrTooManyCriticalErrors, remedyRetry,
+				return nil, requests, recovery.Problemf(recovery.ErrTooManyCriticalErrors, remedy,
 					"%d consecutive API requests to %s failed; the last two got the same malformed answer, which retrying does not mend: %w", n, s.Endpoint(), f.cause)
 			}
 			attrs = append(attrs, "critical_errors", n, "max_critical_errors", s.budget.maxCritical)
@@ -229,15 +277,32 @@ func (s *Source) once(ctx context.Context, authorization string, c call) (*answe
 	s.answered.Store(true)
 
 	code := resp.StatusCode
+	if f := s.notTheAPI(resp); f != nil {
+		return nil, f
+	}
 	if code == http.StatusOK {
-		ans, err := s.readAnswer(http.MaxBytesReader(nil, resp.Body, s.maxAnswer), c)
+		// The transport asked for gzip and inflates it; any other coding
+		// was not asked for, and is not JSON.
+		if enc := resp.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+			return nil, malformed("the answer is encoded as %q, which was not asked for", s.show(cut(enc, 40)))
+		}
+		body := &answerReader{r: resp.Body, max: s.maxAnswer, inflated: resp.Uncompressed}
+		ans, err := s.readAnswer(body, c)
 		if err != nil {
+			if f := s.shortOfLength(ctx, err, body.read, resp.ContentLength); f != nil {
+				return nil, f
+			}
 			return nil, s.answerFailure(ctx, err)
 		}
 		return ans, nil
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorAnswer))
+	// An error answer's first words are enough; body only counts them.
+	body := &answerReader{r: io.LimitReader(resp.Body, maxErrorAnswer), max: maxErrorAnswer + 1}
+	data, err := io.ReadAll(body)
 	if err != nil {
+		if f := s.shortOfLength(ctx, err, body.read, resp.ContentLength); f != nil {
+			return nil, f
+		}
 		return nil, s.transportFailure(ctx, fmt.Errorf("read the answer: %w", err))
 	}
 	if f := retried(resp, fmt.Errorf("the API answered %d %s", code, s.message(data))); f != nil {
@@ -247,6 +312,9 @@ func (s *Source) once(ctx context.Context, authorization string, c call) (*answe
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		return nil, &failure{permanent: recovery.Problemf(recovery.ErrInvalidToken, s.auth.refusedRemedy(code),
 			"the API answered %d for %s", code, s.Endpoint()), unauthorized: code == http.StatusUnauthorized}
+	case code == http.StatusBadRequest && plainToTLS(data):
+		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedyScheme,
+			"%s is a TLS port: the server answered the plain-HTTP request with 400 %s", s.Endpoint(), s.message(data))}
 	case code == http.StatusBadRequest:
 		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedyFilter,
 			"the API answered %w for %s: %s", errBadRequest, s.Endpoint(), s.message(data))}
@@ -261,20 +329,69 @@ func (s *Source) once(ctx context.Context, authorization string, c call) (*answe
 		"the API answered %d for %s: %s", code, s.Endpoint(), s.message(data))}
 }
 
+// notTheAPI is the failure of an answer that shows --source is not the
+// activities API, before the API ever answered in this run: a 200 with a
+// web page (text/html) where JSON was due, or 501 (a web server that
+// takes no POST). Once the API has answered, the same is a gateway's
+// error page in front of it, which a retry may mend: nil.
+func (s *Source) notTheAPI(resp *http.Response) *failure {
+	if s.valid.Load() {
+		return nil
+	}
+	media, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	switch {
+	case resp.StatusCode == http.StatusNotImplemented:
+		return &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedySource,
+			"the server at %s answered 501 Not Implemented to a POST: it is not the activities API", s.Endpoint())}
+	case resp.StatusCode == http.StatusOK && media == "text/html":
+		return &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedySource,
+			"the server at %s answered with a web page (text/html), not the activities API's JSON", s.Endpoint())}
+	}
+	return nil
+}
+
+// plainToTLS tells whether an error answer's body says a plain-HTTP
+// request reached a TLS port, in the words of Go's, nginx's or Apache's
+// servers.
+func plainToTLS(body []byte) bool {
+	text := strings.ToLower(string(body))
+	for _, words := range []string{"http request to an https server", "plain http request was sent to https port", "speaking plain http to an ssl-enabled server port"} {
+		if strings.Contains(text, words) {
+			return true
+		}
+	}
+	return false
+}
+
+// shortOfLength is the failure of an answer that ended, or stalled, before
+// the length its Content-Length announced (read bytes of announced; -1:
+// none announced), where the error alone would say the JSON was cut or
+// the answer did not come in time; nil for any other.
+func (s *Source) shortOfLength(ctx context.Context, err error, read, announced int64) *failure {
+	if ctx.Err() != nil || announced < 0 || read >= announced {
+		return nil
+	}
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return malformed("the answer ended after %d of the %d bytes its Content-Length announced", read, announced)
+	case errors.Is(err, context.DeadlineExceeded):
+		return &failure{reason: "timeout", cause: fmt.Errorf("the answer from %s stalled after %d of the %d bytes its Content-Length announced, and was not complete within %s",
+			s.Endpoint(), read, announced, s.timeout)}
+	}
+	return nil
+}
+
 // answerFailure classifies an error of reading a 200 answer: the
 // answer's fault (malformed, a critical error) or the connection's.
 func (s *Source) answerFailure(ctx context.Context, err error) error {
 	var (
 		f      *failure
-		tooBig *http.MaxBytesError
 		syntax *json.SyntaxError
 		typ    *json.UnmarshalTypeError
 	)
 	switch {
 	case errors.As(err, &f):
 		return f
-	case errors.As(err, &tooBig):
-		return malformed("the answer is larger than %d MiB", tooBig.Limit>>20)
 	case errors.As(err, &syntax), errors.As(err, &typ), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return malformed("the answer is not the expected JSON: %s", s.show(err.Error()))
 	}
@@ -285,14 +402,19 @@ func (s *Source) answerFailure(ctx context.Context, err error) error {
 // decoded one by one and counted, so an answer with more than the limit
 // asked for is refused at the first one too many, holding no more than a
 // page. A complete answer must also be a possible answer to c.
-func (s *Source) readAnswer(body io.Reader, c call) (*answer, error) {
+func (s *Source) readAnswer(body *answerReader, c call) (*answer, error) {
 	dec := json.NewDecoder(body)
 	if err := expectDelim(dec, '{'); err != nil {
 		return nil, err
 	}
 	var ans answer
 	sawData := false
-	for dec.More() {
+	for {
+		// Each member (its key, then its value) is bounded as one value.
+		body.value(dec.InputOffset(), "a member of the answer")
+		if !dec.More() {
+			break
+		}
 		tok, err := dec.Token()
 		if err != nil {
 			return nil, err
@@ -303,7 +425,7 @@ func (s *Source) readAnswer(body io.Reader, c call) (*answer, error) {
 				return nil, malformed(`the answer has two "data" lists`)
 			}
 			sawData = true
-			if ans.activities, err = s.readActivities(dec, c.limit); err != nil {
+			if ans.listed, err = s.readActivities(dec, body, c.limit); err != nil {
 				return nil, err
 			}
 		case "hasNext":
@@ -311,7 +433,10 @@ func (s *Source) readAnswer(body io.Reader, c call) (*answer, error) {
 		case "nextQueryFilters":
 			err = dec.Decode(&ans.NextQueryFilters)
 		case "total":
-			err = dec.Decode(&ans.Total)
+			var raw json.RawMessage
+			if err = dec.Decode(&raw); err == nil {
+				ans.readTotal(raw)
+			}
 		default:
 			err = skipValue(dec)
 		}
@@ -322,8 +447,14 @@ func (s *Source) readAnswer(body io.Reader, c call) (*answer, error) {
 	if err := expectDelim(dec, '}'); err != nil {
 		return nil, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	body.value(dec.InputOffset(), "what follows the answer")
+	var syntax *json.SyntaxError
+	switch _, err := dec.Token(); {
+	case err == io.EOF:
+	case err == nil || errors.As(err, &syntax):
 		return nil, malformed("the answer goes on after its JSON object")
+	default: // the connection's error, or a bound's
+		return nil, err
 	}
 	if !sawData {
 		return nil, malformed(`the answer has no "data" list`)
@@ -335,8 +466,8 @@ func (s *Source) readAnswer(body io.Reader, c call) (*answer, error) {
 }
 
 // readActivities decodes the "data" list, refusing more than limit
-// activities.
-func (s *Source) readActivities(dec *json.Decoder, limit int) ([]recovery.Activity, error) {
+// activities, and any one larger than MaxActivity (body bounds each).
+func (s *Source) readActivities(dec *json.Decoder, body *answerReader, limit int) ([]recovery.Activity, error) {
 	if err := expectDelim(dec, '['); err != nil {
 		return nil, err
 	}
@@ -345,7 +476,11 @@ func (s *Source) readActivities(dec *json.Decoder, limit int) ([]recovery.Activi
 		d    recovery.Decoder
 		raw  json.RawMessage // read into again when the pages keep no Raw
 	)
-	for dec.More() {
+	for {
+		body.value(dec.InputOffset(), fmt.Sprintf("activity %d of the answer", len(acts)))
+		if !dec.More() {
+			break
+		}
 		if len(acts) == limit {
 			return nil, malformed("the answer holds more activities than the %d asked for", limit)
 		}
@@ -373,13 +508,13 @@ func (s *Source) readActivities(dec *json.Decoder, limit int) ([]recovery.Activi
 	return acts, nil
 }
 
-// check tells whether ans can be the answer to c: one whose continuation
-// moves on.
+// check tells whether ans can be the answer to c: one that moves on, in
+// scan mode to a continuation the reader never followed, and not past
+// more than maxEmptyAnswers answers in a row that list nothing new. It
+// drops the activities the API listed again (answer.activities).
 func (c call) check(ans *answer) error {
-	if c.scan {
-		if !ans.hasNext() {
-			return nil
-		}
+	ans.activities = ans.listed
+	if c.scan && ans.hasNext() {
 		next := bytes.TrimSpace(ans.NextQueryFilters)
 		if len(next) == 0 || next[0] != '{' {
 			return malformed(`the answer has "hasNext": true but no "nextQueryFilters" object`)
@@ -387,15 +522,42 @@ func (c call) check(ans *answer) error {
 		if bytes.Equal(compact(next), compact(c.filters)) {
 			return malformed(`the answer's "nextQueryFilters" are the filters it was asked with: following them would list the same page forever`)
 		}
+		if c.chain != nil && c.chain.followed(compact(next)) {
+			return malformed(`the answer's "nextQueryFilters" are a continuation this pass followed before: following them would list its pages again`)
+		}
+	}
+	if c.scan && c.reached > 0 {
+		if last := ans.reached(c.by); len(ans.listed) > 0 && last < c.reached {
+			return malformed("the answer's activities end at %s, before %s, where the scan stood on %s: its continuation went back",
+				recovery.FormatMillis(last), recovery.FormatMillis(c.reached), c.by)
+		}
+	}
+	if !c.scan && !ans.lastPlainPage(c.limit) {
+		acts := ans.listed
+		if last := c.by.Of(acts[len(acts)-1]); last < c.gte {
+			return malformed("a full page of %d activities ends at %s, before the %s asked for (%s): the %s cursor cannot advance",
+				len(acts), recovery.FormatMillis(last), c.by, recovery.FormatMillis(c.gte), c.by)
+		}
+	}
+	if c.chain == nil {
 		return nil
 	}
-	if ans.lastPlainPage(c.limit) {
-		return nil
+	repeats := c.chain.repeats(ans.ids())
+	kept := ans.listed[:0:0]
+	for i, a := range ans.listed {
+		if repeats[i] {
+			ans.repeated++
+			continue
+		}
+		kept = append(kept, a)
 	}
-	acts := ans.activities
-	if last := c.by.Of(acts[len(acts)-1]); last < c.gte {
-		return malformed("a full page of %d activities ends at %s, before the %s asked for (%s): the %s cursor cannot advance",
-			len(acts), recovery.FormatMillis(last), c.by, recovery.FormatMillis(c.gte), c.by)
+	if ans.repeated > 0 {
+		ans.activities = kept
+	}
+	if c.scan && ans.hasNext() && len(ans.activities) == 0 {
+		if n := c.chain.emptyAnswers() + 1; n > maxEmptyAnswers {
+			return malformed(`%d answers in a row listed no new activity yet said "hasNext": true: following them may never end`, n)
+		}
 	}
 	return nil
 }
@@ -403,7 +565,7 @@ func (c call) check(ans *answer) error {
 // lastPlainPage tells whether a plain page of at most limit activities
 // ends the listing: it is not full, or says no more follow.
 func (a *answer) lastPlainPage(limit int) bool {
-	return len(a.activities) < limit || a.HasNext != nil && !*a.HasNext
+	return len(a.listed) < limit || a.HasNext != nil && !*a.HasNext
 }
 
 // expectDelim reads the next token, which must be delim.
@@ -442,6 +604,18 @@ func skipValue(dec *json.Decoder) error {
 // transportFailure classifies an error of the HTTP client in a request
 // to the API.
 func (s *Source) transportFailure(ctx context.Context, err error) error {
+	var record tls.RecordHeaderError
+	if ctx.Err() == nil && !s.answered.Load() && (errors.Is(err, http.ErrSchemeMismatch) || errors.As(err, &record)) {
+		// The TLS handshake was answered in plain text: an https://
+		// source on a plain-HTTP port (or something else than a web
+		// server), not an outage.
+		why := record.Error()
+		if errors.Is(err, http.ErrSchemeMismatch) {
+			why = http.ErrSchemeMismatch.Error()
+		}
+		return &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedyScheme,
+			"%s does not answer over TLS: the server at %s answered the TLS handshake in plain text (%s)", s.Endpoint(), s.endpoint.Host, s.show(why))}
+	}
 	var op *net.OpError
 	if ctx.Err() == nil && errors.As(err, &op) && op.Op == "dial" && !s.answered.Load() {
 		// Nothing ever answered: the address is wrong, not the API down.

@@ -24,9 +24,15 @@ const (
 	remedyPaging = "use --page-size 500 to 5000 (scan mode), or 1 to 100 (plain paging)"
 	remedyRetry  = "run again later: the recovery resumes where it stopped; if it keeps failing, contact support"
 	// remedyInternal follows an answer the API should never give.
-	remedyInternal    = "re-run the same command: the recovery resumes where it stopped; if the API answers so again, contact support with this message"
-	remedyScan        = "use scan mode (--page-size 500 or more)"
+	remedyInternal = "re-run the same command: the recovery resumes where it stopped; if the API answers so again, contact support with this message"
+	remedyScan     = "use scan mode (--page-size 500 or more)"
+	// remedyAnswerSize follows an answer larger than MaxAnswer: its size
+	// grows with the page's.
+	remedyAnswerSize  = "give a smaller --page-size (500 at least in scan mode): an answer's size grows with it; if the API answers so even then, contact support with this message"
 	remedyUnreachable = "check the host and port: the tenant's API URL is https://TENANT.REGION.portal.cloudappsecurity.com"
+	// remedyScheme follows a TLS handshake answered in plain text, or a
+	// plain request answered by a TLS port.
+	remedyScheme = "check the scheme and the port: the tenant's API URL is https://TENANT.REGION.portal.cloudappsecurity.com, on port 443"
 )
 
 // endpointPath is the activities endpoint under the tenant's URL. The

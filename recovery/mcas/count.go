@@ -11,8 +11,9 @@ import (
 // Count returns how many of the window's activities match the filter: the
 // total of one plain answer that asks for a single activity (plain answers
 // carry the total; scan answers count their page only). It retries as
-// Fetch does and shares its rate limit. An answer without a usable total is
-// recovery.ErrNoTotal. Count implements recovery.Counter.
+// Fetch does and shares its rate limit. An answer without a usable total
+// (none, or one that is not a count: readTotal) is recovery.ErrNoTotal;
+// the first unusable one is logged. Count implements recovery.Counter.
 func (s *Source) Count(ctx context.Context) (activities int64, requests int, err error) {
 	return s.count(ctx, s.scope)
 }
@@ -45,7 +46,10 @@ func (s *Source) tally(ctx context.Context, scope recovery.Scope) (recovery.Tall
 	if err != nil {
 		return t, err
 	}
-	if ans.Total == nil || *ans.Total < 0 {
+	if ans.Total == nil {
+		if ans.badTotal != "" && s.badTotal.CompareAndSwap(false, true) {
+			s.log.Warn("the API's total is not a count of activities; counting by other means", "endpoint", s.Endpoint(), "total", s.show(ans.badTotal))
+		}
 		return t, fmt.Errorf("%s: %w", s.Endpoint(), recovery.ErrNoTotal)
 	}
 	t.Activities = *ans.Total

@@ -1,6 +1,9 @@
 package mcas_test
 
 import (
+	"errors"
+	"strconv"
+	"strings"
 	"testing"
 
 	"siem-recovery/recovery"
@@ -46,4 +49,32 @@ func TestCountIsOneRequest(t *testing.T) {
 		t.Fatalf("filtered Count after a 503 = %d in %d requests, %v; want %d in 2", n, requests, err, kept)
 	}
 	var _ recovery.Counter = src
+}
+
+// TestUnusableTotalIsNoTotal: a total that is not a count (a string, an
+// exponent, a fraction, a negative or absurd number) is taken for none,
+// as an absent one is, with one warning (issue 22: such a total was a
+// malformed answer, which ended the run where an absent one did not).
+func TestUnusableTotalIsNoTotal(t *testing.T) {
+	t.Parallel()
+	acts, _ := generate(100, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	src, logs := newSource(t, srv, nil)
+	for _, total := range []string{`"1200"`, `1e18`, `-5`, `12.5`, `1000000000001`, `null`, `{"value":3}`} {
+		srv.FailNext(1, mcastest.Fault{Total: total})
+		n, requests, err := src.Count(t.Context())
+		if !errors.Is(err, recovery.ErrNoTotal) || n != 0 || requests != 1 {
+			t.Errorf("total %s: Count = %d in %d requests, %v; want ErrNoTotal in 1", total, n, requests, err)
+		}
+	}
+	if got := strings.Count(logs.String(), "the API's total is not a count of activities"); got != 1 || !strings.Contains(logs.String(), `total="\"1200\""`) {
+		t.Errorf("%d warnings, want one naming the first:\n%s", got, logs.String())
+	}
+	// The largest count taken, and 0.
+	for _, total := range []int64{1_000_000_000_000, 0} {
+		srv.FailNext(1, mcastest.Fault{Total: strconv.FormatInt(total, 10)})
+		if n, _, err := src.Count(t.Context()); err != nil || n != total {
+			t.Errorf("total %d: Count = %d, %v", total, n, err)
+		}
+	}
 }

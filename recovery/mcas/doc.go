@@ -13,8 +13,13 @@
 // fail in a row, or until the same request gets the same malformed answer
 // twice. An answer is malformed when it is not the expected JSON, holds
 // more activities than the limit asked for (it is read as a stream and
-// refused at the first one too many), is larger than 128 MiB, or could
-// only be followed forever. A wrong token, an unreachable proxy or API
+// refused at the first one too many), is larger than MaxAnswer (inflated)
+// or holds an activity larger than MaxActivity (refused without being
+// held whole: bounds.go), or could
+// only be followed forever: a continuation the reader of the pass
+// followed before, a page that ends before where the scan stood, more
+// than a few answers in a row with nothing new that say more follow
+// (chain.go). An activity listed twice is sent once. A wrong token, an unreachable proxy or API
 // address and a refused request end the fetch at once with a
 // *recovery.Error the command maps to its exit code. The token is sent
 // only in the Authorization header; whatever the API sends reaches an

@@ -11,7 +11,7 @@ import (
 func (s *Source) Budget() *Budget { return s.budget }
 
 // SetMaxAnswer lowers the byte cap of one answer, so that a test can pass
-// it without sending 128 MiB.
+// it without sending 32 MiB.
 func SetMaxAnswer(s *Source, n int64) { s.maxAnswer = n }
 
 // Continuation is the scan continuation a cursor of the Source holds (nil

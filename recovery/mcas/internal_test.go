@@ -1,6 +1,7 @@
 package mcas
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -69,6 +70,26 @@ func TestUnresolvableAPIHostIsAWrongAddress(t *testing.T) {
 	// Once the API has answered, the same error is an outage: retried.
 	src.answered.Store(true)
 	if !errors.As(src.transportFailure(t.Context(), notFound), &f) || f.permanent != nil || f.reason != "network error" {
+		t.Fatalf("after an answer: %#v, want a critical network error", f)
+	}
+}
+
+func TestPlainTextTLSHandshakeBeforeAnyAnswerIsAWrongScheme(t *testing.T) {
+	// What the client returns for a TLS handshake answered by a server
+	// that is not an HTTP one (an HTTP one is http.ErrSchemeMismatch).
+	plain := &url.Error{Op: "Post", URL: "https://contoso.example/api/v1/activities/", Err: tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}}
+	src, err := New(Config{BaseURL: "https://contoso.example", Token: recovery.NewToken(strings.Repeat("t", 64)), Window: recovery.Window{Start: 1, End: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f *failure
+	if !errors.As(src.transportFailure(t.Context(), plain), &f) || !errors.Is(f.permanent, recovery.ErrUsage) ||
+		f.permanent.Error() != "https://contoso.example/api/v1/activities/ does not answer over TLS: the server at contoso.example answered the TLS handshake in plain text (tls: first record does not look like a TLS handshake); "+remedyScheme {
+		t.Fatalf("before any answer: %#v, want a permanent usage error naming the scheme", f)
+	}
+	// Once the API has answered, something between is broken: retried.
+	src.answered.Store(true)
+	if !errors.As(src.transportFailure(t.Context(), plain), &f) || f.permanent != nil || f.reason != "network error" {
 		t.Fatalf("after an answer: %#v, want a critical network error", f)
 	}
 }

@@ -143,14 +143,21 @@ type Source struct {
 	redactor   *recovery.Redactor
 
 	// answered is set by the first answer of any kind: until then, a
-	// refused connection means a wrong address rather than an outage.
+	// refused connection means a wrong address rather than an outage,
+	// and a TLS handshake answered in plain text a wrong scheme or port.
 	answered atomic.Bool
+	// valid is set by the first answer accepted as the activities API's:
+	// until then, a web page or a 501 means --source is not the API; after
+	// it, a gateway's error page in front of the API, retried.
+	valid atomic.Bool
+	// badTotal is set once a total that is not a count was logged.
+	badTotal atomic.Bool
 
 	mu       sync.Mutex
 	fellBack bool // auto paging switched to plain for this run
-	// boundaries let Fetch drop a record the API lists again right after
-	// a scan page boundary (it should not); one for every scope read.
-	boundaries boundaries
+	// chain is what Fetch remembers of the pages it followed; each scope
+	// read through Over has its own.
+	chain *chain
 }
 
 // New checks cfg and builds a Source. It makes no request. Errors are
@@ -172,10 +179,11 @@ func New(cfg Config) (*Source, error) {
 		timeout:   orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
 		retryMin:  orDefault(cfg.RetryInitial, DefaultRetryInitial),
 		retryMax:  orDefault(cfg.RetryMax, DefaultRetryMax),
-		maxAnswer: maxAnswer,
+		maxAnswer: MaxAnswer,
 		leaveRaw:  cfg.LeaveRaw,
 		log:       cfg.Logger,
 		redactor:  cfg.Redactor,
+		chain:     newChain(),
 	}
 	if s.redactor == nil {
 		s.redactor = recovery.NewRedactor()
@@ -271,8 +279,13 @@ func (s *Source) Endpoint() string { return s.endpoint.String() }
 // held before cursors were opaque, so those resume as they are.
 type position struct {
 	NextFilters json.RawMessage `json:"next_filters,omitempty"`
-	At          int64           `json:"timestamp,omitempty"`
-	SeenIDs     []string        `json:"seen_ids,omitempty"`
+	// Reached is, in scan mode, the time (on the scope's field) of the
+	// last activity listed before the continuation: where the scan stands,
+	// which the next page may not end before. 0: not known (a cursor of
+	// an older checkpoint, or no activity listed yet).
+	Reached int64    `json:"reached,omitempty"`
+	At      int64    `json:"timestamp,omitempty"`
+	SeenIDs []string `json:"seen_ids,omitempty"`
 }
 
 func decodePosition(c recovery.Cursor) (position, error) {
@@ -295,23 +308,27 @@ func (p position) cursor() recovery.Cursor { return recovery.NewCursor(p, "") }
 // ErrCheckpointUnavailable for a cursor this source did not make) or the
 // context's error.
 func (s *Source) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page, error) {
-	return s.fetch(ctx, s.scope, cur)
+	return s.fetch(ctx, s.scope, s.chain, cur)
 }
 
 // Over returns the source of scope (recovery.Scoped): another window (a
 // scan lane's slice), or the recovery's with a range of created. It shares
 // this Source's connection, Budget and paging mode; its calls may run side
-// by side with this Source's and other scopes'.
-func (s *Source) Over(scope recovery.Scope) recovery.Source { return &scoped{s, scope} }
+// by side with this Source's and other scopes'. It remembers the pages it
+// followed on its own (a chain): give each reader of a pass its own.
+func (s *Source) Over(scope recovery.Scope) recovery.Source {
+	return &scoped{src: s, scope: scope, chain: newChain()}
+}
 
 // scoped is a Source reading a scope of its own.
 type scoped struct {
 	src   *Source
 	scope recovery.Scope
+	chain *chain
 }
 
 func (v *scoped) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page, error) {
-	return v.src.fetch(ctx, v.scope, cur)
+	return v.src.fetch(ctx, v.scope, v.chain, cur)
 }
 
 // Count is Source.Count over the scope (recovery.Counter).
@@ -322,21 +339,21 @@ func (v *scoped) Tally(ctx context.Context, w recovery.Window) (recovery.Tally, 
 	return v.src.tally(ctx, v.scope.Within(w))
 }
 
-// fetch is Fetch over scope.
-func (s *Source) fetch(ctx context.Context, scope recovery.Scope, c recovery.Cursor) (recovery.Page, error) {
+// fetch is Fetch over scope, following ch.
+func (s *Source) fetch(ctx context.Context, scope recovery.Scope, ch *chain, c recovery.Cursor) (recovery.Page, error) {
 	cur, err := decodePosition(c)
 	if err != nil {
 		return recovery.Page{}, err
 	}
 	switch {
 	case len(cur.NextFilters) > 0:
-		return s.fetchScan(ctx, scope, cur)
+		return s.fetchScan(ctx, scope, ch, c, cur)
 	case cur.At != 0 || len(cur.SeenIDs) > 0:
-		return s.fetchPlain(ctx, scope, cur)
+		return s.fetchPlain(ctx, scope, ch, c, cur)
 	case s.usePlain():
-		return s.fetchPlain(ctx, scope, cur)
+		return s.fetchPlain(ctx, scope, ch, c, cur)
 	}
-	page, err := s.fetchScan(ctx, scope, cur)
+	page, err := s.fetchScan(ctx, scope, ch, c, cur)
 	if err == nil || s.paging != PagingAuto || !isRefused(err) {
 		return page, err
 	}
@@ -344,7 +361,7 @@ func (s *Source) fetch(ctx context.Context, scope recovery.Scope, c recovery.Cur
 	// paging, the API refused scan mode itself, and this run pages by date
 	// cursor from here on. If they do not, the filter is at fault and
 	// plain paging's refusal is the answer.
-	plain, perr := s.fetchPlain(ctx, scope, cur)
+	plain, perr := s.fetchPlain(ctx, scope, ch, c, cur)
 	plain.Requests += page.Requests
 	if perr == nil {
 		s.log.Warn("the API refused scan mode; paging by date cursor instead",
@@ -413,7 +430,8 @@ type plainRequest struct {
 	Limit         int             `json:"limit"`
 }
 
-func (s *Source) fetchScan(ctx context.Context, scope recovery.Scope, cur position) (recovery.Page, error) {
+// fetchScan fetches the scan page at cur (c as decoded), following ch.
+func (s *Source) fetchScan(ctx context.Context, scope recovery.Scope, ch *chain, c recovery.Cursor, cur position) (recovery.Page, error) {
 	filters := cur.NextFilters
 	if len(filters) == 0 {
 		var err error
@@ -421,6 +439,7 @@ func (s *Source) fetchScan(ctx context.Context, scope recovery.Scope, cur positi
 			return recovery.Page{}, err
 		}
 	}
+	ch.begin(c.Token, filters)
 	limit := s.scanLimit
 	if limit == 0 { // a scan cursor resumed with a plain page size
 		limit = ScanMinLimit
@@ -429,50 +448,30 @@ func (s *Source) fetchScan(ctx context.Context, scope recovery.Scope, cur positi
 	if err != nil {
 		return recovery.Page{}, err
 	}
-	ans, requests, err := s.post(ctx, call{body: body, scan: true, limit: limit, filters: filters})
+	ans, requests, err := s.post(ctx, call{body: body, scan: true, limit: limit, filters: filters, by: scope.By, reached: cur.Reached, chain: ch})
 	page := recovery.Page{Requests: requests}
 	if err != nil {
 		return page, err
 	}
-	hasNext := ans.hasNext()
-
-	repeat := s.boundaries.after(cur.NextFilters)
-	acts := s.inScope(scope, ans.activities)
-	if repeat != nil {
-		kept := acts[:0]
-		for _, a := range acts {
-			if !repeat[a.ID] {
-				kept = append(kept, a)
-			}
-		}
-		if n := len(acts) - len(kept); n > 0 {
-			s.log.Warn("the API listed activities again across a scan page boundary; dropped the repeats", "count", n)
-		}
-		acts = kept
-	}
-	page.Activities = acts
-	page.Last = !hasNext
-	if page.Last {
-		page.Progress = 1
+	s.logRepeats(ans)
+	page.Activities = s.inScope(scope, ans.activities)
+	reached := max(cur.Reached, ans.reached(scope.By))
+	if !ans.hasNext() {
+		page.Last, page.Progress = true, 1
 		page.Next = cur.cursor()
+		ch.advance(page.Next.Token, nil, nil, true)
 		return page, nil
 	}
-	next := position{NextFilters: ans.NextQueryFilters}
+	next := position{NextFilters: ans.NextQueryFilters, Reached: reached}
 	page.Next = next.cursor()
-	page.Progress = progress(scope, ans.activities, cur)
-
-	ids := map[string]bool{}
-	if n := len(ans.activities); n > 0 {
-		final := scope.By.Of(ans.activities[n-1])
-		for i := n - 1; i >= 0 && scope.By.Of(ans.activities[i]) == final; i-- {
-			ids[ans.activities[i].ID] = true
-		}
-	}
-	s.boundaries.add(next.NextFilters, ids)
+	page.Progress = scope.Window.Fraction(reached)
+	ch.advance(page.Next.Token, ans.NextQueryFilters, ans.ids(), len(ans.activities) > 0)
 	return page, nil
 }
 
-func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, cur position) (recovery.Page, error) {
+// fetchPlain fetches the plain page at cur (c as decoded), following ch.
+func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, ch *chain, c recovery.Cursor, cur position) (recovery.Page, error) {
+	ch.begin(c.Token, nil)
 	by := scope.By
 	gte, skip := scope.Window.Start, 0
 	if cur.At != 0 || len(cur.SeenIDs) > 0 {
@@ -495,12 +494,12 @@ func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, cur posit
 	if err != nil {
 		return recovery.Page{}, err
 	}
-	ans, requests, err := s.post(ctx, call{body: body, limit: limit, by: by, gte: gte})
+	ans, requests, err := s.post(ctx, call{body: body, limit: limit, by: by, gte: gte, chain: ch})
 	page := recovery.Page{Requests: requests}
 	if err != nil {
 		return page, err
 	}
-	all := ans.activities
+	all := ans.listed
 	page.Last = ans.lastPlainPage(limit)
 
 	// The records at cur.At come first, and "skip" passes over
@@ -518,10 +517,12 @@ func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, cur posit
 				s.Endpoint(), s.show(a.ID), recovery.FormatMillis(gte))
 		}
 	}
-	page.Activities = s.inScope(scope, all)
+	s.logRepeats(ans)
+	page.Activities = s.inScope(scope, ans.activities)
 	if page.Last {
 		page.Progress = 1
 		page.Next = cur.cursor()
+		ch.advance(page.Next.Token, nil, nil, true)
 		return page, nil
 	}
 	// The next cursor: the last millisecond listed, and every id listed
@@ -538,7 +539,16 @@ func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, cur posit
 	}
 	page.Next = position{At: last, SeenIDs: ids}.cursor()
 	page.Progress = scope.Window.Fraction(last)
+	ch.advance(page.Next.Token, nil, ans.ids(), true)
 	return page, nil
+}
+
+// logRepeats says that the API listed activities again, which check
+// dropped.
+func (s *Source) logRepeats(ans *answer) {
+	if ans.repeated > 0 {
+		s.log.Warn("the API listed activities again (within a page, or from the page before); dropped the repeats", "count", ans.repeated)
+	}
 }
 
 // inScope drops what the API should not have sent: activities outside
@@ -554,14 +564,6 @@ func (s *Source) inScope(scope recovery.Scope, acts []recovery.Activity) []recov
 		s.log.Warn("the API sent activities outside the window; dropped them", "count", n, "window", scope.String())
 	}
 	return kept
-}
-
-// progress is how far into scope's window the page's last activity lies.
-func progress(scope recovery.Scope, acts []recovery.Activity, cur position) float64 {
-	if n := len(acts); n > 0 {
-		return scope.Window.Fraction(scope.By.Of(acts[n-1]))
-	}
-	return scope.Window.Fraction(cur.At)
 }
 
 func compact(b []byte) []byte {

@@ -49,8 +49,17 @@
 //     Hostile answers too: a scan answer whose nextQueryFilters are its
 //     own request's filters (RepeatFilters), one with millions of
 //     activities more than the limit, made as they are written
-//     (Overfill), and a listing that ignores the window's start
-//     (IgnoreStart).
+//     (Overfill), a listing that ignores the window's start
+//     (IgnoreStart), a continuation pointing back to an earlier page
+//     (Rewind), empty answers that say more follow with a new
+//     continuation each time (EmptyNext), and activities listed twice,
+//     within a page and across a page boundary (Repeat). Answers too
+//     large to hold, made as they are written: activities padded to any
+//     size (Pad, PadField), gzipped whatever was asked (Gzip: a bomb of a
+//     GiB in about a MiB), or with a Content-Encoding not asked for;
+//     totals that are not counts (Total, NoTotal); a Content-Length longer
+//     than the answer, closed or stalled (LongerBy, Stall); a body of any
+//     Content-Type (a web page).
 //   - Answer time: Options.AnswerTime holds back every answer to a
 //     listing or a count, as a real tenant takes seconds to answer a page;
 //     requests side by side (scan lanes) are held side by side, and

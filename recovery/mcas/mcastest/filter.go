@@ -16,6 +16,10 @@ import (
 // millisecond, used only when a whole scan page shares it.
 const scanAfterKey = "_scanAfter"
 
+// emptyPageKey is the private key of Fault.EmptyNext's continuations,
+// which the server ignores: they only differ.
+const emptyPageKey = "_emptyPage"
+
 // scanAfter resumes a scan after the record id at the millisecond
 // Timestamp of the sort field (date or created).
 type scanAfter struct {
@@ -84,6 +88,7 @@ func (c *conditions) parse(raw json.RawMessage) error {
 			if err := c.on(f).parse(v, f); err != nil {
 				return fmt.Errorf("filters.%s: %w", field, err)
 			}
+		case emptyPageKey:
 		case scanAfterKey:
 			c.after = new(scanAfter)
 			if err := json.Unmarshal(v, c.after); err != nil {

@@ -3,6 +3,8 @@ package mcastest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
+	"compress/gzip"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -88,6 +90,9 @@ type Fault struct {
 	Body string
 	// Location is the Location header sent with Status (a redirect).
 	Location string
+	// ContentType is the Content-Type of Body (default application/json):
+	// text/html for a web page.
+	ContentType string
 
 	// The faults below answer 200 with a hostile version of the normal
 	// answer.
@@ -105,6 +110,45 @@ type Fault struct {
 	// had no lower bound, so that a page can lie before the time asked for
 	// (and before the window).
 	IgnoreStart bool
+	// Rewind makes a scan answer carry its page with "hasNext": true and,
+	// as nextQueryFilters, the filters of the last scan request before it
+	// whose filters were not its own: a continuation pointing back to an
+	// earlier page, which a client that follows it lists again.
+	Rewind bool
+	// EmptyNext answers a scan request with no activity, "hasNext": true
+	// and nextQueryFilters that are new every time (the request's with a
+	// counter under a private key the server ignores): a client that
+	// follows it asks forever.
+	EmptyNext bool
+	// Repeat makes an answer list its first activity twice and, in scan
+	// mode, begin with the last activity of the scan answer before it
+	// again; it lists that many fewer activities otherwise, so that it
+	// stays within the limit asked for.
+	Repeat bool
+
+	// Pad makes each activity of a 200 answer this many bytes larger: a
+	// member PadField ("padding" when empty) of that many x's, first in
+	// the object (where a key given twice counts, for the API's readers).
+	// It is made as it is written, never held: one activity of 120 MiB,
+	// or, with Gzip, a bomb of a GiB in a MiB on the wire, costs the
+	// server nothing.
+	Pad      int64
+	PadField string
+	// Gzip sends a 200 answer gzipped, with "Content-Encoding: gzip",
+	// whatever the request asked for.
+	Gzip bool
+	// ContentEncoding sends a 200 answer (not encoded) with this
+	// Content-Encoding: one the client did not ask for.
+	ContentEncoding string
+	// Total replaces the answer's "total" with this JSON (a string, a
+	// float, a negative number); NoTotal leaves it out.
+	Total   string
+	NoTotal bool
+	// LongerBy announces a Content-Length this many bytes longer than the
+	// answer; Stall then holds the connection open until the client gives
+	// up, instead of closing it after the answer.
+	LongerBy int64
+	Stall    bool
 }
 
 type faultRule struct {
@@ -173,6 +217,13 @@ type Server struct {
 	budgetStart time.Time
 	budgetUsed  int
 	accepted    map[string]time.Time // AcceptToken: bearer token → expiry
+	// scans are the filters of the scan requests answered, the latest
+	// last (a few: Rewind goes back one page); lastListed is the last
+	// activity of the latest scan answer (Repeat).
+	scans      []json.RawMessage
+	lastListed *record
+	lastBefore *record // the last activity of the scan answer before the latest
+	emptyPages int     // EmptyNext's counter
 }
 
 type record struct {
@@ -403,6 +454,9 @@ type query struct {
 	Skip          *int            `json:"skip"`
 	Limit         *int            `json:"limit"`
 	IsScan        bool            `json:"isScan"`
+	// fewer is how many activities fewer than the limit a page lists
+	// (Fault.Repeat makes room for its repeats).
+	fewer int
 }
 
 func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
@@ -479,7 +533,30 @@ func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
 		rec.error(status, msg)
 		return
 	}
-	rec.json(ans)
+	ans.pad, ans.padField = f.Pad, cmp.Or(f.PadField, "padding")
+	ans.totalJSON = strconv.Itoa(ans.total)
+	switch {
+	case f.NoTotal:
+		ans.totalJSON = ""
+	case f.Total != "":
+		ans.totalJSON = f.Total
+	}
+	if f.LongerBy > 0 {
+		s.lie(rec, r, ans, f)
+		return
+	}
+	switch {
+	case f.Gzip:
+		rec.Header().Set("Content-Encoding", "gzip")
+		gz, _ := gzip.NewWriterLevel(rec, gzip.BestSpeed)
+		rec.json(ans, gz)
+		_ = gz.Close()
+	case f.ContentEncoding != "":
+		rec.Header().Set("Content-Encoding", f.ContentEncoding)
+		fallthrough
+	default:
+		rec.json(ans, rec)
+	}
 }
 
 func (s *Server) authorized(header string) bool {
@@ -548,7 +625,7 @@ func (s *Server) applyFault(rec *recorder, r *http.Request, f Fault) bool {
 			rec.Header().Set("Location", f.Location)
 		}
 		if f.Body != "" {
-			rec.Header().Set("Content-Type", "application/json")
+			rec.Header().Set("Content-Type", cmp.Or(f.ContentType, "application/json"))
 			rec.WriteHeader(f.Status)
 			_, _ = io.WriteString(rec, f.Body)
 			return false
@@ -603,6 +680,38 @@ type answer struct {
 	data    []record
 	next    json.RawMessage // nil: no nextQueryFilters
 	extra   int             // Fault.Overfill: activities made up after data
+	// pad and padField are Fault.Pad and Fault.PadField.
+	pad      int64
+	padField string
+	// totalJSON is written as "total"; "": none.
+	totalJSON string
+}
+
+// lie writes ans with a Content-Length f.LongerBy bytes longer than it,
+// then closes the connection, or with f.Stall holds it until the client
+// goes away.
+func (s *Server) lie(rec *recorder, r *http.Request, ans answer, f Fault) {
+	var body bytes.Buffer
+	probe := &recorder{ResponseWriter: httptest.NewRecorder()}
+	probe.json(ans, &body)
+	rec.returned = probe.returned
+	rec.Header().Set("Content-Type", "application/json")
+	rec.Header().Set("Content-Length", strconv.Itoa(body.Len()+int(f.LongerBy)))
+	rec.WriteHeader(http.StatusOK)
+	_, _ = rec.Write(body.Bytes())
+	if fl, ok := rec.ResponseWriter.(http.Flusher); ok {
+		fl.Flush()
+	}
+	if f.Stall {
+		<-r.Context().Done()
+		return
+	}
+	// Short of its length, the answer can only end with the connection.
+	if hj, ok := rec.ResponseWriter.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			conn.Close()
+		}
+	}
 }
 
 // answer lists what q asks for, as the hostile faults of f change it.
@@ -614,12 +723,83 @@ func (s *Server) answer(q query, f Fault) (answer, int, string) {
 	if f.IgnoreStart {
 		c.date.lo, c.created.lo = math.MinInt64, math.MinInt64
 	}
+	if f.Repeat {
+		q.fewer = 1
+		if q.IsScan {
+			q.fewer = 2
+		}
+	}
+	if f.EmptyNext && q.IsScan {
+		return s.emptyPage(q)
+	}
 	a, status, msg := s.list(q, c)
-	if status == http.StatusOK && f.RepeatFilters && q.IsScan {
+	if status != http.StatusOK {
+		return a, status, msg
+	}
+	previous := s.scanned(q, a)
+	switch {
+	case f.RepeatFilters && q.IsScan:
 		a.hasNext, a.next = true, q.Filters
+	case f.Rewind && q.IsScan && previous != nil:
+		a.hasNext, a.next = true, previous
+	}
+	if f.Repeat && len(a.data) > 0 {
+		repeated := []record{a.data[0], a.data[0]}
+		if q.IsScan && previous != nil && s.lastBefore != nil {
+			repeated = append([]record{*s.lastBefore}, repeated...)
+		}
+		a.data = append(repeated, a.data[1:]...)
 	}
 	a.extra = f.Overfill
 	return a, status, msg
+}
+
+// scanned records the scan answer a to q, and returns the filters of the
+// last scan request before it whose filters were not q's (nil for none).
+// It keeps the last activity the answer before it listed in lastBefore.
+func (s *Server) scanned(q query, a answer) json.RawMessage {
+	if !q.IsScan {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var previous json.RawMessage
+	for i := len(s.scans) - 1; i >= 0; i-- {
+		if !bytes.Equal(s.scans[i], q.Filters) {
+			previous = s.scans[i]
+			break
+		}
+	}
+	if n := len(s.scans); n == 0 || !bytes.Equal(s.scans[n-1], q.Filters) {
+		s.scans = append(s.scans[max(0, n-3):], bytes.Clone(q.Filters))
+	}
+	s.lastBefore = s.lastListed
+	if len(a.data) > 0 {
+		last := a.data[len(a.data)-1]
+		s.lastListed = &last
+	}
+	return previous
+}
+
+// emptyPage is EmptyNext's answer to q: nothing, more to follow, and a
+// continuation never given before.
+func (s *Server) emptyPage(q query) (answer, int, string) {
+	s.mu.Lock()
+	s.emptyPages++
+	n := s.emptyPages
+	s.mu.Unlock()
+	top := map[string]json.RawMessage{}
+	if f := bytes.TrimSpace(q.Filters); len(f) > 0 && string(f) != "null" {
+		if err := json.Unmarshal(f, &top); err != nil {
+			return answer{}, http.StatusBadRequest, err.Error()
+		}
+	}
+	top[emptyPageKey] = json.RawMessage(strconv.Itoa(n))
+	next, err := marshalSorted(top)
+	if err != nil {
+		return answer{}, http.StatusInternalServerError, err.Error()
+	}
+	return answer{hasNext: true, next: next}, http.StatusOK, ""
 }
 
 func (s *Server) list(q query, c conditions) (answer, int, string) {
@@ -664,6 +844,7 @@ func (s *Server) plain(q query, c conditions, by field, desc bool) (answer, int,
 	case skip+limit > 5000:
 		return answer{}, http.StatusBadRequest, fmt.Sprintf("skip %d + limit %d: at most 5000 without isScan", skip, limit)
 	}
+	limit = max(limit-q.fewer, 1)
 	var listed []record
 	s.each(c, by, desc, func(r record) bool {
 		listed = append(listed, r)
@@ -701,6 +882,7 @@ func (s *Server) scan(q query, c conditions, by field, desc bool) (answer, int, 
 	if q.Skip != nil && *q.Skip != 0 {
 		return answer{}, http.StatusBadRequest, "skip is not supported with isScan"
 	}
+	limit -= q.fewer
 	var a answer
 	s.each(c, by, desc, func(r record) bool {
 		a.data = append(a.data, r)
@@ -779,49 +961,70 @@ func (r *recorder) error(code int, msg string) {
 	_, _ = r.Write(b)
 }
 
-func (r *recorder) json(a answer) {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `{"total":%d,"hasNext":%t,"data":[`, a.total, a.hasNext)
-	for i, rec := range a.data {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.Write(rec.json())
-	}
-	r.returned = len(a.data)
+// json writes the 200 answer a to w: r itself, or an encoder over it.
+// The activities are written as stored, or padded (answer.pad) and made
+// up (answer.extra) as they are written, so that an answer of any size is
+// never held whole; writing stops when the client stops reading.
+func (r *recorder) json(a answer, w io.Writer) {
+	r.returned = len(a.data) + a.extra
 	r.Header().Set("Content-Type", "application/json")
 	r.WriteHeader(http.StatusOK)
-	if a.extra > 0 {
-		// Made up as they are written: the answer is never held whole.
-		var ts int64
-		if len(a.data) > 0 {
-			ts = a.data[len(a.data)-1].ts
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteByte('{')
+	if a.totalJSON != "" {
+		fmt.Fprintf(bw, `"total":%s,`, a.totalJSON)
+	}
+	fmt.Fprintf(bw, `"hasNext":%t,"data":[`, a.hasNext)
+	var ts int64
+	if len(a.data) > 0 {
+		ts = a.data[len(a.data)-1].ts
+	}
+	var item []byte
+	for i := range len(a.data) + a.extra {
+		if i > 0 {
+			bw.WriteByte(',')
 		}
-		w := bufio.NewWriterSize(r, 64<<10)
-		_, _ = w.Write(b.Bytes())
-		b.Reset()
-		var item []byte
-		for i := range a.extra {
-			item = item[:0]
-			if i > 0 || len(a.data) > 0 {
-				item = append(item, ',')
-			}
-			item = strconv.AppendInt(append(item, `{"_id":"overfill-`...), int64(i), 10)
+		if i < len(a.data) {
+			item = append(item[:0], a.data[i].json()...)
+		} else {
+			item = strconv.AppendInt(append(item[:0], `{"_id":"overfill-`...), int64(i-len(a.data)), 10)
 			item = strconv.AppendInt(append(item, `","timestamp":`...), ts, 10)
-			if _, err := w.Write(append(item, '}')); err != nil {
+			item = append(item, '}')
+		}
+		if a.pad > 0 && len(item) > 1 {
+			if writePadding(bw, a.padField, a.pad) != nil {
 				return // the client stopped reading
 			}
+			item = item[1:]
+			if item[0] != '}' {
+				bw.WriteByte(',')
+			}
 		}
-		if w.Flush() != nil {
+		if _, err := bw.Write(item); err != nil {
 			return
 		}
 	}
-	b.WriteByte(']')
+	bw.WriteByte(']')
 	if a.next != nil {
-		b.WriteString(`,"nextQueryFilters":`)
-		b.Write(a.next)
+		bw.WriteString(`,"nextQueryFilters":`)
+		bw.Write(a.next)
 	}
-	b.WriteByte('}')
-	r.returned += a.extra
-	_, _ = r.Write(b.Bytes())
+	bw.WriteByte('}')
+	_ = bw.Flush()
+}
+
+// writePadding writes the start of an object with its member field set to
+// n x's.
+func writePadding(w *bufio.Writer, field string, n int64) error {
+	fmt.Fprintf(w, `{%q:"`, field)
+	chunk := bytes.Repeat([]byte{'x'}, 64<<10)
+	for n > 0 {
+		k := min(n, int64(len(chunk)))
+		if _, err := w.Write(chunk[:k]); err != nil {
+			return err
+		}
+		n -= k
+	}
+	_, err := w.WriteString(`"`)
+	return err
 }
