@@ -19,23 +19,20 @@ const MaxLanes = 8
 
 // Tally is what counting the activities of a part of the window tells: how
 // many there are, when the first of them happened (0: none, or the source
-// does not say), and the API requests that took.
+// does not say), and the API requests that took. AtLeast tells that
+// Activities is only a lower bound: the API's total is an estimate, and
+// says so (moreThanTotal) when the part holds more than it counted.
 type Tally struct {
 	Activities int64
 	First      int64
 	Requests   int
+	AtLeast    bool
 }
 
 // CountFunc counts the recovery's activities in w, a part of its window
 // (one request for the MCAS source, whose count answer also carries the
 // first activity).
 type CountFunc func(ctx context.Context, w Window) (Tally, error)
-
-// Tallier is a Source that can count a part of its window in one request
-// (the MCAS API): its window can be balanced across scan lanes.
-type Tallier interface {
-	Tally(ctx context.Context, w Window) (Tally, error)
-}
 
 // BalanceRounds is the most rounds of counts Slices makes: a round costs
 // an answer's time before the lanes can start, whatever it counts.
@@ -291,17 +288,6 @@ func (p Pass) LanePosition(i int) string {
 	return fmt.Sprintf("%s in lane %d", l.position("slice"), i+1)
 }
 
-// LaneSizer is a Source that can read its scope in scan lanes side by side
-// (the MCAS API; an export is read in one lane).
-type LaneSizer interface {
-	Source
-	// Lanes is how many lanes keep the source's rate limit busy at the
-	// answer time it measured so far; 0 before it measured any.
-	Lanes() int
-	// PageSize is the most activities one of its pages holds.
-	PageSize() int
-}
-
 // planLanes cuts pass k into scan lanes when it begins, if its source can
 // read in lanes and more than one is worth it: as many as Replayer.Lanes
 // asks for, or the source's measure (counting the pass first when nothing
@@ -324,7 +310,7 @@ func (r *Replayer) planLanes(ctx context.Context, rn *run, k passKind) error {
 		}
 		return nil
 	}
-	tallier, ok := Over(r.Source, p.Scope).(Tallier)
+	counter, ok := Over(r.Source, p.Scope).(Counter)
 	if !ok || r.Lanes == 1 {
 		return nil
 	}
@@ -341,7 +327,7 @@ func (r *Replayer) planLanes(ctx context.Context, rn *run, k passKind) error {
 	} else {
 		// One count: the pass's size, and a measure of the answer time
 		// when the run has none yet.
-		tally, err := tallier.Tally(ctx, p.Scope.Window)
+		tally, err := counter.Count(ctx, p.Scope.Window)
 		if errors.Is(err, ErrNoTotal) {
 			// Nothing to cut the window by: one lane reads it.
 			return r.recordRequests(rn, tally.Requests)
@@ -362,7 +348,7 @@ func (r *Replayer) planLanes(ctx context.Context, rn *run, k passKind) error {
 		return nil
 	}
 	maxCounts := max(n-1, min(5*(n-1), int(pages/8)))
-	cuts, requests, err := Slices(ctx, p.Scope.Window, n, total, pageSize, maxCounts, tallier.Tally)
+	cuts, requests, err := Slices(ctx, p.Scope.Window, n, total, pageSize, maxCounts, counter.Count)
 	if errors.Is(err, ErrNoTotal) {
 		return r.recordRequests(rn, requests)
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 // laneTenant is a tenant whose window can be read in scan lanes: it counts
-// a part of a scope in one request (Tally) and says how many lanes it
+// a part of a scope in one request (Count) and says how many lanes it
 // wants. Its fetches may run side by side.
 type laneTenant struct {
 	mu    sync.Mutex
@@ -57,8 +57,8 @@ func (t *laneTenant) Fetch(ctx context.Context, cur Cursor) (Page, error) {
 func (t *laneTenant) Over(scope Scope) Source { return &laneScope{t, scope} }
 func (t *laneTenant) Lanes() int              { return t.lanes }
 func (t *laneTenant) PageSize() int           { return t.n }
-func (t *laneTenant) Tally(ctx context.Context, w Window) (Tally, error) {
-	return t.Over(Scope{Window: t.window()}).(*laneScope).Tally(ctx, w)
+func (t *laneTenant) Count(ctx context.Context, w Window) (Tally, error) {
+	return t.Over(Scope{Window: t.window()}).(*laneScope).Count(ctx, w)
 }
 
 type laneScope struct {
@@ -76,7 +76,7 @@ func (v *laneScope) in() []Activity {
 	return in
 }
 
-func (v *laneScope) Tally(_ context.Context, w Window) (Tally, error) {
+func (v *laneScope) Count(_ context.Context, w Window) (Tally, error) {
 	if v.t.tallyErr != nil {
 		return Tally{Requests: 1}, v.t.tallyErr
 	}
@@ -335,13 +335,16 @@ func TestLanesLeaveOutExcludedIdsAndTopUpInLanes(t *testing.T) {
 	}
 }
 
+// TestLanesPlanFailsOnACountError: a count the source cannot answer ends
+// the pass before any lane starts (the window's count, which a source that
+// can count makes first), recorded with its request.
 func TestLanesPlanFailsOnACountError(t *testing.T) {
 	src := newLaneTenant(2000, 100, 4)
 	src.tallyErr = Problemf(ErrTooManyCriticalErrors, "run again later", "10 consecutive API requests failed")
 	cp := newLaneCheckpoint(src.window())
 	var logs bytes.Buffer
 	_, err := laneReplayer(src, &lockedSink{}, cp, 0, &logs).Run(context.Background())
-	if !errors.Is(err, ErrTooManyCriticalErrors) || !strings.Contains(err.Error(), "count the pass's activities to plan its lanes") {
+	if !errors.Is(err, ErrTooManyCriticalErrors) || !strings.Contains(err.Error(), "count the window's activities") {
 		t.Fatalf("Run: %v", err)
 	}
 	if st := cp.st; st.State != StateFailed || st.APIRequests != 1 || len(st.Lanes) != 0 || !strings.Contains(st.LastError.String(), "10 consecutive") {

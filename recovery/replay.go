@@ -787,15 +787,15 @@ func (r *Replayer) count(ctx context.Context, st *State, scope Scope) error {
 	if !ok || st.Total != nil {
 		return nil
 	}
-	n, requests, err := c.Count(ctx)
-	st.APIRequests += int64(requests)
+	t, err := c.Count(ctx, scope.Window)
+	st.APIRequests += int64(t.Requests)
 	if errors.Is(err, ErrNoTotal) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("count the window's activities: %w", err)
 	}
-	st.Total = &n
+	st.Total = &t.Activities
 	return nil
 }
 
@@ -886,31 +886,17 @@ func (r *Replayer) fail(ctx context.Context, rn *run, k passKind, cause error, r
 		"stopped at %s with %.1f%% %s (%d sent in all); progress is saved", p.Position(), done.Percent, what, p.Sent)
 }
 
-// Counter is a Source that can count the window's activities without
-// paging through them: the MCAS API's plain answers carry the total, so a
-// count costs one request.
-type Counter interface {
-	// Count returns the number of the window's activities that match the
-	// filter, and the requests that took. An answer without a total is
-	// ErrNoTotal.
-	Count(ctx context.Context) (activities int64, requests int, err error)
-}
-
-// ErrNoTotal: the source's answer does not say how many activities the
-// window holds; they can only be counted by paging through it.
-var ErrNoTotal = errors.New("the answer carries no total")
-
-// Count returns how many activities the window holds at src, and the API
-// requests that took: one when src is a Counter, else a Scan of the whole
-// window (told to progress after each page, when set). It sends nothing and
-// records nothing (--dry-run, verify, check).
-func Count(ctx context.Context, src Source, progress func(Page)) (activities, requests int64, err error) {
+// Count returns how many activities the window w (src's own) holds at
+// src, and the API requests that took: one when src is a Counter, else a
+// Scan of the whole window (told to progress after each page, when set).
+// It sends nothing and records nothing (--dry-run, verify, check).
+func Count(ctx context.Context, src Source, w Window, progress func(Page)) (activities, requests int64, err error) {
 	if c, ok := src.(Counter); ok {
-		n, req, err := c.Count(ctx)
+		t, err := c.Count(ctx, w)
 		if !errors.Is(err, ErrNoTotal) {
-			return n, int64(req), err
+			return t.Activities, int64(t.Requests), err
 		}
-		requests = int64(req)
+		requests = int64(t.Requests)
 	}
 	n, more, err := Scan(ctx, src, nil, progress)
 	return n, requests + more, err

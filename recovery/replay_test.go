@@ -310,9 +310,9 @@ type countingSource struct {
 	err    error
 }
 
-func (s *countingSource) Count(context.Context) (int64, int, error) {
+func (s *countingSource) Count(context.Context, Window) (Tally, error) {
 	s.counts++
-	return int64(len(s.acts)), 1, s.err
+	return Tally{Activities: int64(len(s.acts)), Requests: 1}, s.err
 }
 
 // TestReplayCountsTheWindowOnce: a source that can count is asked once per
@@ -341,7 +341,7 @@ func TestReplayCountsTheWindowOnce(t *testing.T) {
 	if _, err := (&Replayer{Source: none, Sink: &recordingSink{}, Checkpoint: cp}).Run(context.Background()); err != nil || cp.st.Total != nil || cp.st.Sent != 5 {
 		t.Fatalf("no total: %v, %+v", err, cp.st)
 	}
-	n, requests, err := Count(context.Background(), none, nil)
+	n, requests, err := Count(context.Background(), none, Window{Start: 0, End: 1 << 40}, nil)
 	if err != nil || n != 5 || requests != 2 {
 		t.Fatalf("Count without a total = %d in %d requests, %v; want 5 in 1+1", n, requests, err)
 	}
@@ -354,10 +354,10 @@ type blockedCount struct {
 	asked chan struct{} // closed once the count is asked
 }
 
-func (s *blockedCount) Count(ctx context.Context) (int64, int, error) {
+func (s *blockedCount) Count(ctx context.Context, _ Window) (Tally, error) {
 	close(s.asked)
 	<-ctx.Done()
-	return 0, 1, ctx.Err()
+	return Tally{Requests: 1}, ctx.Err()
 }
 
 // TestReplayPlannedStopCutsTheCount: a planned stop while the window is

@@ -1,7 +1,6 @@
 package recovery
 
 import (
-	"context"
 	"encoding/json"
 )
 
@@ -69,26 +68,6 @@ type Page struct {
 	Progress float64
 	// Requests is the number of API requests this page cost (0 for files).
 	Requests int
-}
-
-// Source yields the window's activities page by page.
-type Source interface {
-	// Fetch returns the page that starts at cur; the zero Cursor is the
-	// start of the window. Fetch retries what is worth retrying itself and
-	// returns an error only when the run cannot go on.
-	Fetch(ctx context.Context, cur Cursor) (Page, error)
-}
-
-// Scoped is a Source that can read another scope than the one it was made
-// for: the recovery's pass up to its horizon, the sweeps for activities
-// saved late, and the lanes of a scan all read through one Scoped source,
-// so that they share its connection, its rate limit and its count of
-// failed requests.
-type Scoped interface {
-	Source
-	// Over returns the source of scope: its Fetch pages through scope, and
-	// it is a Counter when the Scoped source is.
-	Over(scope Scope) Source
 }
 
 // Over is src reading scope when it can (a Scoped source), else src itself:

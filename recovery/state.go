@@ -1,7 +1,6 @@
 package recovery
 
 import (
-	"context"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -174,13 +173,6 @@ type ScanLane struct {
 	Skipped int64 `json:"skipped"`
 }
 
-// Checkpoint stores a recovery's State. Update runs fn on the current state
-// and stores the result atomically; if fn returns an error nothing changes.
-type Checkpoint interface {
-	Load(ctx context.Context) (State, error)
-	Update(ctx context.Context, fn func(*State) error) error
-}
-
 // InFlight is the batch a pass handed the sink and the sink has not
 // confirmed whole: what a run needs, after the run that sent it died, to
 // send of it only what the sink does not hold. Each lane of a pass would
@@ -212,21 +204,6 @@ func (f *InFlight) UnmarshalJSON(b []byte) error {
 	return json.Unmarshal(b, (*record)(f))
 }
 
-// Sink delivers formatted activities to the SIEM.
-type Sink interface {
-	// Send delivers the batch's activities in order and returns once the
-	// receiver holds all of them (written and synced for a file, read or
-	// acknowledged by the receiver for a network sink), retrying connection
-	// failures itself. It returns an error only when it cannot go on (ctx
-	// done, a planned stop while the receiver is down, a fault no retry
-	// mends such as a refused TLS setup); then none of the batch may be
-	// taken as delivered but what it told b.Acks. resent counts the
-	// activities a retry sent again after a broken connection had possibly
-	// delivered them already: the SIEM may hold those twice.
-	Send(ctx context.Context, b Batch) (resent int, err error)
-	Close() error
-}
-
 // Batch is what the replay loop hands the sink.
 type Batch struct {
 	Activities []Activity
@@ -243,47 +220,6 @@ type Batch struct {
 // in the Batch of those very activities, and may hand it back to Prepare
 // for its memory once that Send has returned.
 type Prepared any
-
-// Preparer is a Sink that can do a batch's work (formatting) before Send,
-// while it still delivers the batch before; the replay loop calls Prepare
-// from the goroutine that fetched the page (the one that reads ahead, or a
-// scan lane's). Prepare may run beside Send and beside other Prepare calls.
-type Preparer interface {
-	// Prepare does batch's work, in reuse's memory when reuse is a
-	// Prepared whose Send has returned (nil for none), and returns it.
-	Prepare(reuse Prepared, batch []Activity) Prepared
-}
-
-// An Acknowledger is a Sink whose receiver acknowledges each activity
-// (RELP). Send tells Batch.Acks the acknowledgements as they come, and keeps
-// at most AckWindow activities on the wire past those Acks says are
-// recorded: a run that dies has sent at most that many unrecorded, which
-// the next run sends again.
-type Acknowledger interface {
-	Sink
-	AckWindow() int
-}
-
-// Acks is where an Acknowledger's Send reports acknowledgements.
-type Acks interface {
-	// Acked says the receiver acknowledged the first n activities of the
-	// batch.
-	Acked(n int)
-	// Recorded returns how many of them are recorded in the checkpoint,
-	// and a channel closed once that number grows.
-	Recorded() (n int, grown <-chan struct{})
-}
-
-// A Resumer is a Sink that can read back what it delivered (the file
-// sink): Mark says where the next batch will start, and Resume, given the
-// mark of a batch a run left in flight when it died, which of its
-// activities the sink holds, by id. nil means the sink cannot tell (the
-// file was rotated since): all of the batch may be there.
-type Resumer interface {
-	Sink
-	Mark(ctx context.Context) (json.RawMessage, error)
-	Resume(ctx context.Context, mark json.RawMessage) (held map[string]bool, err error)
-}
 
 // Plan is what a run has to do on a checkpoint.
 type Plan int

@@ -183,3 +183,14 @@ func schemes(has func(*Kind) bool, sep string) string {
 
 func takesTLS(k *Kind) bool   { return k.TLS }
 func takesOctet(k *Kind) bool { return k.Octet }
+
+// The optional capabilities of each kind of sink, which the replay loop
+// and check find by type assertion.
+var (
+	_ recovery.Preparer     = (*streamSink)(nil)
+	_ recovery.Preparer     = (*relpSink)(nil)
+	_ recovery.Acknowledger = (*relpSink)(nil)
+	_ recovery.Resumer      = (*fileSink)(nil)
+	_ recovery.Prober       = (*streamSink)(nil)
+	_ recovery.Prober       = (*relpSink)(nil)
+)

@@ -43,12 +43,6 @@ func checkCommand(stdout, stderr io.Writer) *cli.Command {
 	}
 }
 
-// prober is a source or sink that can test its connection without moving
-// any activity.
-type prober interface {
-	Probe(ctx context.Context) error
-}
-
 // checkLine is one checked item of the report: OK, FAIL (err), or WARN
 // (fine to run, but worth fixing; the exit code stays 0).
 type checkLine struct {
@@ -111,7 +105,7 @@ func check(c *cli.Context, stdout io.Writer) error {
 	sink, err := openSink(ctx, c, log, src, nil, nil)
 	if err == nil {
 		detail := c.String("sink")
-		if p, ok := sink.(prober); ok {
+		if p, ok := sink.(recovery.Prober); ok {
 			err = p.Probe(ctx)
 			detail += ": reachable"
 		}
@@ -160,13 +154,13 @@ func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sour
 	}
 	// An Entra ID token is obtained first, so that a refusal by Entra ID
 	// is told apart from one by the API.
-	cr, hasIdentity := source.(credentialed)
+	cr, hasIdentity := source.(recovery.Credentialed)
 	var validFor time.Duration
 	if hasIdentity {
 		validFor, err = cr.Authorize(ctx)
 	}
 	authorized := err == nil
-	if p, ok := source.(prober); ok && authorized {
+	if p, ok := source.(recovery.Prober); ok && authorized {
 		err = p.Probe(ctx)
 	}
 	// The API answered, and refused the request: the filter (the one part
@@ -205,7 +199,8 @@ func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sour
 		return
 	}
 	if counter, ok := source.(recovery.Counter); ok {
-		n, _, err := counter.Count(ctx)
+		t, err := counter.Count(ctx, scope.Window)
+		n := t.Activities
 		if errors.Is(err, recovery.ErrNoTotal) {
 			add("count", "the API's answer carries no usable total (one more request): a run pages through the window without knowing its size", nil)
 			return
@@ -229,13 +224,6 @@ func windowOpenWarning(c *cli.Context, scope recovery.Scope, src source.Target, 
 	return fmt.Sprintf("the window ends at %s, after the present: a run sends what MCAS saved so far and stops (exit 75, the checkpoint waiting); "+
 		"a run from %s (its end plus --settle-margin) completes it; %s",
 		recovery.FormatMillis(scope.Window.End), settle.EndsAt(scope.Window).Format(time.RFC3339), followAdvice)
-}
-
-// credentialed is an API source that says how it authenticates and can
-// obtain its token without asking the API.
-type credentialed interface {
-	Credential() string
-	Authorize(ctx context.Context) (time.Duration, error)
 }
 
 // lifetime shows how long a token is valid: to the minute, as the seconds

@@ -395,7 +395,7 @@ func dryRun(ctx context.Context, c *cli.Context, in inputs) error {
 	defer closeSource(source)
 	start := time.Now()
 	progress := newProgressReporter(in.console, in.log, "counting", in.progressEvery)
-	n, requests, err := recovery.Count(ctx, source, progress.Scanned)
+	n, requests, err := recovery.Count(ctx, source, in.scope.Window, progress.Scanned)
 	progress.Close()
 	if err != nil {
 		if ctx.Err() != nil {

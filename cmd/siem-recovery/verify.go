@@ -143,7 +143,7 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 // the API) with what the checkpoint says the recovery sent or skipped.
 func verifyCount(c *cli.Context, in inputs, source recovery.Source, st recovery.State) error {
 	progress := newProgressReporter(in.console, in.log, "counting", in.progressEvery)
-	count, requests, err := recovery.Count(c.Context, source, progress.Scanned)
+	count, requests, err := recovery.Count(c.Context, source, in.scope.Window, progress.Scanned)
 	progress.Close()
 	if err != nil {
 		return err
@@ -185,7 +185,8 @@ func lateArrivals(ctx context.Context, source recovery.Source, st recovery.State
 	if !ok {
 		return nil, 0, nil
 	}
-	n, req, err := c.Count(ctx)
+	t, err := c.Count(ctx, st.Window)
+	n, req := t.Activities, t.Requests
 	if err != nil {
 		return nil, int64(req), fmt.Errorf("count the activities saved after the pass began: %w", err)
 	}

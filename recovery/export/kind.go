@@ -63,3 +63,5 @@ func Problem(path string, err error) error {
 	}
 	return recovery.Problemf(recovery.ErrUsage, "check the path after file: in --source", "cannot open the export %s: %w", path, err)
 }
+
+var _ recovery.Source = (*Source)(nil)

@@ -9,21 +9,25 @@ import (
 	"siem-recovery/recovery"
 )
 
-// Count returns how many of the window's rows match the predicate: one
-// query ending in "| count", whose answer is exact (not an estimate). It
-// retries as Fetch does and shares its rate limit; a count the API finds
-// too heavy is made of two counts of half the window each. It implements
-// recovery.Counter.
-func (s *Source) Count(ctx context.Context) (rows int64, requests int, err error) {
-	return s.count(ctx, s.scope)
+// Count returns how many of the rows of the window's part w match the
+// predicate (recovery.Counter): one query ending in "| count", whose
+// answer is exact (not an estimate). It retries as Fetch does and shares
+// its rate limit; a count the API finds too heavy is made of two counts of
+// half the window each.
+func (s *Source) Count(ctx context.Context, w recovery.Window) (recovery.Tally, error) {
+	return s.count(ctx, s.scope.Within(w))
 }
 
 // count is Count over scope.
-func (s *Source) count(ctx context.Context, scope recovery.Scope) (int64, int, error) {
+func (s *Source) count(ctx context.Context, scope recovery.Scope) (recovery.Tally, error) {
 	if err := readable(scope); err != nil {
-		return 0, 0, err
+		return recovery.Tally{}, err
 	}
-	return s.countSpan(ctx, scope.Window, TicksOfMillis(scope.Window.Start), TicksOfMillis(scope.Window.End))
+	if scope.Window.End <= scope.Window.Start {
+		return recovery.Tally{}, nil
+	}
+	n, requests, err := s.countSpan(ctx, scope.Window, TicksOfMillis(scope.Window.Start), TicksOfMillis(scope.Window.End))
+	return recovery.Tally{Activities: n, Requests: requests}, err
 }
 
 // countSpan counts the rows of [from, upper), halving the span as long as

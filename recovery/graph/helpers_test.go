@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -210,4 +211,10 @@ func showsToken(text, token string) bool {
 		}
 	}
 	return false
+}
+
+// countAll counts all of c's scope: a window that holds any other.
+func countAll(ctx context.Context, c recovery.Counter) (activities int64, requests int, err error) {
+	t, err := c.Count(ctx, recovery.Window{Start: 0, End: math.MaxInt64})
+	return t.Activities, t.Requests, err
 }

@@ -213,7 +213,17 @@ func (v *scoped) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 }
 
 // Count is Source.Count over the scope (recovery.Counter).
-func (v *scoped) Count(ctx context.Context) (int64, int, error) { return v.src.count(ctx, v.scope) }
+func (v *scoped) Count(ctx context.Context, w recovery.Window) (recovery.Tally, error) {
+	return v.src.count(ctx, v.scope.Within(w))
+}
+
+// The optional capabilities the replay loop finds by type assertion.
+var (
+	_ recovery.Scoped  = (*Source)(nil)
+	_ recovery.Counter = (*Source)(nil)
+	_ recovery.Counter = (*scoped)(nil)
+	_ recovery.Prober  = (*Source)(nil)
+)
 
 // readable refuses a scope advanced hunting cannot select.
 func readable(scope recovery.Scope) error {

@@ -56,7 +56,7 @@ func TestByCreatedIsRefused(t *testing.T) {
 		if _, err := src.Over(scope).Fetch(ctxFor(t, time.Minute), recovery.Cursor{}); !errors.Is(err, recovery.ErrUsage) {
 			t.Errorf("Fetch over %s: %v, want ErrUsage", scope, err)
 		}
-		if _, _, err := src.Over(scope).(recovery.Counter).Count(ctxFor(t, time.Minute)); !errors.Is(err, recovery.ErrUsage) {
+		if _, _, err := countAll(ctxFor(t, time.Minute), src.Over(scope).(recovery.Counter)); !errors.Is(err, recovery.ErrUsage) {
 			t.Errorf("Count over %s: %v, want ErrUsage", scope, err)
 		}
 	}
@@ -122,7 +122,7 @@ func TestScopesShareOneSource(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, _, err := lane.(recovery.Counter).Count(ctxFor(t, time.Minute))
+		n, _, err := countAll(ctxFor(t, time.Minute), lane.(recovery.Counter))
 		if err != nil || n != int64(len(d.acts)) {
 			t.Errorf("lane %s: counted %d (%v), read %d", w, n, err, len(d.acts))
 		}
@@ -130,7 +130,7 @@ func TestScopesShareOneSource(t *testing.T) {
 		got = append(got, d.ids()...)
 	}
 	assertInOrder(t, got, want)
-	if total, requests, err := src.Count(ctxFor(t, time.Minute)); err != nil || total != counted || total != 3000 || requests != 1 {
+	if total, requests, err := countAll(ctxFor(t, time.Minute), src); err != nil || total != counted || total != 3000 || requests != 1 {
 		t.Errorf("Count of the window: %d in %d requests (%v); want 3000 in 1", total, requests, err)
 	}
 }
@@ -141,7 +141,7 @@ func TestCountCutInTwo(t *testing.T) {
 	all, want := rowsFor(3_000, 0, 0)
 	srv := graphtest.New(t, graphtest.Options{Rows: all, MaxScanRows: 1_000})
 	src, _ := newSource(t, srv, nil)
-	n, requests, err := src.Count(ctxFor(t, time.Minute))
+	n, requests, err := countAll(ctxFor(t, time.Minute), src)
 	if err != nil || n != int64(len(want)) {
 		t.Fatalf("Count: %d (%v), want %d", n, err, len(want))
 	}

@@ -8,27 +8,15 @@ import (
 	"siem-recovery/recovery"
 )
 
-// Count returns how many of the window's activities match the filter: the
-// total of one plain answer that asks for a single activity (plain answers
-// carry the total; scan answers count their page only). It retries as
+// Count returns how many of the activities of the window's part w match
+// the filter (recovery.Counter): the total of one plain answer that asks
+// for a single activity (plain answers carry the total; scan answers count
+// their page only), with the time of the first activity in it, the one the
+// answer lists. What lies outside the window is not counted. It retries as
 // Fetch does and shares its rate limit. An answer without a usable total
 // (none, or one that is not a count: readTotal) is recovery.ErrNoTotal;
-// the first unusable one is logged. Count implements recovery.Counter.
-func (s *Source) Count(ctx context.Context) (activities int64, requests int, err error) {
-	return s.count(ctx, s.scope)
-}
-
-// count is Count over scope.
-func (s *Source) count(ctx context.Context, scope recovery.Scope) (activities int64, requests int, err error) {
-	t, err := s.tally(ctx, scope)
-	return t.Activities, t.Requests, err
-}
-
-// Tally is Count over w, a part of the window (what lies outside it is not
-// counted), with the time of the first activity in it: the one activity
-// the count's answer lists. It implements recovery.Tallier, which
-// balances scan lanes.
-func (s *Source) Tally(ctx context.Context, w recovery.Window) (recovery.Tally, error) {
+// the first unusable one is logged.
+func (s *Source) Count(ctx context.Context, w recovery.Window) (recovery.Tally, error) {
 	return s.tally(ctx, s.scope.Within(w))
 }
 

@@ -22,7 +22,7 @@ func TestCountIsOneRequest(t *testing.T) {
 	acts, want := generate(count, 300, 7000)
 	srv := mcastest.New(t, mcastest.Options{Activities: acts})
 	src, _ := newSource(t, srv, nil)
-	n, requests, err := src.Count(t.Context())
+	n, requests, err := countAll(t.Context(), src)
 	if err != nil || n != int64(len(want)) || requests != 1 || srv.Stats().Requests != 1 {
 		t.Fatalf("Count = %d, %d requests (the API saw %d), %v; want %d in 1", n, requests, srv.Stats().Requests, err, len(want))
 	}
@@ -44,7 +44,7 @@ func TestCountIsOneRequest(t *testing.T) {
 	}
 	srv.FailNext(1, mcastest.Fault{Status: 503})
 	filtered, _ := newSource(t, srv, func(c *mcas.Config) { c.Filter = filter })
-	n, requests, err = filtered.Count(t.Context())
+	n, requests, err = countAll(t.Context(), filtered)
 	if err != nil || n != kept || requests != 2 || kept == 0 || kept == int64(len(want)) {
 		t.Fatalf("filtered Count after a 503 = %d in %d requests, %v; want %d in 2", n, requests, err, kept)
 	}
@@ -62,7 +62,7 @@ func TestUnusableTotalIsNoTotal(t *testing.T) {
 	src, logs := newSource(t, srv, nil)
 	for _, total := range []string{`"1200"`, `1e18`, `-5`, `12.5`, `1000000000001`, `null`, `{"value":3}`} {
 		srv.FailNext(1, mcastest.Fault{Total: total})
-		n, requests, err := src.Count(t.Context())
+		n, requests, err := countAll(t.Context(), src)
 		if !errors.Is(err, recovery.ErrNoTotal) || n != 0 || requests != 1 {
 			t.Errorf("total %s: Count = %d in %d requests, %v; want ErrNoTotal in 1", total, n, requests, err)
 		}
@@ -73,7 +73,7 @@ func TestUnusableTotalIsNoTotal(t *testing.T) {
 	// The largest count taken, and 0.
 	for _, total := range []int64{1_000_000_000_000, 0} {
 		srv.FailNext(1, mcastest.Fault{Total: strconv.FormatInt(total, 10)})
-		if n, _, err := src.Count(t.Context()); err != nil || n != total {
+		if n, _, err := countAll(t.Context(), src); err != nil || n != total {
 			t.Errorf("total %d: Count = %d, %v", total, n, err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -202,3 +203,9 @@ func assertNoSecret(t *testing.T, secret string, texts ...string) {
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// countAll counts all of c's scope: a window that holds any other.
+func countAll(ctx context.Context, c recovery.Counter) (activities int64, requests int, err error) {
+	t, err := c.Count(ctx, recovery.Window{Start: 0, End: math.MaxInt64})
+	return t.Activities, t.Requests, err
+}

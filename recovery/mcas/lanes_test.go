@@ -61,11 +61,11 @@ func TestLanesDeliverEachActivityOnceSideBySide(t *testing.T) {
 	src, _ := newSource(t, srv, func(c *mcas.Config) { c.PageSize = 1000 })
 
 	const lanes = 4
-	total, _, err := src.Count(ctxFor(t, 10*time.Second))
+	total, _, err := countAll(ctxFor(t, 10*time.Second), src)
 	if err != nil || total != 30000 {
 		t.Fatalf("Count: %d, %v", total, err)
 	}
-	cuts, balancing, err := recovery.Slices(ctxFor(t, 30*time.Second), testWindow, lanes, total, 1000, 5*(lanes-1), src.Tally)
+	cuts, balancing, err := recovery.Slices(ctxFor(t, 30*time.Second), testWindow, lanes, total, 1000, 5*(lanes-1), src.Count)
 	if err != nil {
 		t.Fatalf("Slices: %v", err)
 	}
@@ -154,7 +154,7 @@ func TestBudgetMeasuresTheAnswerTime(t *testing.T) {
 	// A throttled request is not an answer: it says nothing of the time
 	// a page takes.
 	srv.FailNext(1, mcastest.Fault{Status: 429, RetryAfter: "0"})
-	if _, _, err := src.Count(ctxFor(t, 10*time.Second)); err != nil {
+	if _, _, err := countAll(ctxFor(t, 10*time.Second), src); err != nil {
 		t.Fatal(err)
 	}
 	if got := src.Budget().AnswerTime(); got < answer {

@@ -332,12 +332,19 @@ func (v *scoped) Fetch(ctx context.Context, cur recovery.Cursor) (recovery.Page,
 }
 
 // Count is Source.Count over the scope (recovery.Counter).
-func (v *scoped) Count(ctx context.Context) (int64, int, error) { return v.src.count(ctx, v.scope) }
-
-// Tally is Source.Tally over the scope (recovery.Tallier).
-func (v *scoped) Tally(ctx context.Context, w recovery.Window) (recovery.Tally, error) {
+func (v *scoped) Count(ctx context.Context, w recovery.Window) (recovery.Tally, error) {
 	return v.src.tally(ctx, v.scope.Within(w))
 }
+
+// The optional capabilities the replay loop finds by type assertion.
+var (
+	_ recovery.Scoped       = (*Source)(nil)
+	_ recovery.Counter      = (*Source)(nil)
+	_ recovery.Counter      = (*scoped)(nil)
+	_ recovery.LaneSizer    = (*Source)(nil)
+	_ recovery.Prober       = (*Source)(nil)
+	_ recovery.Credentialed = (*Source)(nil)
+)
 
 // fetch is Fetch over scope, following ch.
 func (s *Source) fetch(ctx context.Context, scope recovery.Scope, ch *chain, c recovery.Cursor) (recovery.Page, error) {

@@ -153,8 +153,9 @@ type Fault struct {
 
 type faultRule struct {
 	fault     Fault
-	remaining int // FailNext: how many more requests it applies to
+	remaining int // FailNext, FailFrom: how many more requests it applies to
 	every     int // FailEvery: applies to request numbers divisible by it
+	from      int // FailFrom: the first request number it applies to
 }
 
 // Stats counts the requests that reached the activities endpoint (with or
@@ -412,6 +413,15 @@ func (s *Server) FailEvery(k int, f Fault) {
 	s.faults = append(s.faults, &faultRule{fault: f, every: k})
 }
 
+// FailFrom answers n requests with f, from request number seq on (the
+// first request the server receives is 1): a fault that comes once a run
+// has delivered its first pages, so that its checkpoint exists.
+func (s *Server) FailFrom(seq, n int, f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, &faultRule{fault: f, remaining: n, from: seq})
+}
+
 // ClearFaults removes every injected fault.
 func (s *Server) ClearFaults() {
 	s.mu.Lock()
@@ -589,7 +599,7 @@ func (s *Server) takeFault(seq int) (Fault, bool) {
 	defer s.mu.Unlock()
 	for i, r := range s.faults {
 		switch {
-		case r.remaining > 0:
+		case r.remaining > 0 && seq >= r.from:
 			r.remaining--
 			if r.remaining == 0 {
 				s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
