@@ -9,6 +9,7 @@
 package checkpoint
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,6 +22,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -95,6 +97,13 @@ type Store struct {
 	file string // the file it resolves to: what is locked and opened
 	lock *os.File
 	now  func() time.Time
+	// mu makes the run's transactions one at a time, so that txid is
+	// the transaction the next one must find.
+	mu sync.Mutex
+	// txid is the bbolt transaction this run last committed or read (0
+	// before the first): nobody else writes the file while the run holds
+	// its lock, so any other is damage.
+	txid uint64
 }
 
 // Open locks the checkpoint at path for this run, creating it (mode 0600)
@@ -174,7 +183,7 @@ func (s *Store) init(ctx context.Context, id Identity) error {
 	}
 	// An existing file is first read read-only: a corrupt or foreign file
 	// must be reported, never "repaired" by opening it for writing.
-	st, err := readFile(ctx, s.path, s.file)
+	st, err := s.Load(ctx)
 	if err != nil {
 		return err
 	}
@@ -184,27 +193,40 @@ func (s *Store) init(ctx context.Context, id Identity) error {
 	return nil
 }
 
-// Load returns the stored state.
+// Load returns the stored state. A state older than the one this run
+// last wrote (a damaged meta page made bbolt read the one before) is
+// reported as corrupt.
 func (s *Store) Load(ctx context.Context) (recovery.State, error) {
-	return readFile(ctx, s.path, s.file)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, txid, err := readFile(ctx, s.path, s.file, s.txid)
+	if err == nil {
+		s.txid = txid
+	}
+	return st, err
 }
 
 // Update applies fn to the stored state and writes the result in one bbolt
 // transaction, stamping UpdatedAt. When fn fails nothing is written. A
 // cancelled ctx does not stop the write: progress is saved on the way out.
 // A file damaged since the run opened it is reported as corrupt before
-// anything is written to it.
+// anything is written to it, and so is one whose state is older than the
+// one this run last wrote.
 func (s *Store) Update(ctx context.Context, fn func(*recovery.State) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.lock == nil {
 		return errors.New("checkpoint: update after close")
 	}
 	return guarded(s.path, func() error {
-		db, err := openDB(s.path, s.file, false)
+		db, err := openDB(s.path, s.file, false, s.txid)
 		if err != nil {
 			return err
 		}
 		defer db.Close()
-		return db.Update(func(tx *bolt.Tx) error {
+		var txid uint64
+		err = db.Update(func(tx *bolt.Tx) error {
+			txid = uint64(tx.ID())
 			b := tx.Bucket(bucketName)
 			st, err := get(b)
 			if err != nil {
@@ -216,6 +238,10 @@ func (s *Store) Update(ctx context.Context, fn func(*recovery.State) error) erro
 			st.UpdatedAt = s.now().UTC()
 			return put(b, st)
 		})
+		if err == nil {
+			s.txid = txid
+		}
+		return err
 	})
 }
 
@@ -232,7 +258,7 @@ func Read(ctx context.Context, path string) (st recovery.State, running bool, er
 		}
 		return st, false, unavailable(err, "check the --checkpoint path: a run creates it when it starts", "cannot read %s: %v", path, err)
 	}
-	st, err = readFile(ctx, path, file)
+	st, _, err = readFile(ctx, path, file, 0)
 	if err != nil {
 		return st, false, err
 	}
@@ -240,30 +266,39 @@ func Read(ctx context.Context, path string) (st recovery.State, running bool, er
 }
 
 // readFile reads the state of the checkpoint file, named path in
-// messages. The file is opened read-only: a corrupt or foreign file must be
-// reported, never "repaired" by opening it for writing.
-func readFile(_ context.Context, path, file string) (st recovery.State, err error) {
+// messages, and the transaction that wrote it; want is the one the caller
+// last saw (see openDB). The file is opened read-only: a corrupt or
+// foreign file must be reported, never "repaired" by opening it for
+// writing.
+func readFile(_ context.Context, path, file string, want uint64) (st recovery.State, txid uint64, err error) {
 	err = guarded(path, func() error {
-		db, err := openDB(path, file, true)
+		db, err := openDB(path, file, true, want)
 		if err != nil {
 			return err
 		}
 		defer db.Close()
 		return db.View(func(tx *bolt.Tx) error {
+			txid = uint64(tx.ID())
 			st, err = get(tx.Bucket(bucketName))
 			return stateError(path, err)
 		})
 	})
-	return st, err
+	return st, txid, err
 }
 
 // openDB opens the bbolt file for one transaction, once its layout is
 // found sound (see checkLayout): a damaged file is reported, never given to
-// bbolt, and never written.
-func openDB(path, file string, readOnly bool) (*bolt.DB, error) {
+// bbolt, and never written. want, when not 0, is the transaction the run
+// holding the lock last committed or read: the file must still be there.
+func openDB(path, file string, readOnly bool, want uint64) (*bolt.DB, error) {
 	var db *bolt.DB
-	err := checkFile(file)
-	if err == nil {
+	txid, err := checkFile(file)
+	switch {
+	case err == nil && want != 0 && txid < want:
+		err = fmt.Errorf("its state went back from transaction %d, this run's last, to %d: a meta page was damaged during the run", want, txid)
+	case err == nil && want != 0 && txid != want:
+		err = fmt.Errorf("its state is transaction %d where this run's last was %d: another program wrote to it during the run", txid, want)
+	case err == nil:
 		db, err = bolt.Open(file, FileMode, &bolt.Options{ReadOnly: readOnly, Timeout: lockWait})
 	}
 	switch {
@@ -324,11 +359,49 @@ func get(b *bolt.Bucket) (recovery.State, error) {
 	if v == nil {
 		return st, errors.New("it holds no siem-recovery state")
 	}
-	// Checkpoints written before the checksum have none; theirs is not checked.
-	if sum := b.Get(sumKey); sum != nil && string(sum) != checksum(v) {
+	sum := b.Get(sumKey)
+	switch {
+	case sum == nil && !predatesChecksum(v):
+		// Every state since version 2 was written with its checksum: one
+		// without is damage (a byte of the key's name is enough), and must
+		// not pass for an old checkpoint, unchecked.
+		return st, errors.New("its state has no checksum, which every state of its version carries")
+	case sum != nil && string(sum) != checksum(v):
 		return st, errors.New("its state does not match its checksum")
 	}
+	if err := onlyOwnKeys(b); err != nil {
+		return st, err
+	}
 	return decodeState(v)
+}
+
+// predatesChecksum tells whether v is a state of the shape written before
+// the checksum was: version 1 (no "version" key), without the scope every
+// pass has since version 2. Some version 1 states have a checksum (it came
+// a day before version 2); none of a later version lacks one. Both marks
+// are inside the state, so damage that removes the checksum's key would
+// have to change the state too, which then decodes as another version's
+// or not at all.
+func predatesChecksum(v []byte) bool {
+	var head map[string]json.RawMessage
+	if json.Unmarshal(v, &head) != nil {
+		return false
+	}
+	_, version := head["version"]
+	_, scope := head["scope"]
+	return !version && !scope
+}
+
+// onlyOwnKeys checks that the bucket holds nothing but the state and its
+// checksum: another key is one of theirs with a damaged name.
+func onlyOwnKeys(b *bolt.Bucket) error {
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if !bytes.Equal(k, stateKey) && !bytes.Equal(k, sumKey) {
+			return fmt.Errorf("it holds a key no siem-recovery writes (%q)", k)
+		}
+	}
+	return nil
 }
 
 func checksum(v []byte) string {
