@@ -2,8 +2,9 @@
 // re-run resumes where the last one stopped and a completed recovery is never
 // run twice.
 //
-// A run holds an exclusive lock on PATH.lock for its whole life; that is what
-// "locked by another run" means. The bbolt file itself is opened only for the
+// A run holds an exclusive lock on PATH.lock for its whole life, and on
+// Linux one on the checkpoint file itself, which every name of the file
+// shares; that is what "locked by another run" means. The bbolt file itself is opened only for the
 // length of one transaction, so that Read (the status command) can look at it
 // while a run is in progress.
 package checkpoint
@@ -96,6 +97,9 @@ type Store struct {
 	path string // as the operator named it: what messages say
 	file string // the file it resolves to: what is locked and opened
 	lock *os.File
+	// hold keeps the lock on the checkpoint file itself, which every name
+	// of the file shares (see holdIdentity); nil where there is none.
+	hold *os.File
 	now  func() time.Time
 	// mu makes the run's transactions one at a time, so that txid is
 	// the transaction the next one must find.
@@ -112,7 +116,8 @@ type Store struct {
 // or not a checkpoint, or when it was made for another identity.
 //
 // The lock is taken on the file path resolves to, symbolic links followed,
-// so two runs that name one checkpoint by two paths still exclude each
+// and (on Linux) on that file itself, so two runs that name one checkpoint
+// by two paths, a hard link or a bind mount included, still exclude each
 // other.
 func Open(ctx context.Context, path string, id Identity) (*Store, error) {
 	file, err := resolve(path)
@@ -131,14 +136,53 @@ func Open(ctx context.Context, path string, id Identity) (*Store, error) {
 	return s, nil
 }
 
-// Close releases the run's lock.
+// Close releases the run's locks.
 func (s *Store) Close() error {
 	if s.lock == nil {
 		return nil
 	}
 	err := s.lock.Close() // closing the descriptor drops the flock
-	s.lock = nil
+	if s.hold != nil {
+		err = errors.Join(err, s.hold.Close())
+	}
+	s.lock, s.hold = nil, nil
 	return err
+}
+
+// errHeld: another run holds the lock on the checkpoint file itself.
+var errHeld = errors.New("the checkpoint file is locked")
+
+// holdIdentity locks the checkpoint file itself for the run, beside the
+// lock file of its path: that lock is the path's, so a hard link or a bind
+// mount of the checkpoint, another name of the same file, would have its
+// own, and two runs would share the file. Where the file cannot be locked
+// apart from bbolt's own lock (not on Linux, or on a network file system)
+// a checkpoint with more than one name is refused instead (a bind mount is
+// then the operator's to avoid).
+func (s *Store) holdIdentity() error {
+	f, held, pid, err := holdIdentity(s.file)
+	switch {
+	case errors.Is(err, errHeld):
+		holder := "another siem-recovery run"
+		if pid > 0 {
+			holder = fmt.Sprintf("another siem-recovery run (pid %d)", pid)
+		}
+		return unavailable(err, "wait for that run to finish, or stop it; two runs must never share a checkpoint", "%s is locked by %s", s.path, holder)
+	case err != nil:
+		return unavailable(err, "check the path and its permissions", "cannot open %s: %v", s.path, err)
+	case held:
+		s.hold = f
+		return nil
+	}
+	info, err := os.Stat(s.file)
+	if err != nil {
+		return unavailable(err, "check the path and its permissions", "cannot read %s: %v", s.path, err)
+	}
+	if n := links(info); n > 1 {
+		return unavailable(nil, "give --checkpoint a file with one name: remove its other names (hard links), or copy it",
+			"%s has %d names (hard links), and the lock of one name would not keep a run on another away", s.path, n)
+	}
+	return nil
 }
 
 // Path returns the checkpoint file's path.
@@ -177,9 +221,15 @@ func (s *Store) init(ctx context.Context, id Identity) error {
 			os.Remove(tmp)
 			return fmt.Errorf("create %s: %w", s.path, err)
 		}
-		return syncDir(filepath.Dir(s.file))
+		if err := syncDir(filepath.Dir(s.file)); err != nil {
+			return err
+		}
+		return s.holdIdentity()
 	case statErr != nil:
 		return unavailable(statErr, "check the path and its permissions", "cannot read %s: %v", s.path, statErr)
+	}
+	if err := s.holdIdentity(); err != nil {
+		return err
 	}
 	// An existing file is first read read-only: a corrupt or foreign file
 	// must be reported, never "repaired" by opening it for writing.
@@ -262,7 +312,7 @@ func Read(ctx context.Context, path string) (st recovery.State, running bool, er
 	if err != nil {
 		return st, false, err
 	}
-	return st, isLocked(file + ".lock"), nil
+	return st, isLocked(file+".lock") || identityLocked(file), nil
 }
 
 // readFile reads the state of the checkpoint file, named path in
