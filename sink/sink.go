@@ -112,7 +112,9 @@ const (
 const sinkRemedy = "use stdout, -, file:PATH, tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, relp://HOST:PORT or relp+tls://HOST:PORT"
 
 // Open returns the sink target names: "stdout" or "-" (also ""),
-// "file:PATH" or "file://PATH" (appended to, created with mode 0600),
+// "file:PATH" or "file://PATH" (appended to, created with mode 0600, never
+// through a symbolic link; a named pipe's reader is waited for until ctx
+// ends or opts.Stop is closed; see fileSink for rotation),
 // "tcp://HOST:PORT", "udp://HOST:PORT" or "tls://HOST:PORT" (syslog), or
 // "relp://HOST:PORT" (syslog messages over RELP, rsyslog's imrelp), or
 // "relp+tls://HOST:PORT" (RELP inside TLS, imrelp's tls="on"). It
@@ -142,14 +144,13 @@ func Open(ctx context.Context, target string, opts Options) (recovery.Sink, erro
 	}
 	switch scheme {
 	case "stdout":
-		return newWriterSink("stdout", opts.Stdout, nil, enc), nil
+		return newWriterSink("stdout", opts.Stdout, enc), nil
 	case "file":
-		f, err := os.OpenFile(addr, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		s, err := openFileSink(ctx, target, addr, enc, opts)
 		if err != nil {
-			return nil, recovery.Problemf(recovery.ErrUsage, "check the path and its permissions",
-				"--sink %q: cannot open the file: %w", target, err)
+			return nil, err
 		}
-		return newFileSink(f, enc, opts.Logger), nil
+		return s, nil
 	case "udp":
 		return newDatagramSink(target, addr, enc, opts), nil
 	}
