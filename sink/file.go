@@ -85,10 +85,11 @@ func (s *writerSink) Close() error {
 // activity once (see file_rotate.go).
 type fileSink struct {
 	mu      sync.Mutex
-	target  string // the --sink value, for messages
-	path    string // the file's path, as given
-	file    *os.File
-	regular bool // a regular file: read back, marked, followed when rotated
+	target  string   // the --sink value, for messages
+	path    string   // the file's path, as given
+	file    *os.File // written through (write-only, appending)
+	rd      *os.File // the same file, to read back; nil unless regular
+	regular bool     // a regular file: read back, marked, followed when rotated
 	enc     *encoder
 	log     *slog.Logger
 	stop    <-chan struct{} // a planned stop: the wait for a pipe's reader ends
@@ -108,6 +109,11 @@ type fileSink struct {
 	// last is the batch written last, until a later look finds it safe: a
 	// rotation that began before its last write may yet take part of it.
 	last *writtenBatch
+	// before holds the siblings (identity, time modified) there were when
+	// the sink began writing the file as it is: opened, or found
+	// truncated. Another one, a copy of the file, may be one a truncation
+	// follows (see pendingCopy).
+	before map[string]time.Time
 	// midBatch, when set (tests), runs after each chunk of a batch is
 	// written but the last, with the chunk's number from 0: where a
 	// rotation costs the most.
@@ -129,26 +135,51 @@ type fileMark struct {
 // symbolic link, and waiting for a named pipe's reader no longer than ctx
 // and opts.Stop last.
 func openFileSink(ctx context.Context, target, path string, enc *encoder, opts Options) (*fileSink, error) {
-	f, err := openAppend(ctx, opts.Stop, path)
-	if err != nil {
-		return nil, openProblem(target, path, err)
-	}
-	s := &fileSink{target: target, path: path, file: f, enc: enc, log: opts.Logger, stop: opts.Stop, now: time.Now}
-	if err := s.adopt(f); err != nil {
-		f.Close()
+	s := &fileSink{target: target, path: path, enc: enc, log: opts.Logger, stop: opts.Stop, now: time.Now}
+	if err := s.open(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// adopt makes f the file the sink writes to.
-func (s *fileSink) adopt(f *os.File) error {
-	info, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("stat %s: %w", s.path, err)
+// open opens the sink's path (see openAppend) and makes it the file the
+// sink writes to; a regular file is opened a second time, for reading,
+// so that the sink reads back its own file whatever the path names later.
+// A path that names another file between the two opens (a rotation just
+// then) is opened again.
+func (s *fileSink) open(ctx context.Context) error {
+	for try := 0; ; try++ {
+		f, err := openAppend(ctx, s.stop, s.path)
+		if err != nil {
+			return openProblem(s.target, s.path, err)
+		}
+		info, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("stat %s: %w", s.path, err)
+		}
+		var rd *os.File
+		if info.Mode().IsRegular() {
+			if rd, err = openRead(s.path); err == nil {
+				if ri, err := rd.Stat(); err != nil || !os.SameFile(ri, info) {
+					rd.Close()
+					rd, err = nil, errors.New("the path names another file than the one just opened (rotated?)")
+				}
+			}
+			if err != nil {
+				f.Close()
+				if try < 3 {
+					continue
+				}
+				return fmt.Errorf("open %s: %w", s.path, err)
+			}
+		}
+		s.file, s.rd, s.regular, s.end, s.tailChecked = f, rd, rd != nil, info.Size(), false
+		if s.regular {
+			s.newGeneration()
+		}
+		return nil
 	}
-	s.file, s.regular, s.end, s.tailChecked = f, info.Mode().IsRegular(), info.Size(), false
-	return nil
 }
 
 // openProblem words the failure to open the sink's file.
@@ -296,7 +327,7 @@ func (s *fileSink) Resume(ctx context.Context, raw json.RawMessage) (held map[st
 			"file", s.path, "size", now.Size, "batch_started_at", mark.Size)
 		return nil, nil
 	}
-	held, lineEnd, err := readBack(s.enc, s.path, s.file, mark.Size, now.Size)
+	held, lineEnd, err := readBack(s.enc, s.path, s.rd, mark.Size, now.Size)
 	if err != nil {
 		return nil, err
 	}
@@ -319,16 +350,10 @@ func (s *fileSink) cutTornLine(f *os.File, path string, size, lineEnd int64) err
 	return syncFile(f, path)
 }
 
-// readBack reads the whole lines between from and size of the file f
-// (named path in messages; reopened for reading by name, and checked to be
-// f): the ids of their activities, and where the last of them ends (from,
-// if none does).
-func readBack(enc *encoder, path string, f *os.File, from, size int64) (held map[string]bool, lineEnd int64, err error) {
-	r, err := reader(path, f)
-	if err != nil {
-		return nil, 0, fmt.Errorf("read back %s: %w", path, err)
-	}
-	defer r.Close()
+// readBack reads the whole lines between from and size of the file r
+// (named path in messages): the ids of their activities, and where the
+// last of them ends (from, if none does).
+func readBack(enc *encoder, path string, r io.ReaderAt, from, size int64) (held map[string]bool, lineEnd int64, err error) {
 	held = map[string]bool{}
 	lineEnd, err = scanIDs(enc, io.NewSectionReader(r, from, size-from), from, nil, held)
 	if err != nil {
@@ -378,13 +403,8 @@ func (s *fileSink) endForeignLine() error {
 		s.tailChecked = true
 		return nil
 	}
-	r, err := reader(s.path, s.file)
-	if err != nil {
-		return fmt.Errorf("read the end of %s: %w", s.path, err)
-	}
-	defer r.Close()
 	last := make([]byte, 1)
-	if _, err := r.ReadAt(last, info.Size()-1); err != nil {
+	if _, err := s.rd.ReadAt(last, info.Size()-1); err != nil {
 		return fmt.Errorf("read the end of %s: %w", s.path, err)
 	}
 	if last[0] != '\n' {
@@ -401,27 +421,6 @@ func (s *fileSink) endForeignLine() error {
 	return nil
 }
 
-// reader opens the file at path for reading, as w, a descriptor the sink
-// writes through (write-only): path must still name w's file.
-func reader(path string, w *os.File) (*os.File, error) {
-	r, err := openRead(path)
-	if err != nil {
-		return nil, err
-	}
-	ri, err := r.Stat()
-	if err == nil {
-		var wi os.FileInfo
-		if wi, err = w.Stat(); err == nil && !os.SameFile(ri, wi) {
-			err = errors.New("the path names another file than the one this run opened (rotated?)")
-		}
-	}
-	if err != nil {
-		r.Close()
-		return nil, err
-	}
-	return r, nil
-}
-
 // Close closes the file, once a last look made sure the last batch was
 // not taken by a rotation that began during it.
 func (s *fileSink) Close() error {
@@ -432,5 +431,9 @@ func (s *fileSink) Close() error {
 		err = s.repair(context.Background(), s.last, 0)
 	}
 	s.dropLast()
-	return errors.Join(err, s.file.Close())
+	err = errors.Join(err, s.file.Close())
+	if s.rd != nil {
+		s.rd.Close()
+	}
+	return err
 }

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"compress/bzip2"
 	"compress/gzip"
 	"context"
@@ -33,10 +34,14 @@ import (
 //     written to the path's new file, so that the union of the files holds
 //     each activity once. A renamed file still holds the whole batch; if a
 //     compressor is reading it, the sink waits for it to finish first;
+//   - copytruncate copies the file, syncs the copy, then truncates the
+//     file: what was written after the copy read to the end is in neither.
+//     A plain copy of the file's current content beside it (see
+//     pendingCopy) is such a copy in progress: the sink writes nothing more
+//     until the truncation comes, and writes again what of its last batch
+//     the copy lacks;
 //   - the batch stays known until the next look, which repairs it too if
-//     the rotation that took part of it is only visible then (logrotate
-//     truncates a copied file just after the copy, which may have begun
-//     before the batch's last write).
+//     the rotation that took part of it is only visible then.
 
 // writtenBatch is a batch the sink wrote and synced, and where.
 type writtenBatch struct {
@@ -100,9 +105,15 @@ func (s *fileSink) follow(ctx context.Context) error {
 	if !s.regular {
 		return nil
 	}
-	lost := s.last != nil && s.last.lost()
 	if err := s.followPath(ctx); err != nil {
 		return err
+	}
+	lost := s.last != nil && s.last.lost()
+	if !lost && s.last != nil && s.last.file == s.file && s.awaitTruncation(ctx, s.last.end) {
+		lost = true
+		if err := s.followPath(ctx); err != nil {
+			return err
+		}
 	}
 	if lost {
 		if err := s.repair(ctx, s.last, 0); err != nil {
@@ -122,27 +133,70 @@ func (s *fileSink) followPath(ctx context.Context) error {
 	}
 	switch {
 	case !w.atPath || w.links == 0:
-		f, err := openAppend(ctx, s.stop, s.path)
-		if err != nil {
-			return openProblem(s.target, s.path, err)
-		}
-		old := s.file
-		if err := s.adopt(f); err != nil {
-			f.Close()
+		s.awaitCreate(ctx)
+		old, oldRd := s.file, s.rd
+		if err := s.open(ctx); err != nil {
 			return err
 		}
 		if s.last == nil || s.last.file != old {
 			old.Close()
 		}
+		if oldRd != nil {
+			oldRd.Close()
+		}
 		s.log.Info("the sink file was rotated (renamed or removed); writing on in a new file at its path", "file", s.path)
 	case w.size < s.end:
 		s.log.Info("the sink file was truncated (rotated with copytruncate?); writing on at its new end", "file", s.path, "size", w.size, "was", s.end)
 		s.end, s.tailChecked = w.size, false
+		s.newGeneration()
 	default:
 		s.end = w.size
 	}
 	return nil
 }
+
+// newGeneration notes that the sink begins writing its file as it is now
+// (opened, or truncated): the siblings there now, copies of what the file
+// held before among them, are no copy a truncation will follow.
+func (s *fileSink) newGeneration() {
+	s.before = map[string]time.Time{}
+	for _, c := range s.siblings(time.Time{}) {
+		s.before[c.id] = c.info.ModTime()
+	}
+}
+
+// awaitCreate gives the program that renamed the sink's file a moment to
+// create the new one at the path (logrotate's create, with its mode and
+// owner): a sink that created it first would make that fail. The wait ends
+// when the path names a file, with ctx or a planned stop, or after
+// createGrace (nocreate: the sink creates the file).
+func (s *fileSink) awaitCreate(ctx context.Context) {
+	missing := func() bool {
+		_, err := os.Lstat(s.path)
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	if !missing() {
+		return
+	}
+	tick := time.NewTicker(compressorPoll)
+	defer tick.Stop()
+	deadline := time.After(createGrace)
+	for missing() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.stop:
+			return
+		case <-deadline:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// createGrace is how long a path left free by a rotation is left to the
+// rotator to create the new file at.
+const createGrace = time.Second
 
 // dropLast forgets the last batch, closing its file's descriptor if the
 // sink moved on from it.
@@ -203,9 +257,11 @@ func (s *fileSink) settle(ctx context.Context, b *writtenBatch, depth int) error
 	}
 	switch {
 	case w.atPath && w.links > 0 && w.size >= b.end:
-		b.atPath, s.end = true, w.size
-		s.keep(b)
-		return nil
+		if !s.awaitTruncation(ctx, b.end) {
+			b.atPath, s.end = true, w.size
+			s.keep(b)
+			return nil
+		}
 	case !w.atPath && w.links > 0:
 		// Renamed during the batch: its file holds all of it, unless a
 		// compressor read that file before the batch's last write; it
@@ -263,6 +319,109 @@ const (
 	maxCompressorWait = time.Minute
 )
 
+// awaitTruncation waits, while a copy of the sink's file is being made
+// beside it (pendingCopy), for the truncation that copytruncate makes next,
+// and tells whether it came and cut the file shorter than end, the end of
+// the sink's last batch: then what the file held after the copy read to
+// its end is in neither file. The wait ends with ctx, a planned stop, the
+// copy gone or grown past the file, or after maxCopyWait: a copy that no
+// truncation follows (logrotate's copy, a backup) is then not waited for
+// again.
+func (s *fileSink) awaitTruncation(ctx context.Context, end int64) bool {
+	c, ok := s.pendingCopy()
+	if !ok {
+		return false
+	}
+	s.log.Info("a copy of the sink file is being made beside it (rotated with copytruncate?); waiting for the truncation that follows before writing on",
+		"file", s.path, "copy", c.name)
+	truncated := func() bool {
+		info, err := s.file.Stat()
+		return err == nil && info.Size() < end
+	}
+	tick := time.NewTicker(compressorPoll)
+	defer tick.Stop()
+	deadline := time.After(maxCopyWait)
+	for {
+		if truncated() {
+			return true
+		}
+		if _, still := s.pendingCopy(); !still {
+			return truncated()
+		}
+		select {
+		case <-ctx.Done():
+			return truncated()
+		case <-s.stop:
+			return truncated()
+		case <-deadline:
+			s.newGeneration() // that copy, and any beside it now, is waited for no more
+			s.log.Warn("a copy of the sink file was made beside it, but no truncation followed; writing on", "file", s.path, "copy", c.name)
+			return truncated()
+		case <-tick.C:
+		}
+	}
+}
+
+// maxCopyWait bounds the wait for the truncation after a copy: logrotate
+// truncates as soon as the copy is synced. An empty copy is synced at once:
+// one older than emptyCopyAge had its truncation before the sink wrote.
+const (
+	maxCopyWait  = 10 * time.Second
+	emptyCopyAge = 2 * time.Second
+)
+
+// pendingCopy returns a copy of the sink's file being made beside it: a
+// plain sibling made or changed since the sink began writing the file as
+// it is (not among those it saw then), holding no more than the file,
+// whose first bytes are the file's. An empty one is the copy of the file
+// before the sink's first write to it; a truncation follows it at once, so
+// it counts only for emptyCopyAge. A sibling that is the file itself
+// (renamed), or compressed, is none.
+func (s *fileSink) pendingCopy() (sibling, bool) {
+	info, err := s.file.Stat()
+	if err != nil || info.Size() == 0 {
+		return sibling{}, false
+	}
+	for _, c := range s.siblings(time.Time{}) {
+		if compressed(c.name) || c.info.Size() > info.Size() || os.SameFile(c.info, info) || s.before[c.id].Equal(c.info.ModTime()) ||
+			c.info.Size() == 0 && s.now().Sub(c.info.ModTime()) > emptyCopyAge {
+			continue
+		}
+		if s.samePrefix(filepath.Join(filepath.Dir(s.path), c.name), c.info) {
+			return c, true
+		}
+	}
+	return sibling{}, false
+}
+
+// samePrefix tells whether the file at path (whose lstat is info) begins
+// as the sink's file does, over the first few KiB.
+func (s *fileSink) samePrefix(path string, info fs.FileInfo) bool {
+	f, err := openRead(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	n := min(info.Size(), 4096)
+	a, b := make([]byte, n), make([]byte, n)
+	if _, err := io.ReadFull(f, a); err != nil {
+		return false
+	}
+	if _, err := s.rd.ReadAt(b, 0); err != nil {
+		return false
+	}
+	return bytes.Equal(a, b)
+}
+
+// compressed tells whether a rotated file's name says it is compressed.
+func compressed(name string) bool {
+	switch filepath.Ext(name) {
+	case ".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".Z", ".lzo", ".br":
+		return true
+	}
+	return false
+}
+
 // siblingOf returns the name, in the path's directory, of batch b's file
 // after a rename ("" if it is not there).
 func (s *fileSink) siblingOf(b *writtenBatch) string {
@@ -299,6 +458,11 @@ func (s *fileSink) compressing(name string) bool {
 type sibling struct {
 	name string
 	info fs.FileInfo
+	id   string // device and inode, where the platform says
+}
+
+func (c sibling) String() string {
+	return fmt.Sprint(c.name, " ", c.id, " ", c.info.Size(), " ", c.info.ModTime().UnixNano())
 }
 
 // siblings lists the path's rotated siblings that are regular files
@@ -322,7 +486,11 @@ func (s *fileSink) siblings(since time.Time) []sibling {
 		if err != nil || !info.Mode().IsRegular() || info.ModTime().Before(since.Add(-mtimeMargin)) {
 			continue
 		}
-		out = append(out, sibling{name: e.Name(), info: info})
+		id := infoIdentity(info)
+		if id == "" { // where a listing tells no file's identity
+			id = fmt.Sprint(e.Name(), info.Size(), info.ModTime().UnixNano())
+		}
+		out = append(out, sibling{name: e.Name(), info: info, id: id})
 	}
 	return out
 }
@@ -378,22 +546,33 @@ func (s *fileSink) repair(ctx context.Context, b *writtenBatch, depth int) error
 func (s *fileSink) survivors(id string, start int64, began time.Time, want, held map[string]bool, cut bool) (bool, error) {
 	found := false
 	dir := filepath.Dir(s.path)
-	for _, c := range s.siblings(began) {
-		ok, err := s.readSibling(filepath.Join(dir, c.name), c.info, id, start, want, held, cut)
-		if err != nil {
-			return found, err
+	// A listing made while names change (the next rotation shifting
+	// out.log.1.gz to out.log.2.gz) can miss a file: the directory is
+	// listed again, each file read once, until two listings agree.
+	read, last := map[string]bool{}, ""
+	for range maxListings {
+		list := s.siblings(began)
+		for _, c := range list {
+			if read[c.id] {
+				continue
+			}
+			got, err := s.readSibling(filepath.Join(dir, c.name), c.info, id, start, want, held, cut)
+			if err != nil {
+				return found, err
+			}
+			read[c.id] = got != siblingGone // renamed since listed: read under its next name
+			found = found || got == siblingRead
 		}
-		found = found || ok
+		key := fmt.Sprint(list)
+		if key == last {
+			break
+		}
+		last = key
 	}
 	if info, err := s.file.Stat(); err == nil && !info.ModTime().Before(began.Add(-mtimeMargin)) {
 		now, _ := fileIdentity(s.file)
 		if now != id || info.Size() < start {
-			r, err := reader(s.path, s.file)
-			if err != nil {
-				return found, fmt.Errorf("read back %s: %w", s.path, err)
-			}
-			defer r.Close()
-			if _, err := scanIDs(s.enc, io.NewSectionReader(r, 0, info.Size()), 0, want, held); err != nil {
+			if _, err := scanIDs(s.enc, io.NewSectionReader(s.rd, 0, info.Size()), 0, want, held); err != nil {
 				return found, fmt.Errorf("read back %s: %w", s.path, err)
 			}
 			found = true
@@ -402,63 +581,73 @@ func (s *fileSink) survivors(id string, start int64, began time.Time, want, held
 	return found, nil
 }
 
+// maxListings bounds how many times survivors reads a directory whose
+// names keep changing.
+const maxListings = 5
+
+// What readSibling made of a sibling.
+const (
+	siblingRead  = iota // read from the batch's offset on
+	siblingOther        // not the batch's file, or compressed by a program the standard library cannot read
+	siblingGone         // removed or renamed since it was listed
+)
+
 // readSibling adds to held the ids of the whole lines of the rotated file
 // at path (whose lstat is info) from offset start on, reading through
 // gzip or bzip2 by the name's extension. A file whose bytes before start
 // do not end a line is not a rotation of the batch's file and adds
-// nothing; nor does a file compressed by another program than those. It
-// reports whether the file could be read.
-func (s *fileSink) readSibling(path string, info fs.FileInfo, id string, start int64, want, held map[string]bool, cut bool) (bool, error) {
+// nothing; nor does a file compressed by another program than those.
+func (s *fileSink) readSibling(path string, info fs.FileInfo, id string, start int64, want, held map[string]bool, cut bool) (int, error) {
 	f, err := openRead(path)
 	if err != nil {
-		return false, nil // gone since it was listed (a compressor removed it)
+		return siblingGone, nil
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err != nil || !os.SameFile(fi, info) {
-		return false, nil
+		return siblingGone, nil
 	}
 	var r io.Reader = f
-	switch ext := filepath.Ext(path); ext {
-	case ".gz":
+	switch ext := filepath.Ext(path); {
+	case ext == ".gz":
 		z, err := gzip.NewReader(f)
 		if err != nil {
-			return false, nil
+			return siblingOther, nil
 		}
 		defer z.Close()
 		r = z
-	case ".bz2":
+	case ext == ".bz2":
 		r = bzip2.NewReader(f)
-	case ".xz", ".zst", ".lz4", ".lzma", ".Z", ".lzo", ".br":
-		return false, nil
+	case compressed(path):
+		return siblingOther, nil
 	}
 	if start > 0 {
 		if _, err := io.CopyN(io.Discard, r, start-1); err != nil {
-			return false, nil // shorter than the batch's start: not its file
+			return siblingOther, nil // shorter than the batch's start
 		}
 		var b [1]byte
 		if _, err := io.ReadFull(r, b[:]); err != nil || b[0] != '\n' {
-			return false, nil
+			return siblingOther, nil
 		}
 	}
 	lineEnd, err := scanIDs(s.enc, r, start, want, held)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) { // a compressed file still being written
-		return true, fmt.Errorf("read back %s: %w", path, err)
+		return siblingRead, fmt.Errorf("read back %s: %w", path, err)
 	}
 	if cut && r == io.Reader(f) {
 		if fid, _ := fileIdentity(f); fid == id && lineEnd < info.Size() {
 			w, err := openWrite(path)
 			if err != nil {
-				return true, fmt.Errorf("cut the torn last line of %s: %w", path, err)
+				return siblingRead, fmt.Errorf("cut the torn last line of %s: %w", path, err)
 			}
 			defer w.Close()
 			if wi, err := w.Stat(); err == nil && os.SameFile(wi, info) {
 				if err := s.cutTornLine(w, path, info.Size(), lineEnd); err != nil {
-					return true, err
+					return siblingRead, err
 				}
 			}
 		}
 	}
-	return true, nil
+	return siblingRead, nil
 }
 
 // resumeRotated is Resume's read-back when the file the dead run's batch

@@ -102,3 +102,11 @@ func fileLinks(f *os.File) (uint64, error) {
 	}
 	return 1, nil
 }
+
+// infoIdentity is fileIdentity's name for the file info describes.
+func infoIdentity(info os.FileInfo) string {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return fmt.Sprintf("%d:%d", st.Dev, st.Ino)
+	}
+	return ""
+}
