@@ -161,7 +161,7 @@ func (s *fileSink) open(ctx context.Context) error {
 		var rd *os.File
 		if info.Mode().IsRegular() {
 			if rd, err = openRead(s.path); err == nil {
-				if ri, err := rd.Stat(); err != nil || !os.SameFile(ri, info) {
+				if ri, serr := rd.Stat(); serr != nil || !os.SameFile(ri, info) {
 					rd.Close()
 					rd, err = nil, errors.New("the path names another file than the one just opened (rotated?)")
 				}

@@ -249,21 +249,6 @@ func TestKill9ThenRotationResumes(t *testing.T) {
 	}
 }
 
-// startIn starts the binary in dir in the background, as startBin does.
-func startIn(ctx context.Context, t *testing.T, dir string, args ...string) (cmd *exec.Cmd, stderr *syncBuffer, done <-chan struct{}) {
-	t.Helper()
-	cmd = exec.CommandContext(ctx, binary, args...)
-	cmd.Dir, cmd.Env = dir, cleanEnv()
-	stderr = &syncBuffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	return cmd, stderr, exited
-}
-
 // After a kill -9, out.jsonl replaced by a symbolic link to a file in
 // /etc made the resume append the window there. The link is refused, and
 // its target left as it was.
@@ -304,7 +289,8 @@ func TestFIFOSinkWithoutReaderStopsOnSIGTERM(t *testing.T) {
 	mkfifo(t, filepath.Join(dir, "siem.fifo"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd, stderr, done := startIn(ctx, t, dir, "run", "--alert", "alert.json", "--source", "file:export.jsonl", "--checkpoint", "cp.db", "--sink", "file:siem.fifo")
+	cmd, stderr, done := startBin(ctx, t, "run", "--alert", filepath.Join(dir, "alert.json"), "--source", "file:"+filepath.Join(dir, "export.jsonl"),
+		"--checkpoint", filepath.Join(dir, "cp.db"), "--sink", "file:"+filepath.Join(dir, "siem.fifo"))
 	awaitStatus(ctx, t, dir, filepath.Join(dir, "cp.db"), func(s statusReport) bool { return s.RunActive })
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -315,7 +301,7 @@ func TestFIFOSinkWithoutReaderStopsOnSIGTERM(t *testing.T) {
 	if code := cmd.ProcessState.ExitCode(); code != exitStopped {
 		t.Fatalf("exit code %d, want 75\n%s", code, stderr.String())
 	}
-	golden(t, "run/sink-fifo-no-reader/stderr", lastLine(stderr.String()))
+	golden(t, "run/sink-fifo-no-reader/stderr", strings.ReplaceAll(lastLine(stderr.String()), dir+string(filepath.Separator), ""))
 }
 
 // whereAre says, for the failure message, the first activity missing and
