@@ -501,3 +501,23 @@ func TestFileSinkFIFOWaitEndsWithTheRun(t *testing.T) {
 		}
 	})
 }
+
+// A file removed and created anew in the middle of every write (a
+// rotation forced in a loop) would have the batch repaired for ever: the
+// sink gives up after a few repairs, with an error that ends the run (the
+// batch stays in flight, for the next run to read back).
+func TestFileSinkGivesUpOnRotationsWithoutEnd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.log")
+	s := openFile(t, path, fileOptions(t, FormatCEF, ""))
+	defer s.Close()
+	s.midBatch = func(chunk int) {
+		if chunk == 0 {
+			os.Remove(path)
+			appendTo(t, path, nil)
+		}
+	}
+	_, err := s.Send(context.Background(), recovery.Batch{Activities: makeActivities(2000)})
+	if want := "write to " + path + ": the file was rotated 4 times during one batch"; err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+}

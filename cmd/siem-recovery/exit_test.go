@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -58,6 +59,9 @@ func TestExitCodes(t *testing.T) {
 		env   []string
 		setup func(t *testing.T, dir string)
 		code  int
+		// normalize, if set, rewrites what varies in the line before it
+		// is compared with its golden file.
+		normalize func(string) string
 	}{
 		{name: "alert-missing", args: []string{"run", "--alert", "nope.json", "--source", "file:export.jsonl"}, code: exitUsage},
 		{name: "alert-not-json", args: base, files: map[string]string{"alert.json": "startDate: today"}, code: exitUsage},
@@ -162,6 +166,10 @@ func TestExitCodes(t *testing.T) {
 			r := runBin(t, dir, nil, append(base, "--max-duration", "1ns")...)
 			wantCode(t, r, exitStopped)
 			damageNewestMeta(t, filepath.Join(dir, "cp.db"))
+		}, normalize: func(line string) string { // how many transactions a run makes is not the point
+			return regexp.MustCompile(`\(page \d\)|earlier \(\d+\)`).ReplaceAllStringFunc(line, func(m string) string {
+				return regexp.MustCompile(`\d+`).ReplaceAllString(m, "N")
+			})
 		}},
 		{name: "checkpoint-fifo", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
 			mkfifo(t, filepath.Join(dir, "cp.db"))
@@ -198,7 +206,11 @@ func TestExitCodes(t *testing.T) {
 			}
 			r := runBin(t, dir, tt.env, tt.args...)
 			wantCode(t, r, tt.code)
-			golden(t, filepath.Join("run", tt.name, "stderr"), lastLine(r.stderr))
+			line := lastLine(r.stderr)
+			if tt.normalize != nil {
+				line = tt.normalize(line)
+			}
+			golden(t, filepath.Join("run", tt.name, "stderr"), line)
 			if tt.code == exitCheckpointUnusable {
 				after := regularContent(t, filepath.Join(dir, "cp.db"))
 				if string(before) != string(after) {
