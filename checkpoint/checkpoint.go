@@ -2,13 +2,15 @@
 // re-run resumes where the last one stopped and a completed recovery is never
 // run twice.
 //
-// A run holds an exclusive lock on PATH.lock for its whole life; that is what
-// "locked by another run" means. The bbolt file itself is opened only for the
+// A run holds an exclusive lock on PATH.lock for its whole life, and on
+// Linux one on the checkpoint file itself, which every name of the file
+// shares; that is what "locked by another run" means. The bbolt file itself is opened only for the
 // length of one transaction, so that Read (the status command) can look at it
 // while a run is in progress.
 package checkpoint
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,6 +23,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -133,9 +136,19 @@ type Store struct {
 	path string // as the operator named it: what messages say
 	file string // the file it resolves to: what is locked and opened
 	lock *os.File
+	// hold keeps the lock on the checkpoint file itself, which every name
+	// of the file shares (see holdIdentity); nil where there is none.
+	hold *os.File
 	now  func() time.Time
 	// created tells that Open made the file: there was none.
 	created bool
+	// mu makes the run's transactions one at a time, so that txid is
+	// the transaction the next one must find.
+	mu sync.Mutex
+	// txid is the bbolt transaction this run last committed or read (0
+	// before the first): nobody else writes the file while the run holds
+	// its lock, so any other is damage.
+	txid uint64
 }
 
 // Open locks the checkpoint at path for this run, creating it (mode 0600)
@@ -144,7 +157,8 @@ type Store struct {
 // or not a checkpoint, or when it was made for another identity.
 //
 // The lock is taken on the file path resolves to, symbolic links followed,
-// so two runs that name one checkpoint by two paths still exclude each
+// and (on Linux) on that file itself, so two runs that name one checkpoint
+// by two paths, a hard link or a bind mount included, still exclude each
 // other.
 func Open(ctx context.Context, path string, id Identity) (*Store, error) {
 	file, err := resolve(path)
@@ -163,14 +177,53 @@ func Open(ctx context.Context, path string, id Identity) (*Store, error) {
 	return s, nil
 }
 
-// Close releases the run's lock.
+// Close releases the run's locks.
 func (s *Store) Close() error {
 	if s.lock == nil {
 		return nil
 	}
 	err := s.lock.Close() // closing the descriptor drops the flock
-	s.lock = nil
+	if s.hold != nil {
+		err = errors.Join(err, s.hold.Close())
+	}
+	s.lock, s.hold = nil, nil
 	return err
+}
+
+// errHeld: another run holds the lock on the checkpoint file itself.
+var errHeld = errors.New("the checkpoint file is locked")
+
+// holdIdentity locks the checkpoint file itself for the run, beside the
+// lock file of its path: that lock is the path's, so a hard link or a bind
+// mount of the checkpoint, another name of the same file, would have its
+// own, and two runs would share the file. Where the file cannot be locked
+// apart from bbolt's own lock (not on Linux, or on a network file system)
+// a checkpoint with more than one name is refused instead (a bind mount is
+// then the operator's to avoid).
+func (s *Store) holdIdentity() error {
+	f, held, pid, err := holdIdentity(s.file)
+	switch {
+	case errors.Is(err, errHeld):
+		holder := "another siem-recovery run"
+		if pid > 0 {
+			holder = fmt.Sprintf("another siem-recovery run (pid %d)", pid)
+		}
+		return unavailable(err, "wait for that run to finish, or stop it; two runs must never share a checkpoint", "%s is locked by %s", s.path, holder)
+	case err != nil:
+		return unavailable(err, "check the path and its permissions", "cannot open %s: %v", s.path, err)
+	case held:
+		s.hold = f
+		return nil
+	}
+	info, err := os.Stat(s.file)
+	if err != nil {
+		return unavailable(err, "check the path and its permissions", "cannot read %s: %v", s.path, err)
+	}
+	if n := links(info); n > 1 {
+		return unavailable(nil, "give --checkpoint a file with one name: remove its other names (hard links), or copy it",
+			"%s has %d names (hard links), and the lock of one name would not keep a run on another away", s.path, n)
+	}
+	return nil
 }
 
 // Path returns the checkpoint file's path.
@@ -214,13 +267,19 @@ func (s *Store) init(ctx context.Context, id Identity) error {
 			return fmt.Errorf("create %s: %w", s.path, err)
 		}
 		s.created = true
-		return syncDir(filepath.Dir(s.file))
+		if err := syncDir(filepath.Dir(s.file)); err != nil {
+			return err
+		}
+		return s.holdIdentity()
 	case statErr != nil:
 		return unavailable(statErr, "check the path and its permissions", "cannot read %s: %v", s.path, statErr)
 	}
+	if err := s.holdIdentity(); err != nil {
+		return err
+	}
 	// An existing file is first read read-only: a corrupt or foreign file
 	// must be reported, never "repaired" by opening it for writing.
-	st, err := readFile(ctx, s.path, s.file)
+	st, err := s.Load(ctx)
 	if err != nil {
 		return err
 	}
@@ -230,27 +289,40 @@ func (s *Store) init(ctx context.Context, id Identity) error {
 	return nil
 }
 
-// Load returns the stored state.
+// Load returns the stored state. A state older than the one this run
+// last wrote (a damaged meta page made bbolt read the one before) is
+// reported as corrupt.
 func (s *Store) Load(ctx context.Context) (recovery.State, error) {
-	return readFile(ctx, s.path, s.file)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, txid, err := readFile(ctx, s.path, s.file, s.txid)
+	if err == nil {
+		s.txid = txid
+	}
+	return st, err
 }
 
 // Update applies fn to the stored state and writes the result in one bbolt
 // transaction, stamping UpdatedAt. When fn fails nothing is written. A
 // cancelled ctx does not stop the write: progress is saved on the way out.
 // A file damaged since the run opened it is reported as corrupt before
-// anything is written to it.
+// anything is written to it, and so is one whose state is older than the
+// one this run last wrote.
 func (s *Store) Update(ctx context.Context, fn func(*recovery.State) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.lock == nil {
 		return errors.New("checkpoint: update after close")
 	}
 	return guarded(s.path, func() error {
-		db, err := openDB(s.path, s.file, false)
+		db, err := openDB(s.path, s.file, false, s.txid)
 		if err != nil {
 			return err
 		}
 		defer db.Close()
-		return db.Update(func(tx *bolt.Tx) error {
+		var txid uint64
+		err = db.Update(func(tx *bolt.Tx) error {
+			txid = uint64(tx.ID())
 			b := tx.Bucket(bucketName)
 			st, err := get(b)
 			if err != nil {
@@ -262,6 +334,10 @@ func (s *Store) Update(ctx context.Context, fn func(*recovery.State) error) erro
 			st.UpdatedAt = s.now().UTC()
 			return put(b, st)
 		})
+		if err == nil {
+			s.txid = txid
+		}
+		return err
 	})
 }
 
@@ -278,38 +354,47 @@ func Read(ctx context.Context, path string) (st recovery.State, running bool, er
 		}
 		return st, false, unavailable(err, "check the --checkpoint path: a run creates it when it starts", "cannot read %s: %v", path, err)
 	}
-	st, err = readFile(ctx, path, file)
+	st, _, err = readFile(ctx, path, file, 0)
 	if err != nil {
 		return st, false, err
 	}
-	return st, isLocked(file + ".lock"), nil
+	return st, isLocked(file+".lock") || identityLocked(file), nil
 }
 
 // readFile reads the state of the checkpoint file, named path in
-// messages. The file is opened read-only: a corrupt or foreign file must be
-// reported, never "repaired" by opening it for writing.
-func readFile(_ context.Context, path, file string) (st recovery.State, err error) {
+// messages, and the transaction that wrote it; want is the one the caller
+// last saw (see openDB). The file is opened read-only: a corrupt or
+// foreign file must be reported, never "repaired" by opening it for
+// writing.
+func readFile(_ context.Context, path, file string, want uint64) (st recovery.State, txid uint64, err error) {
 	err = guarded(path, func() error {
-		db, err := openDB(path, file, true)
+		db, err := openDB(path, file, true, want)
 		if err != nil {
 			return err
 		}
 		defer db.Close()
 		return db.View(func(tx *bolt.Tx) error {
+			txid = uint64(tx.ID())
 			st, err = get(tx.Bucket(bucketName))
 			return stateError(path, err)
 		})
 	})
-	return st, err
+	return st, txid, err
 }
 
 // openDB opens the bbolt file for one transaction, once its layout is
 // found sound (see checkLayout): a damaged file is reported, never given to
-// bbolt, and never written.
-func openDB(path, file string, readOnly bool) (*bolt.DB, error) {
+// bbolt, and never written. want, when not 0, is the transaction the run
+// holding the lock last committed or read: the file must still be there.
+func openDB(path, file string, readOnly bool, want uint64) (*bolt.DB, error) {
 	var db *bolt.DB
-	err := checkFile(file)
-	if err == nil {
+	txid, err := checkFile(file)
+	switch {
+	case err == nil && want != 0 && txid < want:
+		err = fmt.Errorf("its state went back from transaction %d, this run's last, to %d: a meta page was damaged during the run", want, txid)
+	case err == nil && want != 0 && txid != want:
+		err = fmt.Errorf("its state is transaction %d where this run's last was %d: another program wrote to it during the run", txid, want)
+	case err == nil:
 		db, err = bolt.Open(file, FileMode, &bolt.Options{ReadOnly: readOnly, Timeout: lockWait})
 	}
 	switch {
@@ -370,11 +455,49 @@ func get(b *bolt.Bucket) (recovery.State, error) {
 	if v == nil {
 		return st, errors.New("it holds no siem-recovery state")
 	}
-	// Checkpoints written before the checksum have none; theirs is not checked.
-	if sum := b.Get(sumKey); sum != nil && string(sum) != checksum(v) {
+	sum := b.Get(sumKey)
+	switch {
+	case sum == nil && !predatesChecksum(v):
+		// Every state since version 2 was written with its checksum: one
+		// without is damage (a byte of the key's name is enough), and must
+		// not pass for an old checkpoint, unchecked.
+		return st, errors.New("its state has no checksum, which every state of its version carries")
+	case sum != nil && string(sum) != checksum(v):
 		return st, errors.New("its state does not match its checksum")
 	}
+	if err := onlyOwnKeys(b); err != nil {
+		return st, err
+	}
 	return decodeState(v)
+}
+
+// predatesChecksum tells whether v is a state of the shape written before
+// the checksum was: version 1 (no "version" key), without the scope every
+// pass has since version 2. Some version 1 states have a checksum (it came
+// a day before version 2); none of a later version lacks one. Both marks
+// are inside the state, so damage that removes the checksum's key would
+// have to change the state too, which then decodes as another version's
+// or not at all.
+func predatesChecksum(v []byte) bool {
+	var head map[string]json.RawMessage
+	if json.Unmarshal(v, &head) != nil {
+		return false
+	}
+	_, version := head["version"]
+	_, scope := head["scope"]
+	return !version && !scope
+}
+
+// onlyOwnKeys checks that the bucket holds nothing but the state and its
+// checksum: another key is one of theirs with a damaged name.
+func onlyOwnKeys(b *bolt.Bucket) error {
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if !bytes.Equal(k, stateKey) && !bytes.Equal(k, sumKey) {
+			return fmt.Errorf("it holds a key no siem-recovery writes (%q)", k)
+		}
+	}
+	return nil
 }
 
 func checksum(v []byte) string {

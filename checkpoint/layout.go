@@ -40,18 +40,19 @@ const (
 
 var le = binary.LittleEndian
 
-// checkFile reads the bbolt file at name and checks its layout.
-func checkFile(name string) error {
+// checkFile reads the bbolt file at name and checks its layout. It
+// returns the transaction of the meta page bbolt will read.
+func checkFile(name string) (txid uint64, err error) {
 	info, err := os.Stat(name)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if info.Size() > maxCheckpointBytes {
-		return fmt.Errorf("%d bytes, far more than a checkpoint holds", info.Size())
+		return 0, fmt.Errorf("%d bytes, far more than a checkpoint holds", info.Size())
 	}
 	data, err := os.ReadFile(name)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	return checkLayout(data)
 }
@@ -82,12 +83,14 @@ func readMeta(data []byte, off int) (boltMeta, bool) {
 }
 
 // checkLayout checks what bbolt will read of data: the meta page it will
-// choose (the valid one of the higher transaction), the freelist, and the
-// tree of pages from the root bucket, every element inside its page, no
-// page reached twice, and every page either reached or free.
-func checkLayout(data []byte) error {
+// choose (the valid one of the higher transaction, which must be the
+// newest: see chooseMeta), the freelist, and the tree of pages from the
+// root bucket, every element inside its page, no page reached twice, and
+// every page either reached or free. It returns the chosen meta page's
+// transaction.
+func checkLayout(data []byte) (uint64, error) {
 	if len(data) < 2*pageHeaderSize {
-		return errors.New("not a bbolt file")
+		return 0, errors.New("not a bbolt file")
 	}
 	m0, ok0 := readMeta(data, 0)
 	size := os.Getpagesize()
@@ -95,38 +98,71 @@ func checkLayout(data []byte) error {
 		size = int(m0.pageSize)
 	}
 	if size < 1024 || size > 1<<16 || size&(size-1) != 0 {
-		return fmt.Errorf("page size %d", size)
+		return 0, fmt.Errorf("page size %d", size)
 	}
-	m1, ok1 := readMeta(data, size)
-	m := m0
-	switch {
-	case ok0 && ok1 && m1.txid > m0.txid, !ok0 && ok1:
-		m = m1
-	case !ok0 && !ok1 && le.Uint32(data[pageHeaderSize:]) != boltMagic:
-		return errors.New("not a bbolt file")
-	case !ok0 && !ok1:
-		return errors.New("both meta pages are damaged")
+	m, err := chooseMeta(data, size)
+	if err != nil {
+		return 0, err
 	}
 	if m.pageSize != uint64(size) {
-		return fmt.Errorf("meta pages disagree on the page size")
+		return 0, fmt.Errorf("meta pages disagree on the page size")
 	}
 	if m.pgid < 3 || m.pgid > uint64(len(data)/size) {
-		return fmt.Errorf("%d pages in use, but the file holds %d", m.pgid, len(data)/size)
+		return 0, fmt.Errorf("%d pages in use, but the file holds %d", m.pgid, len(data)/size)
 	}
 	l := &layout{data: data, size: size, hwm: m.pgid, owner: make(map[uint64]string)}
 	l.owner[0], l.owner[1] = "meta", "meta"
 	if err := l.checkFreelist(m.freelist); err != nil {
-		return err
+		return 0, err
 	}
 	if err := l.checkTree(m.root, 0); err != nil {
-		return err
+		return 0, err
 	}
 	for id := range m.pgid {
 		if l.owner[id] == "" {
-			return fmt.Errorf("page %d: neither in use nor free", id)
+			return 0, fmt.Errorf("page %d: neither in use nor free", id)
 		}
 	}
-	return nil
+	return m.txid, nil
+}
+
+// chooseMeta returns the meta page bbolt will read, the valid one of the
+// higher transaction, when it is certainly the newest. bbolt writes
+// transaction t's meta to page t%2, so the two pages hold two consecutive
+// transactions. When one fails its checksum bbolt reads the other without
+// a word: right if the damaged page is the older one (the next update
+// writes over it), but if it was the newer, the state bbolt reads is one
+// transaction old, and a run would go on from there (its counters a batch
+// behind, its position a page back) as if nothing had happened. A kill -9
+// cannot tear a meta page (bbolt writes it whole, in one write, after the
+// pages it points to are synced); a power loss during that write or damage
+// to the disk can. The damaged page is taken for the older only when its
+// own transaction field still says so, with the parity of its place;
+// anything else is reported.
+func chooseMeta(data []byte, size int) (boltMeta, error) {
+	m0, ok0 := readMeta(data, 0)
+	m1, ok1 := readMeta(data, size)
+	switch {
+	case ok0 && ok1 && m1.txid > m0.txid:
+		return m1, nil
+	case ok0 && ok1:
+		return m0, nil
+	case !ok0 && !ok1 && le.Uint32(data[pageHeaderSize:]) != boltMagic:
+		return boltMeta{}, errors.New("not a bbolt file")
+	case !ok0 && !ok1:
+		return boltMeta{}, errors.New("both meta pages are damaged")
+	}
+	good, bad, badAt := m0, 1, size
+	if ok1 {
+		good, bad, badAt = m1, 0, 0
+	}
+	const txidAt = pageHeaderSize + 48
+	older := good.txid > 0 && good.txid%2 != uint64(bad) && // good sits at its own place...
+		badAt+txidAt+8 <= len(data) && le.Uint64(data[badAt+txidAt:]) == good.txid-1 // ...and the damaged one was the transaction before
+	if !older {
+		return boltMeta{}, fmt.Errorf("its newest meta page (page %d) is damaged; the other holds the state as it was one transaction earlier (%d)", bad, good.txid)
+	}
+	return good, nil
 }
 
 // layout is a file's pages as checkLayout goes through them.

@@ -1,6 +1,7 @@
 package recovery
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -162,10 +163,11 @@ func parseJSONTime(raw json.RawMessage) (int64, error) {
 
 // ParseAlert reads the window out of an MCAS system alert in JSON: its
 // startDate and endDate (or start and end), each an RFC 3339 string or
-// epoch milliseconds.
+// epoch milliseconds. A key given twice counts the first time, as in an
+// activity.
 func ParseAlert(data []byte) (Window, error) {
-	var alert map[string]json.RawMessage
-	if err := json.Unmarshal(data, &alert); err != nil {
+	alert, err := firstKeys(data)
+	if err != nil {
 		return Window{}, fmt.Errorf("not a JSON object: %w", err)
 	}
 	bound := func(keys ...string) (int64, error) {
@@ -194,4 +196,32 @@ func ParseAlert(data []byte) (Window, error) {
 		return Window{}, err
 	}
 	return Window{Start: start, End: end}, nil
+}
+
+// firstKeys decodes a JSON object into its members, each key's first
+// value: encoding/json keeps the last of a key given twice.
+func firstKeys(data []byte) (map[string]json.RawMessage, error) {
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(data, &all); err != nil { // the whole text, checked
+		return nil, err
+	}
+	first := make(map[string]json.RawMessage, len(all))
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if _, err := dec.Token(); err != nil { // {
+		return nil, err
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		if k := key.(string); first[k] == nil {
+			first[k] = v
+		}
+	}
+	return first, nil
 }

@@ -58,7 +58,15 @@ func TestParseAlert(t *testing.T) {
 		{name: "epoch strings", in: `{"startDate":"1714557600000","endDate":"1714561200000"}`, want: Window{1714557600000, 1714561200000}},
 		{name: "start/end keys", in: `{"start":"2024-05-01T10:00:00Z","end":1714561200000}`, want: Window{1714557600000, 1714561200000}},
 		{name: "startDate wins over start", in: `{"startDate":1714557600000,"start":1714557600001,"endDate":1714561200000}`, want: Window{1714557600000, 1714561200000}},
+		// A key given twice counts the first time, as in an activity
+		// (docs/delivery.md), whichever way the second one goes.
+		{name: "startDate twice", in: `{"startDate":1714557600000,"endDate":1714561200000,"startDate":1714560000000}`, want: Window{1714557600000, 1714561200000}},
+		{name: "endDate twice", in: `{"startDate":1714557600000,"endDate":1714561200000,"endDate":1714564800000}`, want: Window{1714557600000, 1714561200000}},
+		{name: "a bad second startDate", in: `{"startDate":"2024-05-01T10:00:00Z","startDate":"soon","endDate":1714561200000}`, want: Window{1714557600000, 1714561200000}},
+		{name: "null first", in: `{"startDate":null,"startDate":1714560000000,"start":1714557600000,"endDate":1714561200000}`, want: Window{1714557600000, 1714561200000}},
 		{name: "not json", in: `startDate=1`, wantErr: "not a JSON object"},
+		{name: "an array", in: `[{"startDate":1714557600000}]`, wantErr: "not a JSON object"},
+		{name: "text after", in: `{"startDate":1714557600000,"endDate":1714561200000} x`, wantErr: "not a JSON object"},
 		{name: "no end", in: `{"startDate":1714557600000}`, wantErr: `no "endDate" (or "end") key`},
 		{name: "bad date", in: `{"startDate":"soon","endDate":3}`, wantErr: `startDate: "soon" is neither`},
 		{name: "fractional epoch", in: `{"startDate":1.5,"endDate":3}`, wantErr: "startDate: 1.5 is not a whole"},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 
@@ -55,7 +54,7 @@ var stdoutKind = Kind{
 	Scheme: "stdout", Syntax: "stdout, -", Framed: true,
 	local: func(target string) (string, bool) { return "", target == "" || target == "stdout" || target == "-" },
 	open: func(_ context.Context, _ *Kind, _, _ string, enc *encoder, opts Options) (recovery.Sink, error) {
-		return newWriterSink("stdout", opts.Stdout, nil, enc), nil
+		return newWriterSink("stdout", opts.Stdout, enc), nil
 	},
 }
 
@@ -67,13 +66,12 @@ var fileKind = Kind{
 		}
 		return strings.TrimPrefix(strings.TrimPrefix(target, "file:"), "//"), true
 	},
-	open: func(_ context.Context, _ *Kind, target, path string, enc *encoder, opts Options) (recovery.Sink, error) {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	open: func(ctx context.Context, _ *Kind, target, path string, enc *encoder, opts Options) (recovery.Sink, error) {
+		s, err := openFileSink(ctx, target, path, enc, opts)
 		if err != nil {
-			return nil, recovery.Problemf(recovery.ErrUsage, "check the path and its permissions",
-				"--sink %q: cannot open the file: %w", target, err)
+			return nil, err // not a typed nil inside the interface
 		}
-		return newFileSink(f, enc, opts.Logger), nil
+		return s, nil
 	},
 }
 

@@ -107,7 +107,9 @@ const (
 )
 
 // Open returns the sink target names: "stdout" or "-" (also ""),
-// "file:PATH" or "file://PATH" (appended to, created with mode 0600),
+// "file:PATH" or "file://PATH" (appended to, created with mode 0600, never
+// through a symbolic link; a named pipe's reader is waited for until ctx
+// ends or opts.Stop is closed; see fileSink for rotation),
 // "tcp://HOST:PORT", "udp://HOST:PORT" or "tls://HOST:PORT" (syslog), or
 // "relp://HOST:PORT" (syslog messages over RELP, rsyslog's imrelp), or
 // "relp+tls://HOST:PORT" (RELP inside TLS, imrelp's tls="on"). It

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -58,6 +59,9 @@ func TestExitCodes(t *testing.T) {
 		env   []string
 		setup func(t *testing.T, dir string)
 		code  int
+		// normalize, if set, rewrites what varies in the line before it
+		// is compared with its golden file.
+		normalize func(string) string
 	}{
 		{name: "alert-missing", args: []string{"run", "--alert", "nope.json", "--source", "file:export.jsonl"}, code: exitUsage},
 		{name: "alert-not-json", args: base, files: map[string]string{"alert.json": "startDate: today"}, code: exitUsage},
@@ -150,6 +154,23 @@ func TestExitCodes(t *testing.T) {
 			wantCode(t, r, exitStopped)
 			damageFreelist(t, filepath.Join(dir, "cp.db"))
 		}},
+		// A byte of the checksum's key name read as a checkpoint older
+		// than the checksum, unchecked (issue 22).
+		{name: "checkpoint-checksum-key-damaged", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
+			r := runBin(t, dir, nil, append(base, "--max-duration", "1ns")...)
+			wantCode(t, r, exitStopped)
+			replaceBytes(t, filepath.Join(dir, "cp.db"), "state.sha256", "state.sha257")
+		}},
+		// bbolt read the older meta page without a word (issue 22).
+		{name: "checkpoint-newest-meta-damaged", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
+			r := runBin(t, dir, nil, append(base, "--max-duration", "1ns")...)
+			wantCode(t, r, exitStopped)
+			damageNewestMeta(t, filepath.Join(dir, "cp.db"))
+		}, normalize: func(line string) string { // how many transactions a run makes is not the point
+			return regexp.MustCompile(`\(page \d\)|earlier \(\d+\)`).ReplaceAllStringFunc(line, func(m string) string {
+				return regexp.MustCompile(`\d+`).ReplaceAllString(m, "N")
+			})
+		}},
 		{name: "checkpoint-fifo", args: base, code: exitCheckpointUnusable, setup: func(t *testing.T, dir string) {
 			mkfifo(t, filepath.Join(dir, "cp.db"))
 		}},
@@ -185,7 +206,11 @@ func TestExitCodes(t *testing.T) {
 			}
 			r := runBin(t, dir, tt.env, tt.args...)
 			wantCode(t, r, tt.code)
-			golden(t, filepath.Join("run", tt.name, "stderr"), lastLine(r.stderr))
+			line := lastLine(r.stderr)
+			if tt.normalize != nil {
+				line = tt.normalize(line)
+			}
+			golden(t, filepath.Join("run", tt.name, "stderr"), line)
 			if tt.code == exitCheckpointUnusable {
 				after := regularContent(t, filepath.Join(dir, "cp.db"))
 				if string(before) != string(after) {
@@ -234,6 +259,41 @@ func damageFreelist(t *testing.T, path string) {
 	free := int(le.LittleEndian.Uint64(data[meta+32:])) * pageSize
 	le.LittleEndian.PutUint16(data[free+10:], 0xffff) // the count is in the first element...
 	le.LittleEndian.PutUint64(data[free+16:], 1<<40)  // ...which says 2^40 ids
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replaceBytes replaces every old in the file at path with new, of the
+// same length.
+func replaceBytes(t *testing.T, path, old, new string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), old) {
+		t.Fatalf("%s holds no %q", path, old)
+	}
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(data), old, new)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// damageNewestMeta flips a bit of the newest meta page of the bbolt file
+// at path, as a disk could: its checksum no longer matches.
+func damageNewestMeta(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageSize := int(le.LittleEndian.Uint32(data[16+8:]))
+	meta := 16
+	if le.LittleEndian.Uint64(data[pageSize+16+48:]) > le.LittleEndian.Uint64(data[16+48:]) {
+		meta = pageSize + 16
+	}
+	data[meta+16] ^= 0x40 // the root bucket's page id
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
