@@ -149,7 +149,9 @@ func openFileSink(ctx context.Context, target, path string, enc *encoder, opts O
 // then) is opened again.
 func (s *fileSink) open(ctx context.Context) error {
 	for try := 0; ; try++ {
-		f, err := openAppend(ctx, s.stop, s.path)
+		f, err := openAppend(ctx, s.stop, s.path, func() {
+			s.log.Info("waiting for a reader of the named pipe: nothing is sent until one opens it", "pipe", s.path)
+		})
 		if err != nil {
 			return openProblem(s.target, s.path, err)
 		}

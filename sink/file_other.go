@@ -10,7 +10,7 @@ import (
 
 // openAppend opens path for appending, created 0600, refusing a symbolic
 // link at the path.
-func openAppend(_ context.Context, _ <-chan struct{}, path string) (*os.File, error) {
+func openAppend(_ context.Context, _ <-chan struct{}, path string, _ func()) (*os.File, error) {
 	if info, err := os.Lstat(path); err == nil && info.Mode()&os.ModeSymlink != 0 {
 		return nil, asLink(path, fmt.Errorf("%s is a link", path))
 	}

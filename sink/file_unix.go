@@ -21,11 +21,13 @@ const appendFlags = os.O_WRONLY | os.O_APPEND | os.O_CREATE | unix.O_NOFOLLOW | 
 // openAppend opens path with appendFlags. A named pipe with no reader
 // would block open(2) for as long as none comes, deaf to signals: it is
 // opened without waiting first (ENXIO then says no reader is there), and
-// else waited for aside, until ctx ends or stop is closed (errNoReader).
-func openAppend(ctx context.Context, stop <-chan struct{}, path string) (*os.File, error) {
+// else waited for aside (waiting is told first), until ctx ends or stop is
+// closed (errNoReader).
+func openAppend(ctx context.Context, stop <-chan struct{}, path string, waiting func()) (*os.File, error) {
 	f, err := os.OpenFile(path, appendFlags|unix.O_NONBLOCK, 0o600)
 	switch {
 	case errors.Is(err, unix.ENXIO):
+		waiting()
 		return awaitReader(ctx, stop, path)
 	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.EMLINK): // EMLINK: FreeBSD's O_NOFOLLOW
 		return nil, asLink(path, err)

@@ -11,7 +11,7 @@ import (
 // link (or junction) at the path: a link planted there must not make the
 // run append to a file of the link's choosing. A pipe client's open fails
 // at once without a server: there is nothing to wait for.
-func openAppend(_ context.Context, _ <-chan struct{}, path string) (*os.File, error) {
+func openAppend(_ context.Context, _ <-chan struct{}, path string, _ func()) (*os.File, error) {
 	if info, err := os.Lstat(path); err == nil && info.Mode()&(os.ModeSymlink|os.ModeIrregular) != 0 {
 		return nil, asLink(path, fmt.Errorf("%s is a link", path))
 	}

@@ -16,20 +16,26 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"siem-recovery/recovery/mcas/mcastest"
 )
 
 // Hostile input, round 3 (issue 22): the checkpoint and the file sink
 // reached by names an operator or an attacker can change under a run.
 
 // holdCheckpoint starts a run that holds the checkpoint cp.db in dir for
-// as long as the test needs: its sink is a named pipe nobody reads, whose
-// opening waits. It returns the run, stopped at the end of the test.
+// as long as the test needs: it reads an API whose third answer (after the
+// count and a first page delivered, which made the checkpoint) comes a
+// minute late. It returns the run, stopped at the end of the test.
 func holdCheckpoint(t *testing.T, dir string) *exec.Cmd {
 	t.Helper()
-	mkfifo(t, filepath.Join(dir, "held.fifo"))
+	srv := mcastest.New(t, mcastest.Options{Activities: mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 10})})
+	srv.FailFrom(3, 1, mcastest.Fault{Delay: time.Minute})
+	writeFile(t, dir, "token.txt", srv.Token()+"\n")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	cmd, _, done := startBin(ctx, t, "run", "--alert", filepath.Join(dir, "alert.json"), "--source", "file:"+filepath.Join(dir, "export.jsonl"),
-		"--checkpoint", filepath.Join(dir, "cp.db"), "--sink", "file:"+filepath.Join(dir, "held.fifo"))
+	cmd, _, done := startBin(ctx, t, "run", "--start", strconv.FormatInt(apiWindow.Start, 10), "--end", strconv.FormatInt(apiWindow.End, 10),
+		"--source", srv.URL, "--token-file", filepath.Join(dir, "token.txt"), "--parallel", "1", "--page-size", "5",
+		"--checkpoint", filepath.Join(dir, "cp.db"), "--sink", "file:"+filepath.Join(dir, "held.jsonl"))
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGKILL)
 		<-done
@@ -292,7 +298,7 @@ func TestFIFOSinkWithoutReaderStopsOnSIGTERM(t *testing.T) {
 	defer cancel()
 	cmd, stderr, done := startBin(ctx, t, "run", "--alert", filepath.Join(dir, "alert.json"), "--source", "file:"+filepath.Join(dir, "export.jsonl"),
 		"--checkpoint", filepath.Join(dir, "cp.db"), "--sink", "file:"+filepath.Join(dir, "siem.fifo"))
-	awaitStatus(ctx, t, dir, filepath.Join(dir, "cp.db"), func(s statusReport) bool { return s.RunActive })
+	awaitOutput(ctx, t, stderr, "waiting for a reader of the named pipe", done)
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-done:
