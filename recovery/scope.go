@@ -105,3 +105,15 @@ func (s Scope) String() string {
 	}
 	return text
 }
+
+// DataType is a kind of record a source serves (--data): the SIEM agent
+// sent activities and alerts; Defender XDR's advanced hunting serves the
+// CloudAppEvents table.
+type DataType string
+
+// The data types.
+const (
+	DataActivities     DataType = "activities"
+	DataAlerts         DataType = "alerts"
+	DataCloudAppEvents DataType = "cloudappevents"
+)

@@ -19,6 +19,7 @@ var Kind = source.Kind{
 	Claims: func(value string) bool { return strings.HasPrefix(value, "file:") },
 	Parse:  parse,
 	Open:   open,
+	Data:   []recovery.DataType{recovery.DataActivities},
 
 	OneLane: "an export is read in one lane, from its first line to its last",
 	Fixed:   "an export gains no activity once written, so nothing arrives late in it",

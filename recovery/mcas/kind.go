@@ -20,6 +20,7 @@ var Kind = source.Kind{
 	Claims: func(string) bool { return true },
 	Parse:  parseTarget,
 	Open:   openKind,
+	Data:   []recovery.DataType{recovery.DataActivities},
 	API:    true,
 	Lanes:  true,
 	Late:   true,

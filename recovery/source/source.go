@@ -65,7 +65,13 @@ type Credential struct {
 
 // Options are what opening a source of any kind needs.
 type Options struct {
-	Scope  recovery.Scope
+	// Data is the data type to read (one of the kind's Data); "" is the
+	// kind's first.
+	Data recovery.DataType
+	// Scope is the window, and the time it applies to.
+	Scope recovery.Scope
+	// Filter is the filter of that data type (--filter for activities,
+	// --alerts-filter for alerts), ANDed with the window.
 	Filter recovery.Filter
 	// PageSize is --page-size, checked positive.
 	PageSize int
@@ -98,6 +104,8 @@ type Kind struct {
 	// Open opens the source of t over o.Scope. Its errors are
 	// *recovery.Error.
 	Open func(ctx context.Context, t Target, o Options) (recovery.Source, error)
+	// Data are the data types it serves, the default first (--data).
+	Data []recovery.DataType
 
 	// API tells that it is a service the run asks over the network with a
 	// credential, under a request budget: --auth, --token-file, --proxy,
