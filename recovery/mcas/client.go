@@ -57,10 +57,16 @@ type answer struct {
 	HasNext          *bool
 	NextQueryFilters json.RawMessage
 	// Total is the answer's "total" when it is a count (readTotal);
-	// badTotal what it was instead, shown.
-	Total    *int64
-	badTotal string
-	listed   []recovery.Activity // "data", decoded
+	// badTotal what it was instead, shown. The API documents the total as
+	// approximate, and MoreThanTotal ("moreThanTotal": true) says it is
+	// only a lower bound: the API stopped counting.
+	Total         *int64
+	badTotal      string
+	MoreThanTotal bool
+	// Max is the answer's "max" when it is a count: the most items the
+	// answer could hold, as the API reports it (0: absent).
+	Max    int
+	listed []recovery.Activity // "data", decoded
 	// activities are those listed, without those the API listed again
 	// (repeated of them): within the answer, or from the page before.
 	activities []recovery.Activity
@@ -68,6 +74,33 @@ type answer struct {
 }
 
 func (a *answer) hasNext() bool { return a.HasNext != nil && *a.HasNext }
+
+// notePageSize records what the answer ans to c, a page (not a count or
+// a probe, which ask for one activity), shows of the page size the API
+// gives: an answer that says more follow is as full as the API fills a
+// page (in scan mode, but for its last millisecond), and one whose "max"
+// is below the limit asked for, and not below what it holds, says its
+// pages hold that many. The largest seen is kept (Source.PageSize): a
+// page cut short to keep a millisecond whole does not make the estimate
+// smaller than the pages are.
+func (s *Source) notePageSize(c call, ans *answer) {
+	if c.chain == nil {
+		return
+	}
+	seen := 0
+	if ans.hasNext() {
+		seen = len(ans.listed)
+	}
+	if ans.Max < c.limit && ans.Max >= len(ans.listed) {
+		seen = max(seen, ans.Max)
+	}
+	for {
+		old := s.pageSeen.Load()
+		if int64(seen) <= old || s.pageSeen.CompareAndSwap(old, int64(seen)) {
+			return
+		}
+	}
+}
 
 // maxTotal is the largest total taken for a count: more activities than
 // any tenant holds in a window (MCAS keeps 180 days), and few enough that
@@ -184,6 +217,7 @@ func (s *Source) post(ctx context.Context, c call) (*answer, int, error) {
 		}
 		if err == nil {
 			s.valid.Store(true)
+			s.notePageSize(c, ans)
 			if len(logged) > 0 {
 				s.log.Info("the API answered again", "endpoint", s.Endpoint(), "failed_requests", requests-1)
 			}
@@ -437,6 +471,20 @@ func (s *Source) readAnswer(body *answerReader, c call) (*answer, error) {
 			if err = dec.Decode(&raw); err == nil {
 				ans.readTotal(raw)
 			}
+		case "moreThanTotal":
+			// Anything but true (absent, false, null, another type) leaves
+			// the total a count: an estimate, as always.
+			var raw json.RawMessage
+			if err = dec.Decode(&raw); err == nil {
+				ans.MoreThanTotal = string(bytes.TrimSpace(raw)) == "true"
+			}
+		case "max":
+			var raw json.RawMessage
+			if err = dec.Decode(&raw); err == nil {
+				if n, perr := strconv.Atoi(string(bytes.TrimSpace(raw))); perr == nil && n > 0 {
+					ans.Max = n
+				}
+			}
 		default:
 			err = skipValue(dec)
 		}
@@ -563,9 +611,18 @@ func (c call) check(ans *answer) error {
 }
 
 // lastPlainPage tells whether a plain page of at most limit activities
-// ends the listing: it is not full, or says no more follow.
+// ends the listing: it lists nothing, or says no more follow; an answer
+// that does not say is the last when it is not full. A page that holds
+// fewer than limit and says more follow is not the last: the API may cap
+// its answers below the limit asked for.
 func (a *answer) lastPlainPage(limit int) bool {
-	return len(a.listed) < limit || a.HasNext != nil && !*a.HasNext
+	switch {
+	case len(a.listed) == 0:
+		return true
+	case a.HasNext != nil:
+		return !*a.HasNext
+	}
+	return len(a.listed) < limit
 }
 
 // expectDelim reads the next token, which must be delim.

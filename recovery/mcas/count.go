@@ -12,7 +12,8 @@ import (
 // the filter (recovery.Counter): the total of one plain answer that asks
 // for a single activity (plain answers carry the total; scan answers count
 // their page only), with the time of the first activity in it, the one the
-// answer lists. What lies outside the window is not counted. It retries as
+// answer lists. The API documents its total as approximate: one with
+// "moreThanTotal": true is a lower bound, and the Tally says so (AtLeast). What lies outside the window is not counted. It retries as
 // Fetch does and shares its rate limit. An answer without a usable total
 // (none, or one that is not a count: readTotal) is recovery.ErrNoTotal;
 // the first unusable one is logged.
@@ -40,7 +41,7 @@ func (s *Source) tally(ctx context.Context, scope recovery.Scope) (recovery.Tall
 		}
 		return t, fmt.Errorf("%s: %w", s.Endpoint(), recovery.ErrNoTotal)
 	}
-	t.Activities = *ans.Total
+	t.Activities, t.AtLeast = *ans.Total, ans.MoreThanTotal
 	if len(ans.activities) > 0 && scope.Contains(ans.activities[0]) {
 		t.First = scope.By.Of(ans.activities[0])
 	}

@@ -78,3 +78,31 @@ func TestUnusableTotalIsNoTotal(t *testing.T) {
 		}
 	}
 }
+
+// TestCountLowerBound: the API's total is an estimate; where it stops
+// counting it says so ("moreThanTotal": true), and the Tally is then a
+// lower bound (issue 26: a total that stopped at 10,000 for a window of
+// 100,304 was taken for the count, and verify exited 0 on it).
+func TestCountLowerBound(t *testing.T) {
+	t.Parallel()
+	acts, want := generate(1200, 0, 0)
+	srv := mcastest.New(t, mcastest.Options{Activities: acts, TotalCap: 1000})
+	src, _ := newSource(t, srv, nil)
+	whole, err := src.Count(t.Context(), testWindow)
+	if err != nil || whole.Activities != 1000 || !whole.AtLeast || whole.Requests != 1 || len(want) != 1200 {
+		t.Fatalf("Count of 1200 with totals capped at 1000 = %+v, %v; want at least 1000 in 1 request", whole, err)
+	}
+	// A part under the cap is counted exactly, and says so.
+	half := recovery.Window{Start: testWindow.Start, End: testWindow.Start + (testWindow.End-testWindow.Start)/4}
+	part, err := src.Count(t.Context(), half)
+	if err != nil || part.AtLeast || part.Activities == 0 || part.Activities >= 1000 {
+		t.Fatalf("Count of a quarter = %+v, %v; want an exact count under 1000", part, err)
+	}
+	// "moreThanTotal" other than true leaves the count as it is.
+	for _, total := range []string{`12`} {
+		srv.FailNext(1, mcastest.Fault{Total: total})
+		if n, err := src.Count(t.Context(), half); err != nil || n.Activities != 12 || n.AtLeast {
+			t.Errorf("total %s: %+v, %v", total, n, err)
+		}
+	}
+}

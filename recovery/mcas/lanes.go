@@ -34,10 +34,18 @@ func (s *Source) Lanes() int {
 }
 
 // PageSize is the most activities one page holds: the scan limit, or the
-// plain one where the Source pages by cursor.
+// plain one where the Source pages by cursor; less once the API's answers
+// showed they hold markedly fewer than the limit (Microsoft documents 100
+// items an answer to API-token requests): what estimates count pages by.
+// A page a little short of the limit is not a cap: a scan ends a page
+// before a millisecond it cannot list whole.
 func (s *Source) PageSize() int {
+	limit := s.scanLimit
 	if s.usePlain() {
-		return s.plainLimit
+		limit = s.plainLimit
 	}
-	return s.scanLimit
+	if seen := int(s.pageSeen.Load()); seen > 0 && seen < limit*9/10 {
+		return seen
+	}
+	return limit
 }

@@ -286,3 +286,43 @@ func TestPlainPagingStopsWhenTiesAreUnstable(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+// TestCappedAnswers: the API may answer with fewer activities than the
+// limit asked for (Microsoft documents 100 items an answer to API-token
+// requests, where scan mode takes 500–5000). Paging follows hasNext, not
+// the page's length, in scan mode and in plain paging, and PageSize then
+// says what the pages hold, for the estimates.
+func TestCappedAnswers(t *testing.T) {
+	t.Parallel()
+	const n = 1050
+	acts, want := generate(n, 0, 0)
+	for _, tc := range []struct {
+		name     string
+		pageSize int
+		paging   mcas.Paging
+		cap      int
+		pages    int // the page size PageSize reports once paged
+	}{
+		{"scan", 5000, mcas.PagingScan, 100, 100},
+		{"plain", 100, mcas.PagingPlain, 40, 40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := mcastest.New(t, mcastest.Options{Activities: acts, AnswerCap: tc.cap})
+			src, _ := newSource(t, srv, func(c *mcas.Config) { c.PageSize, c.Paging = tc.pageSize, tc.paging })
+			if got := src.PageSize(); got != tc.pageSize {
+				t.Fatalf("PageSize before any answer = %d, want the limit %d", got, tc.pageSize)
+			}
+			d := drainAll(t, src, time.Minute, want, nil)
+			if min := ceilDiv(n, tc.cap); d.requests < min || d.requests > min+2 {
+				t.Errorf("%d requests for %d activities in answers of at most %d, want about %d", d.requests, n, tc.cap, min)
+			}
+			if got := srv.Stats().Activities; got != n {
+				t.Errorf("the API listed %d activities, want %d", got, n)
+			}
+			if got := src.PageSize(); got != tc.pages {
+				t.Errorf("PageSize after paging = %d, want %d", got, tc.pages)
+			}
+		})
+	}
+}

@@ -152,6 +152,10 @@ type Source struct {
 	valid atomic.Bool
 	// badTotal is set once a total that is not a count was logged.
 	badTotal atomic.Bool
+	// pageSeen is the most activities a scan answer held (notePageSize):
+	// the page size the API actually gives, which may be less than the
+	// limit asked for; 0 before any answer showed it.
+	pageSeen atomic.Int64
 
 	mu       sync.Mutex
 	fellBack bool // auto paging switched to plain for this run

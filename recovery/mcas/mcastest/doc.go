@@ -26,7 +26,8 @@
 //   - Sorting by "date" (the default) or "created", "asc" or "desc" (the
 //     default), ties broken by _id so the order is stable.
 //   - Plain paging: "skip" and "limit" with limit ≤ 100 and skip+limit ≤
-//     5000, else 400. The answer has "data", "total" and "hasNext".
+//     5000, else 400. The answer has "data", "total", "moreThanTotal",
+//     "max" (the most activities it could hold) and "hasNext".
 //   - Scan mode ("isScan": true): limit 500–5000 (default 500), else 400.
 //     While more records follow, the server drops the last records of the
 //     page that share its final millisecond (of the sort field) and
@@ -60,6 +61,12 @@
 //     totals that are not counts (Total, NoTotal); a Content-Length longer
 //     than the answer, closed or stalled (LongerBy, Stall); a body of any
 //     Content-Type (a web page).
+//   - Estimates, as the real API gives them: Options.TotalCap stops every
+//     "total" at a number, with "moreThanTotal": true past it (the
+//     documented "approximate number of records", a lower bound where it
+//     says so); Options.AnswerCap lists at most that many activities an
+//     answer whatever the limit (Microsoft documents 100 for answers to
+//     API-token requests), paging on with "hasNext" and a continuation.
 //   - Answer time: Options.AnswerTime holds back every answer to a
 //     listing or a count, as a real tenant takes seconds to answer a page;
 //     requests side by side (scan lanes) are held side by side, and

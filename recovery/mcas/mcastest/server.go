@@ -71,6 +71,15 @@ type Options struct {
 	// MB: what scan lanes are for. Throttled (429) and refused (401)
 	// requests answer at once; an injected Delay comes on top.
 	AnswerTime time.Duration
+	// TotalCap stops every answer's "total" at this many, with
+	// "moreThanTotal": true when the request matches more: the API's total
+	// is an estimate, a lower bound where it says so. Zero counts all.
+	TotalCap int
+	// AnswerCap makes every answer list at most this many activities,
+	// whatever the limit asked for, with "hasNext" and a continuation as
+	// usual: the 100-item cap Microsoft documents for answers to API-token
+	// requests. Zero lists up to the limit.
+	AnswerCap int
 }
 
 // Fault is an answer the server gives instead of the normal one.
@@ -201,6 +210,8 @@ type Server struct {
 	period     time.Duration
 	answerTime time.Duration
 	indexDelay time.Duration
+	totalCap   int
+	answerCap  int
 
 	data sync.RWMutex
 	// sorted holds the records twice: sorted[fieldDate] by (ts, id),
@@ -274,6 +285,8 @@ func New(tb testing.TB, opts Options) *Server {
 		period:     opts.BudgetPeriod,
 		indexDelay: opts.IndexDelay,
 		answerTime: opts.AnswerTime,
+		totalCap:   opts.TotalCap,
+		answerCap:  opts.AnswerCap,
 	}
 	if s.token == "" {
 		s.token = DefaultToken
@@ -544,6 +557,9 @@ func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ans.pad, ans.padField = f.Pad, cmp.Or(f.PadField, "padding")
+	if s.totalCap > 0 && ans.total > s.totalCap {
+		ans.total, ans.moreThanTotal = s.totalCap, true
+	}
 	ans.totalJSON = strconv.Itoa(ans.total)
 	switch {
 	case f.NoTotal:
@@ -693,8 +709,12 @@ type answer struct {
 	// pad and padField are Fault.Pad and Fault.PadField.
 	pad      int64
 	padField string
-	// totalJSON is written as "total"; "": none.
-	totalJSON string
+	// totalJSON is written as "total"; "": none. moreThanTotal says it
+	// is a lower bound (Options.TotalCap); max is the most activities the
+	// answer could hold: the limit asked for, or Options.AnswerCap.
+	totalJSON     string
+	moreThanTotal bool
+	max           int
 }
 
 // lie writes ans with a Content-Length f.LongerBy bytes longer than it,
@@ -855,6 +875,9 @@ func (s *Server) plain(q query, c conditions, by field, desc bool) (answer, int,
 		return answer{}, http.StatusBadRequest, fmt.Sprintf("skip %d + limit %d: at most 5000 without isScan", skip, limit)
 	}
 	limit = max(limit-q.fewer, 1)
+	if s.answerCap > 0 {
+		limit = min(limit, s.answerCap)
+	}
 	var listed []record
 	s.each(c, by, desc, func(r record) bool {
 		listed = append(listed, r)
@@ -873,7 +896,7 @@ func (s *Server) plain(q query, c conditions, by field, desc bool) (answer, int,
 			i = j
 		}
 	}
-	a := answer{total: len(listed)}
+	a := answer{total: len(listed), max: limit}
 	if skip < len(listed) {
 		a.data = listed[skip:min(skip+limit, len(listed))]
 	}
@@ -893,7 +916,10 @@ func (s *Server) scan(q query, c conditions, by field, desc bool) (answer, int, 
 		return answer{}, http.StatusBadRequest, "skip is not supported with isScan"
 	}
 	limit -= q.fewer
-	var a answer
+	if s.answerCap > 0 {
+		limit = min(limit, s.answerCap)
+	}
+	a := answer{max: limit}
 	s.each(c, by, desc, func(r record) bool {
 		a.data = append(a.data, r)
 		return len(a.data) <= limit
@@ -982,7 +1008,10 @@ func (r *recorder) json(a answer, w io.Writer) {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	bw.WriteByte('{')
 	if a.totalJSON != "" {
-		fmt.Fprintf(bw, `"total":%s,`, a.totalJSON)
+		fmt.Fprintf(bw, `"total":%s,"moreThanTotal":%t,`, a.totalJSON, a.moreThanTotal)
+	}
+	if a.max > 0 {
+		fmt.Fprintf(bw, `"max":%d,`, a.max)
 	}
 	fmt.Fprintf(bw, `"hasNext":%t,"data":[`, a.hasNext)
 	var ts int64
