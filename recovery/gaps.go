@@ -3,12 +3,16 @@ package recovery
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strconv"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Buckets cuts span into consecutive parts of size (the last may be
@@ -150,8 +154,10 @@ func bucketOf(buckets []Window, ts int64) int {
 // BucketCount is one bucket of a gaps span, compared.
 type BucketCount struct {
 	Window
-	// Source is the source's count of the bucket; AtLeast tells that the
-	// count is only a lower bound (the API's moreThanTotal).
+	// Source is the source's count of the bucket: its total, where
+	// AtLeast tells that the count is only a lower bound (the API's
+	// moreThanTotal), or, once the bucket is Listed, how many activities
+	// the listing found (exact: AtLeast is then false).
 	Source  int64
 	AtLeast bool
 	// SIEM is how many of the SIEM's lines fall in the bucket.
@@ -202,3 +208,174 @@ func Gaps(buckets []BucketCount) []Gap {
 	}
 	return gaps
 }
+
+// A Comparer compares the buckets of a span at a source with what a SIEM
+// holds (gaps, verify). It never decides on a count alone where the count
+// cannot settle it: a bucket whose source count is a lower bound, or
+// differs from the SIEM's, is listed at the source, and what the listing
+// finds decides.
+type Comparer struct {
+	// Source reads the span (its own scope is Scope). A source that can
+	// count (Counter) and read a part of its scope (Scoped) is counted
+	// bucket by bucket and listed only where asked; any other (an export)
+	// is read once, whole, which counts and lists every bucket.
+	Source Source
+	Scope  Scope
+	// Received is what the SIEM holds, placed in the same buckets; nil
+	// when there is nothing to compare with (verify with a checkpoint
+	// only): the listings then only count.
+	Received *Received
+	// Missing is told each activity a listing finds that Received lacks,
+	// in the order listed (nil: nobody needs them).
+	Missing func(Activity)
+	// Progress is told each page a listing reads (nil: nobody).
+	Progress func(Page)
+}
+
+// Comparison is what a Comparer found: each bucket, and the requests that
+// took at the source.
+type Comparison struct {
+	Buckets []BucketCount
+	// CountRequests are the requests the counts took (one a bucket);
+	// ListRequests those the listings took.
+	CountRequests, ListRequests int64
+}
+
+// Requests is every request the comparison took.
+func (c Comparison) Requests() int64 { return c.CountRequests + c.ListRequests }
+
+// Listed is how many buckets were listed.
+func (c Comparison) Listed() int {
+	n := 0
+	for _, b := range c.Buckets {
+		if b.Listed {
+			n++
+		}
+	}
+	return n
+}
+
+// Source is the sum of the buckets' source counts, and whether it is only
+// a lower bound (a bucket's count is).
+func (c Comparison) Source() (n int64, atLeast bool) {
+	for _, b := range c.Buckets {
+		n += b.Source
+		atLeast = atLeast || b.AtLeast
+	}
+	return n, atLeast
+}
+
+// Missing is how many activities the listings found the SIEM lacks.
+func (c Comparison) Missing() int64 {
+	var n int64
+	for _, b := range c.Buckets {
+		n += b.Missing
+	}
+	return n
+}
+
+// countSideBySide is how many buckets are counted at once: a count waits
+// for the source's rate limit like any request, and answers that take
+// seconds then overlap (as scan lanes do).
+const countSideBySide = MaxLanes
+
+// Count counts each of buckets (parts of the span, in time order) at the
+// source, one request each, side by side, and places the SIEM's counts
+// beside them. A source that cannot count them so (an export, or an
+// answer without a total) is read once, whole: every bucket is then
+// listed, exactly.
+func (c *Comparer) Count(ctx context.Context, buckets []Window) (Comparison, error) {
+	cmp := Comparison{Buckets: make([]BucketCount, len(buckets))}
+	for i, b := range buckets {
+		cmp.Buckets[i].Window = b
+		if c.Received != nil && i < len(c.Received.Counts) {
+			cmp.Buckets[i].SIEM = c.Received.Counts[i]
+		}
+	}
+	counter, counts := c.Source.(Counter)
+	if _, scoped := c.Source.(Scoped); !counts || !scoped {
+		return cmp, c.readWhole(ctx, &cmp)
+	}
+	tallies := make([]Tally, len(buckets))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(countSideBySide)
+	for i, b := range buckets {
+		g.Go(func() (err error) {
+			tallies[i], err = counter.Count(gctx, b)
+			return err
+		})
+	}
+	err := g.Wait()
+	for i, t := range tallies {
+		cmp.CountRequests += int64(t.Requests)
+		cmp.Buckets[i].Source, cmp.Buckets[i].AtLeast = t.Activities, t.AtLeast
+	}
+	if errors.Is(err, ErrNoTotal) {
+		return cmp, c.readWhole(ctx, &cmp)
+	}
+	if err != nil {
+		return cmp, fmt.Errorf("count the activities of the span's %d parts: %w", len(buckets), err)
+	}
+	return cmp, nil
+}
+
+// readWhole reads the whole span once, counting and listing every bucket.
+func (c *Comparer) readWhole(ctx context.Context, cmp *Comparison) error {
+	windows := make([]Window, len(cmp.Buckets))
+	for i := range cmp.Buckets {
+		b := &cmp.Buckets[i]
+		windows[i] = b.Window
+		b.Source, b.AtLeast, b.Listed, b.Missing = 0, false, true, 0
+	}
+	_, requests, err := Scan(ctx, c.Source, func(a Activity) {
+		i := bucketOf(windows, c.Scope.By.Of(a))
+		if i < 0 {
+			return // outside the span: the source's own scope is the span
+		}
+		cmp.Buckets[i].Source++
+		c.noteListed(&cmp.Buckets[i], a)
+	}, c.Progress)
+	cmp.ListRequests += requests
+	if err != nil {
+		return fmt.Errorf("read the span whole: %w", err)
+	}
+	return nil
+}
+
+// noteListed takes one activity a listing of bucket b found: one the SIEM
+// lacks is missing.
+func (c *Comparer) noteListed(b *BucketCount, a Activity) {
+	if c.Received == nil || c.Received.IDs.Contains(a.ID) {
+		return
+	}
+	b.Missing++
+	if c.Missing != nil {
+		c.Missing(a)
+	}
+}
+
+// List lists at the source, in time order, each bucket of cmp that which
+// selects and no listing read yet: its count becomes what the listing
+// found, and its missing activities those Received lacks.
+func (c *Comparer) List(ctx context.Context, cmp *Comparison, which func(BucketCount) bool) error {
+	for i := range cmp.Buckets {
+		b := &cmp.Buckets[i]
+		if b.Listed || !which(*b) {
+			continue
+		}
+		b.Listed, b.Missing = true, 0
+		n, requests, err := Scan(ctx, Over(c.Source, c.Scope.Within(b.Window)), func(a Activity) { c.noteListed(b, a) }, c.Progress)
+		cmp.ListRequests += requests
+		if err != nil {
+			return fmt.Errorf("list the activities of %s: %w", b.Window, err)
+		}
+		b.Source, b.AtLeast = n, false
+	}
+	return nil
+}
+
+// Everything selects every bucket (Comparer.List).
+func Everything(BucketCount) bool { return true }
+
+// LowerBound selects the buckets whose count is only a lower bound.
+func LowerBound(b BucketCount) bool { return b.AtLeast }

@@ -3,6 +3,7 @@ package recovery
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -27,10 +28,13 @@ type Progress struct {
 
 // Done is the share of pass p done, from 0 to 1, and whether it counts
 // activities. With the window's total known it is the activities the pass
-// has sent or skipped over that total; otherwise the source's measure.
+// has sent or skipped over that total; otherwise the source's measure,
+// which it also falls back to when the total is only a lower bound, or
+// when the pass has outgrown it (activities saved since it was counted):
+// a share of a count that is too small would reach 100 % before the end.
 func (st State) Done(p Pass) (fraction float64, byCount bool) {
 	if p.State == StateCompleted || p.State == StateSettling {
-		return 1, st.Total != nil
+		return 1, st.Total != nil && !st.TotalAtLeast
 	}
 	if p.State == StateWaiting && st.Settle != nil {
 		// The window has not ended: it is done up to the present, the
@@ -39,23 +43,43 @@ func (st State) Done(p Pass) (fraction float64, byCount bool) {
 	}
 	// A sweep reads what was saved late, not the window's count: the
 	// source measures it.
-	if st.Total != nil && *st.Total > 0 && p.Scope.SavedFrom == 0 {
-		// Activities saved late can make the pass outgrow the count taken
-		// at its start: it is not done until its last page.
-		return min(float64(p.Sent+p.Skipped)/float64(*st.Total), 0.999), true
+	if st.countsActivities(p) {
+		if done := float64(p.Sent+p.Skipped) / float64(*st.Total); done < 1 {
+			return done, true
+		}
+		// Activities saved late made the pass outgrow the count taken at
+		// its start: it is not done until its last page, and the time
+		// reached says how far it is.
 	}
 	return min(p.Progress, 0.999), false
 }
 
+// countsActivities tells whether the percent done of pass p can count
+// activities: the window's count is known, exact, and what p reads (not a
+// sweep of what was saved late).
+func (st State) countsActivities(p Pass) bool {
+	return st.Total != nil && *st.Total > 0 && !st.TotalAtLeast && p.Scope.SavedFrom == 0
+}
+
+// outgrewSinceRunStart tells whether pass p's latest run began counting
+// activities against the window's count and has outgrown it since: its
+// mark (RunStartedDone) is then a share of activities, and the measure
+// now is another.
+func (st State) outgrewSinceRunStart(p Pass, byCount bool) bool {
+	return !byCount && st.countsActivities(p) && p.RunStartedSent+p.RunStartedSkipped < *st.Total
+}
+
 // ProgressOf returns the progress of pass p at now. The time left uses the
 // mark the pass's latest run left (RunStartedAt, RunStartedDone); pass
-// running=false when no run is in progress, and Left stays 0.
+// running=false when no run is in progress, and Left stays 0. It is 0
+// too when the run began counting activities and has outgrown the count
+// since: the percent is then another measure than the mark's.
 func (st State) ProgressOf(p Pass, now time.Time, running bool) Progress {
 	done, byCount := st.Done(p)
 	pr := Progress{Percent: math.Floor(done*1000) / 10, ByCount: byCount}
 	elapsed := now.Sub(p.RunStartedAt)
 	gained := done - p.RunStartedDone
-	if running && p.State != StateCompleted && !p.RunStartedAt.IsZero() && elapsed > 0 && gained > 0 {
+	if running && p.State != StateCompleted && !p.RunStartedAt.IsZero() && elapsed > 0 && gained > 0 && !st.outgrewSinceRunStart(p, byCount) {
 		pr.Left = time.Duration(float64(elapsed) * (1 - done) / gained).Round(time.Second)
 	}
 	return pr
@@ -115,4 +139,14 @@ func FormatLeft(d time.Duration) string {
 		fmt.Fprintf(&b, "%ds", s)
 	}
 	return b.String()
+}
+
+// CountText shows a count of activities for people: "12000", or "more
+// than 10000" when it is only a lower bound (the API's moreThanTotal),
+// never as a count.
+func CountText(n int64, atLeast bool) string {
+	if atLeast {
+		return "more than " + strconv.FormatInt(n, 10)
+	}
+	return strconv.FormatInt(n, 10)
 }

@@ -1,6 +1,8 @@
 package recovery
 
 import (
+	"context"
+	"math"
 	"testing"
 	"time"
 )
@@ -10,7 +12,7 @@ import (
 // reaches 100 only once the pass completed; the time left comes from the
 // latest run's own rate.
 func TestProgressOneModel(t *testing.T) {
-	total := int64(150_304)
+	total, capped := int64(150_304), int64(10_000)
 	start := time.Date(2024, 5, 14, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name    string
@@ -23,8 +25,30 @@ func TestProgressOneModel(t *testing.T) {
 			want: Progress{Percent: 42.3, ByCount: true}},
 		{name: "without a total, the source's measure", st: State{Pass: Pass{State: StateRunning, Sent: 60_000, Lane: Lane{Progress: 0.42399}}},
 			want: Progress{Percent: 42.3}},
-		{name: "late arrivals do not make 100 before the end", st: State{Total: &total, Pass: Pass{State: StateRunning, Sent: 151_000}},
-			want: Progress{Percent: 99.9, ByCount: true}},
+		// Activities saved since the count: the time reached measures the
+		// rest of the pass, never more than 99.9 before its end.
+		{name: "late arrivals do not make 100 before the end", st: State{Total: &total, Pass: Pass{State: StateRunning, Sent: 151_000, Lane: Lane{Progress: 1}}},
+			want: Progress{Percent: 99.9}},
+		{name: "a pass that outgrew its count is measured by time", st: State{Total: &total, Pass: Pass{State: StateRunning, Sent: 150_304, Lane: Lane{Progress: 0.97}}},
+			want: Progress{Percent: 97}},
+		// A total that is a lower bound (issue 26: 10,000 of 100,304) is
+		// no measure: "100.0% of 10000 activities" with 100,304 sent, or
+		// 1000 %, is what it gave.
+		{name: "a lower bound is no measure", st: State{Total: &capped, TotalAtLeast: true, Pass: Pass{State: StateRunning, Sent: 50_000, Lane: Lane{Progress: 0.5}}},
+			want: Progress{Percent: 50}},
+		{name: "nor beyond it", st: State{Total: &capped, TotalAtLeast: true, Pass: Pass{State: StateRunning, Sent: 100_304, Lane: Lane{Progress: 0.99}}},
+			want: Progress{Percent: 99}},
+		{name: "a lower bound completed", st: State{Total: &capped, TotalAtLeast: true, Pass: Pass{State: StateCompleted, Sent: 100_304}},
+			want: Progress{Percent: 100}},
+		{name: "time left by time when the count is a lower bound", running: true, now: start.Add(time.Minute),
+			st:   State{Total: &capped, TotalAtLeast: true, Pass: Pass{State: StateRunning, Sent: 90_000, Lane: Lane{Progress: 0.5}, RunStartedAt: start, RunStartedDone: 0.25}},
+			want: Progress{Percent: 50, Left: 2 * time.Minute}},
+		// The run began counting activities, then outgrew the count: its
+		// mark is a share of activities, the percent now of time; no
+		// time left is better than one from two measures.
+		{name: "no time left across measures", running: true, now: start.Add(time.Minute),
+			st:   State{Total: &total, Pass: Pass{State: StateRunning, Sent: 150_400, Lane: Lane{Progress: 0.98}, RunStartedAt: start, RunStartedDone: 0.9, RunStartedSent: 135_000}},
+			want: Progress{Percent: 98}},
 		{name: "nor does the last byte of an export", st: State{Pass: Pass{State: StateStopped, Lane: Lane{Progress: 1}}},
 			want: Progress{Percent: 99.9}},
 		{name: "completed", st: State{Total: &total, Pass: Pass{State: StateCompleted, Sent: 150_000}},
@@ -83,5 +107,39 @@ func TestFormatLeft(t *testing.T) {
 		if got := FormatLeft(d); got != want {
 			t.Errorf("FormatLeft(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// lowerBoundSource counts its window as the API does past the point
+// where it stops counting: more than 10.
+type lowerBoundSource struct{ *sliceSource }
+
+func (lowerBoundSource) Count(context.Context, Window) (Tally, error) {
+	return Tally{Activities: 10, AtLeast: true, Requests: 1}, nil
+}
+
+// TestReplayKeepsALowerBound: a count that is a lower bound is kept as
+// one in the checkpoint, and the percent done is then the source's own
+// measure, never 100 % before the end (issue 26: "100.0% of 10000
+// activities" with 100,304 sent).
+func TestReplayKeepsALowerBound(t *testing.T) {
+	src := lowerBoundSource{&sliceSource{acts: activities(25), n: 10, failAt: 20}}
+	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
+	r := &Replayer{Source: src, Sink: &recordingSink{}, Checkpoint: cp}
+	if _, err := r.Run(context.Background()); err == nil {
+		t.Fatal("the fetch at 20 should fail")
+	}
+	if cp.st.Total == nil || *cp.st.Total != 10 || !cp.st.TotalAtLeast || cp.st.Sent != 20 {
+		t.Fatalf("after the first run: total %v (at least: %v), %d sent", cp.st.Total, cp.st.TotalAtLeast, cp.st.Sent)
+	}
+	if p := cp.st.ProgressOf(cp.st.Pass, time.Time{}, false); p.ByCount || p.Percent >= 100 || p.Percent != math.Floor(cp.st.Progress*1000)/10 {
+		t.Fatalf("progress %+v, want the source's measure (%v)", p, cp.st.Progress)
+	}
+	src.failAt = -1
+	if _, err := r.Run(context.Background()); err != nil || cp.st.State != StateCompleted {
+		t.Fatalf("resume: %v, %s", err, cp.st.State)
+	}
+	if p := cp.st.ProgressOf(cp.st.Pass, time.Time{}, false); p.ByCount || p.Percent != 100 {
+		t.Fatalf("completed: %+v", p)
 	}
 }

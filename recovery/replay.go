@@ -728,7 +728,7 @@ func (r *Replayer) beginPass(ctx context.Context, rn *run, k passKind) error {
 			s.Runs++
 		}
 		if k == mainPass {
-			s.Total, s.APIRequests, s.Pass.Scope = rn.st.Total, rn.st.APIRequests, rn.st.Pass.Scope
+			s.Total, s.TotalAtLeast, s.APIRequests, s.Pass.Scope = rn.st.Total, rn.st.TotalAtLeast, rn.st.APIRequests, rn.st.Pass.Scope
 			if horizon != nil {
 				s.Settle = horizon
 			}
@@ -795,7 +795,7 @@ func (r *Replayer) count(ctx context.Context, st *State, scope Scope) error {
 	if err != nil {
 		return fmt.Errorf("count the window's activities: %w", err)
 	}
-	st.Total = &t.Activities
+	st.Total, st.TotalAtLeast = &t.Activities, t.AtLeast
 	return nil
 }
 
@@ -887,19 +887,21 @@ func (r *Replayer) fail(ctx context.Context, rn *run, k passKind, cause error, r
 }
 
 // Count returns how many activities the window w (src's own) holds at
-// src, and the API requests that took: one when src is a Counter, else a
-// Scan of the whole window (told to progress after each page, when set).
-// It sends nothing and records nothing (--dry-run, verify, check).
-func Count(ctx context.Context, src Source, w Window, progress func(Page)) (activities, requests int64, err error) {
+// src, and the API requests that took: one when src is a Counter (whose
+// count may be only a lower bound: Tally.AtLeast), else a Scan of the
+// whole window (told to progress after each page, when set), which is
+// exact. It sends nothing and records nothing (--dry-run, verify, check).
+func Count(ctx context.Context, src Source, w Window, progress func(Page)) (Tally, error) {
+	var requests int
 	if c, ok := src.(Counter); ok {
 		t, err := c.Count(ctx, w)
 		if !errors.Is(err, ErrNoTotal) {
-			return t.Activities, int64(t.Requests), err
+			return t, err
 		}
-		requests = int64(t.Requests)
+		requests = t.Requests
 	}
 	n, more, err := Scan(ctx, src, nil, progress)
-	return n, requests + more, err
+	return Tally{Activities: n, Requests: requests + int(more)}, err
 }
 
 // Scan pages through src from the start of the window, telling each every

@@ -71,8 +71,14 @@ type State struct {
 
 	// Total is the window's activity count at the source when a run first
 	// asked it (nil: the source cannot count, e.g. an export); the percent
-	// done is counted in activities against it.
-	Total *int64 `json:"total,omitempty"`
+	// done is counted in activities against it. It is an estimate: it may
+	// plan, never decide that anything is complete or missing.
+	// TotalAtLeast tells that the source said the window holds more than
+	// Total (the API's moreThanTotal): then Total is a lower bound, shown
+	// as one ("more than N"), and the percent done is the source's own
+	// measure (the time reached), never a share of it.
+	Total        *int64 `json:"total,omitempty"`
+	TotalAtLeast bool   `json:"total_at_least,omitempty"`
 
 	APIRequests int64 `json:"api_requests"` // requests made to the source API, by every pass
 	Runs        int64 `json:"runs"`         // how many runs worked on this checkpoint
