@@ -205,9 +205,15 @@ func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src sour
 			add("count", "the API's answer carries no usable total (one more request): a run pages through the window without knowing its size", nil)
 			return
 		}
+		counted := fmt.Sprintf("%d activities in the window (one more request)", n)
+		if t.AtLeast {
+			// The API stopped counting: what a run needs is more.
+			counted = fmt.Sprintf("more than %d activities in the window (one more request; the API counts no further)", n)
+			n++
+		}
 		requests, took := runCost(n, c.Int("page-size"), c.Int("rate-limit"))
-		add("count", fmt.Sprintf("%d activities in the window (one more request); a run needs at least %d request(s) of %d, %s at --rate-limit %d",
-			n, requests, c.Int("page-size"), took, c.Int("rate-limit")), err)
+		add("count", fmt.Sprintf("%s; a run needs at least %d request(s) of %d, %s at --rate-limit %d",
+			counted, requests, c.Int("page-size"), took, c.Int("rate-limit")), err)
 	}
 }
 

@@ -119,6 +119,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			runCommand(stderr),
 			statusCommand(stdout, stderr),
 			verifyCommand(stdout, stderr),
+			gapsCommand(stdout, stderr),
 			checkCommand(stdout, stderr),
 			versionCommand(stdout),
 		),
@@ -127,7 +128,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler: func(*cli.Context, error) {},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return usageError(fmt.Errorf("no command %q; the commands are run, status, verify, check and version", c.Args().First()))
+				return usageError(fmt.Errorf("no command %q; the commands are run, status, verify, gaps, check and version", c.Args().First()))
 			}
 			return cli.ShowAppHelp(c)
 		},

@@ -273,8 +273,11 @@ func passFigures(st recovery.State, pass recovery.Pass, now time.Time) figures {
 	if pass.Skipped > 0 {
 		f.done += fmt.Sprintf(", %d skipped", pass.Skipped)
 	}
-	if pr.ByCount {
+	switch {
+	case pr.ByCount:
 		f.done += fmt.Sprintf(" of %d", *st.Total)
+	case st.Total != nil && st.TotalAtLeast:
+		f.done += " of " + recovery.CountText(*st.Total, true)
 	}
 	if pr.Left > 0 {
 		f.left = recovery.FormatLeft(pr.Left)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/creack/pty"
 
+	"siem-recovery/recovery"
 	"siem-recovery/sink/rsyslogtest"
 )
 
@@ -348,5 +349,27 @@ func TestBarClearsItsRowsWhenTheTerminalNarrows(t *testing.T) {
 	w.show("e")
 	if strings.Contains(out.String(), "\x1b") {
 		t.Fatalf("escape sequences without VT: %q", out.String())
+	}
+}
+
+// TestBarShowsALowerBound: the bar shows a count that is only a lower
+// bound as one, and the percent then by time; an exact count as it is.
+func TestBarShowsALowerBound(t *testing.T) {
+	now := time.Now()
+	for _, tt := range []struct {
+		atLeast bool
+		percent float64
+		done    string
+	}{{true, 50, "50000 sent of more than 10000"}, {false, 99.9, "50000 sent"}} {
+		total := int64(10_000)
+		if !tt.atLeast {
+			total = 50_001
+			tt.done += " of 50001"
+		}
+		st := recovery.State{Total: &total, TotalAtLeast: tt.atLeast,
+			Pass: recovery.Pass{State: recovery.StateRunning, Sent: 50_000, Lane: recovery.Lane{Progress: 0.5}}}
+		if f := passFigures(st, st.Pass, now); f.done != tt.done || f.percent != tt.percent {
+			t.Errorf("at least %v: %q at %.1f%%, want %q at %.1f%%", tt.atLeast, f.done, f.percent, tt.done, tt.percent)
+		}
 	}
 }

@@ -386,7 +386,11 @@ func signalName(sig os.Signal) string {
 
 // dryRun counts the window and says what a run would cost: one request
 // where the source can count (the API's total), a scan where it cannot
-// (an export).
+// (an export). For the API it also asks for the window's first page (one
+// scan request), as a run would: how many activities the API puts in an
+// answer, which may be fewer than --page-size asks for, is what the
+// requests and the time are reckoned by. A count the API says is only a
+// lower bound is printed as one, and so is what is reckoned from it.
 func dryRun(ctx context.Context, c *cli.Context, in inputs) error {
 	source, err := openSource(ctx, c, in.log, in.src, in.scope, in.filter, nil, false)
 	if err != nil {
@@ -395,22 +399,73 @@ func dryRun(ctx context.Context, c *cli.Context, in inputs) error {
 	defer closeSource(source)
 	start := time.Now()
 	progress := newProgressReporter(in.console, in.log, "counting", in.progressEvery)
-	n, requests, err := recovery.Count(ctx, source, in.scope.Window, progress.Scanned)
+	t, err := recovery.Count(ctx, source, in.scope.Window, progress.Scanned)
 	progress.Close()
+	requests := t.Requests
+	if err == nil && in.src.Kind.API {
+		var more int
+		more, err = firstPage(ctx, source, in.log, c.Int("page-size"))
+		requests += more
+	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return recovery.Problemf(recovery.ErrStopped, "re-run to count again", "dry run stopped after counting %d activities: %v", n, err)
+			return recovery.Problemf(recovery.ErrStopped, "re-run to count again", "dry run stopped after counting %d activities: %v", t.Activities, err)
 		}
 		return err
 	}
-	attrs := []any{"window", in.scope.String(), "activities", n, "api_requests", requests}
+	if t.AtLeast {
+		in.log.Warn(fmt.Sprintf("the API counts more than %d activities in the window and stops counting there (its total is a lower bound): "+
+			"the requests and the time a run needs are at least those below", t.Activities))
+	}
+	attrs := []any{"window", in.scope.String(), "activities", countAttr(t), "api_requests", requests}
 	if in.src.Kind.API {
-		pages, took := runCost(n, c.Int("page-size"), c.Int("rate-limit"))
-		attrs = append(attrs, "run_needs_requests", pages, "run_takes_at_rate_limit", took)
+		pageSize := c.Int("page-size")
+		if sizer, ok := source.(recovery.LaneSizer); ok {
+			pageSize = sizer.PageSize()
+		}
+		n := t.Activities
+		if t.AtLeast {
+			n++ // more than the total
+		}
+		pages, took := runCost(n, pageSize, c.Int("rate-limit"))
+		var needs any = pages
+		if t.AtLeast {
+			needs, took = fmt.Sprintf("at least %d", pages), "at least "+took
+		}
+		attrs = append(attrs, "page_size", pageSize, "run_needs_requests", needs, "run_takes_at_rate_limit", took)
 	}
 	attrs = append(attrs, "took", time.Since(start).Round(time.Millisecond))
 	in.log.Info("dry run: nothing sent, no checkpoint written", attrs...)
 	return nil
+}
+
+// firstPage asks source for the window's first page, as a run begins, to
+// see how many activities the API's answers hold (LaneSizer.PageSize
+// tells then); it says so when they hold fewer than asked for. It returns
+// the requests made.
+func firstPage(ctx context.Context, source recovery.Source, log *slog.Logger, asked int) (int, error) {
+	sizer, ok := source.(recovery.LaneSizer)
+	if !ok {
+		return 0, nil
+	}
+	page, err := source.Fetch(ctx, recovery.Cursor{})
+	if err != nil {
+		return page.Requests, fmt.Errorf("read the window's first page to see the API's page size: %w", err)
+	}
+	if held := sizer.PageSize(); held < asked {
+		log.Warn(fmt.Sprintf("the API's answers hold at most %d activities, fewer than the %d asked for (--page-size), and page on: "+
+			"a run needs a request for every %d activities", held, asked, held), "page_size_asked", asked, "page_size", held)
+	}
+	return page.Requests, nil
+}
+
+// countAttr is a count for a log line: the number, or "more than N" when
+// it is only a lower bound.
+func countAttr(t recovery.Tally) any {
+	if t.AtLeast {
+		return recovery.CountText(t.Activities, true)
+	}
+	return t.Activities
 }
 
 // inputs are what run, verify and check read from their common flags.

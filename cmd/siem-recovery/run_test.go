@@ -167,7 +167,8 @@ func TestHelpExplainsEachCommand(t *testing.T) {
 		"run": {"USAGE:", "siem-recovery run --alert ALERT.json", "Exit codes: 0 completed", "75 stopped", "--exclude-ids FILE", "[$SIEM_RECOVERY_PAGE_SIZE]"},
 		"status": {"siem-recovery status [--checkpoint PATH]", "the only checkpoint in the state directory", "pending (no run yet)", "running (in progress", "stopped (the last run stopped before the end date, exit 75:", "waiting (the window has not ended",
 			"connection_error (running or stopped, and nothing delivered for over 2 h)", "disconnected (the same for over 12 h)", "completed (window delivered", "failed (the last run ended on an error", "--json"},
-		"verify":  {"step 2 of the MCAS recovery procedure", "--received FILE", "10 activities missing"},
+		"verify":  {"step 2 of the MCAS recovery procedure", "--received FILE", "10 activities missing", "--bucket D"},
+		"gaps":    {"--received FILE --start T --end T", "--bucket D", "--json", "10 activities missing", "never a secret"},
 		"check":   {"OK or FAIL", "Nothing is sent", "--proxy URL"},
 		"version": {"version field of every CEF header"},
 	} {
@@ -180,7 +181,7 @@ func TestHelpExplainsEachCommand(t *testing.T) {
 		}
 	}
 	top := runBin(t, t.TempDir(), nil, "--help")
-	for _, w := range []string{"system alert", "disables itself", "run ", "status ", "verify ", "check "} {
+	for _, w := range []string{"system alert", "disables itself", "run ", "status ", "verify ", "gaps ", "check "} {
 		if !strings.Contains(top.stdout, w) {
 			t.Errorf("--help lacks %q", w)
 		}

@@ -83,13 +83,14 @@ type statusReport struct {
 	LastError         string          `json:"last_error"`
 	UpdatedAt         string          `json:"updated_at"`
 	LastErrorResolved bool            `json:"last_error_resolved"`
-	Cursor            json.RawMessage `json:"cursor"`           // the source's resume position, raw
-	Total             *int64          `json:"total,omitempty"`  // the window's count at the source, when it can count
-	PercentOf         string          `json:"percent_of"`       // "activities" (of total) or "window" (the source's measure)
-	Left              string          `json:"left,omitempty"`   // time left at the running run's rate
-	Lanes             []laneReport    `json:"lanes,omitempty"`  // the scan lanes of the recovery's pass, when it has them
-	TopUp             *topUpReport    `json:"top_up,omitempty"` // the latest top-up pass
-	Settle            *settleReport   `json:"settle,omitempty"` // the late-arrival phase, when the pass had a horizon
+	Cursor            json.RawMessage `json:"cursor"`                   // the source's resume position, raw
+	Total             *int64          `json:"total,omitempty"`          // the window's count at the source, when it can count
+	TotalAtLeast      bool            `json:"total_at_least,omitempty"` // total is only a lower bound: the source holds more
+	PercentOf         string          `json:"percent_of"`               // "activities" (of total) or "window" (the source's measure)
+	Left              string          `json:"left,omitempty"`           // time left at the running run's rate
+	Lanes             []laneReport    `json:"lanes,omitempty"`          // the scan lanes of the recovery's pass, when it has them
+	TopUp             *topUpReport    `json:"top_up,omitempty"`         // the latest top-up pass
+	Settle            *settleReport   `json:"settle,omitempty"`         // the late-arrival phase, when the pass had a horizon
 	SentAgain         int64           `json:"sent_again"`
 	Resent            int64           `json:"resent"` // the old name of sent_again, kept for scripts
 	InFlight          int64           `json:"in_flight"`
@@ -226,6 +227,7 @@ func newStatusReport(st recovery.State, active bool, now time.Time) statusReport
 		UpdatedAt:         stamp(st.UpdatedAt),
 		Cursor:            rawCursor(st.Cursor),
 		Total:             st.Total,
+		TotalAtLeast:      st.TotalAtLeast,
 		PercentOf:         "window",
 		Left:              left(pr),
 		SentAgain:         st.Resent,
@@ -371,7 +373,7 @@ func (r statusReport) writeText(w io.Writer) error {
 		fmt.Fprintf(tw, "sink:\t%s\n", sink)
 	}
 	fmt.Fprintf(tw, "position:\t%s\n", r.Position)
-	fmt.Fprintf(tw, "percent:\t%s\n", percentText(r.Percent, r.PercentOf, r.Total, r.Left))
+	fmt.Fprintf(tw, "percent:\t%s\n", percentText(r.Percent, r.PercentOf, r.Total, r.TotalAtLeast, r.Left))
 	writeLanes(tw, "", r.Lanes)
 	fmt.Fprintf(tw, "sent:\t%d\n", r.Sent)
 	fmt.Fprintf(tw, "skipped:\t%d\n", r.Skipped)
@@ -386,7 +388,7 @@ func (r statusReport) writeText(w io.Writer) error {
 	if t := r.TopUp; t != nil {
 		fmt.Fprintf(tw, "top-up:\t%s, for the ids not in %s (started %s)\n", t.State, t.IDsFile, t.StartedAt)
 		fmt.Fprintf(tw, "top-up position:\t%s\n", t.Position)
-		fmt.Fprintf(tw, "top-up percent:\t%s\n", percentText(t.Percent, r.PercentOf, r.Total, t.Left))
+		fmt.Fprintf(tw, "top-up percent:\t%s\n", percentText(t.Percent, r.PercentOf, r.Total, r.TotalAtLeast, t.Left))
 		writeLanes(tw, "top-up ", t.Lanes)
 		fmt.Fprintf(tw, "top-up sent:\t%d (skipped as already in the SIEM: %d; sent again: %d)\n", t.Sent, t.Skipped, t.SentAgain)
 	}
@@ -437,12 +439,17 @@ func (s *settleReport) writeText(tw io.Writer, state string) {
 	}
 }
 
-// percentText is "42.3% of 150304 activities at the source, 2m10s left".
-func percentText(percent float64, of string, total *int64, left string) string {
+// percentText is "42.3% of 150304 activities at the source, 2m10s left";
+// by the source's measure, "of the window", and when the source counted
+// only a lower bound, it says so ("more than 10000").
+func percentText(percent float64, of string, total *int64, atLeast bool, left string) string {
 	s := fmt.Sprintf("%.1f%%", percent)
-	if of == "activities" && total != nil {
+	switch {
+	case of == "activities" && total != nil:
 		s += fmt.Sprintf(" of %d activities at the source", *total)
-	} else {
+	case total != nil && atLeast:
+		s += " of the window (by time: the source counted " + recovery.CountText(*total, true) + " activities, a lower bound)"
+	default:
 		s += " of the window"
 	}
 	if left != "" {

@@ -21,13 +21,17 @@ func verifyCommand(stdout, stderr io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:      "verify",
 		Usage:     "check that the SIEM got the whole window (step 2 of the MCAS recovery procedure)",
-		UsageText: "siem-recovery verify --alert ALERT.json --source URL|file:PATH [--filter F] [--checkpoint P] [--received FILE] [run's sink flags]",
+		UsageText: "siem-recovery verify --alert ALERT.json --source URL|file:PATH [--filter F] [--checkpoint P] [--received FILE [--bucket D]] [run's sink flags]",
 		Description: "Counts the window's activities at the source (same window, source and filter flags as run; the API\n" +
 			"answers with the count in one request, and one more for what MCAS saved after the recovery's pass began;\n" +
-			"an export is read through) and compares the count with what the checkpoint says was sent.\n" +
+			"an export is read through) and compares the count with what the checkpoint says was sent. The API's\n" +
+			"count is an estimate: where it is only a lower bound, verify counts the window in parts of --bucket and\n" +
+			"lists the parts whose count is still one; where it exceeds what was sent, it lists the window to count\n" +
+			"it exactly. It never decides on an estimate alone, and says what listing cost.\n" +
 			"With --received FILE (the ids the SIEM holds: one per line, or the CEF or JSON lines it received) it\n" +
-			"reads the whole window and prints every missing activity id on stdout, with the command that sends\n" +
-			"just those. It also takes run's sink flags, so that the same command line serves both, and that\n" +
+			"counts each part of --bucket at the source (one request each), compares with the lines of FILE in it,\n" +
+			"lists the parts whose counts disagree, and prints every missing activity id on stdout, with the command\n" +
+			"that sends just those. It also takes run's sink flags, so that the same command line serves both, and that\n" +
 			"command is complete.\n\n" +
 			"Exit codes: 0 something was compared and nothing is missing, 10 activities missing, 6 nothing to compare\n" +
 			"with (no checkpoint and no --received) or a checkpoint of another recovery; otherwise as for run\n" +
@@ -36,6 +40,7 @@ func verifyCommand(stdout, stderr io.Writer) *cli.Command {
 			checkpointFlag(),
 			&cli.StringFlag{Name: "received", Category: "Verify", EnvVars: env("received"), TakesFile: true,
 				Usage: "the ids the SIEM holds, a `FILE`: one id per line, or CEF lines with externalId=, or JSON lines with _id"},
+			bucketFlag("Verify"),
 		}, logFlags()),
 		Action: func(c *cli.Context) error { return verify(c, stdout, stderr) },
 	}
@@ -47,10 +52,6 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	log, scope, filter, src := in.log, in.scope, in.filter, in.src
-	received, err := readIDs(c.Context, c, "received", log)
-	if err != nil {
-		return err
-	}
 	// The checkpoint is optional with --received: verify also checks a
 	// SIEM against a window recovered some other way. Without either,
 	// nothing would be compared, and "nothing missing" would be a guess.
@@ -89,6 +90,14 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	} else if !errors.Is(err, fs.ErrNotExist) || c.IsSet("checkpoint") {
 		return err
 	}
+	buckets, err := readBuckets(c, scope.Window)
+	if err != nil {
+		return err
+	}
+	received, err := readReceived(c.Context, c, log, buckets, scope.By)
+	if err != nil {
+		return err
+	}
 	if st == nil && received == nil {
 		return recovery.Problemf(recovery.ErrCheckpointUnavailable,
 			"give --checkpoint with the recovery's checkpoint, or --received FILE with the ids the SIEM holds",
@@ -101,18 +110,12 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	}
 	defer closeSource(source)
 	if received == nil {
-		return verifyCount(c, in, source, *st)
+		return verifyCount(c, in, source, *st, buckets)
 	}
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
-	var missing int64
 	progress := newProgressReporter(in.console, log, "verifying", in.progressEvery)
-	count, requests, err := recovery.Scan(c.Context, source, func(a recovery.Activity) {
-		if !received.Contains(a.ID) {
-			missing++
-			fmt.Fprintln(out, a.ID)
-		}
-	}, progress.Scanned)
+	cmp, err := compareBuckets(c.Context, source, scope, buckets, received, func(a recovery.Activity) { fmt.Fprintln(out, a.ID) }, progress.Scanned)
 	progress.Close()
 	if err != nil {
 		return err
@@ -121,6 +124,7 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	var compared []any // what the checkpoint says
+	requests := cmp.Requests()
 	if st != nil {
 		late, more, err := lateArrivals(c.Context, source, *st)
 		if err != nil {
@@ -129,22 +133,50 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 		requests += more
 		compared = append([]any{"sent", st.Sent, "skipped", st.Skipped, "state", st.State}, late...)
 	}
-	attrs := append([]any{"window", scope.String(), "at_source", count, "api_requests", requests}, compared...)
-	attrs = append(attrs, "received_ids", received.Len(), "missing", missing)
+	count, atLeast := cmp.Source()
+	missing := cmp.Missing()
+	attrs := append([]any{"window", scope.String(), "at_source", recovery.CountText(count, atLeast), "api_requests", requests}, compared...)
+	attrs = append(attrs, "received_ids", received.IDs.Len(), "missing", missing)
+	attrs = append(attrs, comparisonAttrs(cmp)...)
 	log.Info("verified against the SIEM's ids", attrs...)
 	if missing > 0 {
-		return &missingError{detail: fmt.Sprintf("%d of the window's %d activities are not in %s (their ids are on stdout)", missing, count, c.String("received")),
+		return &missingError{detail: fmt.Sprintf("%d of the window's %s activities are not in %s (their ids are on stdout)", missing, recovery.CountText(count, atLeast), c.String("received")),
 			remedy: topUpAdvice(c, st)}
 	}
 	return nil
 }
 
+// compareBuckets compares the buckets of scope's window at source with
+// what the SIEM holds (received): counts each, lists those whose counts
+// do not settle it, tells missing each activity the SIEM lacks.
+func compareBuckets(ctx context.Context, source recovery.Source, scope recovery.Scope, buckets []recovery.Window, received *recovery.Received,
+	missing func(recovery.Activity), progress func(recovery.Page)) (recovery.Comparison, error) {
+	c := &recovery.Comparer{Source: source, Scope: scope, Received: received, Missing: missing, Progress: progress}
+	cmp, err := c.Count(ctx, buckets)
+	if err != nil {
+		return cmp, err
+	}
+	return cmp, c.List(ctx, &cmp, recovery.BucketCount.NeedsListing)
+}
+
+// comparisonAttrs say what a comparison by buckets cost: the parts
+// counted, those listed because their counts did not settle it, and the
+// requests each took.
+func comparisonAttrs(cmp recovery.Comparison) []any {
+	return []any{"buckets", len(cmp.Buckets), "buckets_listed", cmp.Listed(), "count_requests", cmp.CountRequests, "list_requests", cmp.ListRequests}
+}
+
 // verifyCount compares the source's count of the window (one request for
-// the API) with what the checkpoint says the recovery sent or skipped.
-func verifyCount(c *cli.Context, in inputs, source recovery.Source, st recovery.State) error {
+// the API) with what the checkpoint says the recovery sent or skipped. The
+// count is an estimate: where it is a lower bound, the window is counted
+// in buckets (one request each) and the buckets whose count is still a
+// lower bound are listed; where the count exceeds what was delivered, the
+// window is listed to count it exactly. Nothing missing is claimed but on
+// a listing.
+func verifyCount(c *cli.Context, in inputs, source recovery.Source, st recovery.State, buckets []recovery.Window) error {
 	progress := newProgressReporter(in.console, in.log, "counting", in.progressEvery)
-	count, requests, err := recovery.Count(c.Context, source, in.scope.Window, progress.Scanned)
-	progress.Close()
+	defer progress.Close()
+	t, err := recovery.Count(c.Context, source, in.scope.Window, progress.Scanned)
 	if err != nil {
 		return err
 	}
@@ -152,24 +184,90 @@ func verifyCount(c *cli.Context, in inputs, source recovery.Source, st recovery.
 	if err != nil {
 		return err
 	}
-	in.log.Info("verified against the checkpoint", append([]any{"window", in.scope.String(), "at_source", count, "api_requests", requests + more,
-		"sent", st.Sent, "skipped", st.Skipped, "state", st.State}, late...)...)
+	requests := int64(t.Requests) + more
+	delivered := st.Sent + st.Skipped
 	settling := st.State == recovery.StateSettling
-	if st.State != recovery.StateCompleted && !settling || st.Sent+st.Skipped < count {
-		short := max(count-st.Sent-st.Skipped, 0)
+	if st.State != recovery.StateCompleted && !settling {
+		progress.Close()
+		in.log.Info("verified against the checkpoint", append([]any{"window", in.scope.String(), "at_source", countAttr(t), "api_requests", requests,
+			"sent", st.Sent, "skipped", st.Skipped, "state", st.State}, late...)...)
 		remedy := "run the recovery again to finish it, then verify with --received to list what the SIEM lacks"
-		switch {
-		case settling:
-			remedy = "the recovery is settling until " + st.Settle.Deadline.Format(time.RFC3339) +
-				": its next run sends what MCAS saved since its last sweep; verify again after it"
-		case st.State == recovery.StateWaiting:
+		if st.State == recovery.StateWaiting {
 			remedy = "the window has not ended: the first run from " + st.Settle.CompletesFrom(st.Window).Format(time.RFC3339) +
 				" sends the rest and completes the recovery; verify again after it"
 		}
-		return &missingError{detail: fmt.Sprintf("the source has %d activities in the window; the recovery sent %d and skipped %d (state %s): at least %d not delivered", count, st.Sent, st.Skipped, st.State, short),
-			remedy: remedy}
+		short := ""
+		if n := t.Activities - delivered; n > 0 {
+			short = fmt.Sprintf(": at least %d not delivered", n)
+		}
+		return &missingError{detail: fmt.Sprintf("the source has %s activities in the window; the recovery sent %d and skipped %d (state %s)%s",
+			recovery.CountText(t.Activities, t.AtLeast), st.Sent, st.Skipped, st.State, short), remedy: remedy}
 	}
-	return nil
+	attrs := []any{"window", in.scope.String(), "at_source", countAttr(t)}
+	count := t.Activities
+	if t.AtLeast || count > delivered {
+		// The total cannot settle it: count what it cannot, exactly.
+		cmp, err := exactCount(c.Context, in, source, t, buckets, delivered, progress.Scanned)
+		requests += cmp.Requests()
+		if err != nil {
+			return err
+		}
+		count, _ = cmp.Source()
+		attrs = []any{"window", in.scope.String(), "at_source", count, "total", recovery.CountText(t.Activities, t.AtLeast)}
+		if t.AtLeast {
+			attrs = append(attrs, comparisonAttrs(cmp)...)
+		} else {
+			attrs = append(attrs, "list_requests", cmp.ListRequests)
+		}
+	}
+	progress.Close()
+	in.log.Info("verified against the checkpoint", append(append(attrs, "api_requests", requests,
+		"sent", st.Sent, "skipped", st.Skipped, "state", st.State), late...)...)
+	if count <= delivered {
+		return nil
+	}
+	remedy := "verify again with --received FILE (the ids the SIEM holds) to list them, and the command that sends just those"
+	if settling {
+		remedy = "the recovery is settling until " + st.Settle.Deadline.Format(time.RFC3339) +
+			": its next run sends what MCAS saved since its last sweep; verify again after it"
+	}
+	return &missingError{detail: fmt.Sprintf("the source lists %d activities in the window (counted by listing them); the recovery sent %d and skipped %d (state %s): %d not delivered",
+		count, st.Sent, st.Skipped, st.State, count-delivered), remedy: remedy}
+}
+
+// exactCount counts the window's activities where its total t cannot
+// settle whether the recovery delivered them all (delivered): a lower
+// bound is counted again in buckets, one request each, and the buckets
+// whose count is still one are listed; if the counts then exceed what was
+// delivered, every bucket not listed yet is listed. Each step says what
+// it does and costs.
+func exactCount(ctx context.Context, in inputs, source recovery.Source, t recovery.Tally, buckets []recovery.Window, delivered int64,
+	progress func(recovery.Page)) (recovery.Comparison, error) {
+	c := &recovery.Comparer{Source: source, Scope: in.scope, Progress: progress}
+	cmp := recovery.Comparison{Buckets: []recovery.BucketCount{{Window: in.scope.Window, Source: t.Activities}}}
+	if _, counts := source.(recovery.Counter); !counts {
+		// An export was counted by reading it through: a listing.
+		cmp.Buckets[0].Listed = true
+	}
+	if t.AtLeast {
+		in.log.Info(fmt.Sprintf("the source's total is a lower bound (more than %d): counting the window in %d part(s) of --bucket, one request each, "+
+			"and listing those whose count is a lower bound too", t.Activities, len(buckets)))
+		var err error
+		if cmp, err = c.Count(ctx, buckets); err != nil {
+			return cmp, err
+		}
+		if err := c.List(ctx, &cmp, recovery.LowerBound); err != nil {
+			return cmp, err
+		}
+	}
+	if n, _ := cmp.Source(); n > delivered {
+		in.log.Info(fmt.Sprintf("the source counts %d activities, more than the recovery delivered (%d): listing the window at the source to count them exactly "+
+			"(a request for every page)", n, delivered))
+		if err := c.List(ctx, &cmp, recovery.Everything); err != nil {
+			return cmp, err
+		}
+	}
+	return cmp, nil
 }
 
 // lateArrivals counts, for a recovery whose pass had a horizon, the
@@ -199,7 +297,7 @@ func lateArrivals(ctx context.Context, source recovery.Source, st recovery.State
 // recovery must finish first (a run resumes where it stands, and would not
 // go back for what is missing before that).
 func topUpAdvice(c *cli.Context, st *recovery.State) string {
-	cmd := runCommandLine(c, "received") + " --exclude-ids " + shellQuote(c.String("received"))
+	cmd := runCommandLine(c, "received", "bucket") + " --exclude-ids " + shellQuote(c.String("received"))
 	if !c.IsSet("sink") {
 		cmd += " (with the --sink flags of the recovery)"
 	}
@@ -220,9 +318,13 @@ func topUpAdvice(c *cli.Context, st *recovery.State) string {
 // printed) and those of logging; the proxy's user and password are
 // hidden as everywhere else.
 func runCommandLine(c *cli.Context, skip ...string) string {
+	return "siem-recovery run" + runFlags(c, skip...)
+}
+
+// runFlags are runCommandLine's flags, each after a space.
+func runFlags(c *cli.Context, skip ...string) string {
 	skip = append(skip, "token", "log-format", "quiet", "verbose", "progress-interval")
 	var b strings.Builder
-	b.WriteString("siem-recovery run")
 	for _, f := range c.Command.Flags {
 		name := f.Names()[0]
 		if slices.Contains(skip, name) || !c.IsSet(name) {

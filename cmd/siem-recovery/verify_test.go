@@ -105,7 +105,8 @@ func TestVerifyWithNothingToCompare(t *testing.T) {
 
 // TestAPICountOnlyVerifyAndDryRun: counting a window of 15,000 activities
 // (three pages) costs one request (the API's total), for a dry run and for
-// verify without --received; a dry run says what a run will cost.
+// verify without --received; a dry run says what a run will cost, by the
+// page size the first page shows (one more request).
 func TestAPICountOnlyVerifyAndDryRun(t *testing.T) {
 	t.Parallel()
 	acts := mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 15_000})
@@ -114,7 +115,7 @@ func TestAPICountOnlyVerifyAndDryRun(t *testing.T) {
 
 	dry := a.run(t, nil, "--dry-run", "--rate-limit", "20")
 	wantCode(t, dry, 0)
-	wantStderr(t, dry, "dry run: nothing sent, no checkpoint written", "activities=15000 api_requests=1 run_needs_requests=3 run_takes_at_rate_limit=9s")
+	wantStderr(t, dry, "dry run: nothing sent, no checkpoint written", "activities=15000 api_requests=2 page_size=5000 run_needs_requests=3 run_takes_at_rate_limit=9s")
 	if n := srv.Stats().Requests; n > 2 {
 		t.Fatalf("the dry run made %d API requests", n)
 	}
