@@ -85,10 +85,18 @@ func check(c *cli.Context, stdout io.Writer) error {
 		return firstFailure(lines)
 	}
 	filterLine := len(lines) - 1
+	var streams []stream
+	if srcErr == nil {
+		streams, err = readStreams(ctx, c, src.Kind, false, filter)
+		if err != nil {
+			add("data", c.String("data"), err)
+			srcErr = err
+		}
+	}
 	if srcErr != nil {
 		add("source", recovery.RedactURL(c.String("source")), srcErr)
 	} else {
-		checkSource(ctx, c, log, src, scope, filter, func(item, detail string, err error) bool {
+		checkSource(ctx, c, log, src, scope, streams[0], func(item, detail string, err error) bool {
 			// The API refusing the filter is the filter's failure, not the
 			// source's: it answered.
 			if item == "filter" {
@@ -125,7 +133,7 @@ func check(c *cli.Context, stdout io.Writer) error {
 		if err != nil {
 			add("exclude-ids", c.String("exclude-ids"), err)
 		}
-		id := identity(src, scope, filter)
+		id := identity(src, scope, streams)
 		path, err := checkpointPath(c, id)
 		detail := path
 		if other, by := otherByCheckpoint(c, id); err == nil && other != "" {
@@ -140,9 +148,9 @@ func check(c *cli.Context, stdout io.Writer) error {
 
 // checkSource opens the source and, for the API, makes the one request
 // that proves the proxy and the token.
-func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src source.Target, scope recovery.Scope, f recovery.Filter,
+func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src source.Target, scope recovery.Scope, s stream,
 	add func(item, detail string, err error) bool) {
-	source, err := openSource(ctx, c, log, src, scope, f, nil, false)
+	source, err := openSource(ctx, c, log, src, recovery.Scope{Window: scope.Window, By: scopeBy(scope, s.data)}, s.filter, s.data, nil, false)
 	if err != nil {
 		add(failedItem(err, "source"), src.Display, err)
 		return

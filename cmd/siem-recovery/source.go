@@ -39,13 +39,14 @@ func closeSource(s recovery.Source) {
 // secrets to redactor (nil: one of its own). raw says whether the pages'
 // activities must carry their text (Activity.Raw): only what --format json
 // sends reads it, and pages are much smaller without it.
-func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src source.Target, scope recovery.Scope, f recovery.Filter, redactor *recovery.Redactor, raw bool) (recovery.Source, error) {
+func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src source.Target, scope recovery.Scope, f recovery.Filter,
+	data recovery.DataType, redactor *recovery.Redactor, raw bool) (recovery.Source, error) {
 	pageSize := c.Int("page-size")
 	if pageSize <= 0 {
 		return nil, recovery.Problemf(recovery.ErrUsage, "use a positive --page-size (default 5000)", "--page-size %d", pageSize)
 	}
 	return src.Kind.Open(ctx, src, source.Options{
-		Scope: scope, Filter: f, PageSize: pageSize, Settings: c, Log: log, Redactor: redactor, Raw: raw,
+		Data: data, Scope: scope, Filter: f, PageSize: pageSize, Settings: c, Log: log, Redactor: redactor, Raw: raw,
 		Credential: func(ctx context.Context, tokens bool) (source.Credential, error) {
 			token, identity, err := readAuth(ctx, c, log, src.Display)
 			return source.Credential{Token: token, Identity: identity}, err

@@ -46,7 +46,7 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, scope, filter, src := in.log, in.scope, in.filter, in.src
+	log, scope, src := in.log, in.scope, in.src
 	received, err := readIDs(c.Context, c, "received", log)
 	if err != nil {
 		return err
@@ -55,7 +55,7 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	// SIEM against a window recovered some other way. Without either,
 	// nothing would be compared, and "nothing missing" would be a guess.
 	var st *recovery.State
-	id := identity(src, scope, filter)
+	id := identity(src, scope, in.streams)
 	cpPath, err := checkpointPath(c, id)
 	if err != nil {
 		return err
@@ -85,7 +85,7 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 			in.scope = scope
 			log.Info("the checkpoint was made --by "+id.By.String()+": verify reads the window by "+id.By.String()+" too", "checkpoint", cpPath)
 		}
-		st = &s
+		st = s.Stream(in.streams[0].data)
 	} else if !errors.Is(err, fs.ErrNotExist) || c.IsSet("checkpoint") {
 		return err
 	}
@@ -95,7 +95,7 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 			"nothing to compare the source's count with: no checkpoint at %s, and no --received", cpPath)
 	}
 
-	source, err := openSource(c.Context, c, log, src, scope, filter, nil, false)
+	source, err := openSource(c.Context, c, log, src, recovery.Scope{Window: scope.Window, By: scopeBy(scope, in.streams[0].data)}, in.streams[0].filter, in.streams[0].data, nil, false)
 	if err != nil {
 		return err
 	}
