@@ -212,7 +212,7 @@ func New(cfg Config) (*Source, error) {
 			return nil, err
 		}
 	}
-	if s.proxy, err = parseProxy(cfg.Proxy); err != nil {
+	if s.proxy, err = recovery.ParseProxy(cfg.Proxy); err != nil {
 		return nil, err
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
