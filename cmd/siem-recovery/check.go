@@ -66,7 +66,7 @@ func check(c *cli.Context, stdout io.Writer) error {
 	defer func() { printCheck(stdout, lines) }()
 
 	scope, err := readScope(ctx, c)
-	src, srcErr := parseSource(c.String("source"))
+	src, srcErr := parseSource(ctx, c)
 	if err == nil && srcErr == nil {
 		err = windowBegun(scope, src, time.Now())
 	}

@@ -72,6 +72,9 @@ func readStreams(ctx context.Context, c *cli.Context, kind *source.Kind, all boo
 	if err != nil {
 		return nil, err
 	}
+	if kind.NoFilter != "" && filter.JSON() != "" {
+		return nil, recovery.Problemf(recovery.ErrUsage, kind.NoFilter, "--filter does not apply to %s", kind.Name)
+	}
 	alerts, err := readAlertsFilter(ctx, c)
 	if err != nil {
 		return nil, err

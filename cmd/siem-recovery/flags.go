@@ -80,7 +80,7 @@ func kindFlags() []cli.Flag {
 func commonSourceFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "source", Category: "Source", EnvVars: env("source"),
-			Usage: "the MCAS API `URL` (https://TENANT.REGION.portal.cloudappsecurity.com), or file:PATH for a JSON-lines export of activities"},
+			Usage: "the MCAS API `URL` (https://TENANT.REGION.portal.cloudappsecurity.com), file:PATH for a JSON-lines export of activities, or graph: Defender XDR advanced hunting's CloudAppEvents through Microsoft Graph (--graph-url, --where)"},
 		&cli.StringFlag{Name: "token-file", Category: "Source", EnvVars: env("token-file"), TakesFile: true,
 			Usage: "read the API token from `FILE` (preferred: the token stays out of the process list)"},
 		&cli.StringFlag{Name: "token", Category: "Source", EnvVars: append(env("token"), "MCAS_TOKEN"),

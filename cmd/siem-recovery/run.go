@@ -531,7 +531,7 @@ func (in *inputs) readFlags(ctx context.Context, c *cli.Context) error {
 	if in.filter, err = readFilter(ctx, c); err != nil {
 		return err
 	}
-	if in.src, err = parseSource(c.String("source")); err != nil {
+	if in.src, err = parseSource(ctx, c); err != nil {
 		return err
 	}
 	if in.streams, err = readStreams(ctx, c, in.src.Kind, in.allData, in.filter); err != nil {
@@ -545,6 +545,11 @@ func (in *inputs) readFlags(ctx context.Context, c *cli.Context) error {
 // of it would only wait. An export is a fixed file: its window is what
 // the file holds.
 func windowBegun(scope recovery.Scope, src source.Target, now time.Time) error {
+	if src.Kind.Window != nil {
+		if err := src.Kind.Window(scope, now); err != nil {
+			return err
+		}
+	}
 	if !src.Kind.Late || time.UnixMilli(scope.Window.Start).Before(now) {
 		return nil
 	}
@@ -706,7 +711,11 @@ func identity(src source.Target, scope recovery.Scope, streams []stream) checkpo
 		}
 	}
 	sum := sha256.Sum256([]byte(key))
-	return checkpoint.Identity{Window: scope.Window, By: scope.By, Source: src.Display, Filter: streams[0].filter.JSON(),
+	filter := streams[0].filter.JSON()
+	if filter == "" {
+		filter = src.Filter // a kind's own (its key holds it)
+	}
+	return checkpoint.Identity{Window: scope.Window, By: scope.By, Source: src.Display, Filter: filter,
 		Fingerprint: hex.EncodeToString(sum[:]), Data: data}
 }
 

@@ -15,17 +15,19 @@ import (
 	"siem-recovery/internal/argfile"
 	"siem-recovery/recovery"
 	"siem-recovery/recovery/export"
+	"siem-recovery/recovery/graph"
 	"siem-recovery/recovery/mcas"
 	"siem-recovery/recovery/source"
 )
 
 // sourceKinds are the kinds of source --source can name, in the order
 // they are asked whether a value is theirs: one line each.
-var sourceKinds = []*source.Kind{&export.Kind, &mcas.Kind}
+var sourceKinds = []*source.Kind{&export.Kind, &graph.Kind, &mcas.Kind}
 
-// parseSource reads --source: the kind that claims it, and its target.
-func parseSource(raw string) (source.Target, error) {
-	return source.Of(sourceKinds, raw)
+// parseSource reads --source: the kind that claims it, and its target
+// (with the kind's own flags that make it, read within ctx).
+func parseSource(ctx context.Context, c *cli.Context) (source.Target, error) {
+	return source.Of(ctx, sourceKinds, c.String("source"), c)
 }
 
 // closeSource releases what a source holds open (an export's file).

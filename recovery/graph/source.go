@@ -15,6 +15,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"siem-recovery/recovery"
+	"siem-recovery/recovery/entra"
 )
 
 // Source reads a window of CloudAppEvents through Microsoft Graph's
@@ -83,7 +84,7 @@ func New(cfg Config) (*Source, error) {
 	if err := Validate(cfg.Window, now()); err != nil {
 		return nil, err
 	}
-	if cfg.Authorization == nil {
+	if cfg.Authorization == nil && cfg.Identity == nil {
 		return nil, recovery.Problemf(recovery.ErrInternal, "", "the Graph source was built without a way to authorize its requests")
 	}
 	if cfg.PageSize < 0 || cfg.PageSize > MaxPageSize {
@@ -125,6 +126,18 @@ func New(cfg Config) (*Source, error) {
 		transport.TLSClientConfig = cfg.TLSConfig.Clone()
 	}
 	s.client = newClient(transport)
+	if id := cfg.Identity; id != nil && cfg.Authorization == nil {
+		tokens := s.client
+		if id.Managed() {
+			// The machine's token endpoint is local to it: a proxy cannot
+			// reach it, and IMDS refuses proxied requests.
+			direct := transport.Clone()
+			direct.Proxy = nil
+			tokens = newClient(direct)
+		}
+		token := entra.NewToken(id, Resource, tokens, s.timeout, s.log, s.redactor)
+		s.auth, s.renew = token.Authorization, token.Renew
+	}
 	return s, nil
 }
 

@@ -64,7 +64,7 @@ func ParseSource(raw string) (*url.URL, error) {
 				"--source %s would send the token in clear text", shown)
 		}
 	default:
-		return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %s: scheme %q is neither https nor file", shown, u.Scheme)
+		return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %s: scheme %q is neither https, file nor graph", shown, u.Scheme)
 	}
 	path := strings.TrimRight(u.Path, "/")
 	for _, suffix := range []string{"/api/v1/activities", "/api/v1", "/api"} {

@@ -26,10 +26,10 @@ var Kind = source.Kind{
 	Late:   true,
 }
 
-func parseTarget(value string) (source.Target, error) {
+func parseTarget(_ context.Context, value string, _ source.Settings) (source.Target, error) {
 	if value == "" {
 		return source.Target{}, recovery.Problemf(recovery.ErrUsage,
-			"use --source https://TENANT.REGION.portal.cloudappsecurity.com, or file:PATH for a JSON-lines export", "no --source given")
+			"use --source https://TENANT.REGION.portal.cloudappsecurity.com, file:PATH for a JSON-lines export, or graph for Defender XDR advanced hunting", "no --source given")
 	}
 	endpoint, err := ParseSource(value)
 	if err != nil {
