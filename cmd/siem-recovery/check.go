@@ -78,7 +78,10 @@ func check(c *cli.Context, stdout io.Writer) error {
 	}
 	filter, err := readFilter(ctx, c)
 	filterText := filter.JSON()
-	if filterText == "" {
+	switch {
+	case filterText == "" && srcErr == nil && src.Filter != "":
+		filterText = "where " + src.Filter // the kind's own (Graph's --where)
+	case filterText == "":
 		filterText = "none: every activity of the window"
 	}
 	if !add("filter", filterText, err) {

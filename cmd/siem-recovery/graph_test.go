@@ -221,3 +221,32 @@ func TestGraphWindowTooOld(t *testing.T) {
 		t.Error("a checkpoint was made for a window refused")
 	}
 }
+
+// check on the Graph source: the identity, a token obtained and accepted
+// (one query), the count (one count() query), the where clause as the
+// filter.
+func TestGraphCheck(t *testing.T) {
+	t.Parallel()
+	g := newGraphRun(t, graphtest.GenerateOptions{Window: graphWindow(), Count: 120})
+	where := writeFile(t, g.dir, "where.kql", `ActionType == "`+g.rows[0].ActionType+`"`)
+	r := runBin(t, g.dir, g.env, append(append([]string{"check"}, g.args...), "--where", where, "--sink", "file:out.cef")...)
+	wantCode(t, r, 0)
+	want := 0
+	for _, row := range g.rows {
+		if row.ActionType == g.rows[0].ActionType {
+			want++
+		}
+	}
+	out := strings.Join(strings.Fields(r.stdout), " ")
+	for _, line := range []string{
+		"OK filter where ActionType == \"" + g.rows[0].ActionType + "\"",
+		"OK source graph:" + g.api.URL,
+		"OK identity Entra ID application (client secret), client " + entraClient + ", tenant " + entraTenant,
+		"OK token obtained, valid for 1h0m0s; the API accepted it (one request)",
+		"OK count " + strconv.Itoa(want) + " activities in the window (one more request)",
+	} {
+		if !strings.Contains(out, line) {
+			t.Errorf("check lacks %q:\n%s", line, r.stdout)
+		}
+	}
+}
