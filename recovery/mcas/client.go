@@ -57,10 +57,12 @@ type answer struct {
 	HasNext          *bool
 	NextQueryFilters json.RawMessage
 	// Total is the answer's "total" when it is a count (readTotal);
-	// badTotal what it was instead, shown.
-	Total    *int64
-	badTotal string
-	listed   []recovery.Activity // "data", decoded
+	// badTotal what it was instead, shown. MoreThanTotal, when true, says
+	// the total is only a lower bound.
+	Total         *int64
+	badTotal      string
+	MoreThanTotal *bool
+	listed        []recovery.Activity // "data", decoded
 	// activities are those listed, without those the API listed again
 	// (repeated of them): within the answer, or from the page before.
 	activities []recovery.Activity
@@ -316,14 +318,14 @@ func (s *Source) once(ctx context.Context, authorization string, c call) (*answe
 		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedyScheme,
 			"%s is a TLS port: the server answered the plain-HTTP request with 400 %s", s.Endpoint(), s.message(data))}
 	case code == http.StatusBadRequest:
-		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedyFilter,
+		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, s.rec.remedyFilter,
 			"the API answered %w for %s: %s", errBadRequest, s.Endpoint(), s.message(data))}
 	case code >= 300 && code < 400:
 		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedySource,
-			"the API answered %d for %s, a redirect to %q: that is not the activities API", code, s.Endpoint(), s.show(resp.Header.Get("Location")))}
+			"the API answered %d for %s, a redirect to %q: that is not %s", code, s.Endpoint(), s.show(resp.Header.Get("Location")), s.rec.api)}
 	case code == http.StatusNotFound || code == http.StatusMethodNotAllowed:
 		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedySource,
-			"the API answered %d for %s: that is not the activities API", code, s.Endpoint())}
+			"the API answered %d for %s: that is not %s", code, s.Endpoint(), s.rec.api)}
 	}
 	return nil, &failure{permanent: recovery.Problemf(recovery.ErrInternal, remedyInternal,
 		"the API answered %d for %s: %s", code, s.Endpoint(), s.message(data))}
@@ -342,10 +344,10 @@ func (s *Source) notTheAPI(resp *http.Response) *failure {
 	switch {
 	case resp.StatusCode == http.StatusNotImplemented:
 		return &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedySource,
-			"the server at %s answered 501 Not Implemented to a POST: it is not the activities API", s.Endpoint())}
+			"the server at %s answered 501 Not Implemented to a POST: it is not %s", s.Endpoint(), s.rec.api)}
 	case resp.StatusCode == http.StatusOK && media == "text/html":
 		return &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedySource,
-			"the server at %s answered with a web page (text/html), not the activities API's JSON", s.Endpoint())}
+			"the server at %s answered with a web page (text/html), not %s's JSON", s.Endpoint(), s.rec.api)}
 	}
 	return nil
 }
@@ -437,6 +439,8 @@ func (s *Source) readAnswer(body *answerReader, c call) (*answer, error) {
 			if err = dec.Decode(&raw); err == nil {
 				ans.readTotal(raw)
 			}
+		case "moreThanTotal":
+			err = dec.Decode(&ans.MoreThanTotal)
 		default:
 			err = skipValue(dec)
 		}
@@ -459,7 +463,7 @@ func (s *Source) readAnswer(body *answerReader, c call) (*answer, error) {
 	if !sawData {
 		return nil, malformed(`the answer has no "data" list`)
 	}
-	if err := c.check(&ans); err != nil {
+	if err := c.check(&ans, s.rec.many); err != nil {
 		return nil, err
 	}
 	return &ans, nil
@@ -477,12 +481,12 @@ func (s *Source) readActivities(dec *json.Decoder, body *answerReader, limit int
 		raw  json.RawMessage // read into again when the pages keep no Raw
 	)
 	for {
-		body.value(dec.InputOffset(), fmt.Sprintf("activity %d of the answer", len(acts)))
+		body.value(dec.InputOffset(), fmt.Sprintf("%s %d of the answer", s.rec.one, len(acts)))
 		if !dec.More() {
 			break
 		}
 		if len(acts) == limit {
-			return nil, malformed("the answer holds more activities than the %d asked for", limit)
+			return nil, malformed("the answer holds more %s than the %d asked for", s.rec.many, limit)
 		}
 		if !s.leaveRaw {
 			raw = nil // the activity keeps its text: its own memory
@@ -490,9 +494,9 @@ func (s *Source) readActivities(dec *json.Decoder, body *answerReader, limit int
 		if err := dec.Decode(&raw); err != nil {
 			return nil, err
 		}
-		a, err := d.Decode(raw)
+		a, err := s.rec.decode(&d, raw)
 		if err != nil {
-			return nil, malformed("activity %d of the answer: %s", len(acts), s.show(err.Error()))
+			return nil, malformed("%s %d of the answer: %s", s.rec.one, len(acts), s.show(err.Error()))
 		}
 		if s.leaveRaw {
 			a.Raw = nil
@@ -512,7 +516,7 @@ func (s *Source) readActivities(dec *json.Decoder, body *answerReader, limit int
 // scan mode to a continuation the reader never followed, and not past
 // more than maxEmptyAnswers answers in a row that list nothing new. It
 // drops the activities the API listed again (answer.activities).
-func (c call) check(ans *answer) error {
+func (c call) check(ans *answer, many string) error {
 	ans.activities = ans.listed
 	if c.scan && ans.hasNext() {
 		next := bytes.TrimSpace(ans.NextQueryFilters)
@@ -535,8 +539,8 @@ func (c call) check(ans *answer) error {
 	if !c.scan && !ans.lastPlainPage(c.limit) {
 		acts := ans.listed
 		if last := c.by.Of(acts[len(acts)-1]); last < c.gte {
-			return malformed("a full page of %d activities ends at %s, before the %s asked for (%s): the %s cursor cannot advance",
-				len(acts), recovery.FormatMillis(last), c.by, recovery.FormatMillis(c.gte), c.by)
+			return malformed("a full page of %d %s ends at %s, before the %s asked for (%s): the %s cursor cannot advance",
+				len(acts), many, recovery.FormatMillis(last), c.by, recovery.FormatMillis(c.gte), c.by)
 		}
 	}
 	if c.chain == nil {

@@ -67,7 +67,7 @@ func ParseSource(raw string) (*url.URL, error) {
 		return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %s: scheme %q is neither https, file nor graph", shown, u.Scheme)
 	}
 	path := strings.TrimRight(u.Path, "/")
-	for _, suffix := range []string{"/api/v1/activities", "/api/v1", "/api"} {
+	for _, suffix := range []string{"/api/v1/activities", "/api/v1/alerts", "/api/v1", "/api"} {
 		if strings.HasSuffix(path, suffix) {
 			path = strings.TrimSuffix(path, suffix)
 			break

@@ -22,6 +22,9 @@ func (s *Source) Count(ctx context.Context, w recovery.Window) (recovery.Tally, 
 
 // tally is Tally over scope.
 func (s *Source) tally(ctx context.Context, scope recovery.Scope) (recovery.Tally, error) {
+	if s.rec.alerts() {
+		return s.tallyAlerts(ctx, scope)
+	}
 	if scope.Window.End <= scope.Window.Start {
 		return recovery.Tally{}, nil
 	}
