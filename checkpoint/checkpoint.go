@@ -53,8 +53,43 @@ type Identity struct {
 	Window      recovery.Window
 	By          recovery.TimeField
 	Source      string // as displayed; never holds a secret
-	Filter      string // canonical filter JSON, "" for none
+	Filter      string // canonical filter JSON of the first data type, "" for none
 	Fingerprint string
+	// Data are the data types the checkpoint keeps, the first the one of
+	// its own state (the others are its Streams); nil is activities, as
+	// before --data. The fingerprint covers them and their filters.
+	Data []recovery.DataType
+}
+
+// data is the identity's data types, activities when it names none.
+func (id Identity) data() []recovery.DataType {
+	if len(id.Data) == 0 {
+		return []recovery.DataType{recovery.DataActivities}
+	}
+	return id.Data
+}
+
+// dataOf is the data types a checkpoint's state keeps.
+func dataOf(st recovery.State) []recovery.DataType {
+	var data []recovery.DataType
+	for _, s := range st.All() {
+		data = append(data, s.DataOf())
+	}
+	return data
+}
+
+// NewState is the state a new checkpoint of id starts with: pending, over
+// id's window, for id's first data type.
+func (id Identity) NewState(now time.Time) recovery.State {
+	st := recovery.State{
+		Window: id.Window, By: id.By, Source: id.Source, Filter: id.Filter, Fingerprint: id.Fingerprint,
+		Pass:      recovery.Pass{State: recovery.StatePending, Scope: recovery.Scope{Window: id.Window, By: id.By}},
+		CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
+	}
+	if d := id.data()[0]; d != recovery.DataActivities {
+		st.Data = d
+	}
+	return st
 }
 
 // Matches tells whether st is the checkpoint of this recovery: same window,
@@ -72,14 +107,18 @@ func (id Identity) String() string {
 	if id.By != recovery.ByDate {
 		window += " by " + id.By.String()
 	}
-	return fmt.Sprintf("window %s, source %s, filter %s", window, id.Source, filter)
+	text := fmt.Sprintf("window %s, source %s, filter %s", window, id.Source, filter)
+	if d := id.data(); len(d) != 1 || d[0] != recovery.DataActivities {
+		text += ", data " + dataText(d)
+	}
+	return text
 }
 
 // Mismatch is the error for a checkpoint made for another recovery than
 // id: both identities are named, with their fingerprints when the names
 // alone look the same (the same path holding another export, say).
 func Mismatch(path string, st recovery.State, id Identity, asker string) error {
-	have := Identity{Window: st.Window, By: st.By, Source: st.Source, Filter: st.Filter, Fingerprint: st.Fingerprint}
+	have := Identity{Window: st.Window, By: st.By, Source: st.Source, Filter: st.Filter, Fingerprint: st.Fingerprint, Data: dataOf(st)}
 	haveText, wantText := have.String(), id.String()
 	if haveText == wantText {
 		haveText += " (fingerprint " + short(have.Fingerprint) + ")"
@@ -98,11 +137,13 @@ func mismatchRemedy(have, want Identity) string {
 	window := have.Window != want.Window
 	by := have.By != want.By
 	filter := have.Filter != want.Filter
-	// The fingerprint covers the source and the filter: the source differs
-	// when it does and the filter does not (another export at one path too).
-	source := have.Source != want.Source || !filter && have.Fingerprint != want.Fingerprint
+	data := dataText(have.data()) != dataText(want.data())
+	// The fingerprint covers the source, the filters and the data types:
+	// the source differs when it does and the rest does not (another
+	// export at one path too, or another alerts filter).
+	source := have.Source != want.Source || !filter && !data && have.Fingerprint != want.Fingerprint
 	parts := 0
-	for _, differs := range []bool{window, by, filter, source} {
+	for _, differs := range []bool{window, by, filter, source, data} {
 		if differs {
 			parts++
 		}
@@ -112,6 +153,8 @@ func mismatchRemedy(have, want Identity) string {
 	}
 	fix := ""
 	switch {
+	case data:
+		fix = "re-run with --data " + dataText(have.data()) + ": the checkpoint was made for it"
 	case by:
 		fix = "re-run with --by " + have.By.String() + ": the checkpoint was made for it"
 	case window:
@@ -130,6 +173,15 @@ func mismatchRemedy(have, want Identity) string {
 }
 
 func short(fp string) string { return fp[:min(12, len(fp))] }
+
+// dataText is data types as --data takes them: "activities,alerts".
+func dataText(data []recovery.DataType) string {
+	names := make([]string, len(data))
+	for i, d := range data {
+		names[i] = string(d)
+	}
+	return strings.Join(names, ",")
+}
 
 // Store is a checkpoint held by one run. It implements recovery.Checkpoint.
 type Store struct {
@@ -237,12 +289,7 @@ func (s *Store) init(ctx context.Context, id Identity) error {
 	_, statErr := os.Stat(s.file)
 	switch {
 	case errors.Is(statErr, fs.ErrNotExist):
-		now := s.now().UTC()
-		st := recovery.State{
-			Window: id.Window, By: id.By, Source: id.Source, Filter: id.Filter, Fingerprint: id.Fingerprint,
-			Pass:      recovery.Pass{State: recovery.StatePending, Scope: recovery.Scope{Window: id.Window, By: id.By}},
-			CreatedAt: now, UpdatedAt: now,
-		}
+		st := id.NewState(s.now())
 		// Built aside and renamed into place: a run killed while creating
 		// it leaves no half-made checkpoint that every re-run would refuse
 		// as corrupt. The lock is held, so the temporary file is ours.

@@ -109,7 +109,7 @@ func TestNewerVersionRefused(t *testing.T) {
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketName)
-		v := []byte(strings.Replace(string(b.Get(stateKey)), `"version":2`, `"version":5`, 1))
+		v := []byte(strings.Replace(string(b.Get(stateKey)), `"version":2`, `"version":6`, 1))
 		if err := b.Put(sumKey, []byte(checksum(v))); err != nil {
 			return err
 		}
@@ -121,7 +121,7 @@ func TestNewerVersionRefused(t *testing.T) {
 	}
 	before, _ := os.ReadFile(path)
 	_, err = Open(ctx, path, ident)
-	want := path + " was written by a newer siem-recovery (state version 5; this siem-recovery reads up to 4); " +
+	want := path + " was written by a newer siem-recovery (state version 6; this siem-recovery reads up to 5); " +
 		"run it with the siem-recovery that wrote it, or start this recovery afresh with another --checkpoint"
 	if !errors.Is(err, recovery.ErrCheckpointUnavailable) || err.Error() != want {
 		t.Fatalf("got  %v\nwant %s", err, want)

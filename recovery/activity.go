@@ -55,13 +55,17 @@ type Activity struct {
 type Kind uint8
 
 const (
-	KindActivity Kind = iota // an MCAS activity (the zero Kind)
-	KindAlert                // an MCAS alert
+	KindActivity      Kind = iota // an MCAS activity (the zero Kind)
+	KindAlert                     // an MCAS alert
+	KindCloudAppEvent             // a row of Defender XDR's CloudAppEvents table (the Graph source)
 )
 
 func (k Kind) String() string {
-	if k == KindAlert {
+	switch k {
+	case KindAlert:
 		return "alert"
+	case KindCloudAppEvent:
+		return "CloudAppEvents row"
 	}
 	return "activity"
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -91,20 +90,14 @@ func ReadReceived(r io.Reader, buckets []Window, by TimeField) (*Received, error
 // in Unix ms (0 when the line carries none).
 func receivedLine(line []byte, by TimeField) (id []byte, ts int64, err error) {
 	if line[0] == '{' {
-		var a struct {
-			ID        string      `json:"_id"`
-			Timestamp json.Number `json:"timestamp"`
-			Created   json.Number `json:"created"`
+		rid, at, created, err := RecordOfJSON(line)
+		if err != nil {
+			return nil, 0, fmt.Errorf("is a JSON line without an \"_id\" (nor a streaming record's properties.ReportId)")
 		}
-		if err := json.Unmarshal(line, &a); err != nil || a.ID == "" {
-			return nil, 0, fmt.Errorf("is a JSON line without an \"_id\"")
+		if by == ByCreated && created != 0 {
+			at = created
 		}
-		t := a.Timestamp
-		if by == ByCreated && a.Created != "" {
-			t = a.Created
-		}
-		ts, _ = strconv.ParseInt(string(t), 10, 64)
-		return []byte(a.ID), ts, nil
+		return []byte(rid), at, nil
 	}
 	i := bytes.Index(line, externalIDKey)
 	if i < 0 {

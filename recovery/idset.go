@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -76,13 +75,11 @@ func ReadIDSet(r io.Reader) (*IDSet, error) {
 		}
 		id := line
 		if line[0] == '{' {
-			var a struct {
-				ID string `json:"_id"`
+			rid, _, _, err := RecordOfJSON(line)
+			if err != nil {
+				return nil, fmt.Errorf("line %d is a JSON line without an \"_id\" (nor a streaming record's properties.ReportId)", n)
 			}
-			if err := json.Unmarshal(line, &a); err != nil || a.ID == "" {
-				return nil, fmt.Errorf("line %d is a JSON line without an \"_id\"", n)
-			}
-			id = []byte(a.ID)
+			id = []byte(rid)
 		} else if i := bytes.Index(line, externalIDKey); i >= 0 {
 			id = line[i+len(externalIDKey):]
 			if j := bytes.IndexAny(id, " \t"); j >= 0 {

@@ -63,6 +63,16 @@ type LaneSizer interface {
 	PageSize() int
 }
 
+// A DataOpener is a Source that can open another data type its service
+// serves (the MCAS API's activities and alerts) on the connection,
+// credential and request budget it has: the tenant's quota is one,
+// whichever data type spends it.
+type DataOpener interface {
+	// OpenData returns the source of data over scope, with filter (that
+	// data type's own: the alerts filter for alerts).
+	OpenData(data DataType, scope Scope, filter Filter) (Source, error)
+}
+
 // The sink and checkpoint side.
 
 // Checkpoint stores a recovery's State. Update runs fn on the current state

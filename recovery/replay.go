@@ -49,6 +49,10 @@ type Replayer struct {
 	// SinkName is the sink as the checkpoint records it (State.Sinks):
 	// its scheme, host and port, or its file; "" records nothing.
 	SinkName string
+	// NoCount leaves the pass's count out: a feed's cycle (follow) reads a
+	// minute of what MCAS saved, where a count would double the requests
+	// of an idle feed, and its percent is the time reached.
+	NoCount bool
 	// Lanes is how many scan lanes a pass that begins reads its scope in
 	// (--parallel), when the Source can (a LaneSizer); 0 lets the source
 	// size them from its answer time. A pass that has begun keeps the
@@ -784,7 +788,7 @@ func (st *State) noteSink(sink string) {
 // counts activities.
 func (r *Replayer) count(ctx context.Context, st *State, scope Scope) error {
 	c, ok := Over(r.Source, scope).(Counter)
-	if !ok || st.Total != nil {
+	if !ok || st.Total != nil || r.NoCount {
 		return nil
 	}
 	t, err := c.Count(ctx, scope.Window)

@@ -35,11 +35,18 @@ const (
 // earlier siem-recovery would take it for a pass to resume and, finding
 // nothing after its cursor, complete a window MCAS is still filling. Only
 // a waiting state is stored as version 4.
-const StateVersion = 4
+// Version 5 adds the states of other data types (Streams: alerts beside
+// activities) and the feeds of follow: an earlier siem-recovery would
+// resume the activities and never send the alerts, or take a feed's
+// moving window for a recovery's.
+const StateVersion = 5
 
 // StoredVersion is the version st is stored as: the earliest that holds
 // all it records.
 func (st State) StoredVersion() int {
+	if len(st.Streams) > 0 || st.Follow != nil || st.Data != "" && st.Data != DataActivities {
+		return 5
+	}
 	if st.State == StateWaiting {
 		return 4
 	}
@@ -106,6 +113,19 @@ type State struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
+
+	// Data is the data type this state is about: "" is activities, the
+	// only one before --data. Streams are the states of the recovery's
+	// other data types (run --data activities,alerts): each its own pass,
+	// position and counters over the same window, kept in the same record
+	// so that one checksum and one lock cover them (stream.go).
+	Data    DataType `json:"data,omitempty"`
+	Streams []State  `json:"streams,omitempty"`
+
+	// Follow is set on the state of a feed (follow): where it stands in
+	// time and what its cycles delivered (follow.go). A recovery has none,
+	// and run refuses a checkpoint that has one.
+	Follow *Follow `json:"follow,omitempty"`
 }
 
 // Pass is one reading of a scope, from its start to its end: its resume

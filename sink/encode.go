@@ -111,8 +111,8 @@ func (e *encoder) activityID(msg []byte) (string, bool) {
 	if !e.json {
 		return cefExternalID(msg)
 	}
-	a, err := recovery.ParseActivity(msg)
-	return a.ID, err == nil
+	id, _, _, err := recovery.RecordOfJSON(msg)
+	return id, err == nil
 }
 
 // appendFrames appends the frames of batch to dst and the offset just

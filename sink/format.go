@@ -76,7 +76,9 @@ func (f Formatter) AppendCEF(dst []byte, a recovery.Activity) []byte {
 	dst = append(dst, " requestClientApplication="...)
 	dst = appendExtValue(dst, a.UserAgent)
 	dst = append(dst, " cs1Label=portalURL cs1="...)
-	dst = f.appendPortalLink(dst, a.ID)
+	if a.Kind != recovery.KindCloudAppEvent { // a row of advanced hunting has no page in the MCAS portal
+		dst = f.appendPortalLink(dst, a.ID)
+	}
 	dst = append(dst, " cs2Label=uniqueServiceAppIds cs2="...)
 	dst = appendExtValue(dst, a.UniqueServiceAppIDs)
 	dst = append(dst, " cs3Label=targetObjects cs3="...)

@@ -66,7 +66,7 @@ func check(c *cli.Context, stdout io.Writer) error {
 	defer func() { printCheck(stdout, lines) }()
 
 	scope, err := readScope(ctx, c)
-	src, srcErr := parseSource(c.String("source"))
+	src, srcErr := parseSource(ctx, c)
 	if err == nil && srcErr == nil {
 		err = windowBegun(scope, src, time.Now())
 	}
@@ -78,17 +78,28 @@ func check(c *cli.Context, stdout io.Writer) error {
 	}
 	filter, err := readFilter(ctx, c)
 	filterText := filter.JSON()
-	if filterText == "" {
+	switch {
+	case filterText == "" && srcErr == nil && src.Filter != "":
+		filterText = "where " + src.Filter // the kind's own (Graph's --where)
+	case filterText == "":
 		filterText = "none: every activity of the window"
 	}
 	if !add("filter", filterText, err) {
 		return firstFailure(lines)
 	}
 	filterLine := len(lines) - 1
+	var streams []stream
+	if srcErr == nil {
+		streams, err = readStreams(ctx, c, src.Kind, false, filter)
+		if err != nil {
+			add("data", c.String("data"), err)
+			srcErr = err
+		}
+	}
 	if srcErr != nil {
 		add("source", recovery.RedactURL(c.String("source")), srcErr)
 	} else {
-		checkSource(ctx, c, log, src, scope, filter, func(item, detail string, err error) bool {
+		checkSource(ctx, c, log, src, scope, streams[0], func(item, detail string, err error) bool {
 			// The API refusing the filter is the filter's failure, not the
 			// source's: it answered.
 			if item == "filter" {
@@ -125,7 +136,7 @@ func check(c *cli.Context, stdout io.Writer) error {
 		if err != nil {
 			add("exclude-ids", c.String("exclude-ids"), err)
 		}
-		id := identity(src, scope, filter)
+		id := identity(src, scope, streams)
 		path, err := checkpointPath(c, id)
 		detail := path
 		if other, by := otherByCheckpoint(c, id); err == nil && other != "" {
@@ -140,9 +151,9 @@ func check(c *cli.Context, stdout io.Writer) error {
 
 // checkSource opens the source and, for the API, makes the one request
 // that proves the proxy and the token.
-func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src source.Target, scope recovery.Scope, f recovery.Filter,
+func checkSource(ctx context.Context, c *cli.Context, log *slog.Logger, src source.Target, scope recovery.Scope, s stream,
 	add func(item, detail string, err error) bool) {
-	source, err := openSource(ctx, c, log, src, scope, f, nil, false)
+	source, err := openSource(ctx, c, log, src, recovery.Scope{Window: scope.Window, By: scopeBy(scope, s.data)}, s.filter, s.data, nil, false)
 	if err != nil {
 		add(failedItem(err, "source"), src.Display, err)
 		return

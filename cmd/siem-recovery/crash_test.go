@@ -180,8 +180,15 @@ func statusJSON(t *testing.T, dir, checkpoint string) statusReport {
 // may be read while it runs.
 func startBin(ctx context.Context, t *testing.T, args ...string) (cmd *exec.Cmd, stderr *syncBuffer, done <-chan struct{}) {
 	t.Helper()
+	return startBinIn(ctx, t, "", nil, args...)
+}
+
+// startBinIn is startBin in dir ("": the test's), with extra environment.
+func startBinIn(ctx context.Context, t *testing.T, dir string, env []string, args ...string) (cmd *exec.Cmd, stderr *syncBuffer, done <-chan struct{}) {
+	t.Helper()
 	cmd = exec.CommandContext(ctx, binary, args...)
-	cmd.Env = cleanEnv()
+	cmd.Dir = dir
+	cmd.Env = append(cleanEnv(), env...)
 	stderr = &syncBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,11 +46,41 @@ func windowFlags() []cli.Flag {
 	}
 }
 
-// sourceFlags choose where activities come from and which ones.
+// sourceFlags choose where activities come from and which ones: the
+// flags every kind of source shares, --data, and each kind's own.
 func sourceFlags() []cli.Flag {
+	return slices.Concat(commonSourceFlags(), dataFlags(), kindFlags())
+}
+
+// kindFlags are the flags the kinds of source declare for themselves, in
+// the Source category.
+func kindFlags() []cli.Flag {
+	var flags []cli.Flag
+	for _, k := range sourceKinds {
+		for _, f := range k.Flags {
+			switch v := f.Value.(type) {
+			case string:
+				flags = append(flags, &cli.StringFlag{Name: f.Name, Category: "Source", EnvVars: env(f.Name), Value: v, Usage: f.Usage, TakesFile: f.TakesFile})
+			case int:
+				flags = append(flags, &cli.IntFlag{Name: f.Name, Category: "Source", EnvVars: env(f.Name), Value: v, Usage: f.Usage})
+			case bool:
+				flags = append(flags, &cli.BoolFlag{Name: f.Name, Category: "Source", EnvVars: env(f.Name), Value: v, Usage: f.Usage})
+			case time.Duration:
+				flags = append(flags, &cli.DurationFlag{Name: f.Name, Category: "Source", EnvVars: env(f.Name), Value: v, Usage: f.Usage})
+			default:
+				panic(fmt.Sprintf("source kind %s: flag --%s has a default of type %T", k.Name, f.Name, f.Value))
+			}
+		}
+	}
+	return flags
+}
+
+// commonSourceFlags are the flags of every kind of source (those of an
+// API: its credential, proxy and budget).
+func commonSourceFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "source", Category: "Source", EnvVars: env("source"),
-			Usage: "the MCAS API `URL` (https://TENANT.REGION.portal.cloudappsecurity.com), or file:PATH for a JSON-lines export of activities"},
+			Usage: "the MCAS API `URL` (https://TENANT.REGION.portal.cloudappsecurity.com), file:PATH for a JSON-lines export of activities, or graph: Defender XDR advanced hunting's CloudAppEvents through Microsoft Graph (--graph-url, --where)"},
 		&cli.StringFlag{Name: "token-file", Category: "Source", EnvVars: env("token-file"), TakesFile: true,
 			Usage: "read the API token from `FILE` (preferred: the token stays out of the process list)"},
 		&cli.StringFlag{Name: "token", Category: "Source", EnvVars: append(env("token"), "MCAS_TOKEN"),

@@ -139,21 +139,29 @@ func gaps(c *cli.Context, stdout, stderr io.Writer) error {
 		return recovery.Problemf(recovery.ErrUsage, "give --received FILE: the CEF or JSON lines the SIEM holds for the window (its export), or their ids",
 			"gaps compares the source with what the SIEM holds, and no --received says what that is")
 	}
+	if len(in.streams) > 1 {
+		return recovery.Problemf(recovery.ErrUsage, "give --data one data type (the SIEM's export of that type as --received)",
+			"gaps compares one data type at a time, and --data names %d", len(in.streams))
+	}
+	// The source's first data type: its activities (the API's), or the
+	// rows it has (Graph's).
+	s := in.streams[0]
+	read := recovery.Scope{Window: scope.Window, By: scopeBy(scope, s.data)}
 	buckets, err := readBuckets(c, scope.Window)
 	if err != nil {
 		return err
 	}
-	received, err := readReceived(c.Context, c, log, buckets, scope.By)
+	received, err := readReceived(c.Context, c, log, buckets, read.By)
 	if err != nil {
 		return err
 	}
-	source, err := openSource(c.Context, c, log, in.src, scope, in.filter, nil, false)
+	source, err := openSource(c.Context, c, log, in.src, read, s.filter, s.data, nil, false)
 	if err != nil {
 		return err
 	}
 	defer closeSource(source)
 	progress := newProgressReporter(in.console, log, "comparing", in.progressEvery)
-	cmp, err := compareBuckets(c.Context, source, scope, buckets, received, nil, progress.Scanned)
+	cmp, err := compareBuckets(c.Context, source, read, buckets, received, nil, progress.Scanned)
 	progress.Close()
 	if err != nil {
 		return err

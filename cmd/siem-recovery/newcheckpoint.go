@@ -28,11 +28,7 @@ type runCheckpoint struct {
 
 // newRunCheckpoint is the checkpoint at path for id, still to be created.
 func newRunCheckpoint(path string, id checkpoint.Identity, now time.Time) *runCheckpoint {
-	return &runCheckpoint{path: path, id: id, st: recovery.State{
-		Window: id.Window, By: id.By, Source: id.Source, Filter: id.Filter, Fingerprint: id.Fingerprint,
-		Pass:      recovery.Pass{State: recovery.StatePending, Scope: recovery.Scope{Window: id.Window, By: id.By}},
-		CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
-	}}
+	return &runCheckpoint{path: path, id: id, st: id.NewState(now)}
 }
 
 // Path is the checkpoint's path, whether it exists yet or not.
@@ -87,11 +83,17 @@ func (c *runCheckpoint) Update(ctx context.Context, fn func(*recovery.State) err
 // which status must show; a pass done). A pass begun, counted and planned
 // is not: a run that fails there made nothing to account for.
 func worthKeeping(st recovery.State) bool {
-	switch st.State {
-	case recovery.StatePending, recovery.StateRunning, recovery.StateFailed:
-		return st.Sent+st.Skipped > 0 || st.Unconfirmed() > 0
+	for _, s := range st.All() { // every data type's
+		switch s.State {
+		case recovery.StatePending, recovery.StateRunning, recovery.StateFailed:
+			if s.Sent+s.Skipped > 0 || s.Unconfirmed() > 0 {
+				return true
+			}
+		default:
+			return true
+		}
 	}
-	return true
+	return false
 }
 
 // Close releases the checkpoint's lock, if the run took it.

@@ -85,17 +85,15 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 	if err := in.readFlags(stop, c); err != nil {
 		return err
 	}
-	scope, filter, src := in.scope, in.filter, in.src
+	scope, src := in.scope, in.src
 	exclude, err := readIDs(stop, c, "exclude-ids", log)
 	if err != nil {
 		return err
 	}
-	sweeps, err := readSettle(c, src, log)
-	if err != nil {
+	if in.sweeps, err = readSettle(c, src, log); err != nil {
 		return err
 	}
-	lanes, err := readParallel(c, src, log)
-	if err != nil {
+	if in.lanes, err = readParallel(c, src, log); err != nil {
 		return err
 	}
 
@@ -103,7 +101,7 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 		return dryRun(stop, c, in)
 	}
 
-	store, err := openCheckpoint(ctx, c, identity(src, scope, filter))
+	store, err := openCheckpoint(ctx, c, identity(src, scope, in.streams))
 	if err != nil {
 		return err
 	}
@@ -121,7 +119,16 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 	}
 	log.Info("checkpoint", "path", store.Path(), "state", st.State, "sent", st.Sent)
 	sinkName, _ := sink.Name(c.String("sink")) // a bad --sink is openSink's to report
-	plan := st.Plan(exclude.Fingerprint())
+	// What each data type has to do: nothing for one whose recovery is
+	// completed (and whose top-up, if --exclude-ids asks one, too).
+	plans := make([]recovery.Plan, len(in.streams))
+	plan := recovery.PlanNothing // the run's: the first data type's with something to do
+	for i, s := range in.streams {
+		plans[i] = st.Stream(s.data).Plan(exclude.Fingerprint())
+		if plan == recovery.PlanNothing {
+			plan = plans[i]
+		}
+	}
 	if plan == recovery.PlanNothing {
 		alreadyCompleted(log, store.Path(), st, exclude != nil)
 		anotherSink(log, st, sinkName, plan)
@@ -131,11 +138,6 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 
 	// Every secret of the run, for what the checkpoint records.
 	redactor := recovery.NewRedactor()
-	source, err := openSource(ctx, c, log, src, scope, filter, redactor, sendsRaw(c))
-	if err != nil {
-		return err
-	}
-	defer closeSource(source)
 	verb := "recovering"
 	if plan == recovery.PlanTopUp {
 		verb = "top-up"
@@ -154,21 +156,64 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 			log.Warn("cannot record the sink failure in the checkpoint", "error", err)
 		}
 	}
-	out, err := openSink(ctx, c, log, src, stop.Done(), recordFailure)
-	if err != nil {
-		return err
+	var out recovery.Sink
+	for i, s := range in.streams {
+		if plans[i] == recovery.PlanNothing {
+			continue
+		}
+		source, err := openSource(ctx, c, log, src, recovery.Scope{Window: scope.Window, By: scopeBy(scope, s.data)}, s.filter, s.data, redactor, sendsRaw(c))
+		if err != nil {
+			return err
+		}
+		defer closeSource(source)
+		if out == nil { // the sink, once the first source is open
+			if out, err = openSink(ctx, c, log, src, stop.Done(), recordFailure); err != nil {
+				return err
+			}
+			defer out.Close()
+			if k := sink.KindOf(c.String("sink")); k != nil && k.Caveat != "" {
+				log.Warn(k.Caveat, "sink", c.String("sink"), "udp_rate", c.Int("udp-rate"))
+			}
+			if udp, ok := out.(datagramSender); ok {
+				defer func() {
+					log.Info(fmt.Sprintf("sent %d datagrams to %s; UDP confirms nothing: verify --received checks what the SIEM got", udp.DatagramsSent(), c.String("sink")))
+				}()
+			}
+		}
+		if err := recoverStream(ctx, c, log, in, store, s, source, out, redactor, stop, progress, exclude, sinkName); err != nil {
+			return err
+		}
 	}
-	defer out.Close()
-	if k := sink.KindOf(c.String("sink")); k != nil && k.Caveat != "" {
-		log.Warn(k.Caveat, "sink", c.String("sink"), "udp_rate", c.Int("udp-rate"))
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("close the sink: %w", err)
 	}
-	if udp, ok := out.(datagramSender); ok {
-		defer func() {
-			log.Info(fmt.Sprintf("sent %d datagrams to %s; UDP confirms nothing: verify --received checks what the SIEM got", udp.DatagramsSent(), c.String("sink")))
-		}()
-	}
+	return nil
+}
 
-	r := &recovery.Replayer{Source: source, Sink: out, Checkpoint: store, Logger: log, Redactor: redactor,
+// scopeBy is the time a data type's window applies to: --by for
+// activities; an alert has one time, its date.
+func scopeBy(scope recovery.Scope, d recovery.DataType) recovery.TimeField {
+	if d == recovery.DataAlerts {
+		return recovery.ByDate
+	}
+	return scope.By
+}
+
+// recoverStream runs the recovery of one data type of the window, s, from
+// source to out, through its own state in the checkpoint, and says how it
+// ended.
+func recoverStream(ctx context.Context, c *cli.Context, log *slog.Logger, in inputs, store *runCheckpoint, s stream, source recovery.Source,
+	out recovery.Sink, redactor *recovery.Redactor, stop context.Context, progress *progressReporter, exclude *recovery.IDSet, sinkName string) error {
+	sweeps, lanes := in.sweeps, in.lanes
+	if s.data == recovery.DataAlerts {
+		sweeps, lanes = nil, 1 // alerts are few, and have no time they were saved at
+	}
+	var cp recovery.Checkpoint = store
+	if !onlyActivities(in.streams) {
+		cp = recovery.StreamCheckpoint{Checkpoint: store, Data: s.data, Filter: s.filter.JSON()}
+		log = log.With("data", string(s.data))
+	}
+	r := &recovery.Replayer{Source: source, Sink: out, Checkpoint: cp, Logger: log, Redactor: redactor,
 		Stop: stop.Done(), Grace: stopGrace, Exclude: exclude, ExcludeFile: c.String("exclude-ids"), Progress: progress.Update,
 		Sweeps: sweeps, Lanes: lanes, SinkName: sinkName}
 	res, err := r.Run(ctx)
@@ -185,9 +230,6 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 			log.Warn("stopped before the end date", "reason", context.Cause(stop).Error(), "sent", res.Sent)
 		}
 		return err
-	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("close the sink: %w", err)
 	}
 	if res.AlreadyCompleted {
 		alreadyCompleted(log, store.Path(), res.State, exclude != nil)
@@ -392,7 +434,20 @@ func signalName(sig os.Signal) string {
 // requests and the time are reckoned by. A count the API says is only a
 // lower bound is printed as one, and so is what is reckoned from it.
 func dryRun(ctx context.Context, c *cli.Context, in inputs) error {
-	source, err := openSource(ctx, c, in.log, in.src, in.scope, in.filter, nil, false)
+	for _, s := range in.streams {
+		if err := dryRunStream(ctx, c, in, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dryRunStream is the dry run of one data type.
+func dryRunStream(ctx context.Context, c *cli.Context, in inputs, s stream) error {
+	if !onlyActivities(in.streams) {
+		in.log = in.log.With("data", string(s.data))
+	}
+	source, err := openSource(ctx, c, in.log, in.src, recovery.Scope{Window: in.scope.Window, By: scopeBy(in.scope, s.data)}, s.filter, s.data, nil, false)
 	if err != nil {
 		return err
 	}
@@ -404,7 +459,7 @@ func dryRun(ctx context.Context, c *cli.Context, in inputs) error {
 	requests := t.Requests
 	if err == nil && in.src.Kind.API {
 		var more int
-		more, err = firstPage(ctx, source, in.log, c.Int("page-size"))
+		more, err = firstPage(ctx, source, in.log)
 		requests += more
 	}
 	if err != nil {
@@ -441,13 +496,14 @@ func dryRun(ctx context.Context, c *cli.Context, in inputs) error {
 
 // firstPage asks source for the window's first page, as a run begins, to
 // see how many activities the API's answers hold (LaneSizer.PageSize
-// tells then); it says so when they hold fewer than asked for. It returns
-// the requests made.
-func firstPage(ctx context.Context, source recovery.Source, log *slog.Logger, asked int) (int, error) {
+// tells then); it says so when they hold fewer than a page asks for. It
+// returns the requests made.
+func firstPage(ctx context.Context, source recovery.Source, log *slog.Logger) (int, error) {
 	sizer, ok := source.(recovery.LaneSizer)
 	if !ok {
 		return 0, nil
 	}
+	asked := sizer.PageSize()
 	page, err := source.Fetch(ctx, recovery.Cursor{})
 	if err != nil {
 		return page.Requests, fmt.Errorf("read the window's first page to see the API's page size: %w", err)
@@ -476,6 +532,14 @@ type inputs struct {
 	scope         recovery.Scope // the window, on the time --by names
 	filter        recovery.Filter
 	src           source.Target
+	// streams are the data types to read (--data), each with its filter;
+	// allData makes the default every data type the source has (follow).
+	streams []stream
+	allData bool
+	// sweeps and lanes are run's late-arrival sweeps (--settle) and scan
+	// lanes (--parallel).
+	sweeps *recovery.Sweeps
+	lanes  int
 }
 
 // readInputs reads the logging, window, filter and source flags, refusing
@@ -523,7 +587,10 @@ func (in *inputs) readFlags(ctx context.Context, c *cli.Context) error {
 	if in.filter, err = readFilter(ctx, c); err != nil {
 		return err
 	}
-	if in.src, err = parseSource(c.String("source")); err != nil {
+	if in.src, err = parseSource(ctx, c); err != nil {
+		return err
+	}
+	if in.streams, err = readStreams(ctx, c, in.src.Kind, in.allData, in.filter); err != nil {
 		return err
 	}
 	return windowBegun(in.scope, in.src, time.Now())
@@ -534,6 +601,11 @@ func (in *inputs) readFlags(ctx context.Context, c *cli.Context) error {
 // of it would only wait. An export is a fixed file: its window is what
 // the file holds.
 func windowBegun(scope recovery.Scope, src source.Target, now time.Time) error {
+	if src.Kind.Window != nil {
+		if err := src.Kind.Window(scope, now); err != nil {
+			return err
+		}
+	}
 	if !src.Kind.Late || time.UnixMilli(scope.Window.Start).Before(now) {
 		return nil
 	}
@@ -680,9 +752,27 @@ func readFilter(ctx context.Context, c *cli.Context) (recovery.Filter, error) {
 // window and the time it applies to, and a fingerprint of the source and
 // the filter. The token is no part of it: a new token for the same tenant
 // resumes the same recovery.
-func identity(src source.Target, scope recovery.Scope, f recovery.Filter) checkpoint.Identity {
-	sum := sha256.Sum256([]byte(src.Key + "\n" + f.JSON()))
-	return checkpoint.Identity{Window: scope.Window, By: scope.By, Source: src.Display, Filter: f.JSON(), Fingerprint: hex.EncodeToString(sum[:])}
+func identity(src source.Target, scope recovery.Scope, streams []stream) checkpoint.Identity {
+	// Activities alone hash as every checkpoint did before --data: those
+	// resume as they are.
+	key := src.Key + "\n" + streams[0].filter.JSON()
+	var data []recovery.DataType
+	if !onlyActivities(streams) {
+		key += "\ndata=" + dataNames(streams)
+		for _, s := range streams[1:] {
+			key += "\n" + string(s.data) + "-filter=" + s.filter.JSON()
+		}
+		for _, s := range streams {
+			data = append(data, s.data)
+		}
+	}
+	sum := sha256.Sum256([]byte(key))
+	filter := streams[0].filter.JSON()
+	if filter == "" {
+		filter = src.Filter // a kind's own (its key holds it)
+	}
+	return checkpoint.Identity{Window: scope.Window, By: scope.By, Source: src.Display, Filter: filter,
+		Fingerprint: hex.EncodeToString(sum[:]), Data: data}
 }
 
 // openCheckpoint opens the run's checkpoint: --checkpoint, or by default

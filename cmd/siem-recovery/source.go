@@ -15,17 +15,19 @@ import (
 	"siem-recovery/internal/argfile"
 	"siem-recovery/recovery"
 	"siem-recovery/recovery/export"
+	"siem-recovery/recovery/graph"
 	"siem-recovery/recovery/mcas"
 	"siem-recovery/recovery/source"
 )
 
 // sourceKinds are the kinds of source --source can name, in the order
 // they are asked whether a value is theirs: one line each.
-var sourceKinds = []*source.Kind{&export.Kind, &mcas.Kind}
+var sourceKinds = []*source.Kind{&export.Kind, &graph.Kind, &mcas.Kind}
 
-// parseSource reads --source: the kind that claims it, and its target.
-func parseSource(raw string) (source.Target, error) {
-	return source.Of(sourceKinds, raw)
+// parseSource reads --source: the kind that claims it, and its target
+// (with the kind's own flags that make it, read within ctx).
+func parseSource(ctx context.Context, c *cli.Context) (source.Target, error) {
+	return source.Of(ctx, sourceKinds, c.String("source"), c)
 }
 
 // closeSource releases what a source holds open (an export's file).
@@ -39,13 +41,14 @@ func closeSource(s recovery.Source) {
 // secrets to redactor (nil: one of its own). raw says whether the pages'
 // activities must carry their text (Activity.Raw): only what --format json
 // sends reads it, and pages are much smaller without it.
-func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src source.Target, scope recovery.Scope, f recovery.Filter, redactor *recovery.Redactor, raw bool) (recovery.Source, error) {
+func openSource(ctx context.Context, c *cli.Context, log *slog.Logger, src source.Target, scope recovery.Scope, f recovery.Filter,
+	data recovery.DataType, redactor *recovery.Redactor, raw bool) (recovery.Source, error) {
 	pageSize := c.Int("page-size")
 	if pageSize <= 0 {
 		return nil, recovery.Problemf(recovery.ErrUsage, "use a positive --page-size (default 5000)", "--page-size %d", pageSize)
 	}
 	return src.Kind.Open(ctx, src, source.Options{
-		Scope: scope, Filter: f, PageSize: pageSize, Settings: c, Log: log, Redactor: redactor, Raw: raw,
+		Data: data, Scope: scope, Filter: f, PageSize: pageSize, Settings: c, Log: log, Redactor: redactor, Raw: raw,
 		Credential: func(ctx context.Context, tokens bool) (source.Credential, error) {
 			token, identity, err := readAuth(ctx, c, log, src.Display)
 			return source.Credential{Token: token, Identity: identity}, err

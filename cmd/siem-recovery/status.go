@@ -114,6 +114,12 @@ type statusReport struct {
 	// delivered to, that one last.
 	Sink  string   `json:"sink"`
 	Sinks []string `json:"sinks,omitempty"`
+	// Data is the data type the report is about, when the checkpoint keeps
+	// several (run --data activities,alerts); Streams are the reports of
+	// the others. State is then the recovery's as a whole: completed only
+	// once every data type is.
+	Data    string         `json:"data,omitempty"`
+	Streams []statusReport `json:"streams,omitempty"`
 }
 
 // topUpReport is a top-up pass as status shows it.
@@ -257,6 +263,17 @@ func newStatusReport(st recovery.State, active bool, now time.Time) statusReport
 	if pr.ByCount {
 		r.PercentOf = "activities"
 	}
+	if len(st.Streams) > 0 {
+		r.Data = string(st.DataOf())
+		for _, other := range st.Streams {
+			sr := newStatusReport(other, active, now)
+			sr.Data = string(other.DataOf())
+			r.Streams = append(r.Streams, sr)
+			if r.State == recovery.StateCompleted && sr.State != recovery.StateCompleted {
+				r.State = sr.State // a data type not done is the recovery's state
+			}
+		}
+	}
 	if n := len(st.TopUps); n > 0 {
 		t := st.TopUps[n-1]
 		tp := st.ProgressOf(t, now, active)
@@ -358,6 +375,9 @@ func (r statusReport) writeText(w io.Writer) error {
 		state += " (the last run died without recording its end: kill -9, a crash or a reboot; a re-run resumes)"
 	}
 	fmt.Fprintf(tw, "state:\t%s\n", state)
+	if r.Data != "" {
+		fmt.Fprintf(tw, "data:\t%s\n", r.Data)
+	}
 	fmt.Fprintf(tw, "window:\t[%s, %s), by %s\n", r.WindowStart, r.WindowEnd, r.By)
 	if r.State == recovery.StateWaiting {
 		fmt.Fprintf(tw, "waiting:\tthe window ends at %s, after the pass reached the present; a run from %s reads the rest and completes it "+
@@ -410,7 +430,16 @@ func (r statusReport) writeText(w io.Writer) error {
 	if r.PassCompletedAt != "" {
 		fmt.Fprintf(tw, "pass done at:\t%s\n", r.PassCompletedAt)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, sr := range r.Streams {
+		fmt.Fprintf(w, "\n%s:\n", sr.Data)
+		if err := sr.writeText(w); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeText says how the late-arrival phase stands, as lines of status.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -51,12 +52,12 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, scope, filter, src := in.log, in.scope, in.filter, in.src
+	log, scope, src := in.log, in.scope, in.src
 	// The checkpoint is optional with --received: verify also checks a
 	// SIEM against a window recovered some other way. Without either,
 	// nothing would be compared, and "nothing missing" would be a guess.
 	var st *recovery.State
-	id := identity(src, scope, filter)
+	id := identity(src, scope, in.streams)
 	cpPath, err := checkpointPath(c, id)
 	if err != nil {
 		return err
@@ -86,15 +87,17 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 			in.scope = scope
 			log.Info("the checkpoint was made --by "+id.By.String()+": verify reads the window by "+id.By.String()+" too", "checkpoint", cpPath)
 		}
-		st = &s
+		st = s.Stream(in.streams[0].data)
 	} else if !errors.Is(err, fs.ErrNotExist) || c.IsSet("checkpoint") {
 		return err
 	}
+	// What the source reads: the first data type's time (alerts have one).
+	read := recovery.Scope{Window: scope.Window, By: scopeBy(scope, in.streams[0].data)}
 	buckets, err := readBuckets(c, scope.Window)
 	if err != nil {
 		return err
 	}
-	received, err := readReceived(c.Context, c, log, buckets, scope.By)
+	received, err := readReceived(c.Context, c, log, buckets, read.By)
 	if err != nil {
 		return err
 	}
@@ -104,18 +107,18 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 			"nothing to compare the source's count with: no checkpoint at %s, and no --received", cpPath)
 	}
 
-	source, err := openSource(c.Context, c, log, src, scope, filter, nil, false)
+	source, err := openSource(c.Context, c, log, src, read, in.streams[0].filter, in.streams[0].data, nil, false)
 	if err != nil {
 		return err
 	}
 	defer closeSource(source)
 	if received == nil {
-		return verifyCount(c, in, source, *st, buckets)
+		return verifyCount(c, in, source, read, *st, buckets)
 	}
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	progress := newProgressReporter(in.console, log, "verifying", in.progressEvery)
-	cmp, err := compareBuckets(c.Context, source, scope, buckets, received, func(a recovery.Activity) { fmt.Fprintln(out, a.ID) }, progress.Scanned)
+	cmp, err := compareBuckets(c.Context, source, read, buckets, received, func(a recovery.Activity) { fmt.Fprintln(out, a.ID) }, progress.Scanned)
 	progress.Close()
 	if err != nil {
 		return err
@@ -173,7 +176,7 @@ func comparisonAttrs(cmp recovery.Comparison) []any {
 // lower bound are listed; where the count exceeds what was delivered, the
 // window is listed to count it exactly. Nothing missing is claimed but on
 // a listing.
-func verifyCount(c *cli.Context, in inputs, source recovery.Source, st recovery.State, buckets []recovery.Window) error {
+func verifyCount(c *cli.Context, in inputs, source recovery.Source, read recovery.Scope, st recovery.State, buckets []recovery.Window) error {
 	progress := newProgressReporter(in.console, in.log, "counting", in.progressEvery)
 	defer progress.Close()
 	t, err := recovery.Count(c.Context, source, in.scope.Window, progress.Scanned)
@@ -207,7 +210,7 @@ func verifyCount(c *cli.Context, in inputs, source recovery.Source, st recovery.
 	count := t.Activities
 	if t.AtLeast || count > delivered {
 		// The total cannot settle it: count what it cannot, exactly.
-		cmp, err := exactCount(c.Context, in, source, t, buckets, delivered, progress.Scanned)
+		cmp, err := exactCount(c.Context, in.log, source, read, t, buckets, delivered, progress.Scanned)
 		requests += cmp.Requests()
 		if err != nil {
 			return err
@@ -241,16 +244,16 @@ func verifyCount(c *cli.Context, in inputs, source recovery.Source, st recovery.
 // whose count is still one are listed; if the counts then exceed what was
 // delivered, every bucket not listed yet is listed. Each step says what
 // it does and costs.
-func exactCount(ctx context.Context, in inputs, source recovery.Source, t recovery.Tally, buckets []recovery.Window, delivered int64,
+func exactCount(ctx context.Context, log *slog.Logger, source recovery.Source, read recovery.Scope, t recovery.Tally, buckets []recovery.Window, delivered int64,
 	progress func(recovery.Page)) (recovery.Comparison, error) {
-	c := &recovery.Comparer{Source: source, Scope: in.scope, Progress: progress}
-	cmp := recovery.Comparison{Buckets: []recovery.BucketCount{{Window: in.scope.Window, Source: t.Activities}}}
+	c := &recovery.Comparer{Source: source, Scope: read, Progress: progress}
+	cmp := recovery.Comparison{Buckets: []recovery.BucketCount{{Window: read.Window, Source: t.Activities}}}
 	if _, counts := source.(recovery.Counter); !counts {
 		// An export was counted by reading it through: a listing.
 		cmp.Buckets[0].Listed = true
 	}
 	if t.AtLeast {
-		in.log.Info(fmt.Sprintf("the source's total is a lower bound (more than %d): counting the window in %d part(s) of --bucket, one request each, "+
+		log.Info(fmt.Sprintf("the source's total is a lower bound (more than %d): counting the window in %d part(s) of --bucket, one request each, "+
 			"and listing those whose count is a lower bound too", t.Activities, len(buckets)))
 		var err error
 		if cmp, err = c.Count(ctx, buckets); err != nil {
@@ -261,7 +264,7 @@ func exactCount(ctx context.Context, in inputs, source recovery.Source, t recove
 		}
 	}
 	if n, _ := cmp.Source(); n > delivered {
-		in.log.Info(fmt.Sprintf("the source counts %d activities, more than the recovery delivered (%d): listing the window at the source to count them exactly "+
+		log.Info(fmt.Sprintf("the source counts %d activities, more than the recovery delivered (%d): listing the window at the source to count them exactly "+
 			"(a request for every page)", n, delivered))
 		if err := c.List(ctx, &cmp, recovery.Everything); err != nil {
 			return cmp, err

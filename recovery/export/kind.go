@@ -25,9 +25,9 @@ var Kind = source.Kind{
 	Fixed:   "an export gains no activity once written, so nothing arrives late in it",
 }
 
-const remedyTarget = "use --source https://TENANT.REGION.portal.cloudappsecurity.com, or file:PATH for a JSON-lines export"
+const remedyTarget = "use --source https://TENANT.REGION.portal.cloudappsecurity.com, file:PATH for a JSON-lines export, or graph for Defender XDR advanced hunting"
 
-func parse(value string) (source.Target, error) {
+func parse(_ context.Context, value string, _ source.Settings) (source.Target, error) {
 	path := strings.TrimPrefix(strings.TrimPrefix(value, "file:"), "//")
 	if path == "" {
 		return source.Target{}, recovery.Problemf(recovery.ErrUsage, remedyTarget, "--source %q names no file", value)

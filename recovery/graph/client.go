@@ -21,6 +21,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"siem-recovery/recovery"
+	"siem-recovery/recovery/entra"
 )
 
 // Bounds of what is read of one answer. The rows are read one at a time
@@ -205,11 +206,25 @@ func (s *Source) post(ctx context.Context, c call) (*answer, int, error) {
 func (s *Source) authorization(ctx context.Context) (string, error) {
 	header, err := s.auth(ctx)
 	if err != nil {
-		var problem *recovery.Error
-		var op *net.OpError
+		var (
+			problem   *recovery.Error
+			op        *net.OpError
+			netErr    *entra.NetworkError
+			retryable *entra.RetryableError
+		)
 		switch {
 		case errors.As(err, &problem) || ctx.Err() != nil:
 			return "", err
+		case errors.As(err, &netErr):
+			// Entra ID out of reach: a dead proxy or a certificate not
+			// trusted are what they are for the API.
+			f := s.networkFailure(ctx, netErr.Err, netErr.Where)
+			if f, ok := f.(*failure); ok && f.permanent == nil {
+				f.reason, f.cut = "token request, "+f.reason, noCut
+			}
+			return "", f
+		case errors.As(err, &retryable) && retryable.Status == http.StatusTooManyRequests:
+			return "", &failure{reason: "token request, throttled (429)", throttled: true, retryAfter: retryable.RetryAfter, cause: err}
 		case errors.As(err, &op), errors.Is(err, context.DeadlineExceeded):
 			// The authority out of reach: a dead proxy or a certificate
 			// not trusted are what they are for the API.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"siem-recovery/recovery"
+	"siem-recovery/recovery/entra"
 )
 
 // DefaultBaseURL is Microsoft Graph in the public cloud. Other clouds
@@ -26,6 +27,14 @@ const endpointPath = "/v1.0/security/runHuntingQuery"
 // Scope is what an access token for the source is requested for, with the
 // application permission ThreatHunting.Read.All.
 const Scope = "https://graph.microsoft.com/.default"
+
+// Resource is what the source's Entra ID tokens are for.
+var Resource = entra.Resource{
+	Scope:      Scope,
+	API:        "Microsoft Graph",
+	Permission: "ThreatHunting.Read.All",
+	Product:    "Microsoft Defender XDR",
+}
 
 // Limits of advanced hunting through Graph (microsoft-graph-docs
 // security-api-overview.md, "Quotas and resource allocation";
@@ -93,6 +102,10 @@ type Config struct {
 	// (false, or nil, for a token given by hand). The request is retried
 	// once with the new token; a second 401 is ErrInvalidToken.
 	Renew func() bool
+	// Identity, when set (and Authorization is not), is the Entra ID
+	// identity the source obtains its access tokens for (scope Scope,
+	// permission ThreatHunting.Read.All), through Proxy, and renews.
+	Identity *entra.Identity
 	// TenantID is the tenant the rows belong to, the streaming record's
 	// "tenantId" (rows do not carry it). Empty: the "tid" claim of the
 	// access token Authorization gives.

@@ -199,6 +199,7 @@ func parseRecord(raw []byte) (recovery.Activity, error) {
 		return recovery.Activity{}, fmt.Errorf("record %s: %s %w", recovery.Escape(id), columnTimestamp, err)
 	}
 	a := recovery.Activity{
+		Kind:           recovery.KindCloudAppEvent,
 		ID:             id,
 		Timestamp:      at.Millis(),
 		EventTypeName:  text(get(columnActionType)),
@@ -213,7 +214,7 @@ func parseRecord(raw []byte) (recovery.Activity, error) {
 	if a.UserName == "" {
 		a.UserName = text(get(columnAccountDisplayName))
 	}
-	a.Description = a.EventTypeName
+	a.Name, a.Description = a.EventTypeName, a.EventTypeName
 	if object := text(get(columnObjectName)); object != "" {
 		if a.Description != "" {
 			a.Description += ": "

@@ -15,6 +15,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"siem-recovery/recovery"
+	"siem-recovery/recovery/entra"
 )
 
 // Source reads a window of CloudAppEvents through Microsoft Graph's
@@ -39,6 +40,10 @@ type Source struct {
 	maxAnswer int64
 	log       *slog.Logger
 	redactor  *recovery.Redactor
+	// identity and validFor are the Entra ID identity's, for check; ""
+	// and nil when Config.Authorization authorizes.
+	identity string
+	validFor func(context.Context) (time.Duration, error)
 
 	// answered is set by the first answer of any kind: until then, a
 	// refused connection means a wrong address rather than an outage.
@@ -83,7 +88,7 @@ func New(cfg Config) (*Source, error) {
 	if err := Validate(cfg.Window, now()); err != nil {
 		return nil, err
 	}
-	if cfg.Authorization == nil {
+	if cfg.Authorization == nil && cfg.Identity == nil {
 		return nil, recovery.Problemf(recovery.ErrInternal, "", "the Graph source was built without a way to authorize its requests")
 	}
 	if cfg.PageSize < 0 || cfg.PageSize > MaxPageSize {
@@ -125,6 +130,19 @@ func New(cfg Config) (*Source, error) {
 		transport.TLSClientConfig = cfg.TLSConfig.Clone()
 	}
 	s.client = newClient(transport)
+	if id := cfg.Identity; id != nil && cfg.Authorization == nil {
+		s.identity = id.String()
+		tokens := s.client
+		if id.Managed() {
+			// The machine's token endpoint is local to it: a proxy cannot
+			// reach it, and IMDS refuses proxied requests.
+			direct := transport.Clone()
+			direct.Proxy = nil
+			tokens = newClient(direct)
+		}
+		token := entra.NewToken(id, Resource, tokens, s.timeout, s.log, s.redactor)
+		s.auth, s.renew, s.validFor = token.Authorization, token.Renew, token.ValidFor
+	}
 	return s, nil
 }
 
@@ -219,11 +237,38 @@ func (v *scoped) Count(ctx context.Context, w recovery.Window) (recovery.Tally, 
 
 // The optional capabilities the replay loop finds by type assertion.
 var (
-	_ recovery.Scoped  = (*Source)(nil)
-	_ recovery.Counter = (*Source)(nil)
-	_ recovery.Counter = (*scoped)(nil)
-	_ recovery.Prober  = (*Source)(nil)
+	_ recovery.Scoped       = (*Source)(nil)
+	_ recovery.Counter      = (*Source)(nil)
+	_ recovery.Counter      = (*scoped)(nil)
+	_ recovery.Prober       = (*Source)(nil)
+	_ recovery.Credentialed = (*Source)(nil)
 )
+
+// Credential describes the identity the source authenticates as, without
+// any secret (recovery.Credentialed).
+func (s *Source) Credential() string {
+	if s.identity == "" {
+		return "an access token given by the caller"
+	}
+	return s.identity
+}
+
+// Authorize obtains the identity's access token without asking the API,
+// and tells how long it is valid (recovery.Credentialed); it does not
+// retry. A Source authorized by Config.Authorization says 0.
+func (s *Source) Authorize(ctx context.Context) (time.Duration, error) {
+	if s.validFor == nil {
+		return 0, nil
+	}
+	if _, err := s.authorization(ctx); err != nil {
+		var f *failure
+		if errors.As(err, &f) && f.permanent != nil {
+			return 0, f.permanent
+		}
+		return 0, err
+	}
+	return s.validFor(ctx)
+}
 
 // readable refuses a scope advanced hunting cannot select.
 func readable(scope recovery.Scope) error {

@@ -58,15 +58,12 @@ type answer struct {
 	NextQueryFilters json.RawMessage
 	// Total is the answer's "total" when it is a count (readTotal);
 	// badTotal what it was instead, shown. The API documents the total as
-	// approximate, and MoreThanTotal ("moreThanTotal": true) says it is
-	// only a lower bound: the API stopped counting.
+	// approximate, and MoreThanTotal, when true ("moreThanTotal": true),
+	// says it is only a lower bound: the API stopped counting.
 	Total         *int64
 	badTotal      string
-	MoreThanTotal bool
-	// Max is the answer's "max" when it is a count: the most items the
-	// answer could hold, as the API reports it (0: absent).
-	Max    int
-	listed []recovery.Activity // "data", decoded
+	MoreThanTotal *bool
+	listed        []recovery.Activity // "data", decoded
 	// activities are those listed, without those the API listed again
 	// (repeated of them): within the answer, or from the page before.
 	activities []recovery.Activity
@@ -75,28 +72,26 @@ type answer struct {
 
 func (a *answer) hasNext() bool { return a.HasNext != nil && *a.HasNext }
 
+// lowerBound tells whether the answer's total is only a lower bound.
+func (a *answer) lowerBound() bool { return a.MoreThanTotal != nil && *a.MoreThanTotal }
+
 // notePageSize records what the answer ans to c, a page (not a count or
 // a probe, which ask for one activity), shows of the page size the API
 // gives: an answer that says more follow is as full as the API fills a
-// page (in scan mode, but for its last millisecond), and one whose "max"
-// is below the limit asked for, and not below what it holds, says its
-// pages hold that many. The largest seen is kept (Source.PageSize): a
-// page cut short to keep a millisecond whole does not make the estimate
-// smaller than the pages are.
+// page (in scan mode, but for its last millisecond). The largest seen is
+// kept (Source.PageSize): a page cut short to keep a millisecond whole
+// does not make the estimate smaller than the pages are. The answer's
+// "max" is no help: its meaning is not documented (Microsoft's sample
+// alerts answer has max 1 with total 1, demisto's test data max 100 with
+// total 1), so nothing is planned on it.
 func (s *Source) notePageSize(c call, ans *answer) {
-	if c.chain == nil {
+	if c.chain == nil || !ans.hasNext() {
 		return
 	}
-	seen := 0
-	if ans.hasNext() {
-		seen = len(ans.listed)
-	}
-	if ans.Max < c.limit && ans.Max >= len(ans.listed) {
-		seen = max(seen, ans.Max)
-	}
+	seen := int64(len(ans.listed))
 	for {
 		old := s.pageSeen.Load()
-		if int64(seen) <= old || s.pageSeen.CompareAndSwap(old, int64(seen)) {
+		if seen <= old || s.pageSeen.CompareAndSwap(old, seen) {
 			return
 		}
 	}
@@ -350,14 +345,14 @@ func (s *Source) once(ctx context.Context, authorization string, c call) (*answe
 		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedyScheme,
 			"%s is a TLS port: the server answered the plain-HTTP request with 400 %s", s.Endpoint(), s.message(data))}
 	case code == http.StatusBadRequest:
-		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedyFilter,
+		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, s.rec.remedyFilter,
 			"the API answered %w for %s: %s", errBadRequest, s.Endpoint(), s.message(data))}
 	case code >= 300 && code < 400:
 		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedySource,
-			"the API answered %d for %s, a redirect to %q: that is not the activities API", code, s.Endpoint(), s.show(resp.Header.Get("Location")))}
+			"the API answered %d for %s, a redirect to %q: that is not %s", code, s.Endpoint(), s.show(resp.Header.Get("Location")), s.rec.api)}
 	case code == http.StatusNotFound || code == http.StatusMethodNotAllowed:
 		return nil, &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedySource,
-			"the API answered %d for %s: that is not the activities API", code, s.Endpoint())}
+			"the API answered %d for %s: that is not %s", code, s.Endpoint(), s.rec.api)}
 	}
 	return nil, &failure{permanent: recovery.Problemf(recovery.ErrInternal, remedyInternal,
 		"the API answered %d for %s: %s", code, s.Endpoint(), s.message(data))}
@@ -376,10 +371,10 @@ func (s *Source) notTheAPI(resp *http.Response) *failure {
 	switch {
 	case resp.StatusCode == http.StatusNotImplemented:
 		return &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedySource,
-			"the server at %s answered 501 Not Implemented to a POST: it is not the activities API", s.Endpoint())}
+			"the server at %s answered 501 Not Implemented to a POST: it is not %s", s.Endpoint(), s.rec.api)}
 	case resp.StatusCode == http.StatusOK && media == "text/html":
 		return &failure{permanent: recovery.Problemf(recovery.ErrUsage, remedySource,
-			"the server at %s answered with a web page (text/html), not the activities API's JSON", s.Endpoint())}
+			"the server at %s answered with a web page (text/html), not %s's JSON", s.Endpoint(), s.rec.api)}
 	}
 	return nil
 }
@@ -472,17 +467,13 @@ func (s *Source) readAnswer(body *answerReader, c call) (*answer, error) {
 				ans.readTotal(raw)
 			}
 		case "moreThanTotal":
-			// Anything but true (absent, false, null, another type) leaves
-			// the total a count: an estimate, as always.
+			// Anything but a boolean (null, another type) is as if absent:
+			// the total stays a count, an estimate as always.
 			var raw json.RawMessage
 			if err = dec.Decode(&raw); err == nil {
-				ans.MoreThanTotal = string(bytes.TrimSpace(raw)) == "true"
-			}
-		case "max":
-			var raw json.RawMessage
-			if err = dec.Decode(&raw); err == nil {
-				if n, perr := strconv.Atoi(string(bytes.TrimSpace(raw))); perr == nil && n > 0 {
-					ans.Max = n
+				var more bool
+				if json.Unmarshal(raw, &more) == nil && string(bytes.TrimSpace(raw)) != "null" {
+					ans.MoreThanTotal = &more
 				}
 			}
 		default:
@@ -507,7 +498,7 @@ func (s *Source) readAnswer(body *answerReader, c call) (*answer, error) {
 	if !sawData {
 		return nil, malformed(`the answer has no "data" list`)
 	}
-	if err := c.check(&ans); err != nil {
+	if err := c.check(&ans, s.rec.many); err != nil {
 		return nil, err
 	}
 	return &ans, nil
@@ -525,12 +516,12 @@ func (s *Source) readActivities(dec *json.Decoder, body *answerReader, limit int
 		raw  json.RawMessage // read into again when the pages keep no Raw
 	)
 	for {
-		body.value(dec.InputOffset(), fmt.Sprintf("activity %d of the answer", len(acts)))
+		body.value(dec.InputOffset(), fmt.Sprintf("%s %d of the answer", s.rec.one, len(acts)))
 		if !dec.More() {
 			break
 		}
 		if len(acts) == limit {
-			return nil, malformed("the answer holds more activities than the %d asked for", limit)
+			return nil, malformed("the answer holds more %s than the %d asked for", s.rec.many, limit)
 		}
 		if !s.leaveRaw {
 			raw = nil // the activity keeps its text: its own memory
@@ -538,9 +529,9 @@ func (s *Source) readActivities(dec *json.Decoder, body *answerReader, limit int
 		if err := dec.Decode(&raw); err != nil {
 			return nil, err
 		}
-		a, err := d.Decode(raw)
+		a, err := s.rec.decode(&d, raw)
 		if err != nil {
-			return nil, malformed("activity %d of the answer: %s", len(acts), s.show(err.Error()))
+			return nil, malformed("%s %d of the answer: %s", s.rec.one, len(acts), s.show(err.Error()))
 		}
 		if s.leaveRaw {
 			a.Raw = nil
@@ -560,7 +551,7 @@ func (s *Source) readActivities(dec *json.Decoder, body *answerReader, limit int
 // scan mode to a continuation the reader never followed, and not past
 // more than maxEmptyAnswers answers in a row that list nothing new. It
 // drops the activities the API listed again (answer.activities).
-func (c call) check(ans *answer) error {
+func (c call) check(ans *answer, many string) error {
 	ans.activities = ans.listed
 	if c.scan && ans.hasNext() {
 		next := bytes.TrimSpace(ans.NextQueryFilters)
@@ -583,8 +574,8 @@ func (c call) check(ans *answer) error {
 	if !c.scan && !ans.lastPlainPage(c.limit) {
 		acts := ans.listed
 		if last := c.by.Of(acts[len(acts)-1]); last < c.gte {
-			return malformed("a full page of %d activities ends at %s, before the %s asked for (%s): the %s cursor cannot advance",
-				len(acts), recovery.FormatMillis(last), c.by, recovery.FormatMillis(c.gte), c.by)
+			return malformed("a full page of %d %s ends at %s, before the %s asked for (%s): the %s cursor cannot advance",
+				len(acts), many, recovery.FormatMillis(last), c.by, recovery.FormatMillis(c.gte), c.by)
 		}
 	}
 	if c.chain == nil {

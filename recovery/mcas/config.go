@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"siem-recovery/recovery"
@@ -19,7 +18,7 @@ const (
 	remedySource = "give the tenant's API URL, https://TENANT.REGION.portal.cloudappsecurity.com"
 	remedyToken  = "check you copied the right token, or generate a new one"
 	remedyNoTok  = "give the API token with --token-file, the MCAS_TOKEN environment variable or --token"
-	remedyProxy  = "check you entered the right proxy and port"
+	remedyProxy  = recovery.RemedyProxy
 	remedyFilter = "check the --filter file uses fields and operators the activities API accepts"
 	remedyPaging = "use --page-size 500 to 5000 (scan mode), or 1 to 100 (plain paging)"
 	remedyRetry  = "run again later: the recovery resumes where it stopped; if it keeps failing, contact support"
@@ -65,10 +64,10 @@ func ParseSource(raw string) (*url.URL, error) {
 				"--source %s would send the token in clear text", shown)
 		}
 	default:
-		return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %s: scheme %q is neither https nor file", shown, u.Scheme)
+		return nil, recovery.Problemf(recovery.ErrUsage, remedySource, "--source %s: scheme %q is neither https, file nor graph", shown, u.Scheme)
 	}
 	path := strings.TrimRight(u.Path, "/")
-	for _, suffix := range []string{"/api/v1/activities", "/api/v1", "/api"} {
+	for _, suffix := range []string{"/api/v1/activities", "/api/v1/alerts", "/api/v1", "/api"} {
 		if strings.HasSuffix(path, suffix) {
 			path = strings.TrimSuffix(path, suffix)
 			break
@@ -129,39 +128,4 @@ func isJWT(s string) bool {
 	}
 	var obj map[string]json.RawMessage
 	return json.Unmarshal(head, &obj) == nil
-}
-
-// parseProxy reads --proxy: http://host:port, https://host:port or
-// host:port (taken as http). "" means no --proxy.
-func parseProxy(raw string) (*url.URL, error) {
-	raw = strings.TrimSpace(raw)
-	if raw == "" {
-		return nil, nil
-	}
-	shown := recovery.RedactURL(raw)
-	s := raw
-	if !strings.Contains(s, "://") {
-		s = "http://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, recovery.Problemf(recovery.ErrInvalidProxy, remedyProxy, "the proxy %q is not an address: want http://host:port or host:port", shown)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, recovery.Problemf(recovery.ErrInvalidProxy, remedyProxy, "the proxy %q: scheme %q is not supported: want http://host:port or host:port", shown, u.Scheme)
-	}
-	if u.Hostname() == "" {
-		return nil, recovery.Problemf(recovery.ErrInvalidProxy, remedyProxy, "the proxy %q has no host: want http://host:port or host:port", shown)
-	}
-	port := u.Port()
-	if port == "" {
-		return nil, recovery.Problemf(recovery.ErrInvalidProxy, remedyProxy, "the proxy %q has no port: want http://host:port or host:port", shown)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return nil, recovery.Problemf(recovery.ErrInvalidProxy, remedyProxy, "the proxy %q: port %q is not 1 to 65535", shown, port)
-	}
-	if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, recovery.Problemf(recovery.ErrInvalidProxy, remedyProxy, "the proxy %q has a path or query: want http://host:port or host:port", shown)
-	}
-	return u, nil
 }

@@ -13,8 +13,9 @@ import (
 // for a single activity (plain answers carry the total; scan answers count
 // their page only), with the time of the first activity in it, the one the
 // answer lists. The API documents its total as approximate: one with
-// "moreThanTotal": true is a lower bound, and the Tally says so (AtLeast). What lies outside the window is not counted. It retries as
-// Fetch does and shares its rate limit. An answer without a usable total
+// "moreThanTotal": true is a lower bound, and the Tally says so (AtLeast).
+// What lies outside the window is not counted. It retries as Fetch does
+// and shares its rate limit. An answer without a usable total
 // (none, or one that is not a count: readTotal) is recovery.ErrNoTotal;
 // the first unusable one is logged.
 func (s *Source) Count(ctx context.Context, w recovery.Window) (recovery.Tally, error) {
@@ -23,6 +24,9 @@ func (s *Source) Count(ctx context.Context, w recovery.Window) (recovery.Tally, 
 
 // tally is Tally over scope.
 func (s *Source) tally(ctx context.Context, scope recovery.Scope) (recovery.Tally, error) {
+	if s.rec.alerts() {
+		return s.tallyAlerts(ctx, scope)
+	}
 	if scope.Window.End <= scope.Window.Start {
 		return recovery.Tally{}, nil
 	}
@@ -41,7 +45,7 @@ func (s *Source) tally(ctx context.Context, scope recovery.Scope) (recovery.Tall
 		}
 		return t, fmt.Errorf("%s: %w", s.Endpoint(), recovery.ErrNoTotal)
 	}
-	t.Activities, t.AtLeast = *ans.Total, ans.MoreThanTotal
+	t.Activities, t.AtLeast = *ans.Total, ans.lowerBound()
 	if len(ans.activities) > 0 && scope.Contains(ans.activities[0]) {
 		t.First = scope.By.Of(ans.activities[0])
 	}

@@ -26,6 +26,13 @@
 // error or a log line redacted (Config.Redactor) and escaped
 // (recovery.Escape).
 //
+// The same Source reads alerts (Config.Data, alerts.go): POST
+// {source}/api/v1/alerts/, by date only, in plain pages with the same date
+// cursor, each record decoded by recovery.DecodeAlert; its count honours
+// the answer's moreThanTotal. OpenData opens one data type from a Source
+// of the other on the same connection, credential and Budget: the
+// tenant's quota is one.
+//
 // Lanes sizes scan lanes from the answer time the Budget measures, and
 // Tally counts a part of the window for recovery.Slices, which balances
 // them.

@@ -26,3 +26,15 @@ func SeenIDs(c recovery.Cursor) []string {
 	p, _ := decodePosition(c)
 	return p.SeenIDs
 }
+
+// BudgetOf is the Budget an activities or alerts source of this package
+// spends (nil for another source).
+func BudgetOf(src recovery.Source) *Budget {
+	switch s := src.(type) {
+	case *Source:
+		return s.budget
+	case alertReader:
+		return s.s.budget
+	}
+	return nil
+}

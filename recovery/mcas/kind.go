@@ -12,7 +12,10 @@ import (
 // Kind is the MCAS API source: --source https://TENANT.REGION.portal.cloudappsecurity.com.
 // It authenticates with a token or an Entra ID identity, reads in scan
 // lanes, and keeps saving activities after a pass read a window (late
-// arrivals, a window that has not ended). It claims every --source value
+// arrivals, a window that has not ended). It serves alerts too
+// (Options.Data): by date only, in one lane, with no horizon or sweeps
+// (Lanes and Late are the activities'; an alerts source is no
+// recovery.LaneSizer, and refuses a range of created). It claims every --source value
 // no other kind claims, so that a mistyped tenant URL is told what an API
 // URL looks like: list it last.
 var Kind = source.Kind{
@@ -20,16 +23,16 @@ var Kind = source.Kind{
 	Claims: func(string) bool { return true },
 	Parse:  parseTarget,
 	Open:   openKind,
-	Data:   []recovery.DataType{recovery.DataActivities},
+	Data:   []recovery.DataType{recovery.DataActivities, recovery.DataAlerts},
 	API:    true,
 	Lanes:  true,
 	Late:   true,
 }
 
-func parseTarget(value string) (source.Target, error) {
+func parseTarget(_ context.Context, value string, _ source.Settings) (source.Target, error) {
 	if value == "" {
 		return source.Target{}, recovery.Problemf(recovery.ErrUsage,
-			"use --source https://TENANT.REGION.portal.cloudappsecurity.com, or file:PATH for a JSON-lines export", "no --source given")
+			"use --source https://TENANT.REGION.portal.cloudappsecurity.com, file:PATH for a JSON-lines export, or graph for Defender XDR advanced hunting", "no --source given")
 	}
 	endpoint, err := ParseSource(value)
 	if err != nil {
@@ -53,6 +56,7 @@ func openKind(ctx context.Context, t source.Target, o source.Options) (recovery.
 	}
 	s, err := New(Config{
 		BaseURL:           t.URL,
+		Data:              o.Data,
 		Token:             cred.Token,
 		Identity:          cred.Identity,
 		Proxy:             o.Settings.String("proxy"),
@@ -69,5 +73,5 @@ func openKind(ctx context.Context, t source.Target, o source.Options) (recovery.
 	if err != nil {
 		return nil, err // not a typed nil inside the interface
 	}
-	return s, nil
+	return s.Reader(), nil
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,9 +89,15 @@ type Config struct {
 	// timeout, network error, malformed answer) before Fetch gives up
 	// with ErrTooManyCriticalErrors. Default 10.
 	MaxCriticalErrors int
+	// Data is the data type the Source reads: activities (the default,
+	// "") or alerts (POST /api/v1/alerts/, in plain paging only: the
+	// alerts API has no scan mode; a PageSize over 100, a scan size for
+	// activities, is 100 for alerts).
+	Data recovery.DataType
 	// Window is the recovery window, on the activities' time By (--by:
-	// when they happened, or when MCAS saved them); Filter the original
-	// agent's filter.
+	// when they happened, or when MCAS saved them; alerts have one time,
+	// their date, and By created is a usage error for them); Filter the
+	// original agent's filter of that data type.
 	Window recovery.Window
 	By     recovery.TimeField
 	Filter recovery.Filter
@@ -129,9 +136,11 @@ type Source struct {
 	proxy      *url.URL
 	client     *http.Client
 	budget     *Budget
+	rec        records                    // the data type read: activities or alerts
 	scope      recovery.Scope             // the recovery's window, on its time
 	filter     map[string]json.RawMessage // the operator's filter, without date or created
 	paging     Paging
+	pageSize   int // Config.PageSize, for OpenData
 	scanLimit  int
 	plainLimit int
 	timeout    time.Duration
@@ -173,12 +182,14 @@ func New(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cfg.Window.Validate(); err != nil {
-		return nil, recovery.Problemf(recovery.ErrUsage, "give a window whose end is after its start", "%w", err)
+	rec, err := recordsOf(cfg.Data)
+	if err != nil {
+		return nil, err
 	}
+	endpoint.Path = strings.TrimSuffix(endpoint.Path, endpointPath) + rec.path
 	s := &Source{
 		endpoint:  endpoint,
-		scope:     recovery.Scope{Window: cfg.Window, By: cfg.By},
+		rec:       rec,
 		paging:    cfg.Paging,
 		timeout:   orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
 		retryMin:  orDefault(cfg.RetryInitial, DefaultRetryInitial),
@@ -199,6 +210,9 @@ func New(cfg Config) (*Source, error) {
 	if s.retryMax < s.retryMin {
 		s.retryMax = s.retryMin
 	}
+	if err := s.setData(recovery.Scope{Window: cfg.Window, By: cfg.By}, cfg.Filter); err != nil {
+		return nil, err
+	}
 	if err := s.setPageSize(cfg.PageSize); err != nil {
 		return nil, err
 	}
@@ -206,17 +220,12 @@ func New(cfg Config) (*Source, error) {
 		return nil, recovery.Problemf(recovery.ErrUsage, "give a positive number", "--rate-limit %d and --max-critical-errors %d must not be negative", cfg.RateLimit, cfg.MaxCriticalErrors)
 	}
 	s.budget = newBudget(orDefault(cfg.RateLimit, DefaultRateLimit), orDefault(cfg.MaxCriticalErrors, DefaultMaxCriticalErrors))
-	if f := cfg.Filter.JSON(); f != "" {
-		if err := json.Unmarshal([]byte(f), &s.filter); err != nil {
-			return nil, recovery.Problemf(recovery.ErrUsage, remedyFilter, "the filter is not a JSON object: %w", err)
-		}
-	}
 	if cfg.Identity == nil {
 		if s.auth, err = newStaticToken(cfg.Token); err != nil {
 			return nil, err
 		}
 	}
-	if s.proxy, err = parseProxy(cfg.Proxy); err != nil {
+	if s.proxy, err = recovery.ParseProxy(cfg.Proxy); err != nil {
 		return nil, err
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
@@ -257,7 +266,29 @@ func orDefault[T int | time.Duration](v, def T) T {
 	return v
 }
 
+// setData sets what the Source reads: scope (its window and time) and
+// the filter of its data type.
+func (s *Source) setData(scope recovery.Scope, filter recovery.Filter) error {
+	if err := scope.Window.Validate(); err != nil {
+		return recovery.Problemf(recovery.ErrUsage, "give a window whose end is after its start", "%w", err)
+	}
+	if s.rec.alerts() && scope.By == recovery.ByCreated {
+		return errAlertsByCreated()
+	}
+	s.scope = scope
+	if f := filter.JSON(); f != "" {
+		if err := json.Unmarshal([]byte(f), &s.filter); err != nil {
+			return recovery.Problemf(recovery.ErrUsage, s.rec.remedyFilter, "the filter is not a JSON object: %w", err)
+		}
+	}
+	return nil
+}
+
 func (s *Source) setPageSize(n int) error {
+	s.pageSize = n
+	if s.rec.alerts() {
+		return s.setAlertPageSize(n)
+	}
 	switch {
 	case n == 0:
 		s.scanLimit, s.plainLimit = DefaultPageSize, PlainMaxLimit
@@ -352,6 +383,9 @@ var (
 
 // fetch is Fetch over scope, following ch.
 func (s *Source) fetch(ctx context.Context, scope recovery.Scope, ch *chain, c recovery.Cursor) (recovery.Page, error) {
+	if s.rec.alerts() {
+		return s.fetchAlerts(ctx, scope, ch, c)
+	}
 	cur, err := decodePosition(c)
 	if err != nil {
 		return recovery.Page{}, err
@@ -493,9 +527,9 @@ func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, ch *chain
 		limit = PlainMaxWindow - skip
 	}
 	if limit <= 0 {
-		return recovery.Page{}, recovery.Problemf(recovery.ErrInternal, remedyScan,
-			"more than %d activities share the millisecond %s, which plain paging (skip+limit ≤ %d) cannot page through",
-			PlainMaxWindow-1, recovery.FormatMillis(cur.At), PlainMaxWindow)
+		return recovery.Page{}, recovery.Problemf(recovery.ErrInternal, s.rec.remedyCrowded,
+			"more than %d %s share the millisecond %s, which plain paging (skip+limit ≤ %d) cannot page through",
+			PlainMaxWindow-1, s.rec.many, recovery.FormatMillis(cur.At), PlainMaxWindow)
 	}
 	filters, err := s.filters(scope, gte)
 	if err != nil {
@@ -523,9 +557,9 @@ func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, ch *chain
 	}
 	for _, a := range all {
 		if by.Of(a) == gte && seen[a.ID] {
-			return page, recovery.Problemf(recovery.ErrInternal, remedyScan,
-				"the API answered %s with activity %s, already delivered at %s: its order within one millisecond is not stable, so plain paging cannot go on without losing activities",
-				s.Endpoint(), s.show(a.ID), recovery.FormatMillis(gte))
+			return page, recovery.Problemf(recovery.ErrInternal, s.rec.remedyCrowded,
+				"the API answered %s with %s %s, already delivered at %s: its order within one millisecond is not stable, so plain paging cannot go on without losing %s",
+				s.Endpoint(), s.rec.one, s.show(a.ID), recovery.FormatMillis(gte), s.rec.many)
 		}
 	}
 	s.logRepeats(ans)
@@ -558,7 +592,7 @@ func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, ch *chain
 // dropped.
 func (s *Source) logRepeats(ans *answer) {
 	if ans.repeated > 0 {
-		s.log.Warn("the API listed activities again (within a page, or from the page before); dropped the repeats", "count", ans.repeated)
+		s.log.Warn("the API listed "+s.rec.many+" again (within a page, or from the page before); dropped the repeats", "count", ans.repeated)
 	}
 }
 
@@ -572,7 +606,7 @@ func (s *Source) inScope(scope recovery.Scope, acts []recovery.Activity) []recov
 		}
 	}
 	if n := len(acts) - len(kept); n > 0 {
-		s.log.Warn("the API sent activities outside the window; dropped them", "count", n, "window", scope.String())
+		s.log.Warn("the API sent "+s.rec.many+" outside the window; dropped them", "count", n, "window", scope.String())
 	}
 	return kept
 }

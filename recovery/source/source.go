@@ -54,6 +54,12 @@ type Target struct {
 	Path string
 	// URL is the service it asks, or "".
 	URL string
+	// Filter is the kind's own filter as text (Graph's --where), shown as
+	// the recovery's filter and part of its identity; "" when the kind
+	// takes --filter, or none is given.
+	Filter string
+	// Predicate is what the kind made of its own filter, for Open.
+	Predicate any
 }
 
 // Credential is how an API source authenticates: a token given by hand,
@@ -96,9 +102,18 @@ type Kind struct {
 	// Claims tells whether a --source value names a source of this kind;
 	// the first kind of the list that claims it reads it.
 	Claims func(value string) bool
-	// Parse reads the value: an error is a *recovery.Error (a usage error
-	// that names the value and the fix).
-	Parse func(value string) (Target, error)
+	// Parse reads the value, and the kind's own flags that make the
+	// source what it is (Graph's --graph-url and --where), within ctx: an
+	// error is a *recovery.Error (a usage error that names the value and
+	// the fix).
+	Parse func(ctx context.Context, value string, s Settings) (Target, error)
+	// Window, when set, refuses a window (on its time) the kind cannot
+	// read at now (Graph: older than its 30 days, or by created), before
+	// anything else happens.
+	Window func(scope recovery.Scope, now time.Time) error
+	// NoFilter, when set, says why --filter does not apply to the kind
+	// (it takes its own).
+	NoFilter string
 	// Flags are the kind's own flags.
 	Flags []Flag
 	// Open opens the source of t over o.Scope. Its errors are
@@ -126,10 +141,10 @@ type Kind struct {
 
 // Of is the kind among kinds that claims value, and the target it reads;
 // remedy says what --source takes when none does.
-func Of(kinds []*Kind, value string) (Target, error) {
+func Of(ctx context.Context, kinds []*Kind, value string, s Settings) (Target, error) {
 	for _, k := range kinds {
 		if k.Claims(value) {
-			t, err := k.Parse(value)
+			t, err := k.Parse(ctx, value, s)
 			t.Kind = k
 			return t, err
 		}

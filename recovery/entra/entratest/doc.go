@@ -10,7 +10,7 @@
 //     endpoints, with the issuer on the same host (MSAL checks it). An
 //     unknown tenant answers 400 AADSTS90002.
 //   - POST /{tenant}/oauth2/v2.0/token, grant_type client_credentials: the
-//     scope must hold Resource+"/.default" (the SDK adds "openid
+//     scope must hold Resource+"/.default" or GraphResource+"/.default" (the SDK adds "openid
 //     offline_access profile"), else AADSTS500011. The client authenticates
 //     with its secret (wrong: AADSTS7000215; expired: AADSTS7000222), with
 //     a client assertion signed by its registered certificate, verified

@@ -27,6 +27,13 @@ import (
 // tokens the activities API takes.
 const Resource = "05a65629-4c1b-48c1-a78b-804c4abdd4af"
 
+// GraphResource is Microsoft Graph, the other resource the server issues
+// tokens for (the Graph source's advanced hunting).
+const GraphResource = "https://graph.microsoft.com"
+
+// resources are the resources the tenants' service principals exist for.
+var resources = []string{Resource, GraphResource}
+
 // Options configure a Server.
 type Options struct {
 	// TokenLifetime is how long an issued access token lives; default one
@@ -253,7 +260,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, tenant string) {
 		s.refuse(w, http.StatusBadRequest, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'.", clientID, tenant))
 		return
 	}
-	if !slices.Contains(strings.Fields(f.Get("scope")), Resource+"/.default") {
+	if !slices.ContainsFunc(resources, func(r string) bool { return slices.Contains(strings.Fields(f.Get("scope")), r+"/.default") }) {
 		s.refuse(w, http.StatusBadRequest, "invalid_resource", 500011, fmt.Sprintf("The resource principal named %q was not found in the tenant named %s.", f.Get("scope"), tenant))
 		return
 	}

@@ -66,16 +66,25 @@ type timeCond struct {
 	ranges [][2]int64 // nil: no range
 }
 
-func (c *conditions) parse(raw json.RawMessage) error {
-	c.date = timeCond{lo: math.MinInt64, hi: math.MaxInt64}
-	c.created = c.date
+// filterObject reads a request's "filters": an object, or nothing.
+func filterObject(raw json.RawMessage) (map[string]json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
-		return nil
+		return nil, nil
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &top); err != nil {
-		return fmt.Errorf("filters: not an object: %w", err)
+		return nil, fmt.Errorf("filters: not an object: %w", err)
+	}
+	return top, nil
+}
+
+func (c *conditions) parse(raw json.RawMessage) error {
+	c.date = timeCond{lo: math.MinInt64, hi: math.MaxInt64}
+	c.created = c.date
+	top, err := filterObject(raw)
+	if err != nil {
+		return err
 	}
 	rest := map[string]json.RawMessage{}
 	for field, v := range top {

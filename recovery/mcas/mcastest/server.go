@@ -71,15 +71,28 @@ type Options struct {
 	// MB: what scan lanes are for. Throttled (429) and refused (401)
 	// requests answer at once; an injected Delay comes on top.
 	AnswerTime time.Duration
-	// TotalCap stops every answer's "total" at this many, with
+	// TotalCap stops every activities answer's "total" at this many, with
 	// "moreThanTotal": true when the request matches more: the API's total
 	// is an estimate, a lower bound where it says so. Zero counts all.
 	TotalCap int
-	// AnswerCap makes every answer list at most this many activities,
-	// whatever the limit asked for, with "hasNext" and a continuation as
-	// usual: the 100-item cap Microsoft documents for answers to API-token
-	// requests. Zero lists up to the limit.
+	// AnswerCap makes every activities answer list at most this many
+	// activities, whatever the limit asked for, with "hasNext" and a
+	// continuation as usual: the 100-item cap Microsoft documents for
+	// answers to API-token requests. Zero lists up to the limit.
 	AnswerCap int
+
+	// Alerts are the tenant's alerts, listed by POST /api/v1/alerts/
+	// (alerts.go), one JSON object each with at least "_id" and a numeric
+	// "timestamp"; AddAlerts saves more later.
+	Alerts []json.RawMessage
+	// GeneratedAlerts adds GenerateAlerts(GeneratedAlerts)'s alerts (when
+	// its Count is not zero) without holding them, as Generated does for
+	// activities.
+	GeneratedAlerts GenerateOptions
+	// AlertsTotalLimit bounds the total of an alerts answer: past it the
+	// answer says "total": AlertsTotalLimit, "moreThanTotal": true, as the
+	// API does when it stops counting. Zero: the exact total always.
+	AlertsTotalLimit int
 }
 
 // Fault is an answer the server gives instead of the normal one.
@@ -167,18 +180,23 @@ type faultRule struct {
 	from      int // FailFrom: the first request number it applies to
 }
 
-// Stats counts the requests that reached the activities endpoint (with or
-// without its trailing slash), by how they were answered.
+// Stats counts the requests that reached the activities or the alerts
+// endpoint (with or without its trailing slash), by how they were
+// answered.
 type Stats struct {
-	Requests     int // every request, whatever the answer
-	Served       int // answered 200 with activities (Malformed faults excluded)
+	Requests     int // every request, whatever the answer, to either endpoint
+	Served       int // answered 200 with activities or alerts (Malformed faults excluded)
 	Throttled    int // answered 429, by the budget or an injected fault
 	Faults       int // answered with an injected fault (including 429s and slow answers)
 	Unauthorized int // answered 401
 	Expired      int // answered 401 for an access token given to AcceptToken that had expired
 	BadRequests  int // answered 400
-	NoSlash      int // POST /api/v1/activities without the trailing slash
+	NoSlash      int // POST /api/v1/activities (or /api/v1/alerts) without the trailing slash
 	Activities   int // activities sent in all 200 answers
+	// AlertRequests counts the requests (of Requests) to the alerts
+	// endpoint, and Alerts the alerts sent in their 200 answers.
+	AlertRequests int
+	Alerts        int
 	// MaxInFlight is the most requests the server was answering at once:
 	// 1 for a client that waits for each answer before the next request.
 	MaxInFlight int
@@ -215,9 +233,12 @@ type Server struct {
 
 	data sync.RWMutex
 	// sorted holds the records twice: sorted[fieldDate] by (ts, id),
-	// sorted[fieldCreated] by (created, id).
-	sorted [2][]record
-	ahead  time.Duration // Advance: the server's clock is this far ahead
+	// sorted[fieldCreated] by (created, id). alerts holds the alerts by
+	// (ts, id).
+	sorted      [2][]record
+	alerts      []record
+	alertsLimit int           // Options.AlertsTotalLimit
+	ahead       time.Duration // Advance: the server's clock is this far ahead
 
 	plainCalls atomic.Int64
 
@@ -245,12 +266,16 @@ type record struct {
 	raw     json.RawMessage // nil for a generated record: see json
 	seq     int             // a generated record's number, and when it was saved
 	saved   int64           // (GenerateOptions.SavedAt)
+	alert   bool            // a generated alert, not an activity
 }
 
 // json is the record as the API sends it: as given, or made again.
 func (r record) json() json.RawMessage {
 	if r.raw != nil {
 		return r.raw
+	}
+	if r.alert {
+		return alert(r.seq, r.ts)
 	}
 	return activity(r.seq, r.ts, r.saved)
 }
@@ -278,15 +303,16 @@ func (r record) less(o record, f field) bool {
 func New(tb testing.TB, opts Options) *Server {
 	tb.Helper()
 	s := &Server{
-		token:      opts.Token,
-		noScan:     opts.NoScan,
-		unstable:   opts.UnstableTies,
-		rpm:        opts.RequestsPerMinute,
-		period:     opts.BudgetPeriod,
-		indexDelay: opts.IndexDelay,
-		answerTime: opts.AnswerTime,
-		totalCap:   opts.TotalCap,
-		answerCap:  opts.AnswerCap,
+		token:       opts.Token,
+		noScan:      opts.NoScan,
+		unstable:    opts.UnstableTies,
+		rpm:         opts.RequestsPerMinute,
+		period:      opts.BudgetPeriod,
+		indexDelay:  opts.IndexDelay,
+		answerTime:  opts.AnswerTime,
+		totalCap:    opts.TotalCap,
+		answerCap:   opts.AnswerCap,
+		alertsLimit: opts.AlertsTotalLimit,
 	}
 	if s.token == "" {
 		s.token = DefaultToken
@@ -305,10 +331,14 @@ func New(tb testing.TB, opts Options) *Server {
 		made = append(made, record{ts: ts, created: a.Created, id: a.ID, seq: i, saved: opts.Generated.SavedAt})
 	})
 	s.insert(made)
+	s.AddAlerts(tb, opts.Alerts...)
+	s.insertAlerts(generatedAlerts(tb, opts.GeneratedAlerts))
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("/api/v1/activities/", s.serveActivities)
-	mux.HandleFunc("/api/v1/activities", s.serveActivities)
+	mux.HandleFunc("/api/v1/activities/", s.serve)
+	mux.HandleFunc("/api/v1/activities", s.serve)
+	mux.HandleFunc("/api/v1/alerts/", s.serve)
+	mux.HandleFunc("/api/v1/alerts", s.serve)
 	if opts.TLS {
 		s.srv = httptest.NewTLSServer(mux)
 	} else {
@@ -482,7 +512,11 @@ type query struct {
 	fewer int
 }
 
-func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
+// serve answers a request to the activities or the alerts endpoint: the
+// same auth, faults, budget and answer time, and the same request
+// numbering (FailFrom, FailEvery) for both.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	alerts := strings.HasPrefix(r.URL.Path, "/api/v1/alerts")
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	req := Request{At: time.Now(), Path: r.URL.Path, Via: r.Header.Get("Via"), Body: json.RawMessage(body)}
 	if scheme, _, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok {
@@ -494,7 +528,10 @@ func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
 	s.inFlight++
 	s.stats.MaxInFlight = max(s.stats.MaxInFlight, s.inFlight)
 	seq := s.stats.Requests
-	noSlash := r.URL.Path == "/api/v1/activities"
+	noSlash := r.URL.Path == "/api/v1/activities" || r.URL.Path == "/api/v1/alerts"
+	if alerts {
+		s.stats.AlertRequests++
+	}
 	if noSlash {
 		s.stats.NoSlash++
 	}
@@ -511,7 +548,11 @@ func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case rec.status == http.StatusOK && !rec.malformed:
 			s.stats.Served++
-			s.stats.Activities += rec.returned
+			if alerts {
+				s.stats.Alerts += rec.returned
+			} else {
+				s.stats.Activities += rec.returned
+			}
 		case rec.status == http.StatusTooManyRequests:
 			s.stats.Throttled++
 		case rec.status == http.StatusUnauthorized:
@@ -551,14 +592,22 @@ func (s *Server) serveActivities(w http.ResponseWriter, r *http.Request) {
 		rec.error(http.StatusBadRequest, "the body is not JSON: "+err.Error())
 		return
 	}
-	ans, status, msg := s.answer(q, f)
+	answerOf := s.answer
+	if alerts {
+		answerOf = s.answerAlerts
+	}
+	ans, status, msg := answerOf(q, f)
 	if status != http.StatusOK {
 		rec.error(status, msg)
 		return
 	}
 	ans.pad, ans.padField = f.Pad, cmp.Or(f.PadField, "padding")
-	if s.totalCap > 0 && ans.total > s.totalCap {
-		ans.total, ans.moreThanTotal = s.totalCap, true
+	ans.max = ans.total
+	if s.totalCap > 0 {
+		ans.max = s.totalCap
+		if ans.total > s.totalCap {
+			ans.total, ans.more = s.totalCap, true
+		}
 	}
 	ans.totalJSON = strconv.Itoa(ans.total)
 	switch {
@@ -709,12 +758,15 @@ type answer struct {
 	// pad and padField are Fault.Pad and Fault.PadField.
 	pad      int64
 	padField string
-	// totalJSON is written as "total"; "": none. moreThanTotal says it
-	// is a lower bound (Options.TotalCap); max is the most activities the
-	// answer could hold: the limit asked for, or Options.AnswerCap.
-	totalJSON     string
-	moreThanTotal bool
-	max           int
+	// totalJSON is written as "total"; "": none. With it (and always
+	// in an alerts answer) come "max", the bound the count stops at (or
+	// the total when there is none), and "moreThanTotal", more: whether
+	// the total stopped there (Options.TotalCap, AlertsTotalLimit).
+	totalJSON string
+	// alerts: an alerts answer.
+	alerts bool
+	max    int
+	more   bool
 }
 
 // lie writes ans with a Content-Length f.LongerBy bytes longer than it,
@@ -841,13 +893,9 @@ func (s *Server) list(q query, c conditions) (answer, int, string) {
 	default:
 		return answer{}, http.StatusBadRequest, fmt.Sprintf("sortField %q: use date or created", q.SortField)
 	}
-	desc := true
-	switch q.SortDirection {
-	case "", "desc":
-	case "asc":
-		desc = false
-	default:
-		return answer{}, http.StatusBadRequest, fmt.Sprintf("sortDirection %q: use asc or desc", q.SortDirection)
+	desc, msg := q.descending()
+	if msg != "" {
+		return answer{}, http.StatusBadRequest, msg
 	}
 	if q.IsScan {
 		if s.noScan {
@@ -858,8 +906,22 @@ func (s *Server) list(q query, c conditions) (answer, int, string) {
 	return s.plain(q, c, by, desc)
 }
 
-func (s *Server) plain(q query, c conditions, by field, desc bool) (answer, int, string) {
-	skip, limit := 0, 100
+// descending reads q's sortDirection: "desc" (the default) or "asc";
+// msg says why any other is refused.
+func (q query) descending() (desc bool, msg string) {
+	switch q.SortDirection {
+	case "", "desc":
+		return true, ""
+	case "asc":
+		return false, ""
+	}
+	return false, fmt.Sprintf("sortDirection %q: use asc or desc", q.SortDirection)
+}
+
+// plainPage reads q's skip and limit for plain paging (limit ≤ 100,
+// default 100, and skip+limit ≤ 5000); msg says why they are refused.
+func (q query) plainPage() (skip, limit int, msg string) {
+	skip, limit = 0, 100
 	if q.Skip != nil {
 		skip = *q.Skip
 	}
@@ -868,13 +930,20 @@ func (s *Server) plain(q query, c conditions, by field, desc bool) (answer, int,
 	}
 	switch {
 	case skip < 0 || limit < 0:
-		return answer{}, http.StatusBadRequest, "skip and limit must not be negative"
+		msg = "skip and limit must not be negative"
 	case limit > 100:
-		return answer{}, http.StatusBadRequest, fmt.Sprintf("limit %d: at most 100 without isScan", limit)
+		msg = fmt.Sprintf("limit %d: at most 100 without isScan", limit)
 	case skip+limit > 5000:
-		return answer{}, http.StatusBadRequest, fmt.Sprintf("skip %d + limit %d: at most 5000 without isScan", skip, limit)
+		msg = fmt.Sprintf("skip %d + limit %d: at most 5000 without isScan", skip, limit)
 	}
-	limit = max(limit-q.fewer, 1)
+	return skip, max(limit-q.fewer, 1), msg
+}
+
+func (s *Server) plain(q query, c conditions, by field, desc bool) (answer, int, string) {
+	skip, limit, msg := q.plainPage()
+	if msg != "" {
+		return answer{}, http.StatusBadRequest, msg
+	}
 	if s.answerCap > 0 {
 		limit = min(limit, s.answerCap)
 	}
@@ -896,7 +965,7 @@ func (s *Server) plain(q query, c conditions, by field, desc bool) (answer, int,
 			i = j
 		}
 	}
-	a := answer{total: len(listed), max: limit}
+	a := answer{total: len(listed)}
 	if skip < len(listed) {
 		a.data = listed[skip:min(skip+limit, len(listed))]
 	}
@@ -919,7 +988,7 @@ func (s *Server) scan(q query, c conditions, by field, desc bool) (answer, int, 
 	if s.answerCap > 0 {
 		limit = min(limit, s.answerCap)
 	}
-	a := answer{max: limit}
+	var a answer
 	s.each(c, by, desc, func(r record) bool {
 		a.data = append(a.data, r)
 		return len(a.data) <= limit
@@ -1008,10 +1077,10 @@ func (r *recorder) json(a answer, w io.Writer) {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	bw.WriteByte('{')
 	if a.totalJSON != "" {
-		fmt.Fprintf(bw, `"total":%s,"moreThanTotal":%t,`, a.totalJSON, a.moreThanTotal)
+		fmt.Fprintf(bw, `"total":%s,`, a.totalJSON)
 	}
-	if a.max > 0 {
-		fmt.Fprintf(bw, `"max":%d,`, a.max)
+	if a.totalJSON != "" || a.alerts {
+		fmt.Fprintf(bw, `"max":%d,"moreThanTotal":%t,`, a.max, a.more)
 	}
 	fmt.Fprintf(bw, `"hasNext":%t,"data":[`, a.hasNext)
 	var ts int64
