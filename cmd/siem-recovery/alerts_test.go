@@ -134,4 +134,3 @@ func between(s, from, to string) string {
 	}
 	return s
 }
-
