@@ -156,31 +156,31 @@ func runRecovery(c *cli.Context, stderr io.Writer) (err error) {
 			log.Warn("cannot record the sink failure in the checkpoint", "error", err)
 		}
 	}
-	var out recovery.Sink
+	sources, err := openStreams(ctx, c, log, src, scope, in.streams, redactor, sendsRaw(c))
+	if err != nil {
+		return err
+	}
+	for _, source := range sources {
+		defer closeSource(source)
+	}
+	out, err := openSink(ctx, c, log, src, stop.Done(), recordFailure)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	if k := sink.KindOf(c.String("sink")); k != nil && k.Caveat != "" {
+		log.Warn(k.Caveat, "sink", c.String("sink"), "udp_rate", c.Int("udp-rate"))
+	}
+	if udp, ok := out.(datagramSender); ok {
+		defer func() {
+			log.Info(fmt.Sprintf("sent %d datagrams to %s; UDP confirms nothing: verify --received checks what the SIEM got", udp.DatagramsSent(), c.String("sink")))
+		}()
+	}
 	for i, s := range in.streams {
 		if plans[i] == recovery.PlanNothing {
 			continue
 		}
-		source, err := openSource(ctx, c, log, src, recovery.Scope{Window: scope.Window, By: scopeBy(scope, s.data)}, s.filter, s.data, redactor, sendsRaw(c))
-		if err != nil {
-			return err
-		}
-		defer closeSource(source)
-		if out == nil { // the sink, once the first source is open
-			if out, err = openSink(ctx, c, log, src, stop.Done(), recordFailure); err != nil {
-				return err
-			}
-			defer out.Close()
-			if k := sink.KindOf(c.String("sink")); k != nil && k.Caveat != "" {
-				log.Warn(k.Caveat, "sink", c.String("sink"), "udp_rate", c.Int("udp-rate"))
-			}
-			if udp, ok := out.(datagramSender); ok {
-				defer func() {
-					log.Info(fmt.Sprintf("sent %d datagrams to %s; UDP confirms nothing: verify --received checks what the SIEM got", udp.DatagramsSent(), c.String("sink")))
-				}()
-			}
-		}
-		if err := recoverStream(ctx, c, log, in, store, s, source, out, redactor, stop, progress, exclude, sinkName); err != nil {
+		if err := recoverStream(ctx, c, log, in, store, s, sources[i], out, redactor, stop, progress, exclude, sinkName); err != nil {
 			return err
 		}
 	}
@@ -434,24 +434,25 @@ func signalName(sig os.Signal) string {
 // requests and the time are reckoned by. A count the API says is only a
 // lower bound is printed as one, and so is what is reckoned from it.
 func dryRun(ctx context.Context, c *cli.Context, in inputs) error {
-	for _, s := range in.streams {
-		if err := dryRunStream(ctx, c, in, s); err != nil {
+	sources, err := openStreams(ctx, c, in.log, in.src, in.scope, in.streams, nil, false)
+	if err != nil {
+		return err
+	}
+	for i, s := range in.streams {
+		err := dryRunStream(ctx, c, in, s, sources[i])
+		closeSource(sources[i])
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// dryRunStream is the dry run of one data type.
-func dryRunStream(ctx context.Context, c *cli.Context, in inputs, s stream) error {
+// dryRunStream is the dry run of one data type, read from source.
+func dryRunStream(ctx context.Context, c *cli.Context, in inputs, s stream, source recovery.Source) error {
 	if !onlyActivities(in.streams) {
 		in.log = in.log.With("data", string(s.data))
 	}
-	source, err := openSource(ctx, c, in.log, in.src, recovery.Scope{Window: in.scope.Window, By: scopeBy(in.scope, s.data)}, s.filter, s.data, nil, false)
-	if err != nil {
-		return err
-	}
-	defer closeSource(source)
 	start := time.Now()
 	progress := newProgressReporter(in.console, in.log, "counting", in.progressEvery)
 	t, err := recovery.Count(ctx, source, in.scope.Window, progress.Scanned)

@@ -121,3 +121,39 @@ func tokenFileWarning(path string) string {
 	}
 	return fmt.Sprintf("%s: %s (mode %s); chmod 600 %s", path, tokenExposed, info.Mode().Perm(), path)
 }
+
+// openStreams opens the source of each data type of streams over scope (by
+// their own time: scopeBy), the first through its kind, the others, where
+// the source can (a DataOpener), on the first one's connection and request
+// budget: the tenant's quota is one, whichever data type spends it.
+func openStreams(ctx context.Context, c *cli.Context, log *slog.Logger, src source.Target, scope recovery.Scope, streams []stream,
+	redactor *recovery.Redactor, raw bool) ([]recovery.Source, error) {
+	var sources []recovery.Source
+	for i, s := range streams {
+		sc := recovery.Scope{Window: scope.Window, By: scopeBy(scope, s.data)}
+		var (
+			one recovery.Source
+			err error
+		)
+		if opener, ok := firstOf(sources).(recovery.DataOpener); ok && i > 0 {
+			one, err = opener.OpenData(s.data, sc, s.filter)
+		} else {
+			one, err = openSource(ctx, c, log, src, sc, s.filter, s.data, redactor, raw)
+		}
+		if err != nil {
+			for _, open := range sources {
+				closeSource(open)
+			}
+			return nil, err
+		}
+		sources = append(sources, one)
+	}
+	return sources, nil
+}
+
+func firstOf(sources []recovery.Source) recovery.Source {
+	if len(sources) == 0 {
+		return nil
+	}
+	return sources[0]
+}

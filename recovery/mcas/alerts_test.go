@@ -431,7 +431,7 @@ func TestKindOpensAlerts(t *testing.T) {
 	}
 	all, want := alertsOf(t, 30, 0, 0)
 	srv := mcastest.New(t, mcastest.Options{Alerts: all})
-	target, err := mcas.Kind.Parse(srv.URL)
+	target, err := mcas.Kind.Parse(t.Context(), srv.URL, settings{})
 	if err != nil {
 		t.Fatal(err)
 	}
