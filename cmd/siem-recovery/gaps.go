@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"siem-recovery/internal/argfile"
 	"siem-recovery/recovery"
 )
 
@@ -68,25 +66,11 @@ func readBuckets(c *cli.Context, w recovery.Window) ([]recovery.Window, error) {
 // readReceived reads --received, the SIEM's export, placed in buckets by
 // the time by names (nil when the flag is unset).
 func readReceived(ctx context.Context, c *cli.Context, log *slog.Logger, buckets []recovery.Window, by recovery.TimeField) (*recovery.Received, error) {
-	const flag = "received"
-	path := c.String(flag)
-	if path == "" {
-		return nil, nil
+	rec, err := readIDFile(ctx, c, "received", func(r io.Reader) (*recovery.Received, error) { return recovery.ReadReceived(r, buckets, by) })
+	if rec == nil {
+		return nil, err
 	}
-	f, err := argfile.Open(ctx, path, maxIDFileBytes)
-	if err != nil {
-		return nil, argFileProblem(ctx, recovery.ErrUsage, flag, "--"+flag+" "+path, err)
-	}
-	defer f.Close()
-	rec, err := recovery.ReadReceived(f, buckets, by)
-	var tooLarge *argfile.TooLargeError
-	if errors.As(err, &tooLarge) || ctx.Err() != nil {
-		return nil, argFileProblem(ctx, recovery.ErrUsage, flag, "--"+flag+" "+path, err)
-	}
-	if err != nil {
-		return nil, recovery.Problemf(recovery.ErrUsage,
-			"give one activity id per line, or the CEF or JSON lines the SIEM received", "--%s %s: %w", flag, path, err)
-	}
+	path := c.String("received")
 	attrs := []any{"file", path, "ids", rec.IDs.Len()}
 	if rec.Outside > 0 {
 		attrs = append(attrs, "outside_the_window", rec.Outside)

@@ -844,6 +844,17 @@ const maxIDFileBytes = 2 << 30
 
 // readIDs reads the id file a flag names (nil when the flag is unset).
 func readIDs(ctx context.Context, c *cli.Context, flag string, log *slog.Logger) (*recovery.IDSet, error) {
+	set, err := readIDFile(ctx, c, flag, recovery.ReadIDSet)
+	if set != nil {
+		log.Info("read the ids the SIEM already holds", "file", c.String(flag), "ids", set.Len())
+	}
+	return set, err
+}
+
+// readIDFile reads the id file a flag names with read, under the cap of
+// an id file, wording its failures for the operator; nil when the flag is
+// unset.
+func readIDFile[T any](ctx context.Context, c *cli.Context, flag string, read func(io.Reader) (*T, error)) (*T, error) {
 	path := c.String(flag)
 	if path == "" {
 		return nil, nil
@@ -853,7 +864,7 @@ func readIDs(ctx context.Context, c *cli.Context, flag string, log *slog.Logger)
 		return nil, argFileProblem(ctx, recovery.ErrUsage, flag, "--"+flag+" "+path, err)
 	}
 	defer f.Close()
-	set, err := recovery.ReadIDSet(f)
+	v, err := read(f)
 	var tooLarge *argfile.TooLargeError
 	if errors.As(err, &tooLarge) || ctx.Err() != nil {
 		return nil, argFileProblem(ctx, recovery.ErrUsage, flag, "--"+flag+" "+path, err)
@@ -862,6 +873,5 @@ func readIDs(ctx context.Context, c *cli.Context, flag string, log *slog.Logger)
 		return nil, recovery.Problemf(recovery.ErrUsage,
 			"give one activity id per line, or the CEF or JSON lines the SIEM received", "--%s %s: %w", flag, path, err)
 	}
-	log.Info("read the ids the SIEM already holds", "file", path, "ids", set.Len())
-	return set, nil
+	return v, nil
 }
