@@ -27,6 +27,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"siem-recovery/internal/argfile"
 	"siem-recovery/recovery"
@@ -477,7 +478,7 @@ func openDB(path, file string, readOnly bool, want uint64) (*bolt.DB, error) {
 	switch {
 	case err == nil:
 		return db, nil
-	case errors.Is(err, bolt.ErrTimeout):
+	case errors.Is(err, berrors.ErrTimeout):
 		return nil, unavailable(err, "try again in a moment", "%s stayed locked for %s", path, lockWait)
 	case errors.Is(err, fs.ErrPermission):
 		return nil, unavailable(err, "run as the user that owns it", "cannot open %s: %v", path, err)
