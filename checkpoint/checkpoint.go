@@ -27,6 +27,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"siem-recovery/internal/argfile"
 	"siem-recovery/recovery"
@@ -59,6 +60,10 @@ type Identity struct {
 	// its own state (the others are its Streams); nil is activities, as
 	// before --data. The fingerprint covers them and their filters.
 	Data []recovery.DataType
+	// Follow makes it the identity of a feed (follow), whose window moves
+	// with each cycle: a feed's checkpoint is matched without its window,
+	// and is never a recovery's.
+	Follow bool
 }
 
 // data is the identity's data types, activities when it names none.
@@ -89,12 +94,18 @@ func (id Identity) NewState(now time.Time) recovery.State {
 	if d := id.data()[0]; d != recovery.DataActivities {
 		st.Data = d
 	}
+	if id.Follow {
+		st.Follow = &recovery.Follow{}
+	}
 	return st
 }
 
 // Matches tells whether st is the checkpoint of this recovery: same window,
 // same source and filter.
 func (id Identity) Matches(st recovery.State) bool {
+	if id.Follow || st.Follow != nil {
+		return id.Follow && st.Follow != nil && st.Fingerprint == id.Fingerprint
+	}
 	return st.Fingerprint == id.Fingerprint && st.Window == id.Window && st.By == id.By
 }
 
@@ -118,6 +129,19 @@ func (id Identity) String() string {
 // id: both identities are named, with their fingerprints when the names
 // alone look the same (the same path holding another export, say).
 func Mismatch(path string, st recovery.State, id Identity, asker string) error {
+	switch {
+	case st.Follow != nil && !id.Follow:
+		return unavailable(recovery.ErrFollowCheckpoint, "give this recovery a --checkpoint of its own (a feed's goes on with siem-recovery follow)",
+			"%s is the checkpoint of a feed (siem-recovery follow, from %s), not of a recovery", path, st.Source)
+	case st.Follow == nil && id.Follow:
+		return unavailable(recovery.ErrFollowCheckpoint, "give the feed a --checkpoint of its own (a recovery's goes on with siem-recovery run)",
+			"%s is the checkpoint of a recovery (siem-recovery run, window %s), not of a feed", path, st.Window)
+	case id.Follow:
+		have := Identity{Source: st.Source, Filter: st.Filter, Fingerprint: st.Fingerprint, Data: dataOf(st)}
+		return unavailable(nil, "give this feed a --checkpoint of its own, or follow with the source, filters and --data of the checkpoint's",
+			"%s is the feed of source %s, filter %s, data %s, but %s source %s, filter %s, data %s", path,
+			have.Source, orNone(have.Filter), dataText(have.data()), asker, id.Source, orNone(id.Filter), dataText(id.data()))
+	}
 	have := Identity{Window: st.Window, By: st.By, Source: st.Source, Filter: st.Filter, Fingerprint: st.Fingerprint, Data: dataOf(st)}
 	haveText, wantText := have.String(), id.String()
 	if haveText == wantText {
@@ -173,6 +197,13 @@ func mismatchRemedy(have, want Identity) string {
 }
 
 func short(fp string) string { return fp[:min(12, len(fp))] }
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
 
 // dataText is data types as --data takes them: "activities,alerts".
 func dataText(data []recovery.DataType) string {
@@ -447,7 +478,7 @@ func openDB(path, file string, readOnly bool, want uint64) (*bolt.DB, error) {
 	switch {
 	case err == nil:
 		return db, nil
-	case errors.Is(err, bolt.ErrTimeout):
+	case errors.Is(err, berrors.ErrTimeout):
 		return nil, unavailable(err, "try again in a moment", "%s stayed locked for %s", path, lockWait)
 	case errors.Is(err, fs.ErrPermission):
 		return nil, unavailable(err, "run as the user that owns it", "cannot open %s: %v", path, err)

@@ -55,6 +55,10 @@ func StateDir(goos string, getenv func(string) string, home func() (string, erro
 // window, time, source or filter gets another file; the same recovery,
 // the same.
 func (id Identity) FileName() string {
+	if id.Follow { // a feed has no window: its source, filters and data types name it
+		sum := sha256.Sum256([]byte("follow\n" + id.Fingerprint))
+		return "follow-" + hex.EncodeToString(sum[:6]) + ".db"
+	}
 	const stamp = "20060102T150405Z"
 	start := time.UnixMilli(id.Window.Start).UTC().Format(stamp)
 	end := time.UnixMilli(id.Window.End).UTC().Format(stamp)

@@ -86,16 +86,17 @@ const (
 )
 
 // FeedState is the state of a feed of this data type at now, as status
-// and the metrics show it: stopped or failed as its last run ended;
-// else, while a run is active, disconnected or connection_error when no
-// cycle completed for 12 h or 2 h, catching_up when it lags more than its
-// margin, poll and a minute (a page's time), running when not.
+// and the metrics show it: when no run is active, failed if its last run
+// ended on an error, else stopped (a planned stop, or a run that died);
+// while one is, disconnected or connection_error when no cycle completed
+// for 12 h or 2 h, catching_up when it lags more than its margin, poll
+// and a minute (a page's time), running when not.
 func (st State) FeedState(now time.Time, active bool) string {
-	if !active && (st.State == StateFailed || st.State == StateStopped || st.State == StateRunning) {
-		if st.State == StateRunning {
-			return StateStopped // the last run died: nothing runs it
+	if !active {
+		if st.State == StateFailed {
+			return StateFailed
 		}
-		return st.State
+		return StateStopped
 	}
 	f := st.Follow
 	if f == nil {

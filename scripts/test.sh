@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of siem-recovery: go vet, then the whole suite with the race
-# detector. The suite starts a real rsyslog and a real tinyproxy on loopback,
+# Runs every test of siem-recovery: gofmt, go vet and staticcheck, then the
+# whole suite with the race detector. The suite starts a real rsyslog and a real tinyproxy on loopback,
 # so this first installs the Debian packages it needs when they are missing
 # (as root, or through sudo).
 set -euo pipefail
@@ -30,4 +30,7 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 go vet ./...
+# staticcheck, at a pinned version from the module proxy (nothing to
+# install by hand).
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 go test -race -count=1 -timeout 15m ./...

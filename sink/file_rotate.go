@@ -115,7 +115,12 @@ func (s *fileSink) follow(ctx context.Context) error {
 			return err
 		}
 	}
-	if lost {
+	switch {
+	case lost && s.last.acts == nil:
+		s.log.Warn("the sink file was truncated right after a batch too large to keep for a repair (a copytruncate whose copy began before it); "+
+			"the activities of that batch the copy missed are in neither file: run verify --received to find them", "file", s.path,
+			"batch_bytes", s.last.end-s.last.start)
+	case lost:
 		if err := s.repair(ctx, s.last, 0); err != nil {
 			return err
 		}
@@ -213,6 +218,12 @@ func (s *fileSink) keep(b *writtenBatch) {
 	s.last = b
 }
 
+// maxKept bounds the bytes of a batch held in memory after it was
+// written, for a repair should a rotation yet take part of it: more than a
+// page of real activities in CEF or JSON (5,000 of about 2.3 KB), less than
+// the largest answer a hostile API may send.
+const maxKept = 16 << 20
+
 // maxRepairs bounds how many times one batch is made whole again: each
 // repair is a batch of its own, which a rotation can hit again.
 const maxRepairs = 3
@@ -259,6 +270,13 @@ func (s *fileSink) settle(ctx context.Context, b *writtenBatch, depth int) error
 	case w.atPath && w.links > 0 && w.size >= b.end:
 		if !s.awaitTruncation(ctx, b.end) {
 			b.atPath, s.end = true, w.size
+			if b.end-b.start > maxKept {
+				// Only a copy begun, unseen, before this look and
+				// truncated after could still take part of it: a batch
+				// this large is not held in memory for that (a hostile
+				// API's largest pages would double the run's memory).
+				b.acts = nil
+			}
 			s.keep(b)
 			return nil
 		}

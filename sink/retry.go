@@ -439,6 +439,7 @@ func (r *reconnector) giveUp(why, last error) error {
 	}
 	var f *failure
 	if errors.As(last, &f) && r.failedAttempts > 0 {
+		//lint:ignore ST1005 the MCAS SIEM agent's own name for this error, as its troubleshooting guide writes it: operators search for it
 		return fmt.Errorf("Data server connection error: %w; stopped retrying: %w", last, why)
 	}
 	return fmt.Errorf("send to %s: %w", r.target, why)

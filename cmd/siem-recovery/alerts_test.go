@@ -134,3 +134,35 @@ func between(s, from, to string) string {
 	}
 	return s
 }
+
+// An export of alerts (--data alerts --source file:): the bundled
+// example's 12 alerts of the window, each once, in the agent's alert
+// lines; an export holds one data type, so --data activities,alerts on one
+// is a usage error that says so.
+func TestExportOfAlerts(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	root := repoRoot(t)
+	r := runBin(t, dir, nil, "run", "--alert", filepath.Join(root, "docs/examples/alert.json"), "--data", "alerts",
+		"--source", "file:"+filepath.Join(root, "docs/examples/alerts.jsonl"), "--checkpoint", "cp.db", "--sink", "file:out.cef")
+	wantCode(t, r, 0)
+	data, err := os.ReadFile(filepath.Join(dir, "out.cef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	ids := map[string]bool{}
+	for _, l := range lines {
+		ids[between(l, "externalId=", " start=")] = true
+		if !strings.Contains(l, "|3|externalId=") {
+			t.Errorf("not an alert line: %s", l)
+		}
+	}
+	if len(lines) != 12 || len(ids) != 12 {
+		t.Fatalf("%d lines, %d alerts; want 12 of each", len(lines), len(ids))
+	}
+	r = runBin(t, dir, nil, "run", "--alert", filepath.Join(root, "docs/examples/alert.json"), "--data", "activities,alerts",
+		"--source", "file:"+filepath.Join(root, "docs/examples/alerts.jsonl"), "--checkpoint", "cp2.db")
+	wantCode(t, r, exitUsage)
+	wantStderr(t, r, "Usage error: --data activities,alerts: an export holds one data type; an export holds activities or alerts: give --data activities or --data alerts")
+}

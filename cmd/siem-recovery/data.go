@@ -72,6 +72,9 @@ func readStreams(ctx context.Context, c *cli.Context, kind *source.Kind, all boo
 	if err != nil {
 		return nil, err
 	}
+	if kind.OneData != "" && len(data) > 1 {
+		return nil, recovery.Problemf(recovery.ErrUsage, kind.OneData, "--data %s: %s holds one data type", dataText(data), kind.Name)
+	}
 	if kind.NoFilter != "" && filter.JSON() != "" {
 		return nil, recovery.Problemf(recovery.ErrUsage, kind.NoFilter, "--filter does not apply to %s", kind.Name)
 	}
@@ -127,9 +130,18 @@ func onlyActivities(streams []stream) bool {
 
 // dataNames are the streams' data types, comma-joined: "activities,alerts".
 func dataNames(streams []stream) string {
-	names := make([]string, len(streams))
+	data := make([]recovery.DataType, len(streams))
 	for i, s := range streams {
-		names[i] = string(s.data)
+		data[i] = s.data
+	}
+	return dataText(data)
+}
+
+// dataText is data types as --data takes them: "activities,alerts".
+func dataText(data []recovery.DataType) string {
+	names := make([]string, len(data))
+	for i, d := range data {
+		names[i] = string(d)
 	}
 	return strings.Join(names, ",")
 }

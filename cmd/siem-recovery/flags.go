@@ -162,7 +162,7 @@ func checkpointPath(c *cli.Context, id checkpoint.Identity) (string, error) {
 // other flags and --by created (or date) made. The usual slip is a resume
 // without --by created; "" when there is none.
 func otherByCheckpoint(c *cli.Context, id checkpoint.Identity) (path string, by recovery.TimeField) {
-	if c.IsSet("by") || c.String("checkpoint") != "" {
+	if id.Follow || c.IsSet("by") || c.String("checkpoint") != "" {
 		return "", id.By
 	}
 	own, err := checkpointPath(c, id)

@@ -117,6 +117,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		HideHelpCommand: true,
 		Commands: reportUsageErrors(
 			runCommand(stderr),
+			followCommand(stderr),
 			statusCommand(stdout, stderr),
 			verifyCommand(stdout, stderr),
 			gapsCommand(stdout, stderr),
@@ -128,7 +129,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler: func(*cli.Context, error) {},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return usageError(fmt.Errorf("no command %q; the commands are run, status, verify, gaps, check and version", c.Args().First()))
+				return usageError(fmt.Errorf("no command %q; the commands are run, follow, status, verify, gaps, check and version", c.Args().First()))
 			}
 			return cli.ShowAppHelp(c)
 		},

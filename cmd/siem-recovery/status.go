@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -120,6 +121,17 @@ type statusReport struct {
 	// once every data type is.
 	Data    string         `json:"data,omitempty"`
 	Streams []statusReport `json:"streams,omitempty"`
+	// Feed, for the checkpoint of a feed (follow): its state is the
+	// agent's (running, catching_up, connection_error, disconnected,
+	// stopped, failed), sent counts every cycle, and these say where it
+	// stands: lag_seconds (the most of its data types'), the horizon before
+	// which all was delivered, the cycles done, when one last completed.
+	Feed        bool   `json:"feed,omitempty"`
+	LagSeconds  int64  `json:"lag_seconds,omitempty"`
+	Horizon     string `json:"horizon,omitempty"`
+	Cycles      int64  `json:"cycles,omitempty"`
+	LastCycleAt string `json:"last_cycle_at,omitempty"`
+	FeedStart   string `json:"feed_start,omitempty"`
 }
 
 // topUpReport is a top-up pass as status shows it.
@@ -263,6 +275,13 @@ func newStatusReport(st recovery.State, active bool, now time.Time) statusReport
 	if pr.ByCount {
 		r.PercentOf = "activities"
 	}
+	if f := st.Follow; f != nil {
+		r.Feed, r.State, r.Sent = true, st.FeedState(now, active), st.FeedSent()
+		r.LagSeconds = int64(st.Lag(now).Seconds())
+		r.Horizon, r.Cycles, r.LastCycleAt = recovery.FormatMillis(st.FeedHorizon()), f.Cycles, stamp(f.LastCycleAt)
+		r.FeedStart = recovery.FormatMillis(f.Start)
+		r.Skipped, r.CompletedAt, r.PassCompletedAt = f.Skipped+st.Skipped, "", ""
+	}
 	if len(st.Streams) > 0 {
 		r.Data = string(st.DataOf())
 		for _, other := range st.Streams {
@@ -271,6 +290,12 @@ func newStatusReport(st recovery.State, active bool, now time.Time) statusReport
 			r.Streams = append(r.Streams, sr)
 			if r.State == recovery.StateCompleted && sr.State != recovery.StateCompleted {
 				r.State = sr.State // a data type not done is the recovery's state
+			}
+			if r.Feed {
+				r.LagSeconds = max(r.LagSeconds, sr.LagSeconds)
+				if feedWorse(sr.State, r.State) {
+					r.State = sr.State
+				}
 			}
 		}
 	}
@@ -283,6 +308,14 @@ func newStatusReport(st recovery.State, active bool, now time.Time) statusReport
 			StartedAt: stamp(t.StartedAt), CompletedAt: stamp(t.CompletedAt), Earlier: n - 1, Lanes: newLaneReports(t)}
 	}
 	return r
+}
+
+// feedWorse tells whether feed state a is worse than b: stopped and failed
+// worst, then disconnected, connection_error, catching_up, running.
+func feedWorse(a, b string) bool {
+	order := []string{recovery.FeedRunning, recovery.FeedCatchingUp, recovery.FeedConnectionError, recovery.FeedDisconnected,
+		recovery.StateStopped, recovery.StateFailed}
+	return slices.Index(order, a) > slices.Index(order, b)
 }
 
 // writeLanes writes a line for each scan lane of a pass ("top-up " for
@@ -378,7 +411,12 @@ func (r statusReport) writeText(w io.Writer) error {
 	if r.Data != "" {
 		fmt.Fprintf(tw, "data:\t%s\n", r.Data)
 	}
-	fmt.Fprintf(tw, "window:\t[%s, %s), by %s\n", r.WindowStart, r.WindowEnd, r.By)
+	if r.Feed {
+		fmt.Fprintf(tw, "feed:\tsince %s, by %s; all delivered before %s (lag %s), %d cycles, the last at %s\n",
+			r.FeedStart, r.By, r.Horizon, (time.Duration(r.LagSeconds) * time.Second).String(), r.Cycles, dash(r.LastCycleAt))
+	} else {
+		fmt.Fprintf(tw, "window:\t[%s, %s), by %s\n", r.WindowStart, r.WindowEnd, r.By)
+	}
 	if r.State == recovery.StateWaiting {
 		fmt.Fprintf(tw, "waiting:\tthe window ends at %s, after the pass reached the present; a run from %s reads the rest and completes it "+
 			"(a run before sends what MCAS saved since the last, exit 75; siem-recovery follow keeps a SIEM fed)\n", r.WindowEnd, r.CompletesFrom)

@@ -232,7 +232,7 @@ func TestSignalLetsTheBatchInFlightFinish(t *testing.T) {
 					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
 				}
 			}
-			order, counts := recv.ids(t)
+			order, _ := recv.ids(t)
 			mid := statusJSON(t, dir, filepath.Join(dir, "cp.db"))
 			if len(order) != 10_000 || mid.Sent != 10_000 || mid.InFlight != 0 || mid.State != "stopped" || mid.SentAgain != 0 {
 				t.Fatalf("after the stop: %d ids received, status %+v; want the two batches confirmed and nothing in flight", len(order), mid)
@@ -240,7 +240,7 @@ func TestSignalLetsTheBatchInFlightFinish(t *testing.T) {
 
 			r := runBin(t, dir, nil, stopArgs(dir, recv.addr)...)
 			wantCode(t, r, 0)
-			_, counts = recv.ids(t)
+			_, counts := recv.ids(t)
 			checkAllOnce(t, counts, want)
 			if end := statusJSON(t, dir, filepath.Join(dir, "cp.db")); end.SentAgain != 0 || end.Sent != int64(len(want)) || end.State != "completed" {
 				t.Fatalf("final status %+v", end)

@@ -49,6 +49,7 @@ type Source struct {
 	filter   recovery.Filter
 	pageSize int
 	leaveRaw bool          // pages carry no Raw (LeaveRaw)
+	alerts   bool          // the lines are alerts (ReadAlerts)
 	r        *bufio.Reader // Fetch's reader and buffers, kept from page to page
 	round    lineRound
 	decoders []recovery.Decoder // one per part of a round
@@ -81,6 +82,12 @@ func (s *Source) Close() error { return s.f.Close() }
 // memory per page is the fields' text, about a fifth of the lines, and a
 // run makes little garbage.
 func (s *Source) LeaveRaw() { s.leaveRaw = true }
+
+// ReadAlerts has the lines read as alerts of the MCAS alerts API (their
+// _id, timestamp and the fields of the agent's alert lines:
+// recovery.DecodeAlert) instead of activities. The filter is not applied
+// to them (its fields are the activities').
+func (s *Source) ReadAlerts() { s.alerts = true }
 
 // Fetch reads the page that starts at cur. Lines are read in rounds of at
 // most decodeRound and decoded on every CPU; they are then taken in file
@@ -210,7 +217,18 @@ func (s *Source) accept(d *recovery.Decoder, line []byte) decoded {
 	if len(line) == 0 {
 		return decoded{}
 	}
-	act, err := d.Decode(line)
+	var (
+		act recovery.Activity
+		err error
+	)
+	if s.alerts {
+		act, err = recovery.DecodeAlert(line)
+		if err == nil && !s.scope.Contains(act) {
+			return decoded{}
+		}
+		return decoded{act: act, keep: err == nil, err: err}
+	}
+	act, err = d.Decode(line)
 	switch {
 	case err != nil:
 		return decoded{err: err}

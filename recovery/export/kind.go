@@ -19,7 +19,9 @@ var Kind = source.Kind{
 	Claims: func(value string) bool { return strings.HasPrefix(value, "file:") },
 	Parse:  parse,
 	Open:   open,
-	Data:   []recovery.DataType{recovery.DataActivities},
+	Data:   []recovery.DataType{recovery.DataActivities, recovery.DataAlerts},
+	OneData: "an export holds activities or alerts: give --data activities or --data alerts, " +
+		"and recover the other data type's file with a run of its own",
 
 	OneLane: "an export is read in one lane, from its first line to its last",
 	Fixed:   "an export gains no activity once written, so nothing arrives late in it",
@@ -40,9 +42,21 @@ func parse(_ context.Context, value string, _ source.Settings) (source.Target, e
 }
 
 func open(_ context.Context, t source.Target, o source.Options) (recovery.Source, error) {
+	alerts := o.Data == recovery.DataAlerts
+	if alerts && o.Filter.JSON() != "" {
+		return nil, recovery.Problemf(recovery.ErrUsage, "leave out --alerts-filter: an export's alerts are read as the file holds them",
+			"--alerts-filter applies to the MCAS API, not to an export")
+	}
+	if alerts && o.Scope.By == recovery.ByCreated {
+		return nil, recovery.Problemf(recovery.ErrUsage, "give the window by date: an alert has one time",
+			"alerts are read by their date, and --by created was given")
+	}
 	s, err := Open(t.Path, o.Scope, o.Filter, o.PageSize)
 	if err != nil {
 		return nil, Problem(t.Path, err)
+	}
+	if alerts {
+		s.ReadAlerts()
 	}
 	if !o.Raw {
 		s.LeaveRaw()

@@ -120,7 +120,10 @@ type Kind struct {
 	// *recovery.Error.
 	Open func(ctx context.Context, t Target, o Options) (recovery.Source, error)
 	// Data are the data types it serves, the default first (--data).
-	Data []recovery.DataType
+	// OneData, when set, says why a source of the kind serves one data
+	// type at a time (an export holds activities or alerts).
+	Data    []recovery.DataType
+	OneData string
 
 	// API tells that it is a service the run asks over the network with a
 	// credential, under a request budget: --auth, --token-file, --proxy,

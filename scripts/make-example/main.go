@@ -21,6 +21,9 @@ const (
 	start = 1715673600000 // 2024-05-14T08:00:00Z
 	end   = start + 3600_000
 	path  = "docs/examples/activities.jsonl"
+	// alertsPath is the alerts of the same window, in the shape the alerts
+	// API lists them: --data alerts recovers them.
+	alertsPath = "docs/examples/alerts.jsonl"
 )
 
 var (
@@ -93,7 +96,29 @@ func exampleExport() []byte {
 	return out
 }
 
+// exampleAlerts is the content of docs/examples/alerts.jsonl: 14 alerts,
+// 12 inside the window, one of each kind of policy in turn, two sharing a
+// millisecond.
+func exampleAlerts() []byte {
+	ts := []int64{start - 60_000, end + 1}
+	for k := range 12 {
+		ts = append(ts, start+int64(k)*290_000+int64(activitygen.Hash(k, 11)%200_000))
+	}
+	ts[len(ts)-1] = ts[len(ts)-2] // two in one millisecond
+	slices.Sort(ts)
+	var out []byte
+	for i, t := range ts {
+		out = append(activitygen.AppendAlert(out, i, t), '\n')
+	}
+	return out
+}
+
 func main() {
+	alerts := exampleAlerts()
+	if err := os.WriteFile(alertsPath, alerts, 0o644); err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("%s: %d alerts, 12 in the window", alertsPath, bytes.Count(alerts, []byte("\n")))
 	data := exampleExport()
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		log.Fatal(err)

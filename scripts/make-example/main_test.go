@@ -19,3 +19,14 @@ func TestExampleIsTheGeneratorsOutput(t *testing.T) {
 		t.Fatalf("%s differs from what make-example writes: run go run ./scripts/make-example", path)
 	}
 }
+
+// The bundled alerts are what this command writes, too.
+func TestAlertsAreTheGeneratorsOutput(t *testing.T) {
+	got, err := os.ReadFile(filepath.Join("..", "..", alertsPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := exampleAlerts(); !bytes.Equal(got, want) {
+		t.Fatalf("%s differs from what make-example writes: run go run ./scripts/make-example", alertsPath)
+	}
+}
