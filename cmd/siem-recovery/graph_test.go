@@ -250,3 +250,19 @@ func TestGraphCheck(t *testing.T) {
 		}
 	}
 }
+
+// The dry run of the Graph source counts with one count() query, and
+// verify compares that count with what the checkpoint sent, and with what
+// the SIEM holds (the streaming records it received).
+func TestGraphDryRunAndVerify(t *testing.T) {
+	t.Parallel()
+	g := newGraphRun(t, graphtest.GenerateOptions{Window: graphWindow(), Count: 700})
+	r := g.run(t, "--dry-run")
+	wantCode(t, r, 0)
+	wantStderr(t, r, "activities=700", "api_requests=1")
+	wantCode(t, g.run(t, "--format", "json", "--sink", "file:out.jsonl"), 0)
+	v := runBin(t, g.dir, g.env, append([]string{"verify"}, g.args...)...)
+	wantCode(t, v, 0)
+	v = runBin(t, g.dir, g.env, append(append([]string{"verify"}, g.args...), "--received", "out.jsonl")...)
+	wantCode(t, v, 0)
+}
