@@ -166,3 +166,39 @@ func TestExportOfAlerts(t *testing.T) {
 	wantCode(t, r, exitUsage)
 	wantStderr(t, r, "Usage error: --data activities,alerts: an export holds one data type; an export holds activities or alerts: give --data activities or --data alerts")
 }
+
+// verify checks each data type of a recovery: the alerts' count with the
+// alerts' state, and with --received the alerts the SIEM lacks.
+func TestVerifyActivitiesAndAlerts(t *testing.T) {
+	t.Parallel()
+	alerts := mcastest.GenerateAlerts(mcastest.GenerateOptions{Window: apiWindow, Count: 60})
+	srv := mcastest.New(t, mcastest.Options{Activities: mcastest.Generate(mcastest.GenerateOptions{Window: apiWindow, Count: 200}), Alerts: alerts})
+	a := newAPIRun(t, srv, srv.Token())
+	wantCode(t, a.run(t, nil, "--data", "activities,alerts"), 0)
+	r := runBin(t, a.dir, nil, append([]string{"verify"}, append(slices.Clone(a.args[1:]), "--data", "activities,alerts")...)...)
+	wantCode(t, r, 0)
+	wantStderr(t, r, "data=activities", "data=alerts", "at_source=60")
+	// The SIEM lost three alerts: verify lists them, and exits 10.
+	data, err := os.ReadFile(filepath.Join(a.dir, "out.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	lost := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		if al, err := recovery.DecodeAlert([]byte(l)); err == nil && strings.HasPrefix(al.ID, "6571c0ffee0d") && len(lost) < 3 {
+			lost[al.ID] = true
+			continue
+		}
+		kept = append(kept, l)
+	}
+	writeFile(t, a.dir, "siem.jsonl", strings.Join(kept, "\n")+"\n")
+	r = runBin(t, a.dir, nil, append([]string{"verify"}, append(slices.Clone(a.args[1:]), "--data", "activities,alerts", "--received", "siem.jsonl")...)...)
+	wantCode(t, r, exitMissing)
+	for id := range lost {
+		if !strings.Contains(r.stdout, id+"\n") {
+			t.Errorf("verify does not list the lost alert %s:\n%s", id, r.stdout)
+		}
+	}
+	wantStderr(t, r, "3 of the window's 60 alerts are not in siem.jsonl")
+}

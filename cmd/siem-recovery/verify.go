@@ -56,7 +56,7 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	// The checkpoint is optional with --received: verify also checks a
 	// SIEM against a window recovered some other way. Without either,
 	// nothing would be compared, and "nothing missing" would be a guess.
-	var st *recovery.State
+	var whole *recovery.State
 	id := identity(src, scope, in.streams)
 	cpPath, err := checkpointPath(c, id)
 	if err != nil {
@@ -87,12 +87,43 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 			in.scope = scope
 			log.Info("the checkpoint was made --by "+id.By.String()+": verify reads the window by "+id.By.String()+" too", "checkpoint", cpPath)
 		}
-		st = s.Stream(in.streams[0].data)
+		whole = &s
 	} else if !errors.Is(err, fs.ErrNotExist) || c.IsSet("checkpoint") {
 		return err
 	}
-	// What the source reads: the first data type's time (alerts have one).
-	read := recovery.Scope{Window: scope.Window, By: scopeBy(scope, in.streams[0].data)}
+	// Each data type of the recovery in turn (--data activities,alerts):
+	// the first missing is what the command ends on, once all are checked.
+	var first error
+	for _, s := range in.streams {
+		var st *recovery.State
+		if whole != nil {
+			st = whole.Stream(s.data)
+		}
+		vlog := log
+		if !onlyActivities(in.streams) {
+			vlog = log.With("data", string(s.data))
+		}
+		err := verifyStream(c, in, stdout, vlog, s, st, cpPath)
+		var missing *missingError
+		switch {
+		case errors.As(err, &missing):
+			if first == nil {
+				first = err
+			}
+		case err != nil:
+			return err
+		}
+	}
+	return first
+}
+
+// verifyStream verifies data type s of the window: against the
+// checkpoint's state of it (st, nil for none), and with --received
+// against what the SIEM holds.
+func verifyStream(c *cli.Context, in inputs, stdout io.Writer, log *slog.Logger, s stream, st *recovery.State, cpPath string) error {
+	scope, src := in.scope, in.src
+	// What the source reads: the data type's time (alerts have one).
+	read := recovery.Scope{Window: scope.Window, By: scopeBy(scope, s.data)}
 	buckets, err := readBuckets(c, scope.Window)
 	if err != nil {
 		return err
@@ -107,12 +138,13 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 			"nothing to compare the source's count with: no checkpoint at %s, and no --received", cpPath)
 	}
 
-	source, err := openSource(c.Context, c, log, src, read, in.streams[0].filter, in.streams[0].data, nil, false)
+	source, err := openSource(c.Context, c, log, src, read, s.filter, s.data, nil, false)
 	if err != nil {
 		return err
 	}
 	defer closeSource(source)
 	if received == nil {
+		in.log = log
 		return verifyCount(c, in, source, read, *st, buckets)
 	}
 	out := bufio.NewWriter(stdout)
@@ -143,7 +175,7 @@ func verify(c *cli.Context, stdout, stderr io.Writer) error {
 	attrs = append(attrs, comparisonAttrs(cmp)...)
 	log.Info("verified against the SIEM's ids", attrs...)
 	if missing > 0 {
-		return &missingError{detail: fmt.Sprintf("%d of the window's %s activities are not in %s (their ids are on stdout)", missing, recovery.CountText(count, atLeast), c.String("received")),
+		return &missingError{detail: fmt.Sprintf("%d of the window's %s %s are not in %s (their ids are on stdout)", missing, recovery.CountText(count, atLeast), s.data, c.String("received")),
 			remedy: topUpAdvice(c, st)}
 	}
 	return nil
