@@ -106,11 +106,12 @@ func logError(stderr io.Writer, err error, code int, name string) {
 func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:  "siem-recovery",
-		Usage: "recover the MCAS activities your SIEM never received",
-		Description: "When the MCAS SIEM agent fails to deliver, MCAS raises a system alert naming a time window.\n" +
-			"siem-recovery pulls that window's activities (activities only, with the original agent's filter),\n" +
-			"sends them to the SIEM as the agent would (syslog, CEF), keeps its progress in a checkpoint,\n" +
-			"and disables itself when it reaches the end date. Re-running it resumes; once done, it does nothing.",
+		Usage: "get the MCAS activities and alerts your SIEM never received into it, and keep it fed",
+		Description: "run recovers a window: it pulls the window's activities (and alerts, with --data) with the original SIEM\n" +
+			"agent's filter, sends them to the SIEM as the agent did (syslog, CEF), keeps its progress in a checkpoint,\n" +
+			"and disables itself at the end date; re-running it resumes, and once done it does nothing.\n" +
+			"follow keeps a SIEM fed as the retired SIEM agent did; gaps finds the windows a SIEM lacks, now that no\n" +
+			"agent raises an alert; --source graph recovers Defender XDR's CloudAppEvents for SIEMs fed by the streaming API.",
 		Version:         version,
 		Writer:          stdout,
 		ErrWriter:       stderr,
