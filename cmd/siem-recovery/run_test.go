@@ -171,6 +171,7 @@ func TestHelpExplainsEachCommand(t *testing.T) {
 		"gaps":    {"--received FILE --start T --end T", "--bucket D", "--json", "10 activities missing", "never a secret"},
 		"check":   {"OK or FAIL", "Nothing is sent", "--proxy URL"},
 		"version": {"version field of every CEF header"},
+		"follow":  {"--once", "--poll D", "--metrics-addr HOST:PORT", "48 h ago", "exit 75 after the batch in flight"},
 	} {
 		r := runBin(t, t.TempDir(), nil, cmd, "--help")
 		wantCode(t, r, 0)
@@ -181,7 +182,7 @@ func TestHelpExplainsEachCommand(t *testing.T) {
 		}
 	}
 	top := runBin(t, t.TempDir(), nil, "--help")
-	for _, w := range []string{"system alert", "disables itself", "run ", "status ", "verify ", "gaps ", "check "} {
+	for _, w := range []string{"original SIEM", "disables itself", "retired SIEM agent", "run ", "follow ", "status ", "verify ", "gaps ", "check "} {
 		if !strings.Contains(top.stdout, w) {
 			t.Errorf("--help lacks %q", w)
 		}
