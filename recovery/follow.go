@@ -189,14 +189,25 @@ func (f *Follower) Run(ctx context.Context) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// With Once, the present to catch up to is the one of the start: a
+	// cycle that outlasts the poll (a slow API, a rate limit spacing the
+	// requests further apart than the poll) would otherwise leave every
+	// next one behind the clock, and the run would never end.
+	target := Horizon(f.now(), f.Margin)
 	for {
 		behind := false
 		for _, feed := range f.Feeds {
-			more, err := f.cycle(ctx, feed, log)
+			reached, err := f.cycle(ctx, feed, log)
 			if err != nil {
 				return err
 			}
-			behind = behind || more
+			if f.Once {
+				behind = behind || reached < target
+			} else {
+				// The cycle took longer than a poll: what MCAS saved
+				// meanwhile is read at once, without a sleep.
+				behind = behind || Horizon(f.now(), f.Margin)-reached > f.Poll.Milliseconds()
+			}
 		}
 		if behind {
 			continue
@@ -219,13 +230,12 @@ func (f *Follower) Run(ctx context.Context) error {
 
 // cycle makes one cycle of feed: it resumes a pass an earlier run left
 // unfinished, or begins the next from the feed's horizon to the present
-// less the margin (none when that is no later). behind tells that, once
-// done, the feed is more than a poll behind (the cycle took long): the
-// next should follow at once.
-func (f *Follower) cycle(ctx context.Context, feed Feed, log *slog.Logger) (behind bool, err error) {
+// less the margin (none when that is no later). It returns the feed's
+// horizon once done: everything saved before it was delivered.
+func (f *Follower) cycle(ctx context.Context, feed Feed, log *slog.Logger) (reached int64, err error) {
 	st, err := feed.Checkpoint.Load(ctx)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	start := f.now()
 	horizon := Horizon(start, f.Margin)
@@ -235,14 +245,14 @@ func (f *Follower) cycle(ctx context.Context, feed Feed, log *slog.Logger) (behi
 			from = f.Start
 		}
 		if horizon <= from {
-			return false, nil // nothing saved since that MCAS lists yet
+			return from, nil // nothing saved since that MCAS lists yet
 		}
 		err := feed.Checkpoint.Update(ctx, func(s *State) error {
 			next(s, feed, f, from, horizon)
 			return nil
 		})
 		if err != nil {
-			return false, fmt.Errorf("begin a cycle: %w", err)
+			return 0, fmt.Errorf("begin a cycle: %w", err)
 		}
 	}
 	r := &Replayer{Source: feed.Source, Sink: f.Sink, Checkpoint: feed.Checkpoint, Logger: slog.New(demoted{log.Handler()}),
@@ -250,7 +260,7 @@ func (f *Follower) cycle(ctx context.Context, feed Feed, log *slog.Logger) (behi
 		Lanes: max(f.Lanes, 1), NoCount: true, SinkName: f.SinkName, Now: f.Now, Progress: f.Progress}
 	res, err := r.Run(ctx)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	done := f.now()
 	err = feed.Checkpoint.Update(ctx, func(s *State) error {
@@ -263,7 +273,7 @@ func (f *Follower) cycle(ctx context.Context, feed Feed, log *slog.Logger) (behi
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("end a cycle: %w", err)
+		return 0, fmt.Errorf("end a cycle: %w", err)
 	}
 	if res.Sent > 0 {
 		log.Info("cycle done", "data", string(feed.Data), "sent", res.Sent, "skipped", res.Skipped, "sent_again", res.Resent,
@@ -272,7 +282,7 @@ func (f *Follower) cycle(ctx context.Context, feed Feed, log *slog.Logger) (behi
 	if f.Cycled != nil {
 		f.Cycled(feed.Data, st, res.Sent)
 	}
-	return Horizon(done, f.Margin)-st.FeedHorizon() > f.Poll.Milliseconds(), nil
+	return st.FeedHorizon(), nil
 }
 
 // unfinished tells whether st's pass is a cycle an earlier run began and

@@ -223,3 +223,33 @@ func httpGet(t *testing.T, url string) string {
 	}
 	return string(b)
 }
+
+// --once catches up to the present of its start and exits, even when
+// every cycle takes longer than --poll (here the API answers in 300 ms, a
+// poll is 100 ms): a cycle then ends more than a poll behind the clock, and
+// chasing it would never end.
+func TestFollowOnceEndsWhenCyclesOutlastThePoll(t *testing.T) {
+	t.Parallel()
+	l := &liveTenant{srv: mcastest.New(t, mcastest.Options{AnswerTime: 300 * time.Millisecond})}
+	l.save(t, 9)
+	dir := t.TempDir()
+	writeFile(t, dir, "token.txt", l.srv.Token()+"\n")
+	args := followArgs(l, time.Now().Add(-time.Hour), "--once")
+	args[slices.Index(args, "activities")] = "activities,alerts"
+	time.Sleep(1100 * time.Millisecond) // past the margin
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd, stderr, done := startBinIn(ctx, t, dir, nil, args...)
+	<-done
+	if code := cmd.ProcessState.ExitCode(); code != exitCompleted {
+		t.Fatalf("exit %d (-1: still cycling after 30 s), want 0\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "caught up") {
+		t.Errorf("no caught up line:\n%s", stderr.String())
+	}
+	assertDelivered(t, filepath.Join(dir, "out.jsonl"), l.saved())
+	// One cycle a data type: a request each.
+	if got := l.srv.Stats().Requests; got != 2 {
+		t.Errorf("%d requests, want 2 (a cycle of activities, one of alerts)", got)
+	}
+}
