@@ -30,8 +30,10 @@ type Follow struct {
 	Resent  int64 `json:"resent"`
 	// LastCycleAt is when a cycle last completed: the API answered and
 	// the sink took all it was given. A feed with nothing new still
-	// completes its cycles, so this is its heartbeat (status's
-	// connection_error and disconnected age from it).
+	// completes its cycles, so this is its heartbeat; so is a page
+	// delivered by the cycle in progress (the pass's LastSuccessAt), for
+	// a cycle that catches up on days may take hours (status's
+	// connection_error and disconnected age from the later of the two).
 	LastCycleAt time.Time `json:"last_cycle_at,omitzero"`
 	// Poll and Margin are --poll and --settle-margin as of the latest run.
 	Poll   time.Duration `json:"poll"`
@@ -74,7 +76,7 @@ func (st State) Lag(now time.Time) time.Duration {
 const (
 	FeedRunning         = "running"          // caught up: the lag is within margin + poll + a page's time
 	FeedCatchingUp      = "catching_up"      // reading what it is behind
-	FeedConnectionError = "connection_error" // no cycle completed for over 2 h
+	FeedConnectionError = "connection_error" // no cycle completed, no page delivered, for over 2 h
 	FeedDisconnected    = "disconnected"     // the same for over 12 h
 )
 
@@ -89,8 +91,9 @@ const (
 // and the metrics show it: when no run is active, failed if its last run
 // ended on an error, else stopped (a planned stop, or a run that died);
 // while one is, disconnected or connection_error when no cycle completed
-// for 12 h or 2 h, catching_up when it lags more than its margin, poll
-// and a minute (a page's time), running when not.
+// and no page was delivered for 12 h or 2 h, catching_up when it lags
+// more than its margin, poll and a minute (a page's time), running when
+// not.
 func (st State) FeedState(now time.Time, active bool) string {
 	if !active {
 		if st.State == StateFailed {
@@ -103,6 +106,9 @@ func (st State) FeedState(now time.Time, active bool) string {
 		return StatePending
 	}
 	last := f.LastCycleAt
+	if st.LastSuccessAt.After(last) {
+		last = st.LastSuccessAt // a page delivered in the cycle in progress
+	}
 	if last.IsZero() {
 		last = st.CreatedAt
 	}
