@@ -265,6 +265,9 @@ func (f *Follower) cycle(ctx context.Context, feed Feed, log *slog.Logger) (reac
 		Redactor: f.Redactor, Stop: f.Stop, Grace: f.Grace, Exclude: f.Exclude, ExcludeFile: f.ExcludeFile,
 		Lanes: max(f.Lanes, 1), NoCount: true, SinkName: f.SinkName, Now: f.Now, Progress: f.Progress}
 	res, err := r.Run(ctx)
+	if errors.Is(err, ErrStopped) {
+		return 0, f.stopped(ctx, feed, err)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -289,6 +292,20 @@ func (f *Follower) cycle(ctx context.Context, feed Feed, log *slog.Logger) (reac
 		f.Cycled(feed.Data, st, res.Sent)
 	}
 	return st.FeedHorizon(), nil
+}
+
+// stopped is the error of a planned stop during a cycle of feed: where
+// the feed stands, not where the cycle's pass does (a recovery's "0.0% of
+// the window done, 0 sent in all" says nothing of a feed that sent for
+// months). err is the pass's stop, kept when the state cannot be read.
+func (f *Follower) stopped(ctx context.Context, feed Feed, err error) error {
+	st, lerr := feed.Checkpoint.Load(context.WithoutCancel(ctx))
+	if lerr != nil {
+		return err
+	}
+	return Problemf(ErrStopped, "re-run the same command to go on from where it stands",
+		"stopped during a cycle of %s: everything before %s (by %s) is delivered, %d sent since the feed began; progress is saved",
+		feed.Data, FormatMillis(st.FeedHorizon()), feed.By, st.FeedSent())
 }
 
 // unfinished tells whether st's pass is a cycle an earlier run began and

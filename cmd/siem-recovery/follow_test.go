@@ -253,3 +253,43 @@ func TestFollowOnceEndsWhenCyclesOutlastThePoll(t *testing.T) {
 		t.Errorf("%d requests, want 2 (a cycle of activities, one of alerts)", got)
 	}
 }
+
+// A planned stop during a cycle says where the feed stands: its horizon
+// and what it sent since it began, not the cycle's pass ("0.0% of the
+// window done (0 sent in all)" of a feed that sent all along).
+func TestFollowStopDuringACycleSaysWhereTheFeedStands(t *testing.T) {
+	t.Parallel()
+	l := newLiveTenant(t)
+	l.save(t, 6)
+	dir := t.TempDir()
+	writeFile(t, dir, "token.txt", l.srv.Token()+"\n")
+	time.Sleep(1100 * time.Millisecond) // past the margin
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd, stderr, done := startBinIn(ctx, t, dir, nil, followArgs(l, time.Now().Add(-time.Hour))...)
+	awaitStatus(ctx, t, dir, filepath.Join(dir, "feed.db"), func(s statusReport) bool { return s.Sent == 6 })
+	// The API fails from now on: the next cycle retries, and is stopped
+	// in a retry's wait.
+	l.srv.FailNext(1000, mcastest.Fault{Status: 503})
+	for !strings.Contains(stderr.String(), "API request failed; retrying") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no retry:\n%s", stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	<-done
+	if code := cmd.ProcessState.ExitCode(); code != exitStopped {
+		t.Fatalf("exit %d, want 75\n%s", code, stderr.String())
+	}
+	st := statusJSON(t, dir, "feed.db")
+	want := "Stopped before the end date: stopped during a cycle of activities: everything before " + st.Horizon +
+		" (by created) is delivered, 6 sent since the feed began; progress is saved; re-run the same command to go on from where it stands (checkpoint feed.db)\n"
+	if lines := strings.SplitAfter(stderr.String(), "\n"); lines[len(lines)-2] != want {
+		t.Errorf("the stop says\n%q\nwant\n%q", lines[len(lines)-2], want)
+	}
+	if st.State != recovery.StateStopped || st.Sent != 6 {
+		t.Errorf("status: %s, %d sent", st.State, st.Sent)
+	}
+}
