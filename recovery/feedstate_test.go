@@ -42,3 +42,35 @@ func TestFeedStateAgesFromTheLastCycleOrDelivery(t *testing.T) {
 		t.Errorf("no run active: %s, want stopped", got)
 	}
 }
+
+// With no run active (a feed cron starts with --once, or one stopped),
+// a feed silent for 2 h is connection_error and for 12 h disconnected, as
+// a recovery a schedule runs: a schedule whose every run stops without
+// delivering (the SIEM down, --max-duration reached) must not look merely
+// stopped. A failed run stays failed.
+func TestFeedStateWithNoRunActive(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	feed := func(state string, lastCycle time.Time) State {
+		st := State{CreatedAt: ago(48 * time.Hour), Follow: &Follow{Start: ago(96 * time.Hour).UnixMilli(),
+			Horizon: lastCycle.Add(-10 * time.Minute).UnixMilli(), LastCycleAt: lastCycle, Poll: time.Minute, Margin: 10 * time.Minute}}
+		st.Pass = Pass{State: state}
+		return st
+	}
+	for _, tc := range []struct {
+		name string
+		st   State
+		want string
+	}{
+		{"stopped a minute ago", feed(StateStopped, ago(time.Minute)), StateStopped},
+		{"a cron feed, last cycle 5 min ago", feed(StateCompleted, ago(5*time.Minute)), StateStopped},
+		{"a cron feed, last cycle 3 h ago", feed(StateStopped, ago(3*time.Hour)), FeedConnectionError},
+		{"a cron feed, last cycle 13 h ago", feed(StateStopped, ago(13*time.Hour)), FeedDisconnected},
+		{"failed 13 h ago", feed(StateFailed, ago(13*time.Hour)), StateFailed},
+		{"never began", State{}, StateStopped},
+	} {
+		if got := tc.st.FeedState(now, false); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}

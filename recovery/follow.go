@@ -88,21 +88,24 @@ const (
 )
 
 // FeedState is the state of a feed of this data type at now, as status
-// and the metrics show it: when no run is active, failed if its last run
-// ended on an error, else stopped (a planned stop, or a run that died);
-// while one is, disconnected or connection_error when no cycle completed
-// and no page was delivered for 12 h or 2 h, catching_up when it lags
-// more than its margin, poll and a minute (a page's time), running when
-// not.
+// and the metrics show it: failed when no run is active and the last
+// ended on an error; else disconnected or connection_error when no cycle
+// completed and no page was delivered for 12 h or 2 h, whether a run is
+// active or not (a feed that cron starts with --once, each run stopping
+// at --max-duration with the SIEM down, must not look merely stopped, as
+// the agent showed in the portal); else, with no run active, stopped (a
+// planned stop, or a run that died); while one is, catching_up when it
+// lags more than its margin, poll and a minute (a page's time), running
+// when not.
 func (st State) FeedState(now time.Time, active bool) string {
-	if !active {
-		if st.State == StateFailed {
-			return StateFailed
-		}
-		return StateStopped
+	if !active && st.State == StateFailed {
+		return StateFailed
 	}
 	f := st.Follow
 	if f == nil {
+		if !active {
+			return StateStopped
+		}
 		return StatePending
 	}
 	last := f.LastCycleAt
@@ -117,6 +120,8 @@ func (st State) FeedState(now time.Time, active bool) string {
 		return FeedDisconnected
 	case age > FeedConnectionErrorAfter:
 		return FeedConnectionError
+	case !active:
+		return StateStopped
 	}
 	if st.Lag(now) > f.Margin+f.Poll+time.Minute {
 		return FeedCatchingUp
