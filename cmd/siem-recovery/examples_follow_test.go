@@ -801,3 +801,45 @@ func TestExampleCrontabFollow(t *testing.T) {
 		t.Fatalf("the hourly check of a failed feed mailed %q%q", r.stdout, r.stderr)
 	}
 }
+
+// TestRunbookFollowFirstStart runs the runbook's first start of a feed (its
+// "Replace the retired SIEM agent", step 3) and the verify of step 2 at the
+// seam with the agent: verify lists the activities the SIEM lacks, and the
+// first start sends those and the alerts the agent never sent, nothing the
+// SIEM holds, and exits 0.
+func TestRunbookFollowFirstStart(t *testing.T) {
+	block := runbookBlock(t, "(?s)```sh\n\\s*(siem-recovery follow --once .*?)```", "the first start of a feed")
+	line := strings.ReplaceAll(block, "\\\n", " ")
+	seam := newAgentSeam(t, entratest.App{ClientID: entraClient, Secret: entraSecret})
+	dir := t.TempDir()
+	writeFile(t, dir, "token", seam.api.Token()+"\n")
+	writeFile(t, dir, "filter.json", readExample(t, "filter.json"))
+	writeFile(t, dir, "agent-tail.txt", seam.tail)
+	local := strings.NewReplacer("siem-recovery follow", binary+" follow", "2026-11-30T07:00:00Z", seam.start.UTC().Format(time.RFC3339Nano),
+		"https://TENANT.REGION.portal.cloudappsecurity.com", seam.api.URL, "tcp://siem.example.com:514", "file:siem.cef",
+		"/var/lib/siem-recovery/", dir+"/")
+	env := []string{"SSL_CERT_FILE=" + seam.caFile}
+
+	// Step 2's verify: the activities the first start will send.
+	args := strings.Fields(local.Replace(line))
+	verify := runBin(t, dir, env, "verify", "--by", "created", "--start", flagValue(args, "--start"),
+		"--end", time.Now().Add(-10*time.Minute).UTC().Format(time.RFC3339), "--source", seam.api.URL, "--token-file", "token",
+		"--filter", "filter.json", "--received", "agent-tail.txt")
+	wantCode(t, verify, exitMissing)
+	for _, id := range seam.want[:len(seam.want)-1] { // the activities; the last is the alert
+		if !strings.Contains(verify.stdout, id) {
+			t.Errorf("verify does not list %s:\n%s", id, verify.stdout)
+		}
+	}
+
+	r := runShell(t, dir, env, local.Replace(line))
+	wantCode(t, r, 0)
+	wantStderr(t, r, `msg="caught up"`)
+	var lines [][]byte
+	for _, l := range strings.Split(strings.TrimSpace(readFileString(t, filepath.Join(dir, "siem.cef"))), "\n") {
+		lines = append(lines, []byte(l))
+	}
+	if got := externalIDs(t, lines); !slices.Equal(got, seam.want) {
+		t.Fatalf("the first start sent %q, want %q", got, seam.want)
+	}
+}
