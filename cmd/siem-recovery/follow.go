@@ -83,8 +83,8 @@ func follow(c *cli.Context, stderr io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	if poll < 100*time.Millisecond {
-		return recovery.Problemf(recovery.ErrUsage, "give --poll 100ms or more (the default, 1m, is the agent's pace)", "--poll %s", poll)
+	if poll < minPoll {
+		return recovery.Problemf(recovery.ErrUsage, "give --poll "+minPoll.String()+" or more (the default, 1m, is the agent's pace)", "--poll %s", poll)
 	}
 	margin, err := duration(c, "settle-margin")
 	if err != nil {
