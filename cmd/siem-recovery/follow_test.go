@@ -146,15 +146,27 @@ func TestFollowStatusMetricsAndStop(t *testing.T) {
 	defer cancel()
 	cmd, stderr, done := startBinIn(ctx, t, dir, nil, followArgs(l, time.Now().Add(-time.Hour), "--metrics-addr", addr)...)
 	time.Sleep(1100 * time.Millisecond) // past the margin
-	st := awaitStatus(ctx, t, dir, filepath.Join(dir, "feed.db"), func(s statusReport) bool { return s.Sent == 40 && s.RunActive })
-	if !st.Feed || st.State != recovery.FeedRunning || st.LagSeconds > 5 || st.Cycles == 0 {
+	// The page is recorded, then the cycle's end, then the metrics are
+	// told: wait for the cycle's end.
+	st := awaitStatus(ctx, t, dir, filepath.Join(dir, "feed.db"), func(s statusReport) bool { return s.Sent == 40 && s.RunActive && s.Cycles > 0 })
+	if !st.Feed || st.State != recovery.FeedRunning || st.LagSeconds > 5 {
 		t.Errorf("a feed caught up: state %s, lag %d s, %d cycles", st.State, st.LagSeconds, st.Cycles)
 	}
-	metrics := httpGet(t, "http://"+addr+"/metrics")
-	for _, want := range []string{`siem_recovery_events_sent_total{data="activities"} 40`, `siem_recovery_state{state="running"} 1`,
-		"siem_recovery_lag_seconds{data=\"activities\"}", "siem_recovery_api_requests_total", "siem_recovery_cycles_total"} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("metrics lack %q:\n%.2000s", want, metrics)
+	for {
+		metrics, missing := httpGet(t, "http://"+addr+"/metrics"), ""
+		for _, want := range []string{`siem_recovery_events_sent_total{data="activities"} 40`, `siem_recovery_state{state="running"} 1`,
+			"siem_recovery_lag_seconds{data=\"activities\"}", "siem_recovery_api_requests_total", "siem_recovery_cycles_total"} {
+			if !strings.Contains(metrics, want) {
+				missing = want
+			}
+		}
+		if missing == "" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("metrics lack %q:\n%.2000s", missing, metrics)
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	if health := httpGet(t, "http://"+addr+"/healthz"); health != "ok\n" {
