@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"os"
@@ -166,12 +166,11 @@ func probe(t *testing.T, url string) (int, string) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var body strings.Builder
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		body.WriteString(sc.Text() + "\n")
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return resp.StatusCode, body.String()
+	return resp.StatusCode, string(body)
 }
 
 // stopFollow sends SIGTERM, as systemctl stop or the kubelet does, and

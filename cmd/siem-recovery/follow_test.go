@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -223,17 +221,8 @@ func TestFollowIdleCycleIsOneRequest(t *testing.T) {
 
 func httpGet(t *testing.T, url string) string {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	_, body := probe(t, url)
+	return body
 }
 
 // --once catches up to the present of its start and exits, even when
