@@ -30,8 +30,10 @@ type Follow struct {
 	Resent  int64 `json:"resent"`
 	// LastCycleAt is when a cycle last completed: the API answered and
 	// the sink took all it was given. A feed with nothing new still
-	// completes its cycles, so this is its heartbeat (status's
-	// connection_error and disconnected age from it).
+	// completes its cycles, so this is its heartbeat; so is a page
+	// delivered by the cycle in progress (the pass's LastSuccessAt), for
+	// a cycle that catches up on days may take hours (status's
+	// connection_error and disconnected age from the later of the two).
 	LastCycleAt time.Time `json:"last_cycle_at,omitzero"`
 	// Poll and Margin are --poll and --settle-margin as of the latest run.
 	Poll   time.Duration `json:"poll"`
@@ -74,7 +76,7 @@ func (st State) Lag(now time.Time) time.Duration {
 const (
 	FeedRunning         = "running"          // caught up: the lag is within margin + poll + a page's time
 	FeedCatchingUp      = "catching_up"      // reading what it is behind
-	FeedConnectionError = "connection_error" // no cycle completed for over 2 h
+	FeedConnectionError = "connection_error" // no cycle completed, no page delivered, for over 2 h
 	FeedDisconnected    = "disconnected"     // the same for over 12 h
 )
 
@@ -86,23 +88,30 @@ const (
 )
 
 // FeedState is the state of a feed of this data type at now, as status
-// and the metrics show it: when no run is active, failed if its last run
-// ended on an error, else stopped (a planned stop, or a run that died);
-// while one is, disconnected or connection_error when no cycle completed
-// for 12 h or 2 h, catching_up when it lags more than its margin, poll
-// and a minute (a page's time), running when not.
+// and the metrics show it: failed when no run is active and the last
+// ended on an error; else disconnected or connection_error when no cycle
+// completed and no page was delivered for 12 h or 2 h, whether a run is
+// active or not (a feed that cron starts with --once, each run stopping
+// at --max-duration with the SIEM down, must not look merely stopped, as
+// the agent showed in the portal); else, with no run active, stopped (a
+// planned stop, or a run that died); while one is, catching_up when it
+// lags more than its margin, poll and a minute (a page's time), running
+// when not.
 func (st State) FeedState(now time.Time, active bool) string {
-	if !active {
-		if st.State == StateFailed {
-			return StateFailed
-		}
-		return StateStopped
+	if !active && st.State == StateFailed {
+		return StateFailed
 	}
 	f := st.Follow
 	if f == nil {
+		if !active {
+			return StateStopped
+		}
 		return StatePending
 	}
 	last := f.LastCycleAt
+	if st.LastSuccessAt.After(last) {
+		last = st.LastSuccessAt // a page delivered in the cycle in progress
+	}
 	if last.IsZero() {
 		last = st.CreatedAt
 	}
@@ -111,6 +120,8 @@ func (st State) FeedState(now time.Time, active bool) string {
 		return FeedDisconnected
 	case age > FeedConnectionErrorAfter:
 		return FeedConnectionError
+	case !active:
+		return StateStopped
 	}
 	if st.Lag(now) > f.Margin+f.Poll+time.Minute {
 		return FeedCatchingUp
@@ -189,14 +200,25 @@ func (f *Follower) Run(ctx context.Context) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// With Once, the present to catch up to is the one of the start: a
+	// cycle that outlasts the poll (a slow API, a rate limit spacing the
+	// requests further apart than the poll) would otherwise leave every
+	// next one behind the clock, and the run would never end.
+	target := Horizon(f.now(), f.Margin)
 	for {
 		behind := false
 		for _, feed := range f.Feeds {
-			more, err := f.cycle(ctx, feed, log)
+			reached, err := f.cycle(ctx, feed, log)
 			if err != nil {
 				return err
 			}
-			behind = behind || more
+			if f.Once {
+				behind = behind || reached < target
+			} else {
+				// The cycle took longer than a poll: what MCAS saved
+				// meanwhile is read at once, without a sleep.
+				behind = behind || Horizon(f.now(), f.Margin)-reached > f.Poll.Milliseconds()
+			}
 		}
 		if behind {
 			continue
@@ -219,13 +241,12 @@ func (f *Follower) Run(ctx context.Context) error {
 
 // cycle makes one cycle of feed: it resumes a pass an earlier run left
 // unfinished, or begins the next from the feed's horizon to the present
-// less the margin (none when that is no later). behind tells that, once
-// done, the feed is more than a poll behind (the cycle took long): the
-// next should follow at once.
-func (f *Follower) cycle(ctx context.Context, feed Feed, log *slog.Logger) (behind bool, err error) {
+// less the margin (none when that is no later). It returns the feed's
+// horizon once done: everything saved before it was delivered.
+func (f *Follower) cycle(ctx context.Context, feed Feed, log *slog.Logger) (reached int64, err error) {
 	st, err := feed.Checkpoint.Load(ctx)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	start := f.now()
 	horizon := Horizon(start, f.Margin)
@@ -235,22 +256,25 @@ func (f *Follower) cycle(ctx context.Context, feed Feed, log *slog.Logger) (behi
 			from = f.Start
 		}
 		if horizon <= from {
-			return false, nil // nothing saved since that MCAS lists yet
+			return from, nil // nothing saved since that MCAS lists yet
 		}
 		err := feed.Checkpoint.Update(ctx, func(s *State) error {
 			next(s, feed, f, from, horizon)
 			return nil
 		})
 		if err != nil {
-			return false, fmt.Errorf("begin a cycle: %w", err)
+			return 0, fmt.Errorf("begin a cycle: %w", err)
 		}
 	}
 	r := &Replayer{Source: feed.Source, Sink: f.Sink, Checkpoint: feed.Checkpoint, Logger: slog.New(demoted{log.Handler()}),
 		Redactor: f.Redactor, Stop: f.Stop, Grace: f.Grace, Exclude: f.Exclude, ExcludeFile: f.ExcludeFile,
 		Lanes: max(f.Lanes, 1), NoCount: true, SinkName: f.SinkName, Now: f.Now, Progress: f.Progress}
 	res, err := r.Run(ctx)
+	if errors.Is(err, ErrStopped) {
+		return 0, f.stopped(ctx, feed, err)
+	}
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	done := f.now()
 	err = feed.Checkpoint.Update(ctx, func(s *State) error {
@@ -263,7 +287,7 @@ func (f *Follower) cycle(ctx context.Context, feed Feed, log *slog.Logger) (behi
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("end a cycle: %w", err)
+		return 0, fmt.Errorf("end a cycle: %w", err)
 	}
 	if res.Sent > 0 {
 		log.Info("cycle done", "data", string(feed.Data), "sent", res.Sent, "skipped", res.Skipped, "sent_again", res.Resent,
@@ -272,7 +296,21 @@ func (f *Follower) cycle(ctx context.Context, feed Feed, log *slog.Logger) (behi
 	if f.Cycled != nil {
 		f.Cycled(feed.Data, st, res.Sent)
 	}
-	return Horizon(done, f.Margin)-st.FeedHorizon() > f.Poll.Milliseconds(), nil
+	return st.FeedHorizon(), nil
+}
+
+// stopped is the error of a planned stop during a cycle of feed: where
+// the feed stands, not where the cycle's pass does (a recovery's "0.0% of
+// the window done, 0 sent in all" says nothing of a feed that sent for
+// months). err is the pass's stop, kept when the state cannot be read.
+func (f *Follower) stopped(ctx context.Context, feed Feed, err error) error {
+	st, lerr := feed.Checkpoint.Load(context.WithoutCancel(ctx))
+	if lerr != nil {
+		return err
+	}
+	return Problemf(ErrStopped, "re-run the same command to go on from where it stands",
+		"stopped during a cycle of %s: everything before %s (by %s) is delivered, %d sent since the feed began; progress is saved",
+		feed.Data, FormatMillis(st.FeedHorizon()), feed.By, st.FeedSent())
 }
 
 // unfinished tells whether st's pass is a cycle an earlier run began and

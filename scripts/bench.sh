@@ -7,7 +7,10 @@
 # Scan lanes (section 6) run against the MCAS emulator answering in fixed
 # times: LANES_N activities (default 200000), LANES_ANSWERS (default 2s,5s),
 # LANES_RATE requests a minute (default 30); about 8 minutes. LANES_N=0
-# leaves them out.
+# leaves them out. A feed (section 7, follow) runs FOLLOW_CYCLES cycles
+# (default 10000) over a live tenant in the emulator, after FOLLOW_LIVE
+# (default 60s) of the shipped build; about 5 minutes. FOLLOW_CYCLES=0
+# leaves it out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
@@ -16,6 +19,8 @@ LANES_N=${LANES_N:-200000}
 LANES_ANSWERS=${LANES_ANSWERS:-2s,5s}
 LANES_RATE=${LANES_RATE:-30}
 ROUNDS=${ROUNDS:-3}
+FOLLOW_CYCLES=${FOLLOW_CYCLES:-10000}
+FOLLOW_LIVE=${FOLLOW_LIVE:-60s}
 WINDOW=2048   # sink.DefaultRELPWindow: also what a kill -9 may send again
 START=1715673600000
 END=$((START + 3600000))
@@ -202,6 +207,23 @@ if [ "$LANES_N" -gt 0 ]; then
     }' "$work/lanes.txt")
 fi
 
+follow_rows=""
+if [ "$FOLLOW_CYCLES" -gt 0 ]; then
+  echo "7. a feed (follow): $FOLLOW_LIVE live, then $FOLLOW_CYCLES cycles..." >&2
+  SIEM_RECOVERY_BENCH_FOLLOW=$FOLLOW_CYCLES SIEM_RECOVERY_BENCH_FOLLOW_LIVE=$FOLLOW_LIVE \
+    go test -run '^$' -bench BenchmarkFollow -benchtime 1x -timeout 1h ./cmd/siem-recovery/ > "$work/follow.txt"
+  # "BenchmarkFollow-2 1 NS ns/op V unit V unit ..."
+  follow_rows=$(awk '
+    /^BenchmarkFollow(-[0-9]+)?[ \t]/ {
+      for (i = 5; i < NF; i += 2) m[$(i+1)] = $i
+      printf "| feed, live (activities every second, a third dated up to 6 h back): lag of a record, saved to in the SIEM, max (p50) vs margin + poll | %.2f (%.2f) vs %.0f s | %.2f | ≤ margin + poll + a cycle |\n", m["lag-max-s"], m["lag-p50-s"], m["margin+poll-s"], m["lag-max-s"] / m["margin+poll-s"]
+      printf "| feed, idle: API requests per cycle, activities / alerts | %.2f / %.2f | | ≤ 1 a data type |\n", m["idle-requests/activities-cycle"], m["idle-requests/alerts-cycle"]
+      printf "| feed, %d cycles at a 1 ms poll (%.0f s): RSS after them vs after 10 | %.1f vs %.1f MiB | %.2f | ≤ 1.1 |\n", m["cycles"], m["cycles-s"], m["rss-at-end-MiB"], m["rss-at-10-MiB"], m["rss-ratio"]
+      printf "| feed, %d cycles: checkpoint size after them vs after 10 | %d vs %d bytes | %.2f | ≤ 1.1 |\n", m["cycles"], m["checkpoint-at-end-bytes"], m["checkpoint-at-10-bytes"], m["checkpoint-ratio"]
+      printf "| feed, %d cycles: API requests per data type and cycle; log bytes per cycle | %.2f; %.1f | | 1; one line a cycle at most |\n", m["cycles"], m["requests/data-type-cycle"], m["log-bytes/cycle"]
+    }' "$work/follow.txt")
+fi
+
 cat <<TABLE
 
 siem-recovery benchmark: $N activities, $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
@@ -221,4 +243,5 @@ siem-recovery benchmark: $N activities, $(nproc) CPUs, $(awk -F': ' '/model name
 | sent again a kill -9, RELP: arrived twice (counted) | $relp_twice ($relp_again) | $(ratio "$relp_again" "$WINDOW") of the window ($WINDOW) | ≤ 1 |
 | sent again a kill -9, TCP: arrived twice (counted) | $tcp_twice ($tcp_again) | $(ratio "$tcp_again" 5000) of a page | ≤ 1 page |
 $lane_rows
+$follow_rows
 TABLE

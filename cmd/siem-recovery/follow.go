@@ -83,8 +83,8 @@ func follow(c *cli.Context, stderr io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	if poll < 100*time.Millisecond {
-		return recovery.Problemf(recovery.ErrUsage, "give --poll 100ms or more (the default, 1m, is the agent's pace)", "--poll %s", poll)
+	if poll < minPoll {
+		return recovery.Problemf(recovery.ErrUsage, "give --poll "+minPoll.String()+" or more (the default, 1m, is the agent's pace)", "--poll %s", poll)
 	}
 	margin, err := duration(c, "settle-margin")
 	if err != nil {
@@ -149,9 +149,9 @@ func follow(c *cli.Context, stderr io.Writer) (err error) {
 		"horizon", recovery.FormatMillis(max(st.FeedHorizon(), start)), "poll", poll, "margin", margin)
 
 	redactor := recovery.NewRedactor()
-	metrics := newFollowMetrics(streams)
+	metrics := newFollowMetrics(streams, time.Now)
 	for _, s := range streams {
-		metrics.baseline(s.data, st.Stream(s.data).APIRequests)
+		metrics.baseline(s.data, *st.Stream(s.data), start, poll, margin)
 	}
 	recordFailure := func(msg string) {
 		metrics.failed("sink")
@@ -199,7 +199,7 @@ func follow(c *cli.Context, stderr io.Writer) (err error) {
 	}
 	f := &recovery.Follower{Feeds: feeds, Sink: out, Start: start, Poll: poll, Margin: margin, Once: c.Bool("once"), Lanes: lanes,
 		Exclude: exclude, ExcludeFile: c.String("exclude-ids"), Logger: log, Redactor: redactor, Stop: stop.Done(), Grace: stopGrace,
-		SinkName: sinkName, Cycled: metrics.cycled}
+		SinkName: sinkName, Cycled: metrics.cycled, Progress: metrics.delivered}
 	err = f.Run(ctx)
 	if err != nil {
 		if errors.Is(err, recovery.ErrStopped) {

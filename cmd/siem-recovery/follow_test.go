@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -146,15 +144,27 @@ func TestFollowStatusMetricsAndStop(t *testing.T) {
 	defer cancel()
 	cmd, stderr, done := startBinIn(ctx, t, dir, nil, followArgs(l, time.Now().Add(-time.Hour), "--metrics-addr", addr)...)
 	time.Sleep(1100 * time.Millisecond) // past the margin
-	st := awaitStatus(ctx, t, dir, filepath.Join(dir, "feed.db"), func(s statusReport) bool { return s.Sent == 40 && s.RunActive })
-	if !st.Feed || st.State != recovery.FeedRunning || st.LagSeconds > 5 || st.Cycles == 0 {
+	// The page is recorded, then the cycle's end, then the metrics are
+	// told: wait for the cycle's end.
+	st := awaitStatus(ctx, t, dir, filepath.Join(dir, "feed.db"), func(s statusReport) bool { return s.Sent == 40 && s.RunActive && s.Cycles > 0 })
+	if !st.Feed || st.State != recovery.FeedRunning || st.LagSeconds > 5 {
 		t.Errorf("a feed caught up: state %s, lag %d s, %d cycles", st.State, st.LagSeconds, st.Cycles)
 	}
-	metrics := httpGet(t, "http://"+addr+"/metrics")
-	for _, want := range []string{`siem_recovery_events_sent_total{data="activities"} 40`, `siem_recovery_state{state="running"} 1`,
-		"siem_recovery_lag_seconds{data=\"activities\"}", "siem_recovery_api_requests_total", "siem_recovery_cycles_total"} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("metrics lack %q:\n%.2000s", want, metrics)
+	for {
+		metrics, missing := httpGet(t, "http://"+addr+"/metrics"), ""
+		for _, want := range []string{`siem_recovery_events_sent_total{data="activities"} 40`, `siem_recovery_state{state="running"} 1`,
+			"siem_recovery_lag_seconds{data=\"activities\"}", "siem_recovery_api_requests_total", "siem_recovery_cycles_total"} {
+			if !strings.Contains(metrics, want) {
+				missing = want
+			}
+		}
+		if missing == "" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("metrics lack %q:\n%.2000s", missing, metrics)
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	if health := httpGet(t, "http://"+addr+"/healthz"); health != "ok\n" {
@@ -211,15 +221,76 @@ func TestFollowIdleCycleIsOneRequest(t *testing.T) {
 
 func httpGet(t *testing.T, url string) string {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatal(err)
+	_, body := probe(t, url)
+	return body
+}
+
+// --once catches up to the present of its start and exits, even when
+// every cycle takes longer than --poll (here the API answers in 300 ms, a
+// poll is 100 ms): a cycle then ends more than a poll behind the clock, and
+// chasing it would never end.
+func TestFollowOnceEndsWhenCyclesOutlastThePoll(t *testing.T) {
+	t.Parallel()
+	l := &liveTenant{srv: mcastest.New(t, mcastest.Options{AnswerTime: 300 * time.Millisecond})}
+	l.save(t, 9)
+	dir := t.TempDir()
+	writeFile(t, dir, "token.txt", l.srv.Token()+"\n")
+	args := followArgs(l, time.Now().Add(-time.Hour), "--once")
+	args[slices.Index(args, "activities")] = "activities,alerts"
+	time.Sleep(1100 * time.Millisecond) // past the margin
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd, stderr, done := startBinIn(ctx, t, dir, nil, args...)
+	<-done
+	if code := cmd.ProcessState.ExitCode(); code != exitCompleted {
+		t.Fatalf("exit %d (-1: still cycling after 30 s), want 0\n%s", code, stderr.String())
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
+	if !strings.Contains(stderr.String(), "caught up") {
+		t.Errorf("no caught up line:\n%s", stderr.String())
 	}
-	return string(b)
+	assertDelivered(t, filepath.Join(dir, "out.jsonl"), l.saved())
+	// One cycle a data type: a request each.
+	if got := l.srv.Stats().Requests; got != 2 {
+		t.Errorf("%d requests, want 2 (a cycle of activities, one of alerts)", got)
+	}
+}
+
+// A planned stop during a cycle says where the feed stands: its horizon
+// and what it sent since it began, not the cycle's pass ("0.0% of the
+// window done (0 sent in all)" of a feed that sent all along).
+func TestFollowStopDuringACycleSaysWhereTheFeedStands(t *testing.T) {
+	t.Parallel()
+	l := newLiveTenant(t)
+	l.save(t, 6)
+	dir := t.TempDir()
+	writeFile(t, dir, "token.txt", l.srv.Token()+"\n")
+	time.Sleep(1100 * time.Millisecond) // past the margin
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd, stderr, done := startBinIn(ctx, t, dir, nil, followArgs(l, time.Now().Add(-time.Hour))...)
+	awaitStatus(ctx, t, dir, filepath.Join(dir, "feed.db"), func(s statusReport) bool { return s.Sent == 6 })
+	// The API fails from now on: the next cycle retries, and is stopped
+	// in a retry's wait.
+	l.srv.FailNext(1000, mcastest.Fault{Status: 503})
+	for !strings.Contains(stderr.String(), "API request failed; retrying") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no retry:\n%s", stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	<-done
+	if code := cmd.ProcessState.ExitCode(); code != exitStopped {
+		t.Fatalf("exit %d, want 75\n%s", code, stderr.String())
+	}
+	st := statusJSON(t, dir, "feed.db")
+	want := "Stopped before the end date: stopped during a cycle of activities: everything before " + st.Horizon +
+		" (by created) is delivered, 6 sent since the feed began; progress is saved; re-run the same command to go on from where it stands (checkpoint feed.db)\n"
+	if lines := strings.SplitAfter(stderr.String(), "\n"); lines[len(lines)-2] != want {
+		t.Errorf("the stop says\n%q\nwant\n%q", lines[len(lines)-2], want)
+	}
+	if st.State != recovery.StateStopped || st.Sent != 6 {
+		t.Errorf("status: %s, %d sent", st.State, st.Sent)
+	}
 }
