@@ -98,6 +98,13 @@ func follow(c *cli.Context, stderr io.Writer) (err error) {
 		return recovery.Problemf(recovery.ErrUsage, "follow the MCAS API (--source https://TENANT.REGION.portal.cloudappsecurity.com); recover a fixed file with run",
 			"%s gains nothing once written: there is no feed to follow", src.Kind.Name)
 	}
+	if !src.Kind.Late {
+		// A feed reads what the source saved since its last cycle; a source
+		// that keeps no saving time would lose every record that arrives
+		// later than the margin, with nothing to tell.
+		return recovery.Problemf(recovery.ErrUsage, "follow the MCAS API (--source https://TENANT.REGION.portal.cloudappsecurity.com); recover windows of "+src.Kind.Name+" with run",
+			"%s keeps no time a record was saved: a feed would lose the records that arrive late", src.Kind.Name)
+	}
 	filter, err := readFilter(stop, c)
 	if err != nil {
 		return err
@@ -166,9 +173,6 @@ func follow(c *cli.Context, stderr io.Writer) (err error) {
 	// The sources read from the start to the present: each cycle reads its
 	// own part (Over), activities by when MCAS saved them.
 	scope := recovery.Scope{Window: recovery.Window{Start: start, End: max(time.Now().UnixMilli(), start+1)}, By: recovery.ByCreated}
-	if !src.Kind.Late {
-		scope.By = recovery.ByDate // a source that keeps no saving time (Graph) is followed by its records' time
-	}
 	sources, err := openStreams(ctx, c, log, src, scope, streams, redactor, sendsRaw(c))
 	if err != nil {
 		return err
@@ -185,7 +189,7 @@ func follow(c *cli.Context, stderr io.Writer) (err error) {
 		log.Warn(k.Caveat, "sink", c.String("sink"), "udp_rate", c.Int("udp-rate"))
 	}
 	if addr := c.String("metrics-addr"); addr != "" {
-		closeMetrics, err := metrics.serve(addr, poll, margin, log)
+		closeMetrics, err := metrics.serve(addr, log)
 		if err != nil {
 			return err
 		}

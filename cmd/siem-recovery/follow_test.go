@@ -294,3 +294,36 @@ func TestFollowStopDuringACycleSaysWhereTheFeedStands(t *testing.T) {
 		t.Errorf("status: %s, %d sent", st.State, st.Sent)
 	}
 }
+
+// status's text of a feed says where the feed stands (since when, by what,
+// all delivered before when, the lag, the cycles) and none of a window's
+// position or percent: a feed's window moves with the clock.
+func TestFollowStatusText(t *testing.T) {
+	t.Parallel()
+	l := newLiveTenant(t)
+	l.save(t, 5)
+	dir := t.TempDir()
+	writeFile(t, dir, "token.txt", l.srv.Token()+"\n")
+	time.Sleep(1100 * time.Millisecond)
+	start := time.Now().Add(-time.Hour)
+	wantCode(t, runBin(t, dir, nil, append(followArgs(l, start), "--once")...), 0)
+	r := runBin(t, dir, nil, "status", "--checkpoint", "feed.db")
+	wantCode(t, r, 0)
+	lines := strings.Split(r.stdout, "\n")
+	feed := ""
+	for _, line := range lines {
+		if strings.HasPrefix(line, "position:") || strings.HasPrefix(line, "percent:") || strings.HasPrefix(line, "window:") {
+			t.Errorf("a feed's status has a window's line %q:\n%s", line, r.stdout)
+		}
+		if strings.HasPrefix(line, "feed:") {
+			feed = strings.Join(strings.Fields(line), " ")
+		}
+	}
+	want := "feed: since " + recovery.FormatMillis(start.UnixMilli()) + ", by created; all delivered before "
+	if !strings.HasPrefix(feed, want) || !strings.Contains(feed, " 1 cycles, the last at ") {
+		t.Errorf("feed line %q, want %q..., 1 cycles, the last at ...", feed, want)
+	}
+	if !strings.Contains(strings.Join(strings.Fields(r.stdout), " "), " sent: 5 skipped: 0 ") {
+		t.Errorf("status lacks sent 5:\n%s", r.stdout)
+	}
+}

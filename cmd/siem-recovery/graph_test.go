@@ -222,6 +222,24 @@ func TestGraphWindowTooOld(t *testing.T) {
 	}
 }
 
+// follow refuses the Graph source: advanced hunting keeps no time a row
+// was saved, so a feed would lose the rows that arrive after its margin.
+// Nothing is asked of Graph and no checkpoint is made.
+func TestGraphFollowRefused(t *testing.T) {
+	t.Parallel()
+	g := newGraphRun(t, graphtest.GenerateOptions{Window: graphWindow(), Count: 1})
+	r := runBin(t, g.dir, g.env, "follow", "--source", "graph", "--graph-url", g.api.URL, "--checkpoint", "cp.db", "--sink", "file:out.cef", "--once")
+	wantCode(t, r, exitUsage)
+	wantStderr(t, r, "Usage error: Defender XDR advanced hunting (--source graph) keeps no time a record was saved: a feed would lose the records that arrive late",
+		"follow the MCAS API (--source https://TENANT.REGION.portal.cloudappsecurity.com); recover windows of Defender XDR advanced hunting (--source graph) with run")
+	if st := g.api.Stats(); st.Requests != 0 {
+		t.Errorf("%d requests for a feed refused", st.Requests)
+	}
+	if _, err := os.Stat(filepath.Join(g.dir, "cp.db")); err == nil {
+		t.Error("a checkpoint was made for a feed refused")
+	}
+}
+
 // check on the Graph source: the identity, a token obtained and accepted
 // (one query), the count (one count() query), the where clause as the
 // filter.

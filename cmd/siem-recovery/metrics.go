@@ -191,7 +191,7 @@ func (m *followMetrics) handler() http.Handler {
 
 // serve serves /metrics and /healthz on addr until the returned function
 // is called. A port that cannot be listened on is a usage error.
-func (m *followMetrics) serve(addr string, poll, margin time.Duration, log *slog.Logger) (func(), error) {
+func (m *followMetrics) serve(addr string, log *slog.Logger) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, recovery.Problemf(recovery.ErrUsage, "give --metrics-addr a free HOST:PORT (e.g. 127.0.0.1:9464, or :9464 for every address)",

@@ -430,9 +430,11 @@ func (r statusReport) writeText(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "sink:\t%s\n", sink)
 	}
-	fmt.Fprintf(tw, "position:\t%s\n", r.Position)
-	fmt.Fprintf(tw, "percent:\t%s\n", percentText(r.Percent, r.PercentOf, r.Total, r.TotalAtLeast, r.Left))
-	writeLanes(tw, "", r.Lanes)
+	if !r.Feed { // a feed's window moves with the clock: the feed line says where it stands
+		fmt.Fprintf(tw, "position:\t%s\n", r.Position)
+		fmt.Fprintf(tw, "percent:\t%s\n", percentText(r.Percent, r.PercentOf, r.Total, r.TotalAtLeast, r.Left))
+		writeLanes(tw, "", r.Lanes)
+	}
 	fmt.Fprintf(tw, "sent:\t%d\n", r.Sent)
 	fmt.Fprintf(tw, "skipped:\t%d\n", r.Skipped)
 	if r.SentAgain > 0 {
