@@ -1,0 +1,433 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// A pass is counted and cut into scan lanes while it is read, not before:
+// its first lane starts at once, from where the pass stands, and the
+// planner counts the pass and balances the lanes beside it, under the
+// source's one rate limit. When the cuts are known the first lane's slice
+// is cut short where the second lane's begins, and the other lanes start.
+// The plan (the window's count, the slices, each lane's position) is
+// recorded as soon as it is known, so that a run killed every second or so
+// still makes progress, and a run that finds a plan recorded counts
+// nothing.
+
+// laneRun is one lane of a pass as a run reads it: its place in the
+// state, the pass's own lane (own) or a scan lane's index, and the scope
+// it reads, the pass's or its slice of it. The first lane of a pass that
+// is planned as it is read starts as the pass's own lane, reading all of
+// the pass, and becomes scan lane 0 when the plan is applied, its slice
+// ending where lane 1's begins (applyPlan). Both change only while the run
+// holds the sink, between two batches: a batch is delivered and recorded
+// as one lane's.
+type laneRun struct {
+	k     passKind
+	mu    sync.Mutex
+	i     int
+	scope Scope
+	// asked is closed once the lane's first request is on its way (the
+	// source took it from its rate limit: NoteRequest) or its first fetch
+	// returned; answered once that fetch returned, when the source has
+	// measured an answer time. The planner waits for them: a start spends
+	// its first request on a page, not on a count.
+	asked, answered  chan struct{}
+	askOnce, ansOnce sync.Once
+}
+
+func newLaneRun(k passKind, i int, scope Scope) *laneRun {
+	return &laneRun{k: k, i: i, scope: scope, asked: make(chan struct{}), answered: make(chan struct{})}
+}
+
+// at is the lane's place in its pass (own, or a scan lane's index) and
+// the scope it reads.
+func (l *laneRun) at() (int, Scope) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.i, l.scope
+}
+
+// become makes the lane scan lane i, reading scope.
+func (l *laneRun) become(i int, scope Scope) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.i, l.scope = i, scope
+}
+
+func (l *laneRun) markAsked() { l.askOnce.Do(func() { close(l.asked) }) }
+
+func (l *laneRun) markAnswered() {
+	l.markAsked()
+	l.ansOnce.Do(func() { close(l.answered) })
+}
+
+// requestNote is the context key of the function NoteRequest calls.
+type requestNote struct{}
+
+// withRequestNote returns ctx carrying note, which the source calls
+// (NoteRequest) once the request made with it is on its way.
+func withRequestNote(ctx context.Context, note func()) context.Context {
+	return context.WithValue(ctx, requestNote{}, note)
+}
+
+// NoteRequest tells the replay loop that a request made with ctx has
+// taken its turn at the source's rate limit and is on its way. A Source
+// whose requests share a rate limit with its counts (the MCAS API) calls
+// it from Fetch, so that a pass's first page is asked for before the
+// counts that plan its lanes, which wait for it; for a source that does
+// not, they wait for its first page to arrive. It does nothing for a ctx
+// that carries no note.
+func NoteRequest(ctx context.Context) {
+	if note, ok := ctx.Value(requestNote{}).(func()); ok {
+		note()
+	}
+}
+
+// laneGroup is the lanes of a pass running in this run, and the planner
+// that adds lanes to them: the first lane that fails or stops ends the
+// others, and its end is the pass's.
+type laneGroup struct {
+	r     *Replayer
+	rn    *run
+	ctx   context.Context // the run's
+	fetch context.Context // ends at a planned stop, or when the pass ends
+	abort context.CancelFunc
+	idle  context.CancelFunc // ends the planner: no lane runs
+	wg    sync.WaitGroup
+
+	mu    sync.Mutex
+	first error
+	// requests are those made by the lanes (and the planner) that did not
+	// end the pass, and not recorded yet.
+	requests int
+	running  int
+	closed   bool // every lane has ended: none is added
+}
+
+// start runs lane beside the others, unless every lane has ended.
+func (g *laneGroup) start(lane *laneRun) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.running++
+	g.wg.Go(func() {
+		unrecorded, err := g.r.runLane(g.ctx, g.fetch, g.rn, lane)
+		if lane == g.rn.gate.lane() {
+			g.rn.gate.open()
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.requests += unrecorded
+		g.end(err)
+		if g.running--; g.running == 0 {
+			g.closed = true
+			g.idle()
+		}
+	})
+	return true
+}
+
+// end takes the end of a lane (or the planner's error); g.mu is held.
+func (g *laneGroup) end(err error) {
+	var early *laneEnd
+	switch {
+	case g.first == nil && err != nil:
+		g.first = err
+		g.abort()
+	case errors.As(err, &early):
+		g.requests += early.requests
+	}
+}
+
+// planned takes the planner's end: an error ends the pass as a lane's
+// does; a plan cut short (a cause-less laneEnd: the pass stopped, or its
+// lanes read it all meanwhile) only leaves requests to record.
+func (g *laneGroup) planned(err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var early *laneEnd
+	if errors.As(err, &early) && early.cause == nil {
+		g.requests += early.requests
+		return
+	}
+	g.end(err)
+}
+
+// wait returns once every lane and the planner have ended: the pass's
+// end, nil when its lanes read it all; the requests that end had not
+// counted go with it.
+func (g *laneGroup) wait() error {
+	g.wg.Wait()
+	var early *laneEnd
+	if errors.As(g.first, &early) {
+		early.requests += g.requests
+		g.requests = 0
+	}
+	return g.first
+}
+
+// plansBeside tells whether a run on pass k of st has to count it or plan
+// its lanes: the window's pass is counted once per checkpoint when the
+// source can count; a pass that can be read in lanes is planned once.
+func (r *Replayer) plansBeside(st State, k passKind) bool {
+	if k == sweepPass {
+		return false // sweeps read what MCAS saved late: a few pages at most
+	}
+	p := st.pass(k)
+	if _, ok := Over(r.Source, p.Scope).(Counter); !ok {
+		return false
+	}
+	return k == mainPass && st.Total == nil || r.lanesToPlan(st, k)
+}
+
+// lanesToPlan tells whether pass k of st is still to be cut into lanes.
+func (r *Replayer) lanesToPlan(st State, k passKind) bool {
+	_, ok := r.Source.(LaneSizer)
+	p := st.pass(k)
+	return ok && k != sweepPass && len(p.Lanes) == 0 && !p.LanesPlanned && r.Lanes != 1
+}
+
+// planPass counts pass k and plans its scan lanes beside first, its own
+// lane, which reads the pass from where it stands meanwhile; it adds the
+// other lanes to g. The window's pass is counted once per checkpoint (its
+// Total, which the percent done counts against), recorded as soon as it is
+// known. The lanes are as many as Replayer.Lanes asks for, or the
+// source's measure of its answer time, but no more than one for every two
+// whole pages of what is left of the pass, since each lane's last page is
+// rarely full; what is left is cut into slices of about equal counts
+// (Slices). An error ends the pass as a lane's does; a plan cut short (a
+// planned stop, or a pass the first lane read to its end meanwhile) is a
+// laneEnd with no cause, with the requests it made.
+func (r *Replayer) planPass(ctx context.Context, rn *run, k passKind, first *laneRun, g *laneGroup) error {
+	select {
+	case <-first.asked:
+	case <-ctx.Done():
+		return &laneEnd{}
+	}
+	pl := &planning{r: r, rn: rn, k: k}
+	st := rn.state()
+	total, err := pl.count(ctx, st)
+	if err != nil || total < 0 || !r.lanesToPlan(rn.state(), k) {
+		return pl.end(err)
+	}
+	n, err := pl.lanes(ctx, first, total)
+	if err != nil || n <= 1 {
+		return pl.end(err)
+	}
+	st = rn.state()
+	p := st.pass(k)
+	// What is left of the pass is cut: the first lane has read up to
+	// where it stands, and reads on from there.
+	read := p.Sent + p.Skipped
+	rest := Window{Start: p.Scope.Window.Start, End: p.Scope.Window.End}
+	if read > 0 {
+		rest.Start = max(rest.Start, p.Reached+1)
+	}
+	left := max(total-read, 0)
+	sizer := r.Source.(LaneSizer)
+	pageSize := int64(max(sizer.PageSize(), 1))
+	pages := (left + pageSize - 1) / pageSize
+	maxCounts := max(n-1, min(5*(n-1), int(pages/8)))
+	counter := Over(r.Source, p.Scope).(Counter)
+	cuts, requests, err := Slices(ctx, rest, n, left, pageSize, maxCounts, counter.Count)
+	pl.requests += requests
+	switch {
+	case errors.Is(err, ErrNoTotal):
+		return pl.end(pl.oneLane())
+	case err != nil && ctx.Err() != nil:
+		return pl.end(nil)
+	case err != nil:
+		return pl.end(fmt.Errorf("count the activities of the parts of the window to balance %d lanes: %w", n, err))
+	}
+	return pl.end(pl.apply(ctx, first, cuts, total, read, g))
+}
+
+// planning is one plan in the making: what it has asked the source so far
+// and not recorded.
+type planning struct {
+	r        *Replayer
+	rn       *run
+	k        passKind
+	requests int
+	cut      bool // ended by a planned stop, or by the pass's end
+}
+
+// end is how the plan ends, with err (nil once its requests are recorded,
+// or when it was cut short).
+func (pl *planning) end(err error) error {
+	if err != nil {
+		return &laneEnd{err, pl.requests}
+	}
+	if pl.cut || pl.requests > 0 {
+		return &laneEnd{nil, pl.requests}
+	}
+	return nil
+}
+
+// count returns the pass's count: the window's Total (counted and
+// recorded now, if no run did yet), or for a top-up to be cut into lanes,
+// its own. -1 tells that there is nothing to plan with: the source gave no
+// total (the pass is then read in its own lane), or the plan was cut
+// short.
+func (pl *planning) count(ctx context.Context, st State) (int64, error) {
+	p := st.pass(pl.k)
+	if pl.k == mainPass && st.Total != nil {
+		return *st.Total, nil
+	}
+	tally, err := Over(pl.r.Source, p.Scope).(Counter).Count(ctx, p.Scope.Window)
+	pl.requests += tally.Requests
+	switch {
+	case errors.Is(err, ErrNoTotal):
+		return -1, pl.oneLane()
+	case err != nil && ctx.Err() != nil:
+		pl.cut = true
+		return -1, nil
+	case err != nil && pl.k == mainPass:
+		return -1, fmt.Errorf("count the window's activities: %w", err)
+	case err != nil:
+		return -1, fmt.Errorf("count the pass's activities to plan its lanes: %w", err)
+	case pl.k != mainPass:
+		return tally.Activities, nil
+	}
+	// The window's count is recorded at once: no run asks for it again.
+	err = pl.rn.update(func(s *State) error {
+		s.Total = &tally.Activities
+		s.APIRequests += int64(pl.requests)
+		return nil
+	})
+	if err != nil {
+		return -1, fmt.Errorf("record the window's count: %w", err)
+	}
+	pl.requests = 0
+	return tally.Activities, nil
+}
+
+// lanes is how many lanes the pass of total activities is read in, of
+// which first has read what it delivered: Replayer.Lanes, or as many as
+// the source's answer time calls for (measured by the first lane's first
+// page, if nothing was yet), but no more than one for every two whole
+// pages of what is left. 1 is recorded as the plan.
+func (pl *planning) lanes(ctx context.Context, first *laneRun, total int64) (int, error) {
+	sizer := pl.r.Source.(LaneSizer)
+	n := pl.r.Lanes
+	if n == 0 {
+		if n = sizer.Lanes(); n == 0 {
+			select {
+			case <-first.answered:
+			case <-ctx.Done():
+				pl.cut = true
+				return 0, nil
+			}
+			n = sizer.Lanes()
+		}
+	}
+	st := pl.rn.state()
+	p := st.pass(pl.k)
+	pageSize := int64(max(sizer.PageSize(), 1))
+	pages := (max(total-p.Sent-p.Skipped, 0) + pageSize - 1) / pageSize
+	if n = int(min(int64(n), max(pages/2, 1))); n <= 1 {
+		return 1, pl.oneLane()
+	}
+	return n, nil
+}
+
+// oneLane records that the pass is read in its own lane, with the
+// requests its plan made.
+func (pl *planning) oneLane() error {
+	err := pl.rn.update(func(s *State) error {
+		s.APIRequests += int64(pl.requests)
+		if p := s.pass(pl.k); len(p.Lanes) == 0 && pl.r.lanesToPlan(*s, pl.k) {
+			p.LanesPlanned = true
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record the pass's plan: %w", err)
+	}
+	pl.requests = 0
+	return nil
+}
+
+// apply cuts the pass into the lanes of cuts (slices of what is left of
+// it, counted from where first stood when it had read read activities)
+// and starts them in g, recording the
+// plan first. It holds the sink meanwhile, so that first, which has read
+// on since, has no batch with it: a cut that first has read past is
+// dropped, its slice joining first's, so that no lane is given a range
+// another has delivered any of. first becomes scan lane 0, its slice
+// ending where lane 1's begins. A pass that first read to its end
+// meanwhile has nothing left to plan.
+func (pl *planning) apply(ctx context.Context, first *laneRun, cuts []Slice, total, read int64, g *laneGroup) error {
+	rn, k := pl.rn, pl.k
+	// A batch a dead run left in flight may reach further than where the
+	// first lane stands: the first lane resumes it before anything is cut.
+	rn.gate.wait(ctx)
+	if ctx.Err() != nil {
+		pl.cut = true
+		return nil
+	}
+	rn.sink.Lock()
+	defer rn.sink.Unlock()
+	st := rn.state()
+	p := st.pass(k)
+	if p.State == StateCompleted || p.State == StateSettling || len(p.Lanes) > 0 {
+		pl.cut = true
+		return nil
+	}
+	for len(cuts) > 1 && p.Sent+p.Skipped > 0 && cuts[1].Start <= p.Reached {
+		cuts[1].Window.Start = cuts[0].Window.Start
+		cuts[1].Activities += cuts[0].Activities
+		cuts = cuts[1:]
+	}
+	if len(cuts) == 1 {
+		return pl.oneLane()
+	}
+	lanes := make([]ScanLane, len(cuts))
+	for i, c := range cuts {
+		lanes[i] = ScanLane{Window: c.Window, Planned: c.Activities, State: StateRunning}
+	}
+	err := rn.update(func(s *State) error {
+		p := s.pass(k)
+		l := &lanes[0]
+		l.Window.Start = p.Scope.Window.Start
+		l.Lane, l.Sent, l.Skipped = p.Lane, p.Sent, p.Skipped
+		l.Planned += read
+		l.Progress = l.Window.Fraction(p.Reached)
+		p.Lanes, p.Lane, p.LanesPlanned = lanes, Lane{}, true
+		p.Progress, p.Reached = p.lanesProgress()
+		s.APIRequests += int64(pl.requests)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record the scan lanes: %w", err)
+	}
+	balancing := pl.requests
+	pl.requests = 0
+	first.become(0, p.Scope.Within(lanes[0].Window))
+	for i := 1; i < len(lanes); i++ {
+		g.start(newLaneRun(k, i, p.Scope.Within(lanes[i].Window)))
+	}
+	attrs := []any{"lanes", len(lanes), "activities", total, "balancing_requests", balancing}
+	if read > 0 {
+		attrs = append(attrs, "first_lane_read", read)
+	}
+	if pl.r.Lanes == 0 {
+		attrs = append(attrs, "sized_by", "the API's answer time and --rate-limit")
+	}
+	rn.log.Info("reading the window in scan lanes side by side", attrs...)
+	return nil
+}
+
+// recordRequests stores requests made and not recorded yet.
+func (r *Replayer) recordRequests(rn *run, requests int) error {
+	if err := rn.update(func(s *State) error { s.APIRequests += int64(requests); return nil }); err != nil {
+		return fmt.Errorf("record the API requests: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,240 @@
+package recovery
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// sentAtLeast is a state whose pass has sent at least n activities.
+func sentAtLeast(n int64) func(State) bool {
+	return func(st State) bool { return st.Current().Sent >= n }
+}
+
+// once returns a function that calls fn the first time only.
+func once(fn func()) func() {
+	var o sync.Once
+	return func() { o.Do(fn) }
+}
+
+// staged holds the first lane of a pass over src at points set by the
+// test, so that the planner sees it where the test wants: the window's
+// count is answered once the first page is recorded; the first lane then
+// waits until the balancing counts are asked, which are answered once it
+// has recorded through index reach; and it waits there for the plan.
+func staged(src *laneTenant, cp *laneCheckpoint, reach int) {
+	asked := make(chan struct{})
+	markAsked := once(func() { close(asked) })
+	src.windows = func(ctx context.Context) error { return cp.until(ctx, sentAtLeast(int64(src.n))) }
+	src.parts = func(ctx context.Context) error {
+		markAsked()
+		return cp.until(ctx, sentAtLeast(int64(reach)))
+	}
+	src.wide = func(ctx context.Context, at int) error {
+		switch {
+		case at < src.n:
+			return nil
+		case at < reach:
+			select {
+			case <-asked:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return cp.until(ctx, planned)
+	}
+}
+
+// TestPlanCutsTheFirstLaneShortWhereTheSecondBegins: the first lane reads
+// on while the plan is made from where it stood; the plan's cut falls in
+// the page it holds when the plan comes, fetched for the whole window.
+// That page is its last: what lies past the cut is left to the second
+// lane, which reads from the cut. Each activity once, and no request past
+// the page that reached the cut.
+func TestPlanCutsTheFirstLaneShortWhereTheSecondBegins(t *testing.T) {
+	src := newEvenTenant(1000, 100, 2)
+	cp := newLaneCheckpoint(src.window())
+	// Planned from index 100 (the first page recorded): 900 left, a cut
+	// at 550; the first lane has read 500 when it comes, and holds the
+	// page from 500 to 599.
+	staged(src, cp, 500)
+	sink := &lockedSink{}
+	var logs bytes.Buffer
+	if _, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background()); err != nil {
+		t.Fatalf("Run: %v\n%s", err, logs.String())
+	}
+	assertOnce(t, sink.delivered(), src.acts)
+	st := cp.st
+	cut := src.acts[550].Timestamp - 1 // 6499: the interpolated share
+	want := []ScanLane{
+		{Window: Window{Start: 1000, End: cut}, State: StateCompleted, Planned: 550, Sent: 550},
+		{Window: Window{Start: cut, End: src.window().End}, State: StateCompleted, Planned: 450, Sent: 450},
+	}
+	if len(st.Lanes) != 2 {
+		t.Fatalf("%d lanes, want 2: %+v", len(st.Lanes), st.Lanes)
+	}
+	for i, l := range st.Lanes {
+		w := want[i]
+		if l.Window != w.Window || l.State != w.State || l.Planned != w.Planned || l.Sent != w.Sent {
+			t.Errorf("lane %d: %v %s, %d planned, %d sent; want %v %s, %d, %d", i+1, l.Window, l.State, l.Planned, l.Sent, w.Window, w.State, w.Planned, w.Sent)
+		}
+	}
+	// The first lane fetched the whole window six times (the sixth page
+	// reached the cut) and never its slice; the second lane its five pages.
+	if got := src.fetched[src.window()]; got != 6 || src.fetched[want[0].Window] != 0 || src.fetched[want[1].Window] != 5 {
+		t.Errorf("pages fetched: %v", src.fetched)
+	}
+	if st.APIRequests != 6+5+2 || src.counted != 2 {
+		t.Errorf("%d API requests recorded, %d counts; want 11 pages and 2 counts", st.APIRequests, src.counted)
+	}
+	if !strings.Contains(logs.String(), "lanes=2 activities=1000 balancing_requests=1 first_lane_read=100") {
+		t.Errorf("the plan's log line:\n%s", logs.String())
+	}
+}
+
+// TestPlanJoinsACutTheFirstLaneReadPast: while the lanes were balanced the
+// first lane read past the first cut: its slice takes the second one in,
+// so that no lane is given what another delivered, and the pass is read
+// in the lanes left.
+func TestPlanJoinsACutTheFirstLaneReadPast(t *testing.T) {
+	src := newEvenTenant(1200, 100, 3)
+	cp := newLaneCheckpoint(src.window())
+	// Planned from index 100: 1,100 left in three, cuts at 466 and 833;
+	// the first lane has read 600 when the plan comes.
+	staged(src, cp, 600)
+	sink := &lockedSink{}
+	var logs bytes.Buffer
+	if _, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background()); err != nil {
+		t.Fatalf("Run: %v\n%s", err, logs.String())
+	}
+	assertOnce(t, sink.delivered(), src.acts)
+	st := cp.st
+	cut := src.acts[833].Timestamp - 4 // 9326: interpolated
+	if len(st.Lanes) != 2 || st.Lanes[0].Window != (Window{1000, cut}) || st.Lanes[0].Sent != 833 || st.Lanes[0].Planned != 833 ||
+		st.Lanes[1].Window != (Window{cut, src.window().End}) || st.Lanes[1].Sent != 367 {
+		t.Fatalf("lanes %+v; want [1000, %d) with 833 and the rest", st.Lanes, cut)
+	}
+	if !strings.Contains(logs.String(), "lanes=2 activities=1200") {
+		t.Errorf("the plan's log line:\n%s", logs.String())
+	}
+}
+
+// TestFirstPageDoesNotWaitForTheCount: a start asks for its first page
+// first, and counts the window beside it without waiting for its answer:
+// here the page is answered only once the count was asked.
+func TestFirstPageDoesNotWaitForTheCount(t *testing.T) {
+	src := newLaneTenant(1000, 100, 2)
+	cp := newLaneCheckpoint(src.window())
+	src.heldUntilPlanned(cp)
+	src.hold = make(chan struct{})
+	src.windows = func(context.Context) error {
+		close(src.hold)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sink := &lockedSink{}
+	var logs bytes.Buffer
+	if _, err := laneReplayer(src, sink, cp, 0, &logs).Run(ctx); err != nil {
+		t.Fatalf("Run: %v (the first page waited for the count?)\n%s", err, logs.String())
+	}
+	assertOnce(t, sink.delivered(), src.acts)
+	if len(src.order) < 2 || !slices.Equal(src.order[:2], []string{"fetch", "count"}) {
+		t.Errorf("asked for %v; want the first page, then the count", src.order[:min(len(src.order), 4)])
+	}
+}
+
+// TestPlanRecordedOnceAResumedRunCountsNothing: the plan is recorded as
+// soon as it is known; a run stopped after it, and resumed, asks for no
+// count at all, and every request of both runs is recorded.
+func TestPlanRecordedOnceAResumedRunCountsNothing(t *testing.T) {
+	src := newLaneTenant(2000, 100, 4)
+	cp := newLaneCheckpoint(src.window())
+	src.heldUntilPlanned(cp)
+	sink := &lockedSink{}
+	stop := make(chan struct{})
+	stopOnce := once(func() { close(stop) })
+	sink.onSend = func() {
+		if len(sink.ids) >= 500 {
+			stopOnce()
+		}
+	}
+	var logs bytes.Buffer
+	r := laneReplayer(src, sink, cp, 0, &logs)
+	r.Stop, r.Grace = stop, time.Minute
+	if _, err := r.Run(context.Background()); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Run: %v", err)
+	}
+	pages := func() (n int) {
+		for _, k := range src.fetched {
+			n += k
+		}
+		return n
+	}
+	counts := src.counted
+	st := cp.state()
+	if len(st.Lanes) != 4 || st.Total == nil || *st.Total != 2000 || st.APIRequests != int64(pages()+counts) || counts < 4 {
+		t.Fatalf("after the stop: %d lanes, total %v, %d requests recorded for %d pages and %d counts", len(st.Lanes), st.Total, st.APIRequests, pages(), counts)
+	}
+	sink.onSend = nil
+	if _, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	assertOnce(t, sink.delivered(), src.acts)
+	if st := cp.state(); src.counted != counts || st.State != StateCompleted || st.APIRequests != int64(pages()+counts) {
+		t.Errorf("resumed: %d counts (%d before), %s, %d requests recorded for %d pages and %d counts", src.counted, counts, st.State, st.APIRequests, pages(), src.counted)
+	}
+}
+
+// TestPlanResumedFromWhereTheFirstLaneStands: a run that stopped before
+// its plan was known kept the window's count and what its first lane
+// delivered; the next run counts the window no more, and plans from where
+// that lane stands, which it resumes at once.
+func TestPlanResumedFromWhereTheFirstLaneStands(t *testing.T) {
+	src := newEvenTenant(2000, 100, 4)
+	cp := newLaneCheckpoint(src.window())
+	src.parts = func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() } // the balancing never answers
+	sink := &lockedSink{}
+	stop := make(chan struct{})
+	stopOnce := once(func() { close(stop) })
+	sink.onSend = func() {
+		if len(sink.ids) >= 300 {
+			stopOnce()
+		}
+	}
+	var logs bytes.Buffer
+	r := laneReplayer(src, sink, cp, 0, &logs)
+	r.Stop, r.Grace = stop, time.Minute
+	if _, err := r.Run(context.Background()); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Run: %v", err)
+	}
+	st := cp.state()
+	read := st.Sent
+	if st.Total == nil || *st.Total != 2000 || len(st.Lanes) != 0 || st.LanesPlanned || read < 300 || st.Cursor.IsZero() {
+		t.Fatalf("after the stop: total %v, %d lanes, %d sent", st.Total, len(st.Lanes), read)
+	}
+	sink.onSend = nil
+	src.parts = nil
+	src.heldUntilPlanned(cp)
+	logs.Reset()
+	if _, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	assertOnce(t, sink.delivered(), src.acts)
+	st = cp.state()
+	if src.windowCounts != 1 || len(st.Lanes) != 4 || st.Lanes[0].Window.Start != src.window().Start || st.Lanes[0].Sent < read {
+		t.Fatalf("%d counts of the window, lanes %+v; want 1, and 4 lanes, the first from the window's start", src.windowCounts, st.Lanes)
+	}
+	// What was left when the plan was made is shared out evenly.
+	for i, l := range st.Lanes {
+		if share := l.Planned - map[bool]int64{true: read}[i == 0]; share < (2000-read)/4-100 || share > (2000-read)/4+100 {
+			t.Errorf("lane %d planned %d of what was left (%d)", i+1, share, 2000-read)
+		}
+	}
+}
