@@ -117,6 +117,7 @@ func (v *laneScope) in() []Activity {
 }
 
 func (v *laneScope) Count(ctx context.Context, w Window) (Tally, error) {
+	NoteRequest(ctx)
 	v.t.mu.Lock()
 	v.t.counted++
 	v.t.order = append(v.t.order, "count")
@@ -150,24 +151,24 @@ func (v *laneScope) Fetch(ctx context.Context, cur Cursor) (Page, error) {
 	t.most = max(t.most, t.inFlight)
 	hold := t.hold
 	t.mu.Unlock()
-	// The request is under way at once, as the API source's is once it has
-	// its turn at the rate limit: the planner's counts may go.
-	NoteRequest(ctx)
 	defer func() {
 		t.mu.Lock()
 		t.inFlight--
 		t.mu.Unlock()
 	}()
+	if t.wide != nil && v.scope.Window == t.window() {
+		if err := t.wide(ctx, offset(cur)); err != nil {
+			return Page{}, err
+		}
+	}
+	// The request is sent, as the API source's is once it has its turn at
+	// the rate limit: the planner's counts may go, and it is counted.
+	NoteRequest(ctx)
 	if hold != nil {
 		select {
 		case <-hold:
 		case <-ctx.Done():
-			return Page{}, ctx.Err()
-		}
-	}
-	if t.wide != nil && v.scope.Window == t.window() {
-		if err := t.wide(ctx, offset(cur)); err != nil {
-			return Page{}, err
+			return Page{Requests: 1}, ctx.Err()
 		}
 	}
 	t.mu.Lock()

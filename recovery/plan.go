@@ -74,13 +74,15 @@ func withRequestNote(ctx context.Context, note func()) context.Context {
 	return context.WithValue(ctx, requestNote{}, note)
 }
 
-// NoteRequest tells the replay loop that a request made with ctx has
-// taken its turn at the source's rate limit and is on its way. A Source
-// whose requests share a rate limit with its counts (the MCAS API) calls
-// it from Fetch, so that a pass's first page is asked for before the
-// counts that plan its lanes, which wait for it; for a source that does
-// not, they wait for its first page to arrive. It does nothing for a ctx
-// that carries no note.
+// NoteRequest tells the replay loop that a request made with ctx (of a
+// Fetch or a Count) is being sent. A Source that sends requests to an API
+// calls it once for each, as it sends it, and counts it in the Page's or
+// Tally's Requests as ever: the replay loop records it with its next
+// checkpoint write, even if the run dies before the answer comes, and a
+// pass's counts, which wait for its first page to be asked for, may go.
+// The requests of a source that does not call it are counted when its
+// page or count returns, and the counts wait for its first page. It does
+// nothing for a ctx that carries no note.
 func NoteRequest(ctx context.Context) {
 	if note, ok := ctx.Value(requestNote{}).(func()); ok {
 		note()
@@ -99,13 +101,10 @@ type laneGroup struct {
 	idle  context.CancelFunc // ends the planner: no lane runs
 	wg    sync.WaitGroup
 
-	mu    sync.Mutex
-	first error
-	// requests are those made by the lanes (and the planner) that did not
-	// end the pass, and not recorded yet.
-	requests int
-	running  int
-	closed   bool // every lane has ended: none is added
+	mu      sync.Mutex
+	first   error
+	running int
+	closed  bool // every lane has ended: none is added
 }
 
 // start runs lane beside the others, unless every lane has ended.
@@ -117,13 +116,12 @@ func (g *laneGroup) start(lane *laneRun) bool {
 	}
 	g.running++
 	g.wg.Go(func() {
-		unrecorded, err := g.r.runLane(g.ctx, g.fetch, g.rn, lane)
+		err := g.r.runLane(g.ctx, g.fetch, g.rn, lane)
 		if lane == g.rn.gate.lane() {
 			g.rn.gate.open()
 		}
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		g.requests += unrecorded
 		g.end(err)
 		if g.running--; g.running == 0 {
 			g.closed = true
@@ -133,42 +131,28 @@ func (g *laneGroup) start(lane *laneRun) bool {
 	return true
 }
 
-// end takes the end of a lane (or the planner's error); g.mu is held.
+// end takes the end of a lane, or the planner's error; g.mu is held. The
+// first is the pass's: it ends the others.
 func (g *laneGroup) end(err error) {
-	var early *laneEnd
-	switch {
-	case g.first == nil && err != nil:
+	if g.first == nil && err != nil {
 		g.first = err
 		g.abort()
-	case errors.As(err, &early):
-		g.requests += early.requests
 	}
 }
 
 // planned takes the planner's end: an error ends the pass as a lane's
-// does; a plan cut short (a cause-less laneEnd: the pass stopped, or its
-// lanes read it all meanwhile) only leaves requests to record.
+// does; nil is a plan made, or cut short (the pass stopped, or its lanes
+// read it all meanwhile).
 func (g *laneGroup) planned(err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var early *laneEnd
-	if errors.As(err, &early) && early.cause == nil {
-		g.requests += early.requests
-		return
-	}
 	g.end(err)
 }
 
 // wait returns once every lane and the planner have ended: the pass's
-// end, nil when its lanes read it all; the requests that end had not
-// counted go with it.
+// end, nil when its lanes read it all.
 func (g *laneGroup) wait() error {
 	g.wg.Wait()
-	var early *laneEnd
-	if errors.As(g.first, &early) {
-		early.requests += g.requests
-		g.requests = 0
-	}
 	return g.first
 }
 
@@ -201,24 +185,32 @@ func (r *Replayer) lanesToPlan(st State, k passKind) bool {
 // source's measure of its answer time, but no more than one for every two
 // whole pages of what is left of the pass, since each lane's last page is
 // rarely full; what is left is cut into slices of about equal counts
-// (Slices). An error ends the pass as a lane's does; a plan cut short (a
-// planned stop, or a pass the first lane read to its end meanwhile) is a
-// laneEnd with no cause, with the requests it made.
+// (Slices). A count that fails ends the pass as a lane's failure does
+// (a laneEnd); a plan cut short (a planned stop, or a pass the first lane
+// read to its end meanwhile) ends with nil. Its requests are counted as
+// the run's others are (run.call).
 func (r *Replayer) planPass(ctx context.Context, rn *run, k passKind, first *laneRun, g *laneGroup) error {
 	select {
 	case <-first.asked:
 	case <-ctx.Done():
-		return &laneEnd{}
+		return nil
 	}
 	pl := &planning{r: r, rn: rn, k: k}
 	st := rn.state()
-	total, err := pl.count(ctx, st)
+	counter := Over(r.Source, st.pass(k).Scope).(Counter)
+	pl.count = func(ctx context.Context, w Window) (Tally, error) {
+		ctx, counted := rn.call(ctx, nil)
+		t, err := counter.Count(ctx, w)
+		counted(t.Requests)
+		return t, err
+	}
+	total, err := pl.total(ctx, st)
 	if err != nil || total < 0 || !r.lanesToPlan(rn.state(), k) {
-		return pl.end(err)
+		return err
 	}
 	n, err := pl.lanes(ctx, first, total)
 	if err != nil || n <= 1 {
-		return pl.end(err)
+		return err
 	}
 	st = rn.state()
 	p := st.pass(k)
@@ -230,81 +222,56 @@ func (r *Replayer) planPass(ctx context.Context, rn *run, k passKind, first *lan
 		rest.Start = max(rest.Start, p.Reached+1)
 	}
 	left := max(total-read, 0)
-	sizer := r.Source.(LaneSizer)
-	pageSize := int64(max(sizer.PageSize(), 1))
+	pageSize := int64(max(r.Source.(LaneSizer).PageSize(), 1))
 	pages := (left + pageSize - 1) / pageSize
 	maxCounts := max(n-1, min(5*(n-1), int(pages/8)))
-	counter := Over(r.Source, p.Scope).(Counter)
-	cuts, requests, err := Slices(ctx, rest, n, left, pageSize, maxCounts, counter.Count)
-	pl.requests += requests
+	cuts, requests, err := Slices(ctx, rest, n, left, pageSize, maxCounts, pl.count)
 	switch {
 	case errors.Is(err, ErrNoTotal):
-		return pl.end(pl.oneLane())
+		return pl.oneLane()
 	case err != nil && ctx.Err() != nil:
-		return pl.end(nil)
+		return nil
 	case err != nil:
-		return pl.end(fmt.Errorf("count the activities of the parts of the window to balance %d lanes: %w", n, err))
+		return &laneEnd{fmt.Errorf("count the activities of the parts of the window to balance %d lanes: %w", n, err)}
 	}
-	return pl.end(pl.apply(ctx, first, cuts, total, read, g))
+	return pl.apply(ctx, first, cuts, plan{total: total, read: read, balancing: requests}, g)
 }
 
-// planning is one plan in the making: what it has asked the source so far
-// and not recorded.
+// planning is one plan in the making.
 type planning struct {
-	r        *Replayer
-	rn       *run
-	k        passKind
-	requests int
-	cut      bool // ended by a planned stop, or by the pass's end
+	r     *Replayer
+	rn    *run
+	k     passKind
+	count CountFunc // counts a part of the pass, each request counted
 }
 
-// end is how the plan ends, with err (nil once its requests are recorded,
-// or when it was cut short).
-func (pl *planning) end(err error) error {
-	if err != nil {
-		return &laneEnd{err, pl.requests}
-	}
-	if pl.cut || pl.requests > 0 {
-		return &laneEnd{nil, pl.requests}
-	}
-	return nil
-}
-
-// count returns the pass's count: the window's Total (counted and
+// total returns the pass's count: the window's Total (counted and
 // recorded now, if no run did yet), or for a top-up to be cut into lanes,
 // its own. -1 tells that there is nothing to plan with: the source gave no
 // total (the pass is then read in its own lane), or the plan was cut
 // short.
-func (pl *planning) count(ctx context.Context, st State) (int64, error) {
+func (pl *planning) total(ctx context.Context, st State) (int64, error) {
 	p := st.pass(pl.k)
 	if pl.k == mainPass && st.Total != nil {
 		return *st.Total, nil
 	}
-	tally, err := Over(pl.r.Source, p.Scope).(Counter).Count(ctx, p.Scope.Window)
-	pl.requests += tally.Requests
+	tally, err := pl.count(ctx, p.Scope.Window)
 	switch {
 	case errors.Is(err, ErrNoTotal):
 		return -1, pl.oneLane()
 	case err != nil && ctx.Err() != nil:
-		pl.cut = true
 		return -1, nil
 	case err != nil && pl.k == mainPass:
-		return -1, fmt.Errorf("count the window's activities: %w", err)
+		return -1, &laneEnd{fmt.Errorf("count the window's activities: %w", err)}
 	case err != nil:
-		return -1, fmt.Errorf("count the pass's activities to plan its lanes: %w", err)
+		return -1, &laneEnd{fmt.Errorf("count the pass's activities to plan its lanes: %w", err)}
 	case pl.k != mainPass:
 		return tally.Activities, nil
 	}
 	// The window's count is recorded at once: no run asks for it again.
-	err = pl.rn.update(func(s *State) error {
-		s.Total = &tally.Activities
-		s.APIRequests += int64(pl.requests)
-		return nil
-	})
-	if err != nil {
+	if err := pl.rn.update(func(s *State) error { s.Total = &tally.Activities; return nil }); err != nil {
 		return -1, fmt.Errorf("record the window's count: %w", err)
 	}
-	pl.requests = 0
 	return tally.Activities, nil
 }
 
@@ -312,7 +279,7 @@ func (pl *planning) count(ctx context.Context, st State) (int64, error) {
 // which first has read what it delivered: Replayer.Lanes, or as many as
 // the source's answer time calls for (measured by the first lane's first
 // page, if nothing was yet), but no more than one for every two whole
-// pages of what is left. 1 is recorded as the plan.
+// pages of what is left. 1 is recorded as the plan; 0 is a plan cut short.
 func (pl *planning) lanes(ctx context.Context, first *laneRun, total int64) (int, error) {
 	sizer := pl.r.Source.(LaneSizer)
 	n := pl.r.Lanes
@@ -321,7 +288,6 @@ func (pl *planning) lanes(ctx context.Context, first *laneRun, total int64) (int
 			select {
 			case <-first.answered:
 			case <-ctx.Done():
-				pl.cut = true
 				return 0, nil
 			}
 			n = sizer.Lanes()
@@ -337,11 +303,9 @@ func (pl *planning) lanes(ctx context.Context, first *laneRun, total int64) (int
 	return n, nil
 }
 
-// oneLane records that the pass is read in its own lane, with the
-// requests its plan made.
+// oneLane records that the pass is read in its own lane.
 func (pl *planning) oneLane() error {
 	err := pl.rn.update(func(s *State) error {
-		s.APIRequests += int64(pl.requests)
 		if p := s.pass(pl.k); len(p.Lanes) == 0 && pl.r.lanesToPlan(*s, pl.k) {
 			p.LanesPlanned = true
 		}
@@ -350,26 +314,30 @@ func (pl *planning) oneLane() error {
 	if err != nil {
 		return fmt.Errorf("record the pass's plan: %w", err)
 	}
-	pl.requests = 0
 	return nil
 }
 
+// plan is what a plan was made from: the pass's count, what its first
+// lane had read when its cuts were counted, and the requests that took.
+type plan struct {
+	total, read int64
+	balancing   int
+}
+
 // apply cuts the pass into the lanes of cuts (slices of what is left of
-// it, counted from where first stood when it had read read activities)
-// and starts them in g, recording the
+// it, counted from where first stood) and starts them in g, recording the
 // plan first. It holds the sink meanwhile, so that first, which has read
 // on since, has no batch with it: a cut that first has read past is
 // dropped, its slice joining first's, so that no lane is given a range
 // another has delivered any of. first becomes scan lane 0, its slice
 // ending where lane 1's begins. A pass that first read to its end
 // meanwhile has nothing left to plan.
-func (pl *planning) apply(ctx context.Context, first *laneRun, cuts []Slice, total, read int64, g *laneGroup) error {
+func (pl *planning) apply(ctx context.Context, first *laneRun, cuts []Slice, from plan, g *laneGroup) error {
 	rn, k := pl.rn, pl.k
 	// A batch a dead run left in flight may reach further than where the
 	// first lane stands: the first lane resumes it before anything is cut.
 	rn.gate.wait(ctx)
 	if ctx.Err() != nil {
-		pl.cut = true
 		return nil
 	}
 	rn.sink.Lock()
@@ -377,7 +345,6 @@ func (pl *planning) apply(ctx context.Context, first *laneRun, cuts []Slice, tot
 	st := rn.state()
 	p := st.pass(k)
 	if p.State == StateCompleted || p.State == StateSettling || len(p.Lanes) > 0 {
-		pl.cut = true
 		return nil
 	}
 	for len(cuts) > 1 && p.Sent+p.Skipped > 0 && cuts[1].Start <= p.Reached {
@@ -397,37 +364,26 @@ func (pl *planning) apply(ctx context.Context, first *laneRun, cuts []Slice, tot
 		l := &lanes[0]
 		l.Window.Start = p.Scope.Window.Start
 		l.Lane, l.Sent, l.Skipped = p.Lane, p.Sent, p.Skipped
-		l.Planned += read
+		l.Planned += from.read
 		l.Progress = l.Window.Fraction(p.Reached)
 		p.Lanes, p.Lane, p.LanesPlanned = lanes, Lane{}, true
 		p.Progress, p.Reached = p.lanesProgress()
-		s.APIRequests += int64(pl.requests)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("record the scan lanes: %w", err)
 	}
-	balancing := pl.requests
-	pl.requests = 0
 	first.become(0, p.Scope.Within(lanes[0].Window))
 	for i := 1; i < len(lanes); i++ {
 		g.start(newLaneRun(k, i, p.Scope.Within(lanes[i].Window)))
 	}
-	attrs := []any{"lanes", len(lanes), "activities", total, "balancing_requests", balancing}
-	if read > 0 {
-		attrs = append(attrs, "first_lane_read", read)
+	attrs := []any{"lanes", len(lanes), "activities", from.total, "balancing_requests", from.balancing}
+	if from.read > 0 {
+		attrs = append(attrs, "first_lane_read", from.read)
 	}
 	if pl.r.Lanes == 0 {
 		attrs = append(attrs, "sized_by", "the API's answer time and --rate-limit")
 	}
 	rn.log.Info("reading the window in scan lanes side by side", attrs...)
-	return nil
-}
-
-// recordRequests stores requests made and not recorded yet.
-func (r *Replayer) recordRequests(rn *run, requests int) error {
-	if err := rn.update(func(s *State) error { s.APIRequests += int64(requests); return nil }); err != nil {
-		return fmt.Errorf("record the API requests: %w", err)
-	}
 	return nil
 }

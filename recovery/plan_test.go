@@ -221,7 +221,14 @@ func TestPlanResumedFromWhereTheFirstLaneStands(t *testing.T) {
 	}
 	sink.onSend = nil
 	src.parts = nil
-	src.heldUntilPlanned(cp)
+	// The first lane resumes at once, and waits after its first page for
+	// the plan.
+	src.wide = func(ctx context.Context, at int) error {
+		if at <= int(read) {
+			return nil
+		}
+		return cp.until(ctx, planned)
+	}
 	logs.Reset()
 	if _, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background()); err != nil {
 		t.Fatal(err)
@@ -236,5 +243,37 @@ func TestPlanResumedFromWhereTheFirstLaneStands(t *testing.T) {
 		if share := l.Planned - map[bool]int64{true: read}[i == 0]; share < (2000-read)/4-100 || share > (2000-read)/4+100 {
 			t.Errorf("lane %d planned %d of what was left (%d)", i+1, share, 2000-read)
 		}
+	}
+}
+
+// TestRequestsRecordedWhenSent: a request is counted as the source sends
+// it, so the checkpoint's next write records it even while its answer is
+// awaited (a run killed then has it in its count): the window's count, in
+// flight, is recorded with the first page's batch.
+func TestRequestsRecordedWhenSent(t *testing.T) {
+	src := newLaneTenant(1000, 100, 2)
+	cp := newLaneCheckpoint(src.window())
+	src.heldUntilPlanned(cp)
+	src.hold = make(chan struct{}) // the first page waits until the count is sent
+	var atFirstBatch int64
+	src.windows = func(ctx context.Context) error {
+		close(src.hold)
+		err := cp.until(ctx, sentAtLeast(100))
+		atFirstBatch = cp.state().APIRequests
+		return err
+	}
+	sink := &lockedSink{}
+	var logs bytes.Buffer
+	if _, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	assertOnce(t, sink.delivered(), src.acts)
+	pages := 0
+	for _, n := range src.fetched {
+		pages += n
+	}
+	if st := cp.state(); atFirstBatch != 2 || st.APIRequests != int64(pages+src.counted) {
+		t.Errorf("%d requests recorded with the first batch, want 2 (its page and the count in flight); %d in all for %d pages and %d counts",
+			atFirstBatch, st.APIRequests, pages, src.counted)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -140,6 +141,32 @@ type run struct {
 	// lane with the batch a dead run left in flight has resumed it.
 	gate *resumeGate
 	cp   Checkpoint
+	// requests are the API requests made and not recorded yet: each is
+	// counted as the source sends it (NoteRequest), or once its page or
+	// count returns, and the next checkpoint write records it (take), so
+	// that a run killed loses the count of the requests it made after its
+	// last write only.
+	requests atomic.Int64
+}
+
+// take returns the requests made and not recorded, which the caller
+// records in the state it writes.
+func (rn *run) take() int64 { return rn.requests.Swap(0) }
+
+// call returns ctx for one request of the source's (a Fetch or a Count)
+// and the function to call with the requests it reports once it returns:
+// each request the source notes as it sends it (NoteRequest) is counted
+// at once, and calls note (when not nil); the others when it returns.
+func (rn *run) call(ctx context.Context, note func()) (context.Context, func(reported int)) {
+	var noted atomic.Int64
+	ctx = withRequestNote(ctx, func() {
+		noted.Add(1)
+		rn.requests.Add(1)
+		if note != nil {
+			note()
+		}
+	})
+	return ctx, func(reported int) { rn.requests.Add(int64(reported) - noted.Load()) }
 }
 
 // state is the state as last stored.
@@ -165,6 +192,7 @@ func (rn *run) update(fn func(*State) error) error {
 		if err := fn(s); err != nil {
 			return err
 		}
+		s.APIRequests += rn.take()
 		rn.st = s.withOwnLanes()
 		return nil
 	})
@@ -245,7 +273,7 @@ func (r *Replayer) runPass(ctx context.Context, rn *run, k passKind) error {
 	r.adviseLanes(rn, k)
 	var early *laneEnd
 	if errors.As(err, &early) {
-		return r.fail(ctx, rn, k, early.cause, early.requests)
+		return r.fail(ctx, rn, k, early.cause)
 	}
 	return err
 }
@@ -295,8 +323,12 @@ func (r *Replayer) runLanes(ctx context.Context, rn *run, k passKind) error {
 		g.wg.Go(func() { g.planned(r.planPass(planning, rn, k, lanes[0], g)) })
 	}
 	err := g.wait()
-	if err == nil && g.requests > 0 {
-		return r.recordRequests(rn, g.requests)
+	if err == nil && rn.requests.Load() != 0 {
+		// Made after the pass's last write (a page read ahead, a count
+		// cut short by its end): recorded all the same.
+		if err := rn.update(func(*State) error { return nil }); err != nil {
+			return fmt.Errorf("record the API requests: %w", err)
+		}
 	}
 	return err
 }
@@ -341,11 +373,9 @@ func (g *resumeGate) wait(fetch context.Context) {
 const own = -1
 
 // laneEnd is how a lane ended before its end: its cause (nil for a
-// planned stop) and the API requests it had not counted yet. The pass
-// records it (fail).
+// planned stop). The pass records it (fail).
 type laneEnd struct {
-	cause    error
-	requests int
+	cause error
 }
 
 func (e *laneEnd) Error() string {
@@ -359,38 +389,36 @@ func (e *laneEnd) Unwrap() error { return e.cause }
 
 // runLane runs lane from where it stands to its end: fetch, deliver,
 // advance, page after page. It fetches within fetch, which ends at a
-// planned stop or when another lane ended the pass. unrecorded is what
-// a page it fetched and did not deliver cost in requests.
-func (r *Replayer) runLane(ctx, fetch context.Context, rn *run, lane *laneRun) (unrecorded int, err error) {
+// planned stop or when another lane ended the pass.
+func (r *Replayer) runLane(ctx, fetch context.Context, rn *run, lane *laneRun) error {
 	i, scope := lane.at()
 	st := rn.state()
 	p := st.pass(lane.k)
 	var next <-chan fetched
 	defer func() {
 		if next != nil {
-			// Never leave a fetch running behind the caller; its requests
-			// are counted all the same.
-			unrecorded += (<-next).page.Requests
+			<-next // never leave a fetch running behind the caller
 		}
 	}()
 	by := p.Scope.By
 	var spare Prepared // what the last Send's batch was prepared in, free again
 	src, read := Over(r.Source, scope), scope
-	fetchAt := func(ctx context.Context, cur Cursor) {
+	fetchAt := func(cur Cursor, note func()) {
 		if _, now := lane.at(); now != read {
 			// The lane's slice was cut short (applyPlan): the source pages
 			// through it from the cursor it gave for the wider scope, and
 			// ends where the slice does.
 			src, read = Over(r.Source, now), now
 		}
-		next, spare = r.prefetch(ctx, src, read, by, cur, spare), nil
+		ctx, counted := rn.call(fetch, note)
+		next, spare = r.prefetch(ctx, counted, src, read, by, cur, spare), nil
 	}
 	// A batch a dead run left in flight is the page at the lane's cursor:
 	// the first page this lane fetches.
 	left := p.lane(i).InFlight
 	// Its first request tells the planner, which waits for it: a start
 	// spends its first request on a page, not on a count.
-	fetchAt(withRequestNote(fetch, lane.markAsked), p.lane(i).Cursor)
+	fetchAt(p.lane(i).Cursor, lane.markAsked)
 	for {
 		f := <-next
 		next = nil
@@ -403,10 +431,10 @@ func (r *Replayer) runLane(ctx, fetch context.Context, rn *run, lane *laneRun) (
 			if err != nil {
 				err = fmt.Errorf("fetch the page at %s: %w", rn.position(lane), err)
 			}
-			return 0, &laneEnd{err, page.Requests}
+			return &laneEnd{err}
 		}
 		if r.stopAsked() || fetch.Err() != nil { // a page read before the stop is not sent after it
-			return 0, &laneEnd{nil, page.Requests}
+			return &laneEnd{nil}
 		}
 		// In one lane the next page is fetched while the sink takes the
 		// current one, so decoding and delivery overlap; at most one page
@@ -415,11 +443,11 @@ func (r *Replayer) runLane(ctx, fetch context.Context, rn *run, lane *laneRun) (
 		// as fast. The first lane of a pass becomes a scan lane when the
 		// plan comes (applyPlan).
 		if i, _ = lane.at(); i == own && !page.Last {
-			fetchAt(fetch, page.Next)
+			fetchAt(page.Next, nil)
 		}
 		d, err := r.deliver(ctx, fetch, rn, lane, f, left)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		left = InFlight{}
 		if d.prepared != nil {
@@ -435,10 +463,10 @@ func (r *Replayer) runLane(ctx, fetch context.Context, rn *run, lane *laneRun) (
 			r.logDone(rn, lane.k)
 		}
 		if d.last {
-			return 0, nil
+			return nil
 		}
 		if next == nil {
-			fetchAt(fetch, d.next)
+			fetchAt(d.next, nil)
 		}
 	}
 }
@@ -460,8 +488,8 @@ type delivered struct {
 
 // deliver hands f's batch, lane's page, to the sink, which every lane
 // shares, and advances the lane past it: one lane at a time, so that at
-// most one batch is ever in flight (recorded, with the requests the page
-// cost, while the sink has it) and a kill -9 re-sends at most what the
+// most one batch is ever in flight (recorded while the sink has it) and a
+// kill -9 re-sends at most what the
 // sink lacks of that one. left is the batch a dead run left in flight in
 // this lane, if f is its first page (flight.deliver). A lane that has to
 // stop (fetch ended) while it waits for the sink sends nothing. A page
@@ -486,19 +514,18 @@ func (r *Replayer) deliver(ctx, fetch context.Context, rn *run, lane *laneRun, f
 	page, batch, skipped := f.page, f.batch, f.skipped
 	d = delivered{lane: i, sent: batch, skipped: skipped, next: page.Next, last: page.Last}
 	if r.stopAsked() || fetch.Err() != nil {
-		return d, &laneEnd{nil, page.Requests}
+		return d, &laneEnd{nil}
 	}
 	var sent, resent int64
 	if len(batch) > 0 {
 		fl := flight{r: r, save: rn.save, lane: func(s *State) *Lane { return s.pass(k).lane(i) },
-			batch: batch, prepared: f.prepared, requests: page.Requests}
+			batch: batch, prepared: f.prepared, requests: rn.take}
 		delivered, again, err := fl.deliver(ctx, rn.send, left, rn.position(lane), rn.log)
-		page.Requests = fl.requests // what the record did not count
 		if errors.Is(err, errRecord) {
 			return d, err
 		}
 		if err != nil {
-			return d, &laneEnd{fmt.Errorf("send %d activities at %s: %w", len(fl.sent), rn.position(lane), err), page.Requests}
+			return d, &laneEnd{fmt.Errorf("send %d activities at %s: %w", len(fl.sent), rn.position(lane), err)}
 		}
 		sent, resent, d.prepared = int64(delivered), int64(again), fl.prepared
 	}
@@ -526,7 +553,6 @@ func (r *Replayer) deliver(ctx, fetch context.Context, rn *run, lane *laneRun, f
 		if len(batch) > 0 {
 			s.noteSink(r.SinkName)
 		}
-		s.APIRequests += int64(page.Requests)
 		if k == sweepPass {
 			// What a sweep sends, the recovery sent.
 			s.Sent += int64(len(batch))
@@ -860,12 +886,13 @@ func (f fetched) within(scope Scope) fetched {
 }
 
 // prefetch fetches the page at cur from src, which reads scope, in the
-// background, drops what Exclude names, and has the sink prepare the
-// batch if it can, in reuse's memory.
-func (r *Replayer) prefetch(ctx context.Context, src Source, scope Scope, by TimeField, cur Cursor, reuse Prepared) <-chan fetched {
+// background, tells counted the requests it took, drops what Exclude
+// names, and has the sink prepare the batch if it can, in reuse's memory.
+func (r *Replayer) prefetch(ctx context.Context, counted func(int), src Source, scope Scope, by TimeField, cur Cursor, reuse Prepared) <-chan fetched {
 	ch := make(chan fetched, 1)
 	go func() {
 		page, err := src.Fetch(ctx, cur)
+		counted(page.Requests)
 		f := fetched{page: page, batch: page.Activities, by: by, scope: scope, err: err}
 		for _, a := range page.Activities {
 			f.reached = max(f.reached, by.Of(a))
@@ -894,11 +921,10 @@ func (r *Replayer) prefetch(ctx context.Context, src Source, scope Scope, by Tim
 // ctx cancelled; cause may then be nil) or failed. A batch the sink did not
 // confirm stays in flight: the next run sends it again and counts it as
 // possibly duplicated.
-func (r *Replayer) fail(ctx context.Context, rn *run, k passKind, cause error, requests int) error {
+func (r *Replayer) fail(ctx context.Context, rn *run, k passKind, cause error) error {
 	stopped := r.stopAsked() || ctx.Err() != nil
 	var p Pass
 	err := rn.update(func(s *State) error {
-		s.APIRequests += int64(requests)
 		if k == topUpPass && s.TopUp() == nil {
 			k = mainPass // the top-up never began
 		}

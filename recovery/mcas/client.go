@@ -173,13 +173,13 @@ func (s *Source) post(ctx context.Context, c call) (*answer, int, error) {
 		if err := s.budget.wait(ctx); err != nil {
 			return nil, requests, err
 		}
-		// Its turn at the rate limit is taken: a replay loop that waits for
-		// its first page to be asked for may ask for counts now.
-		recovery.NoteRequest(ctx)
 		header, err := s.auth.authorization(ctx)
 		var ans *answer
 		if err == nil {
 			requests++
+			// The replay loop counts it now: a run that dies before the
+			// answer has it in its checkpoint all the same.
+			recovery.NoteRequest(ctx)
 			sent := time.Now()
 			if ans, err = s.once(ctx, header, c); err == nil {
 				s.budget.answered(time.Since(sent))
