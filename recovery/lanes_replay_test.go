@@ -36,6 +36,8 @@ type laneTenant struct {
 	// fetch starts at: tests hold the first lane at a point, whatever the
 	// scheduler does (heldUntilPlanned).
 	wide func(ctx context.Context, at int) error
+	// gate, when set, is waited for by every fetch, given its scope.
+	gate func(ctx context.Context, scope Scope) error
 	// parts, when set, is waited for by the counts of a part of the window
 	// (those that balance the lanes), windows by the count of the window.
 	parts, windows func(ctx context.Context) error
@@ -158,6 +160,11 @@ func (v *laneScope) Fetch(ctx context.Context, cur Cursor) (Page, error) {
 	}()
 	if t.wide != nil && v.scope.Window == t.window() {
 		if err := t.wide(ctx, offset(cur)); err != nil {
+			return Page{}, err
+		}
+	}
+	if t.gate != nil {
+		if err := t.gate(ctx, v.scope); err != nil {
 			return Page{}, err
 		}
 	}

@@ -101,6 +101,10 @@ type laneGroup struct {
 	idle  context.CancelFunc // ends the planner: no lane runs
 	wg    sync.WaitGroup
 
+	// tail, when set, is called once when a lane has read its slice to
+	// its end and one lane is left reading: the pass's tail.
+	tail func()
+
 	mu      sync.Mutex
 	first   error
 	running int
@@ -121,11 +125,18 @@ func (g *laneGroup) start(lane *laneRun) bool {
 			g.rn.gate.open()
 		}
 		g.mu.Lock()
-		defer g.mu.Unlock()
 		g.end(err)
-		if g.running--; g.running == 0 {
+		var tail func()
+		switch g.running--; {
+		case g.running == 0:
 			g.closed = true
 			g.idle()
+		case g.running == 1 && err == nil && g.first == nil:
+			tail, g.tail = g.tail, nil
+		}
+		g.mu.Unlock()
+		if tail != nil {
+			tail()
 		}
 	})
 	return true

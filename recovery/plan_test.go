@@ -277,3 +277,51 @@ func TestRequestsRecordedWhenSent(t *testing.T) {
 			atFirstBatch, st.APIRequests, pages, src.counted)
 	}
 }
+
+// TestFinalSweepAskedWhileTheLastLaneReads: with --settle 0 on a window
+// that is over, the final sweep follows the pass at once; its first page
+// is asked for as soon as one lane is left reading, so that the sweep
+// costs no answer time after the pass. Here the last lane reads on only
+// once the sweep's page was asked for: without that, the run would never
+// end. What was saved after the pass's horizon is sent once, by the sweep.
+func TestFinalSweepAskedWhileTheLastLaneReads(t *testing.T) {
+	src := newEvenTenant(1000, 100, 2)
+	cp := newLaneCheckpoint(src.window())
+	src.heldUntilPlanned(cp)
+	// One activity of the window saved just now: after the pass's horizon.
+	late := Activity{ID: "late", Timestamp: src.window().Start + 5, Created: time.Now().UnixMilli()}
+	src.acts = append([]Activity{late}, src.acts...)
+	asked := make(chan struct{})
+	markAsked := once(func() { close(asked) })
+	src.gate = func(ctx context.Context, scope Scope) error {
+		if scope.SavedFrom != 0 {
+			markAsked() // the sweep's
+			return nil
+		}
+		st := cp.state()
+		if !slices.ContainsFunc(st.Lanes, func(l ScanLane) bool { return l.State == StateCompleted }) {
+			return nil
+		}
+		select { // the last lane, alone
+		case <-asked:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sink := &lockedSink{}
+	var logs bytes.Buffer
+	r := laneReplayer(src, sink, cp, 0, &logs)
+	r.Sweeps = &Sweeps{For: new(time.Duration), Margin: time.Minute}
+	res, err := r.Run(ctx)
+	if err != nil {
+		t.Fatalf("Run: %v (the final sweep was not asked for while the last lane read?)\n%s", err, logs.String())
+	}
+	assertOnce(t, sink.delivered(), src.acts)
+	st := cp.state()
+	if st.State != StateCompleted || res.Sweeps != 1 || st.Settle.LateSent != 1 || st.Settle.Sweeps != 1 || len(st.Lanes) != 2 {
+		t.Errorf("%s, %d sweeps (%d this run), %d late; want completed by one sweep that sent the late one", st.State, st.Settle.Sweeps, res.Sweeps, st.Settle.LateSent)
+	}
+}

@@ -141,6 +141,9 @@ type run struct {
 	// lane with the batch a dead run left in flight has resumed it.
 	gate *resumeGate
 	cp   Checkpoint
+	// early is the final sweep's first page, asked for while the pass's
+	// last lane read its last pages (sweepEarly); nil when none was.
+	early *earlySweep
 	// requests are the API requests made and not recorded yet: each is
 	// counted as the source sends it (NoteRequest), or once its page or
 	// count returns, and the next checkpoint write records it (take), so
@@ -223,7 +226,14 @@ func (r *Replayer) Run(ctx context.Context) (Result, error) {
 	rn := &run{st: st, save: context.WithoutCancel(ctx), log: log, cp: r.Checkpoint, excluded: excluded}
 	var release func()
 	rn.send, rn.fetch, release = r.stopContexts(ctx)
-	defer release()
+	defer func() {
+		release()
+		rn.dropEarlySweep()
+		if rn.requests.Load() != 0 {
+			// Requests a fetch cut short made after the run's last write.
+			_ = rn.update(func(*State) error { return nil })
+		}
+	}()
 	if plan == PlanRecover {
 		if err := r.settleOptions(rn); err != nil {
 			return rn.res, err
@@ -316,6 +326,9 @@ func (r *Replayer) runLanes(ctx context.Context, rn *run, k passKind) error {
 		}
 	}
 	plan := r.plansBeside(rn.st, k)
+	if k == mainPass {
+		g.tail = func() { r.sweepEarly(rn) }
+	}
 	for _, l := range lanes {
 		g.start(l)
 	}
@@ -416,9 +429,11 @@ func (r *Replayer) runLane(ctx, fetch context.Context, rn *run, lane *laneRun) e
 	// A batch a dead run left in flight is the page at the lane's cursor:
 	// the first page this lane fetches.
 	left := p.lane(i).InFlight
-	// Its first request tells the planner, which waits for it: a start
-	// spends its first request on a page, not on a count.
-	fetchAt(p.lane(i).Cursor, lane.markAsked)
+	if next = rn.takeEarlySweep(lane.k, scope, p.lane(i).Cursor); next == nil {
+		// Its first request tells the planner, which waits for it: a
+		// start spends its first request on a page, not on a count.
+		fetchAt(p.lane(i).Cursor, lane.markAsked)
+	}
 	for {
 		f := <-next
 		next = nil
@@ -679,6 +694,65 @@ func (r *Replayer) settle(ctx context.Context, rn *run, swept bool) error {
 		}
 	}
 	return nil
+}
+
+// earlySweep is the final sweep's first page, asked for early, and the
+// scope it reads.
+type earlySweep struct {
+	scope Scope
+	next  <-chan fetched
+}
+
+// sweepEarly asks for the first page of the final sweep while the pass's
+// last lane reads its last pages, when the sweep that follows the pass is
+// the final one: --settle 0 (the deadline is the pass's end) on a window
+// that is over. The final sweep reads what MCAS saved from the pass's
+// horizon on, which no lane of the pass reads: asked for now, its page
+// holds what was saved up to now, a few answer times before the pass ends
+// instead of just after, and once the pass is done the sweep delivers it
+// (takeEarlySweep) without waiting another answer time. Anything later is
+// what a later sweep would find, as ever (docs/time-semantics.md).
+func (r *Replayer) sweepEarly(rn *run) {
+	st := rn.state()
+	if r.Sweeps == nil || st.Settle == nil || st.Settle.For != 0 || st.Sweep != nil {
+		return
+	}
+	scope, final, empty := st.Settle.NextSweep(st.Pass.Scope, r.now())
+	if !final || empty {
+		return
+	}
+	ctx, counted := rn.call(rn.fetch, nil)
+	early := &earlySweep{scope: scope, next: r.prefetch(ctx, counted, Over(r.Source, scope), scope, scope.By, Cursor{}, nil)}
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	rn.early = early
+	rn.log.Debug("asked for the final sweep's first page while the last lane reads", "saved", scope.String())
+}
+
+// takeEarlySweep is the page sweepEarly asked for, when the lane about to
+// fetch at cur is the final sweep's first, of that scope; else nil.
+func (rn *run) takeEarlySweep(k passKind, scope Scope, cur Cursor) <-chan fetched {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	e := rn.early
+	if k != sweepPass || e == nil || e.scope != scope || !cur.IsZero() {
+		return nil
+	}
+	rn.early = nil
+	return e.next
+}
+
+// dropEarlySweep waits for the page sweepEarly asked for, when no sweep
+// took it (the run ended first): no fetch outlives the run. Its requests
+// are counted; the run's last write has been made.
+func (rn *run) dropEarlySweep() {
+	rn.mu.Lock()
+	e := rn.early
+	rn.early = nil
+	rn.mu.Unlock()
+	if e != nil {
+		<-e.next
+	}
 }
 
 // await ends a run that has read all it may before the final sweep: the
