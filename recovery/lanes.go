@@ -57,8 +57,18 @@ func Slices(ctx context.Context, w Window, n int, total, tolerance int64, maxCou
 	if n <= 1 || total <= 0 || w.End-w.Start < int64(n) {
 		return []Slice{{w, max(total, 0)}}, 0, nil
 	}
+	known, requests, err := balance(ctx, w, n, total, tolerance, maxCounts, count)
+	if err != nil {
+		return nil, requests, err
+	}
+	return known.slices(w, n, total, 0), requests, nil
+}
+
+// balance makes Slices' counts: the prefix counts of w (which holds total
+// activities) that place the cuts of n slices, and the requests they took.
+func balance(ctx context.Context, w Window, n int, total, tolerance int64, maxCounts int, count CountFunc) (prefixCounts, int, error) {
 	known := prefixCounts{{w.Start, 0}, {w.End, total}}
-	left := max(maxCounts, n-1)
+	left, requests := max(maxCounts, n-1), 0
 	for round := 0; round < BalanceRounds && left > 0; round++ {
 		ask := known.probes(n, total, tolerance, round)
 		if len(ask) == 0 {
@@ -73,15 +83,23 @@ func Slices(ctx context.Context, w Window, n int, total, tolerance int64, maxCou
 		}
 		known = known.with(found)
 	}
+	return known, requests, nil
+}
+
+// slices cuts w, which holds total activities by the counts c, into n
+// slices, the first of which has read read of them already: each slice
+// is left with an equal share of the rest (the first, its share and what
+// it read). Fewer come back where a millisecond holds more than a share.
+func (c prefixCounts) slices(w Window, n int, total, read int64) (cuts []Slice) {
 	start, before := w.Start, int64(0)
 	for i := 1; i < n; i++ {
-		share := total * int64(i) / int64(n)
-		if at := known.cut(share); at > start && at < w.End {
+		share := read + (total-read)*int64(i)/int64(n)
+		if at := c.cut(share); at > start && at < w.End {
 			cuts = append(cuts, Slice{Window{start, at}, share - before})
 			start, before = at, share
 		}
 	}
-	return append(cuts, Slice{Window{start, w.End}, total - before}), requests, nil
+	return append(cuts, Slice{Window{start, w.End}, total - before})
 }
 
 // Slice is a part of a window, cut for a scan lane, and how many

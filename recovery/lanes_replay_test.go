@@ -45,6 +45,9 @@ type laneTenant struct {
 	// order is what was asked, "fetch" or "count", in order.
 	counted, windowCounts int
 	order                 []string
+	// end, when set, is the window's end (else a second after the last
+	// activity).
+	end int64
 }
 
 // heldUntilPlanned holds the first lane of each pass on cp after its
@@ -78,14 +81,27 @@ func newLaneTenant(n, page, lanes int) *laneTenant {
 // newEvenTenant is a laneTenant whose n activities are 10 ms apart: the
 // first round of counts places every cut, so a test knows where.
 func newEvenTenant(n, page, lanes int) *laneTenant {
-	t := &laneTenant{n: page, lanes: lanes, fetched: map[Window]int{}}
+	ts := make([]int64, n)
 	for i := range n {
-		t.acts = append(t.acts, Activity{ID: fmt.Sprintf("e%05d", i), Timestamp: 1000 + int64(i)*10})
+		ts[i] = 1000 + int64(i)*10
+	}
+	return newTenantAt(ts, page, lanes, ts[n-1]+1000)
+}
+
+// newTenantAt is a laneTenant whose activities happened at ts (sorted),
+// in a window from 1000 to end.
+func newTenantAt(ts []int64, page, lanes int, end int64) *laneTenant {
+	t := &laneTenant{n: page, lanes: lanes, fetched: map[Window]int{}, end: end}
+	for i, at := range ts {
+		t.acts = append(t.acts, Activity{ID: fmt.Sprintf("e%05d", i), Timestamp: at})
 	}
 	return t
 }
 
 func (t *laneTenant) window() Window {
+	if t.end != 0 {
+		return Window{Start: 1000, End: t.end}
+	}
 	return Window{Start: 1000, End: t.acts[len(t.acts)-1].Timestamp + 1000}
 }
 

@@ -233,10 +233,13 @@ func (r *Replayer) planPass(ctx context.Context, rn *run, k passKind, first *lan
 		rest.Start = max(rest.Start, p.Reached+1)
 	}
 	left := max(total-read, 0)
+	if left <= 0 || rest.End-rest.Start < int64(n) {
+		return pl.oneLane()
+	}
 	pageSize := int64(max(r.Source.(LaneSizer).PageSize(), 1))
 	pages := (left + pageSize - 1) / pageSize
 	maxCounts := max(n-1, min(5*(n-1), int(pages/8)))
-	cuts, requests, err := Slices(ctx, rest, n, left, pageSize, maxCounts, pl.count)
+	known, requests, err := balance(ctx, rest, n, left, pageSize, maxCounts, pl.count)
 	switch {
 	case errors.Is(err, ErrNoTotal):
 		return pl.oneLane()
@@ -245,7 +248,7 @@ func (r *Replayer) planPass(ctx context.Context, rn *run, k passKind, first *lan
 	case err != nil:
 		return &laneEnd{fmt.Errorf("count the activities of the parts of the window to balance %d lanes: %w", n, err)}
 	}
-	return pl.apply(ctx, first, cuts, plan{total: total, read: read, balancing: requests}, g)
+	return pl.apply(ctx, first, plan{rest: rest, lanes: n, known: known, total: total, left: left, read: read, balancing: requests}, g)
 }
 
 // planning is one plan in the making.
@@ -328,22 +331,28 @@ func (pl *planning) oneLane() error {
 	return nil
 }
 
-// plan is what a plan was made from: the pass's count, what its first
-// lane had read when its cuts were counted, and the requests that took.
+// plan is what a plan is made from: the part of the pass left when its
+// first lane had read read of its total activities (rest, which holds
+// left of them), the lanes it is cut into, the counts that place the
+// cuts, and the requests those took.
 type plan struct {
-	total, read int64
-	balancing   int
+	rest              Window
+	lanes             int
+	known             prefixCounts
+	total, left, read int64
+	balancing         int
 }
 
-// apply cuts the pass into the lanes of cuts (slices of what is left of
-// it, counted from where first stood) and starts them in g, recording the
-// plan first. It holds the sink meanwhile, so that first, which has read
-// on since, has no batch with it: a cut that first has read past is
-// dropped, its slice joining first's, so that no lane is given a range
-// another has delivered any of. first becomes scan lane 0, its slice
-// ending where lane 1's begins. A pass that first read to its end
+// apply cuts the pass into lanes (plan) and starts them in g, recording
+// the plan first. It holds the sink meanwhile, so that first, which has
+// read on since the counts began, has no batch with it: what it has read
+// since is its own, and the rest is shared out evenly from where it stands
+// now (interpolating the same counts); a cut that first has read past all
+// the same is dropped, its slice joining first's, so that no lane is given
+// a range another has delivered any of. first becomes scan lane 0, its
+// slice ending where lane 1's begins. A pass that first read to its end
 // meanwhile has nothing left to plan.
-func (pl *planning) apply(ctx context.Context, first *laneRun, cuts []Slice, from plan, g *laneGroup) error {
+func (pl *planning) apply(ctx context.Context, first *laneRun, from plan, g *laneGroup) error {
 	rn, k := pl.rn, pl.k
 	// A batch a dead run left in flight may reach further than where the
 	// first lane stands: the first lane resumes it before anything is cut.
@@ -358,6 +367,8 @@ func (pl *planning) apply(ctx context.Context, first *laneRun, cuts []Slice, fro
 	if p.State == StateCompleted || p.State == StateSettling || len(p.Lanes) > 0 {
 		return nil
 	}
+	since := min(max(p.Sent+p.Skipped-from.read, 0), from.left)
+	cuts := from.known.slices(from.rest, from.lanes, from.left, since)
 	for len(cuts) > 1 && p.Sent+p.Skipped > 0 && cuts[1].Start <= p.Reached {
 		cuts[1].Window.Start = cuts[0].Window.Start
 		cuts[1].Activities += cuts[0].Activities

@@ -52,18 +52,24 @@ func staged(src *laneTenant, cp *laneCheckpoint, reach int) {
 }
 
 // TestPlanCutsTheFirstLaneShortWhereTheSecondBegins: the first lane reads
-// on while the plan is made from where it stood; the plan's cut falls in
-// the page it holds when the plan comes, fetched for the whole window.
-// That page is its last: what lies past the cut is left to the second
-// lane, which reads from the cut. Each activity once, and no request past
-// the page that reached the cut.
+// on while the lanes are counted; when the plan comes, what is left is
+// shared out from where it stands then, and the cut falls in the page it
+// holds, fetched for the whole window. That page is its last: what lies
+// past the cut is left to the second lane, which reads from the cut. Each
+// activity once, and no request past the page that reached the cut.
 func TestPlanCutsTheFirstLaneShortWhereTheSecondBegins(t *testing.T) {
-	src := newEvenTenant(1000, 100, 2)
+	ts := make([]int64, 1050)
+	for i := range ts {
+		ts[i] = 1000 + int64(i)*10
+	}
+	// A window that ends with its last activity: the counts interpolate
+	// exactly.
+	src := newTenantAt(ts, 100, 2, ts[len(ts)-1]+10)
 	cp := newLaneCheckpoint(src.window())
-	// Planned from index 100 (the first page recorded): 900 left, a cut
-	// at 550; the first lane has read 500 when it comes, and holds the
-	// page from 500 to 599.
-	staged(src, cp, 500)
+	// Counted from index 100 (the first page recorded): 950 left; the
+	// first lane has read 900 when the plan comes, and holds the page from
+	// 900 to 999. The 150 left are shared: a cut at index 975.
+	staged(src, cp, 900)
 	sink := &lockedSink{}
 	var logs bytes.Buffer
 	if _, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background()); err != nil {
@@ -71,10 +77,10 @@ func TestPlanCutsTheFirstLaneShortWhereTheSecondBegins(t *testing.T) {
 	}
 	assertOnce(t, sink.delivered(), src.acts)
 	st := cp.st
-	cut := src.acts[550].Timestamp - 1 // 6499: the interpolated share
+	cut := ts[975]
 	want := []ScanLane{
-		{Window: Window{Start: 1000, End: cut}, State: StateCompleted, Planned: 550, Sent: 550},
-		{Window: Window{Start: cut, End: src.window().End}, State: StateCompleted, Planned: 450, Sent: 450},
+		{Window: Window{Start: 1000, End: cut}, State: StateCompleted, Planned: 975, Sent: 975},
+		{Window: Window{Start: cut, End: src.window().End}, State: StateCompleted, Planned: 75, Sent: 75},
 	}
 	if len(st.Lanes) != 2 {
 		t.Fatalf("%d lanes, want 2: %+v", len(st.Lanes), st.Lanes)
@@ -85,29 +91,42 @@ func TestPlanCutsTheFirstLaneShortWhereTheSecondBegins(t *testing.T) {
 			t.Errorf("lane %d: %v %s, %d planned, %d sent; want %v %s, %d, %d", i+1, l.Window, l.State, l.Planned, l.Sent, w.Window, w.State, w.Planned, w.Sent)
 		}
 	}
-	// The first lane fetched the whole window six times (the sixth page
-	// reached the cut) and never its slice; the second lane its five pages.
-	if got := src.fetched[src.window()]; got != 6 || src.fetched[want[0].Window] != 0 || src.fetched[want[1].Window] != 5 {
+	// The first lane fetched the whole window ten times (the tenth page
+	// reached the cut) and never its slice; the second lane its one page.
+	if got := src.fetched[src.window()]; got != 10 || src.fetched[want[0].Window] != 0 || src.fetched[want[1].Window] != 1 {
 		t.Errorf("pages fetched: %v", src.fetched)
 	}
-	if st.APIRequests != 6+5+2 || src.counted != 2 {
+	if st.APIRequests != 10+1+2 || src.counted != 2 {
 		t.Errorf("%d API requests recorded, %d counts; want 11 pages and 2 counts", st.APIRequests, src.counted)
 	}
-	if !strings.Contains(logs.String(), "lanes=2 activities=1000 balancing_requests=1 first_lane_read=100") {
+	if !strings.Contains(logs.String(), "lanes=2 activities=1050 balancing_requests=1 first_lane_read=100") {
 		t.Errorf("the plan's log line:\n%s", logs.String())
 	}
 }
 
-// TestPlanJoinsACutTheFirstLaneReadPast: while the lanes were balanced the
-// first lane read past the first cut: its slice takes the second one in,
-// so that no lane is given what another delivered, and the pass is read
-// in the lanes left.
+// TestPlanJoinsACutTheFirstLaneReadPast: the counts that cut the lanes
+// are coarse: here 400 activities lie just before the first third of what
+// is left, where its first count was made, and the first lane, reading
+// them while the lanes were counted, is past the first cut when the plan
+// comes. That cut is dropped, its slice joining the first lane's, so that
+// no lane is given what another delivered; the pass is read in the two
+// lanes left, each activity once.
 func TestPlanJoinsACutTheFirstLaneReadPast(t *testing.T) {
-	src := newEvenTenant(1200, 100, 3)
+	var ts []int64
+	for i := range 100 { // the first page
+		ts = append(ts, 1000+int64(i)*10)
+	}
+	for i := range 400 { // just before 11,660, a third of [1991, 31000)
+		ts = append(ts, 11200+int64(i))
+	}
+	for i := range 500 { // after it, evenly
+		ts = append(ts, 11700+int64(i)*38)
+	}
+	src := newTenantAt(ts, 100, 3, 31000)
 	cp := newLaneCheckpoint(src.window())
-	// Planned from index 100: 1,100 left in three, cuts at 466 and 833;
-	// the first lane has read 600 when the plan comes.
-	staged(src, cp, 600)
+	// The first lane has read 200 when the plan comes: at 11,299, past
+	// where the counts put the first cut (10,838).
+	staged(src, cp, 200)
 	sink := &lockedSink{}
 	var logs bytes.Buffer
 	if _, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background()); err != nil {
@@ -115,12 +134,12 @@ func TestPlanJoinsACutTheFirstLaneReadPast(t *testing.T) {
 	}
 	assertOnce(t, sink.delivered(), src.acts)
 	st := cp.st
-	cut := src.acts[833].Timestamp - 4 // 9326: interpolated
-	if len(st.Lanes) != 2 || st.Lanes[0].Window != (Window{1000, cut}) || st.Lanes[0].Sent != 833 || st.Lanes[0].Planned != 833 ||
-		st.Lanes[1].Window != (Window{cut, src.window().End}) || st.Lanes[1].Sent != 367 {
-		t.Fatalf("lanes %+v; want [1000, %d) with 833 and the rest", st.Lanes, cut)
+	const cut = 20533 // the second cut, interpolated
+	if len(st.Lanes) != 2 || st.Lanes[0].Window != (Window{1000, cut}) || st.Lanes[0].Sent != 733 || st.Lanes[0].Planned != 733 ||
+		st.Lanes[1].Window != (Window{cut, 31000}) || st.Lanes[1].Sent != 267 || st.Lanes[1].Planned != 267 {
+		t.Fatalf("lanes %+v; want [1000, %d) with 733 and the rest", st.Lanes, cut)
 	}
-	if !strings.Contains(logs.String(), "lanes=2 activities=1200") {
+	if !strings.Contains(logs.String(), "lanes=2 activities=1000") {
 		t.Errorf("the plan's log line:\n%s", logs.String())
 	}
 }
