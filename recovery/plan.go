@@ -22,7 +22,7 @@ import (
 // it reads, the pass's or its slice of it. The first lane of a pass that
 // is planned as it is read starts as the pass's own lane, reading all of
 // the pass, and becomes scan lane 0 when the plan is applied, its slice
-// ending where lane 1's begins (applyPlan). Both change only while the run
+// ending where lane 1's begins (planning.apply). Both change only while the run
 // holds the sink, between two batches: a batch is delivered and recorded
 // as one lane's.
 type laneRun struct {
@@ -30,11 +30,11 @@ type laneRun struct {
 	mu    sync.Mutex
 	i     int
 	scope Scope
-	// asked is closed once the lane's first request is on its way (the
-	// source took it from its rate limit: NoteRequest) or its first fetch
-	// returned; answered once that fetch returned, when the source has
-	// measured an answer time. The planner waits for them: a start spends
-	// its first request on a page, not on a count.
+	// asked is closed once the lane's first request is being sent (the
+	// source had its turn at its rate limit: NoteRequest) or its first
+	// fetch returned; answered once that fetch returned, when the source
+	// has measured an answer time. The planner waits for them: a start
+	// spends its first request on a page, not on a count.
 	asked, answered  chan struct{}
 	askOnce, ansOnce sync.Once
 }

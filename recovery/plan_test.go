@@ -22,6 +22,36 @@ func once(fn func()) func() {
 	return func() { o.Do(fn) }
 }
 
+// stopAfter runs r, stopping it (a planned stop) once sink has been sent
+// n activities, and fails the test unless it stops.
+func stopAfter(t *testing.T, r *Replayer, sink *lockedSink, n int) {
+	t.Helper()
+	stop := make(chan struct{})
+	stopOnce := once(func() { close(stop) })
+	sink.onSend = func() {
+		if len(sink.ids) >= n {
+			stopOnce()
+		}
+	}
+	r.Stop, r.Grace = stop, time.Minute
+	if _, err := r.Run(context.Background()); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Run: %v, want a planned stop", err)
+	}
+}
+
+// runStaged runs a replayer over src and cp to the end, and checks that
+// it sent each activity once; it returns the state and the logs.
+func runStaged(t *testing.T, src *laneTenant, cp *laneCheckpoint) (State, string) {
+	t.Helper()
+	sink := &lockedSink{}
+	var logs bytes.Buffer
+	if _, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background()); err != nil {
+		t.Fatalf("Run: %v\n%s", err, logs.String())
+	}
+	assertOnce(t, sink.delivered(), src.acts)
+	return cp.state(), logs.String()
+}
+
 // staged holds the first lane of a pass over src at points set by the
 // test, so that the planner sees it where the test wants: the window's
 // count is answered once the first page is recorded; the first lane then
@@ -70,13 +100,7 @@ func TestPlanCutsTheFirstLaneShortWhereTheSecondBegins(t *testing.T) {
 	// first lane has read 900 when the plan comes, and holds the page from
 	// 900 to 999. The 150 left are shared: a cut at index 975.
 	staged(src, cp, 900)
-	sink := &lockedSink{}
-	var logs bytes.Buffer
-	if _, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background()); err != nil {
-		t.Fatalf("Run: %v\n%s", err, logs.String())
-	}
-	assertOnce(t, sink.delivered(), src.acts)
-	st := cp.st
+	st, logs := runStaged(t, src, cp)
 	cut := ts[975]
 	want := []ScanLane{
 		{Window: Window{Start: 1000, End: cut}, State: StateCompleted, Planned: 975, Sent: 975},
@@ -99,8 +123,8 @@ func TestPlanCutsTheFirstLaneShortWhereTheSecondBegins(t *testing.T) {
 	if st.APIRequests != 10+1+2 || src.counted != 2 {
 		t.Errorf("%d API requests recorded, %d counts; want 11 pages and 2 counts", st.APIRequests, src.counted)
 	}
-	if !strings.Contains(logs.String(), "lanes=2 activities=1050 balancing_requests=1 first_lane_read=100") {
-		t.Errorf("the plan's log line:\n%s", logs.String())
+	if !strings.Contains(logs, "lanes=2 activities=1050 balancing_requests=1 first_lane_read=100") {
+		t.Errorf("the plan's log line:\n%s", logs)
 	}
 }
 
@@ -127,20 +151,14 @@ func TestPlanJoinsACutTheFirstLaneReadPast(t *testing.T) {
 	// The first lane has read 200 when the plan comes: at 11,299, past
 	// where the counts put the first cut (10,838).
 	staged(src, cp, 200)
-	sink := &lockedSink{}
-	var logs bytes.Buffer
-	if _, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background()); err != nil {
-		t.Fatalf("Run: %v\n%s", err, logs.String())
-	}
-	assertOnce(t, sink.delivered(), src.acts)
-	st := cp.st
+	st, logs := runStaged(t, src, cp)
 	const cut = 20533 // the second cut, interpolated
 	if len(st.Lanes) != 2 || st.Lanes[0].Window != (Window{1000, cut}) || st.Lanes[0].Sent != 733 || st.Lanes[0].Planned != 733 ||
 		st.Lanes[1].Window != (Window{cut, 31000}) || st.Lanes[1].Sent != 267 || st.Lanes[1].Planned != 267 {
 		t.Fatalf("lanes %+v; want [1000, %d) with 733 and the rest", st.Lanes, cut)
 	}
-	if !strings.Contains(logs.String(), "lanes=2 activities=1000") {
-		t.Errorf("the plan's log line:\n%s", logs.String())
+	if !strings.Contains(logs, "lanes=2 activities=1000") {
+		t.Errorf("the plan's log line:\n%s", logs)
 	}
 }
 
@@ -177,19 +195,8 @@ func TestPlanRecordedOnceAResumedRunCountsNothing(t *testing.T) {
 	cp := newLaneCheckpoint(src.window())
 	src.heldUntilPlanned(cp)
 	sink := &lockedSink{}
-	stop := make(chan struct{})
-	stopOnce := once(func() { close(stop) })
-	sink.onSend = func() {
-		if len(sink.ids) >= 500 {
-			stopOnce()
-		}
-	}
 	var logs bytes.Buffer
-	r := laneReplayer(src, sink, cp, 0, &logs)
-	r.Stop, r.Grace = stop, time.Minute
-	if _, err := r.Run(context.Background()); !errors.Is(err, ErrStopped) {
-		t.Fatalf("Run: %v", err)
-	}
+	stopAfter(t, laneReplayer(src, sink, cp, 0, &logs), sink, 500)
 	pages := func() (n int) {
 		for _, k := range src.fetched {
 			n += k
@@ -220,19 +227,8 @@ func TestPlanResumedFromWhereTheFirstLaneStands(t *testing.T) {
 	cp := newLaneCheckpoint(src.window())
 	src.parts = func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() } // the balancing never answers
 	sink := &lockedSink{}
-	stop := make(chan struct{})
-	stopOnce := once(func() { close(stop) })
-	sink.onSend = func() {
-		if len(sink.ids) >= 300 {
-			stopOnce()
-		}
-	}
 	var logs bytes.Buffer
-	r := laneReplayer(src, sink, cp, 0, &logs)
-	r.Stop, r.Grace = stop, time.Minute
-	if _, err := r.Run(context.Background()); !errors.Is(err, ErrStopped) {
-		t.Fatalf("Run: %v", err)
-	}
+	stopAfter(t, laneReplayer(src, sink, cp, 0, &logs), sink, 300)
 	st := cp.state()
 	read := st.Sent
 	if st.Total == nil || *st.Total != 2000 || len(st.Lanes) != 0 || st.LanesPlanned || read < 300 || st.Cursor.IsZero() {

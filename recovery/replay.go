@@ -418,7 +418,7 @@ func (r *Replayer) runLane(ctx, fetch context.Context, rn *run, lane *laneRun) e
 	src, read := Over(r.Source, scope), scope
 	fetchAt := func(cur Cursor, note func()) {
 		if _, now := lane.at(); now != read {
-			// The lane's slice was cut short (applyPlan): the source pages
+			// The lane's slice was cut short (planning.apply): the source pages
 			// through it from the cursor it gave for the wider scope, and
 			// ends where the slice does.
 			src, read = Over(r.Source, now), now
@@ -456,7 +456,7 @@ func (r *Replayer) runLane(ctx, fetch context.Context, rn *run, lane *laneRun) e
 		// is read ahead. Scan lanes overlap each other's fetches instead,
 		// and hold one page each: memory grows with the lanes, not twice
 		// as fast. The first lane of a pass becomes a scan lane when the
-		// plan comes (applyPlan).
+		// plan comes (planning.apply).
 		if i, _ = lane.at(); i == own && !page.Last {
 			fetchAt(page.Next, nil)
 		}
@@ -520,7 +520,7 @@ func (r *Replayer) deliver(ctx, fetch context.Context, rn *run, lane *laneRun, f
 	rn.sink.Lock()
 	defer rn.sink.Unlock()
 	// The lane's place and slice only change while the sink is held
-	// (applyPlan): they stay as read here until the page is recorded.
+	// (planning.apply): they stay as read here until the page is recorded.
 	k := lane.k
 	i, scope := lane.at()
 	if i != own {
