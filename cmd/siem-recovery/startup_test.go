@@ -66,9 +66,11 @@ func TestKillLoopCompletes(t *testing.T) {
 	assertDelivered(t, out, acts)
 	end := statusJSON(t, dir, cp)
 	made := int64(srv.Stats().Requests)
-	// What a kill can cut short: a page in flight in each lane (at most
-	// 6: one for every two of the 12 pages), the one read ahead, and the
-	// counts of a plan in the making (the window's and 5 balancing ones).
+	// A request is recorded by the checkpoint's next write after it was
+	// sent: a kill loses those sent after a start's last write, at most a
+	// page in each lane (6: one for every two of the 12 pages), the one
+	// read ahead, and the counts of a plan in the making (the window's and
+	// 5 balancing ones).
 	if end.State != "completed" || end.Sent != n || end.Resent != 0 || end.APIRequests > made || end.APIRequests < made-int64(kills)*13 {
 		t.Errorf("final status: %s, %d sent, %d sent again, %d API requests recorded of %d made in %d kills", end.State, end.Sent, end.Resent, end.APIRequests, made, kills)
 	}
