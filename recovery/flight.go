@@ -22,7 +22,7 @@ type flight struct {
 	lane     func(*State) *Lane // the lane whose batch it is
 	batch    []Activity         // the page's batch
 	prepared Prepared           // what the sink prepared of batch; nil once batch is not what is sent
-	requests int                // API requests not yet counted, recorded with the batch
+	requests func() int64       // the API requests made and not recorded: recorded with the batch
 	sent     []Activity         // what of batch was handed to the sink
 }
 
@@ -48,13 +48,13 @@ func (fl *flight) deliver(ctx, sendCtx context.Context, left InFlight, position 
 	}
 	err = fl.r.Checkpoint.Update(fl.save, func(s *State) error {
 		fl.lane(s).InFlight = rec
-		s.APIRequests += int64(fl.requests)
+		s.APIRequests += fl.requests()
 		return nil
 	})
 	if err != nil {
 		return 0, resent, fmt.Errorf("%w: %w", errRecord, err)
 	}
-	fl.requests, fl.sent = 0, rest
+	fl.sent = rest
 	if len(rest) == 0 {
 		return len(fl.batch), resent, nil
 	}
@@ -147,6 +147,7 @@ func (fl *flight) recordAcks(offset, window int) *ackRecorder {
 		return fl.r.Checkpoint.Update(fl.save, func(s *State) error {
 			f := &fl.lane(s).InFlight
 			f.Acked, f.AckedID = int64(offset+n), fl.batch[offset+n-1].ID
+			s.APIRequests += fl.requests()
 			return nil
 		})
 	})

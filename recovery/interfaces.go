@@ -28,7 +28,10 @@ type Source interface {
 // for: the recovery's pass up to its horizon, the sweeps for activities
 // saved late, and the lanes of a scan all read through one Scoped source,
 // so that they share its connection, its rate limit and its count of
-// failed requests.
+// failed requests. A cursor that Over(s) gave is good for Over(s') when s'
+// is s with an earlier end (the first lane of a pass, whose slice the plan
+// cuts short while it reads): Fetch goes on from it and ends where s'
+// does, listing nothing past it.
 type Scoped interface {
 	Source
 	// Over returns the source of scope: its Fetch pages through scope, and
@@ -53,7 +56,9 @@ type Counter interface {
 var ErrNoTotal = errors.New("the answer carries no total")
 
 // LaneSizer is a Source that can read its scope in scan lanes side by side
-// (the MCAS API; an export is read in one lane).
+// (the MCAS API; an export is read in one lane). Its pages list its scope
+// in ascending order of the scope's time: a page that reaches the end of a
+// lane's slice is that lane's last.
 type LaneSizer interface {
 	Source
 	// Lanes is how many lanes keep the source's rate limit busy at the

@@ -3,7 +3,6 @@ package recovery
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -58,8 +57,18 @@ func Slices(ctx context.Context, w Window, n int, total, tolerance int64, maxCou
 	if n <= 1 || total <= 0 || w.End-w.Start < int64(n) {
 		return []Slice{{w, max(total, 0)}}, 0, nil
 	}
+	known, requests, err := balance(ctx, w, n, total, tolerance, maxCounts, count)
+	if err != nil {
+		return nil, requests, err
+	}
+	return known.slices(w, n, total, 0), requests, nil
+}
+
+// balance makes Slices' counts: the prefix counts of w (which holds total
+// activities) that place the cuts of n slices, and the requests they took.
+func balance(ctx context.Context, w Window, n int, total, tolerance int64, maxCounts int, count CountFunc) (prefixCounts, int, error) {
 	known := prefixCounts{{w.Start, 0}, {w.End, total}}
-	left := max(maxCounts, n-1)
+	left, requests := max(maxCounts, n-1), 0
 	for round := 0; round < BalanceRounds && left > 0; round++ {
 		ask := known.probes(n, total, tolerance, round)
 		if len(ask) == 0 {
@@ -74,15 +83,23 @@ func Slices(ctx context.Context, w Window, n int, total, tolerance int64, maxCou
 		}
 		known = known.with(found)
 	}
+	return known, requests, nil
+}
+
+// slices cuts w, which holds total activities by the counts c, into n
+// slices, the first of which has read read of them already: each slice
+// is left with an equal share of the rest (the first, its share and what
+// it read). Fewer come back where a millisecond holds more than a share.
+func (c prefixCounts) slices(w Window, n int, total, read int64) (cuts []Slice) {
 	start, before := w.Start, int64(0)
 	for i := 1; i < n; i++ {
-		share := total * int64(i) / int64(n)
-		if at := known.cut(share); at > start && at < w.End {
+		share := read + (total-read)*int64(i)/int64(n)
+		if at := c.cut(share); at > start && at < w.End {
 			cuts = append(cuts, Slice{Window{start, at}, share - before})
 			start, before = at, share
 		}
 	}
-	return append(cuts, Slice{Window{start, w.End}, total - before}), requests, nil
+	return append(cuts, Slice{Window{start, w.End}, total - before})
 }
 
 // Slice is a part of a window, cut for a scan lane, and how many
@@ -286,106 +303,6 @@ func (p Pass) LanePosition(i int) string {
 		return fmt.Sprintf("the end of lane %d", i+1)
 	}
 	return fmt.Sprintf("%s in lane %d", l.position("slice"), i+1)
-}
-
-// planLanes cuts pass k into scan lanes when it begins, if its source can
-// read in lanes and more than one is worth it: as many as Replayer.Lanes
-// asks for, or the source's measure (counting the pass first when nothing
-// measured the answer time yet), but no more than one for every two whole
-// pages of the pass's activities, since each lane's last page is rarely
-// full.
-// The lanes are balanced by counts (Slices) and recorded before any
-// starts. A pass that has begun keeps its lanes, or its one lane: a run
-// that asks for another number is told so.
-func (r *Replayer) planLanes(ctx context.Context, rn *run, k passKind) error {
-	p := rn.st.pass(k)
-	sizer, ok := r.Source.(LaneSizer)
-	if !ok || k == sweepPass {
-		return nil // sweeps read what MCAS saved late: a few pages at most
-	}
-	if begun := len(p.Lanes) > 0 || !p.untouched(); begun {
-		if have := max(len(p.Lanes), 1); r.Lanes > 0 && r.Lanes != have {
-			rn.log.Warn(fmt.Sprintf("--parallel %d is not applied: this pass began in %d lane(s) and goes on in them, each from where it stands", r.Lanes, have),
-				"lanes", have)
-		}
-		return nil
-	}
-	counter, ok := Over(r.Source, p.Scope).(Counter)
-	if !ok || r.Lanes == 1 {
-		return nil
-	}
-	// A failure is recorded with the requests made here (fail): the
-	// state in memory is not stored then.
-	before := rn.st.APIRequests
-	n := r.Lanes
-	if n == 0 {
-		n = sizer.Lanes()
-	}
-	var total int64
-	if t := rn.st.Total; k == mainPass && t != nil && n > 0 {
-		total = *t
-	} else {
-		// One count: the pass's size, and a measure of the answer time
-		// when the run has none yet.
-		tally, err := counter.Count(ctx, p.Scope.Window)
-		if errors.Is(err, ErrNoTotal) {
-			// Nothing to cut the window by: one lane reads it.
-			return r.recordRequests(rn, tally.Requests)
-		}
-		if err != nil {
-			return &laneEnd{fmt.Errorf("count the pass's activities to plan its lanes: %w", err), tally.Requests}
-		}
-		rn.st.APIRequests += int64(tally.Requests)
-		total = tally.Activities
-		if n == 0 {
-			n = sizer.Lanes()
-		}
-	}
-	pageSize := int64(max(sizer.PageSize(), 1))
-	pages := (total + pageSize - 1) / pageSize
-	n = int(min(int64(n), max(pages/2, 1)))
-	if n <= 1 {
-		return nil
-	}
-	maxCounts := max(n-1, min(5*(n-1), int(pages/8)))
-	cuts, requests, err := Slices(ctx, p.Scope.Window, n, total, pageSize, maxCounts, counter.Count)
-	if errors.Is(err, ErrNoTotal) {
-		return r.recordRequests(rn, requests)
-	}
-	if err != nil {
-		err = fmt.Errorf("count the activities of the parts of the window to balance %d lanes: %w", n, err)
-		return &laneEnd{err, requests + int(rn.st.APIRequests-before)}
-	}
-	rn.st.APIRequests += int64(requests)
-	lanes := make([]ScanLane, len(cuts))
-	for i, c := range cuts {
-		lanes[i] = ScanLane{Window: c.Window, Planned: c.Activities, State: StateRunning}
-	}
-	api := rn.st.APIRequests
-	err = rn.update(func(s *State) error {
-		s.APIRequests = api
-		s.pass(k).Lanes = lanes
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("record the scan lanes: %w", err)
-	}
-	attrs := []any{"lanes", len(lanes), "activities", total, "balancing_requests", requests}
-	if r.Lanes == 0 {
-		attrs = append(attrs, "sized_by", "the API's answer time and --rate-limit")
-	}
-	rn.log.Info("reading the window in scan lanes side by side", attrs...)
-	return nil
-}
-
-// recordRequests stores the API requests that planning made on top of
-// those rn.st holds, when the pass is read in one lane after all.
-func (r *Replayer) recordRequests(rn *run, requests int) error {
-	api := rn.st.APIRequests + int64(requests)
-	if err := rn.update(func(s *State) error { s.APIRequests = api; return nil }); err != nil {
-		return fmt.Errorf("record the API requests: %w", err)
-	}
-	return nil
 }
 
 // withOwnLanes is a copy of st whose scan lanes are its own: a copy that

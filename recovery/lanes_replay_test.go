@@ -21,8 +21,9 @@ type laneTenant struct {
 	acts  []Activity // sorted by time
 	n     int        // page size
 	lanes int        // what Lanes says
-	// fetched counts the fetches of each scope; inFlight and most the
-	// fetches running at once.
+	// fetched counts the pages served for each scope (a fetch cut short
+	// serves none, and costs no request); inFlight and most the fetches
+	// running at once.
 	fetched  map[Window]int
 	inFlight int
 	most     int
@@ -30,6 +31,40 @@ type laneTenant struct {
 	hold chan struct{}
 	// tallyErr, when set, is every count's answer.
 	tallyErr error
+	// wide, when set, is waited for by the fetches of the whole window (the
+	// first lane's, before its slice is cut short), given the index the
+	// fetch starts at: tests hold the first lane at a point, whatever the
+	// scheduler does (heldUntilPlanned).
+	wide func(ctx context.Context, at int) error
+	// gate, when set, is waited for by every fetch, given its scope.
+	gate func(ctx context.Context, scope Scope) error
+	// parts, when set, is waited for by the counts of a part of the window
+	// (those that balance the lanes), windows by the count of the window.
+	parts, windows func(ctx context.Context) error
+	// counted counts the counts, windowCounts those of the whole window;
+	// order is what was asked, "fetch" or "count", in order.
+	counted, windowCounts int
+	order                 []string
+	// end, when set, is the window's end (else a second after the last
+	// activity).
+	end int64
+	// countsUpTo, when set, is where a count stops counting: a range that holds
+	// more is counted as that many, a lower bound (Tally.AtLeast), as the
+	// API's moreThanTotal.
+	countsUpTo int64
+}
+
+// heldUntilPlanned holds the first lane of each pass on cp after its
+// first page until the pass's lanes are planned (laneCheckpoint.until),
+// so that it reads no further meanwhile.
+func (t *laneTenant) heldUntilPlanned(cp *laneCheckpoint) *laneTenant {
+	t.wide = func(ctx context.Context, at int) error {
+		if at < t.n {
+			return nil
+		}
+		return cp.until(ctx, planned)
+	}
+	return t
 }
 
 func newLaneTenant(n, page, lanes int) *laneTenant {
@@ -47,7 +82,30 @@ func newLaneTenant(n, page, lanes int) *laneTenant {
 	return t
 }
 
+// newEvenTenant is a laneTenant whose n activities are 10 ms apart: the
+// first round of counts places every cut, so a test knows where.
+func newEvenTenant(n, page, lanes int) *laneTenant {
+	ts := make([]int64, n)
+	for i := range n {
+		ts[i] = 1000 + int64(i)*10
+	}
+	return newTenantAt(ts, page, lanes, ts[n-1]+1000)
+}
+
+// newTenantAt is a laneTenant whose activities happened at ts (sorted),
+// in a window from 1000 to end.
+func newTenantAt(ts []int64, page, lanes int, end int64) *laneTenant {
+	t := &laneTenant{n: page, lanes: lanes, fetched: map[Window]int{}, end: end}
+	for i, at := range ts {
+		t.acts = append(t.acts, Activity{ID: fmt.Sprintf("e%05d", i), Timestamp: at})
+	}
+	return t
+}
+
 func (t *laneTenant) window() Window {
+	if t.end != 0 {
+		return Window{Start: 1000, End: t.end}
+	}
 	return Window{Start: 1000, End: t.acts[len(t.acts)-1].Timestamp + 1000}
 }
 
@@ -55,8 +113,12 @@ func (t *laneTenant) Fetch(ctx context.Context, cur Cursor) (Page, error) {
 	return t.Over(Scope{Window: t.window()}).Fetch(ctx, cur)
 }
 func (t *laneTenant) Over(scope Scope) Source { return &laneScope{t, scope} }
-func (t *laneTenant) Lanes() int              { return t.lanes }
-func (t *laneTenant) PageSize() int           { return t.n }
+func (t *laneTenant) Lanes() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lanes
+}
+func (t *laneTenant) PageSize() int { return t.n }
 func (t *laneTenant) Count(ctx context.Context, w Window) (Tally, error) {
 	return t.Over(Scope{Window: t.window()}).(*laneScope).Count(ctx, w)
 }
@@ -76,12 +138,30 @@ func (v *laneScope) in() []Activity {
 	return in
 }
 
-func (v *laneScope) Count(_ context.Context, w Window) (Tally, error) {
+func (v *laneScope) Count(ctx context.Context, w Window) (Tally, error) {
+	NoteRequest(ctx)
+	v.t.mu.Lock()
+	v.t.counted++
+	v.t.order = append(v.t.order, "count")
+	wait := v.t.parts
+	if w == v.scope.Window {
+		v.t.windowCounts++
+		wait = v.t.windows
+	}
+	v.t.mu.Unlock()
+	if wait != nil {
+		if err := wait(ctx); err != nil {
+			return Tally{Requests: 1}, err
+		}
+	}
 	if v.t.tallyErr != nil {
 		return Tally{Requests: 1}, v.t.tallyErr
 	}
 	in := (&laneScope{v.t, v.scope.Within(w)}).in()
 	tally := Tally{Activities: int64(len(in)), Requests: 1}
+	if most := v.t.countsUpTo; most > 0 && tally.Activities > most {
+		tally.Activities, tally.AtLeast = most, true
+	}
 	if len(in) > 0 {
 		tally.First = in[0].Timestamp
 	}
@@ -91,7 +171,7 @@ func (v *laneScope) Count(_ context.Context, w Window) (Tally, error) {
 func (v *laneScope) Fetch(ctx context.Context, cur Cursor) (Page, error) {
 	t := v.t
 	t.mu.Lock()
-	t.fetched[v.scope.Window]++
+	t.order = append(t.order, "fetch")
 	t.inFlight++
 	t.most = max(t.most, t.inFlight)
 	hold := t.hold
@@ -101,13 +181,29 @@ func (v *laneScope) Fetch(ctx context.Context, cur Cursor) (Page, error) {
 		t.inFlight--
 		t.mu.Unlock()
 	}()
+	if t.wide != nil && v.scope.Window == t.window() {
+		if err := t.wide(ctx, offset(cur)); err != nil {
+			return Page{}, err
+		}
+	}
+	if t.gate != nil {
+		if err := t.gate(ctx, v.scope); err != nil {
+			return Page{}, err
+		}
+	}
+	// The request is sent, as the API source's is once it has its turn at
+	// the rate limit: the planner's counts may go, and it is counted.
+	NoteRequest(ctx)
 	if hold != nil {
 		select {
 		case <-hold:
 		case <-ctx.Done():
-			return Page{}, ctx.Err()
+			return Page{Requests: 1}, ctx.Err()
 		}
 	}
+	t.mu.Lock()
+	t.fetched[v.scope.Window]++
+	t.mu.Unlock()
 	return pageAt(v.in(), cur, t.n), nil
 }
 
@@ -133,8 +229,55 @@ func laneReplayer(src Source, sink Sink, cp Checkpoint, lanes int, logs *bytes.B
 	return &Replayer{Source: src, Sink: sink, Checkpoint: cp, Lanes: lanes, Logger: slog.New(slog.NewTextHandler(logs, nil))}
 }
 
-func newLaneCheckpoint(w Window) *memCheckpoint {
-	return &memCheckpoint{st: State{Window: w, Pass: Pass{State: StatePending, Scope: Scope{Window: w}}}}
+func newLaneCheckpoint(w Window) *laneCheckpoint {
+	return &laneCheckpoint{memCheckpoint: memCheckpoint{st: State{Window: w, Pass: Pass{State: StatePending, Scope: Scope{Window: w}}}},
+		changed: make(chan struct{})}
+}
+
+// laneCheckpoint is a memCheckpoint that tells when what it stores
+// changes: tests wait for a state (until) without polling.
+type laneCheckpoint struct {
+	memCheckpoint
+	cmu     sync.Mutex
+	changed chan struct{} // closed at the next Update, then replaced
+}
+
+func (c *laneCheckpoint) Update(ctx context.Context, fn func(*State) error) error {
+	err := c.memCheckpoint.Update(ctx, fn)
+	c.cmu.Lock()
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.cmu.Unlock()
+	return err
+}
+
+// state is the state stored.
+func (c *laneCheckpoint) state() State {
+	st, _ := c.Load(context.Background())
+	return st
+}
+
+// until returns once the state stored satisfies ok, or ctx ends.
+func (c *laneCheckpoint) until(ctx context.Context, ok func(State) bool) error {
+	for {
+		c.cmu.Lock()
+		changed := c.changed
+		c.cmu.Unlock()
+		if ok(c.state()) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// planned tells that the current pass of st has its lanes planned.
+func planned(st State) bool {
+	p := st.Current()
+	return p.LanesPlanned || len(p.Lanes) > 0
 }
 
 // assertOnce fails unless got holds every activity of acts exactly once.
@@ -152,6 +295,7 @@ func TestLanesReplayEachActivityOnce(t *testing.T) {
 	src := newLaneTenant(4000, 100, 4)
 	sink := &lockedSink{}
 	cp := newLaneCheckpoint(src.window())
+	src.heldUntilPlanned(cp)
 	var logs bytes.Buffer
 	res, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background())
 	if err != nil {
@@ -159,29 +303,46 @@ func TestLanesReplayEachActivityOnce(t *testing.T) {
 	}
 	assertOnce(t, sink.delivered(), src.acts)
 	st := cp.st
-	if st.State != StateCompleted || res.Sent != 4000 || st.Sent != 4000 || len(st.Lanes) != 4 {
+	if st.State != StateCompleted || res.Sent != 4000 || st.Sent != 4000 || len(st.Lanes) != 4 || !st.LanesPlanned {
 		t.Fatalf("state %s, %d sent (%d this run), %d lanes; want completed, 4000, 4 lanes", st.State, st.Sent, res.Sent, len(st.Lanes))
 	}
+	// The first lane read a page (at most two) before the plan: what was
+	// left was balanced by counts, a quarter each to a page, and the first
+	// lane's slice holds what it had read besides.
 	for i, l := range st.Lanes {
-		// Balanced by counts: a quarter each, to a page.
-		if l.State != StateCompleted || l.Sent < 900 || l.Sent > 1100 || l.Planned < 900 || l.Planned > 1100 {
-			t.Errorf("lane %d: %+v; want completed with about 1000 sent and planned", i+1, l)
+		share := l.Planned
+		if i == 0 {
+			share -= 100
+			if l.Sent < 1000 || l.Sent > 1200 {
+				t.Errorf("lane 1 sent %d; want its share and the page it read first", l.Sent)
+			}
 		}
-		if src.fetched[l.Window] == 0 {
+		if l.State != StateCompleted || share < 900 || share > 1100 || l.Sent < l.Planned-100 || l.Sent > l.Planned+100 {
+			t.Errorf("lane %d: %+v; want completed with about 975 planned of what was left, and sent as planned", i+1, l)
+		}
+		if i > 0 && src.fetched[l.Window] == 0 {
 			t.Errorf("lane %d %v was never fetched", i+1, l.Window)
 		}
+	}
+	// The first lane began on the whole window, and went on in its slice.
+	if src.fetched[src.window()] < 2 || src.fetched[st.Lanes[0].Window] == 0 || st.Lanes[0].Window.Start != src.window().Start {
+		t.Errorf("the first lane fetched the window %d times, its slice %v %d times", src.fetched[src.window()], st.Lanes[0].Window, src.fetched[st.Lanes[0].Window])
 	}
 	if src.most < 2 {
 		t.Errorf("at most %d fetch at once: the lanes did not run side by side", src.most)
 	}
-	// The requests: the counts that balanced the lanes (the pass's count
-	// is the first) and one per page.
+	// The requests: one per page, the window's count and the three that
+	// balanced the lanes (one round: the first lane's page is no busy
+	// spell for the counts to find).
 	pages := 0
 	for _, n := range src.fetched {
 		pages += n
 	}
-	if st.APIRequests < int64(pages+4) || st.APIRequests > int64(pages+1+3*3) {
-		t.Errorf("%d API requests recorded for %d pages", st.APIRequests, pages)
+	if st.APIRequests != int64(pages+src.counted) || src.counted < 4 || src.counted > 1+3*3 {
+		t.Errorf("%d API requests recorded for %d pages and %d counts", st.APIRequests, pages, src.counted)
+	}
+	if !strings.Contains(logs.String(), "reading the window in scan lanes side by side\" lanes=4 activities=4000") {
+		t.Errorf("the plan is not logged:\n%s", logs.String())
 	}
 }
 
@@ -189,6 +350,7 @@ func TestLanesStopAndResumeEveryLane(t *testing.T) {
 	src := newLaneTenant(2000, 100, 3)
 	sink := &lockedSink{}
 	cp := newLaneCheckpoint(src.window())
+	src.heldUntilPlanned(cp)
 	var logs bytes.Buffer
 	stop := make(chan struct{})
 	// Stop once a few pages are delivered: every lane stops where it is.
@@ -228,6 +390,7 @@ func TestLanesResumedWithAnotherNumberGoOn(t *testing.T) {
 	src := newLaneTenant(1200, 100, 0)
 	sink := &lockedSink{}
 	cp := newLaneCheckpoint(src.window())
+	src.heldUntilPlanned(cp)
 	var logs bytes.Buffer
 	stop := make(chan struct{})
 	sink.onSend = func() {
@@ -256,6 +419,7 @@ func TestLanesSinkFailureEndsEveryLane(t *testing.T) {
 	sink := &lockedSink{}
 	sink.failNext = 0
 	cp := newLaneCheckpoint(src.window())
+	src.heldUntilPlanned(cp)
 	var logs bytes.Buffer
 	sink.onSend = atSend(6, func() { sink.failNext = 1 })
 	_, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background())
@@ -298,6 +462,7 @@ func TestSourceWithoutLanesReadsInOne(t *testing.T) {
 func TestLanesLeaveOutExcludedIdsAndTopUpInLanes(t *testing.T) {
 	src := newLaneTenant(2000, 100, 4)
 	cp := newLaneCheckpoint(src.window())
+	src.heldUntilPlanned(cp)
 	var logs bytes.Buffer
 	// The SIEM holds the even activities: the recovery sends the odd ones.
 	var even, odd []Activity
@@ -336,19 +501,28 @@ func TestLanesLeaveOutExcludedIdsAndTopUpInLanes(t *testing.T) {
 }
 
 // TestLanesPlanFailsOnACountError: a count the source cannot answer ends
-// the pass before any lane starts (the window's count, which a source that
-// can count makes first), recorded with its request.
+// the pass (the window's count, made beside the first lane), which
+// records the failure with every request made: the count's, and the first
+// lane's page, read at once without waiting for the count.
 func TestLanesPlanFailsOnACountError(t *testing.T) {
 	src := newLaneTenant(2000, 100, 4)
 	src.tallyErr = Problemf(ErrTooManyCriticalErrors, "run again later", "10 consecutive API requests failed")
 	cp := newLaneCheckpoint(src.window())
+	src.heldUntilPlanned(cp)
+	sink := &lockedSink{}
 	var logs bytes.Buffer
-	_, err := laneReplayer(src, &lockedSink{}, cp, 0, &logs).Run(context.Background())
+	_, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background())
 	if !errors.Is(err, ErrTooManyCriticalErrors) || !strings.Contains(err.Error(), "count the window's activities") {
 		t.Fatalf("Run: %v", err)
 	}
-	if st := cp.st; st.State != StateFailed || st.APIRequests != 1 || len(st.Lanes) != 0 || !strings.Contains(st.LastError.String(), "10 consecutive") {
-		t.Errorf("state %s, %d API requests, %d lanes, last error %q; want failed, the count's request, no lanes", st.State, st.APIRequests, len(st.Lanes), st.LastError)
+	st := cp.st
+	if st.State != StateFailed || st.APIRequests != 2 || len(st.Lanes) != 0 || st.LanesPlanned || !strings.Contains(st.LastError.String(), "10 consecutive") {
+		t.Errorf("state %s, %d API requests, %d lanes, last error %q; want failed, the first page's request and the count's, no lanes", st.State, st.APIRequests, len(st.Lanes), st.LastError)
+	}
+	// The first page may have reached the sink before the count failed:
+	// what did is recorded, the rest is not sent.
+	if got := sink.delivered(); int64(len(got)) != st.Sent || len(got) > 100 || st.Unconfirmed() != 0 {
+		t.Errorf("%d delivered, %d recorded as sent, %d unconfirmed", len(got), st.Sent, st.Unconfirmed())
 	}
 }
 
@@ -356,13 +530,16 @@ func TestLanesPlanFailsOnACountError(t *testing.T) {
 // with; when the API's answers later call for more, the run says so.
 func TestLanesAdviseWhenAnswersSlowDown(t *testing.T) {
 	src := newLaneTenant(2000, 100, 2)
+	cp := newLaneCheckpoint(src.window())
+	src.heldUntilPlanned(cp)
 	sink := &lockedSink{}
 	sink.onSend = func() {
-		src.mu.Lock()
-		src.lanes = 5
-		src.mu.Unlock()
+		if len(cp.state().Lanes) > 0 { // once the plan is recorded
+			src.mu.Lock()
+			src.lanes = 5
+			src.mu.Unlock()
+		}
 	}
-	cp := newLaneCheckpoint(src.window())
 	var logs bytes.Buffer
 	if _, err := laneReplayer(src, sink, cp, 0, &logs).Run(context.Background()); err != nil {
 		t.Fatal(err)

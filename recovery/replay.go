@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -144,6 +145,35 @@ type run struct {
 	// lane with the batch a dead run left in flight has resumed it.
 	gate *resumeGate
 	cp   Checkpoint
+	// early is the final sweep's first page, asked for while the pass's
+	// last lane read its last pages (sweepEarly); nil when none was.
+	early *earlySweep
+	// requests are the API requests made and not recorded yet: each is
+	// counted as the source sends it (NoteRequest), or once its page or
+	// count returns, and the next checkpoint write records it (take), so
+	// that a run killed loses the count of the requests it made after its
+	// last write only.
+	requests atomic.Int64
+}
+
+// take returns the requests made and not recorded, which the caller
+// records in the state it writes.
+func (rn *run) take() int64 { return rn.requests.Swap(0) }
+
+// call returns ctx for one request of the source's (a Fetch or a Count)
+// and the function to call with the requests it reports once it returns:
+// each request the source notes as it sends it (NoteRequest) is counted
+// at once, and calls note (when not nil); the others when it returns.
+func (rn *run) call(ctx context.Context, note func()) (context.Context, func(reported int)) {
+	var noted atomic.Int64
+	ctx = withRequestNote(ctx, func() {
+		noted.Add(1)
+		rn.requests.Add(1)
+		if note != nil {
+			note()
+		}
+	})
+	return ctx, func(reported int) { rn.requests.Add(int64(reported) - noted.Load()) }
 }
 
 // state is the state as last stored.
@@ -153,10 +183,11 @@ func (rn *run) state() State {
 	return rn.st
 }
 
-// position is where lane i of pass k stands, for messages.
-func (rn *run) position(k passKind, i int) string {
+// position is where lane stands, for messages.
+func (rn *run) position(lane *laneRun) string {
+	i, _ := lane.at()
 	st := rn.state()
-	return st.pass(k).LanePosition(i)
+	return st.pass(lane.k).LanePosition(i)
 }
 
 // update changes the stored state with fn and keeps the result: one
@@ -168,6 +199,7 @@ func (rn *run) update(fn func(*State) error) error {
 		if err := fn(s); err != nil {
 			return err
 		}
+		s.APIRequests += rn.take()
 		rn.st = s.withOwnLanes()
 		return nil
 	})
@@ -198,7 +230,14 @@ func (r *Replayer) Run(ctx context.Context) (Result, error) {
 	rn := &run{st: st, save: context.WithoutCancel(ctx), log: log, cp: r.Checkpoint, excluded: excluded}
 	var release func()
 	rn.send, rn.fetch, release = r.stopContexts(ctx)
-	defer release()
+	defer func() {
+		release()
+		rn.dropEarlySweep()
+		if rn.requests.Load() != 0 {
+			// Requests a fetch cut short made after the run's last write.
+			_ = rn.update(func(*State) error { return nil })
+		}
+	}()
 	if plan == PlanRecover {
 		if err := r.settleOptions(rn); err != nil {
 			return rn.res, err
@@ -222,19 +261,11 @@ func (r *Replayer) Run(ctx context.Context) (Result, error) {
 }
 
 // runPass runs the pass of kind k from where it stands to its end: in
-// its scan lanes side by side when it has (or is given) them, else in one
-// lane.
+// its scan lanes side by side when it has them, else in its own lane,
+// which starts at once while the pass is counted and its lanes planned
+// beside it (planPass) when that is still to do.
 func (r *Replayer) runPass(ctx context.Context, rn *run, k passKind) error {
-	if err := r.beginPass(ctx, rn, k); err != nil {
-		return err
-	}
-	// Balancing asks the API as fetching does: a planned stop ends it at
-	// once, and no request starts after it.
-	if err := r.planLanes(rn.fetch, rn, k); err != nil {
-		var early *laneEnd
-		if errors.As(err, &early) {
-			return r.fail(ctx, rn, k, early.cause, early.requests)
-		}
+	if err := r.beginPass(rn, k); err != nil {
 		return err
 	}
 	p := rn.st.pass(k)
@@ -256,64 +287,67 @@ func (r *Replayer) runPass(ctx context.Context, rn *run, k passKind) error {
 	r.adviseLanes(rn, k)
 	var early *laneEnd
 	if errors.As(err, &early) {
-		return r.fail(ctx, rn, k, early.cause, early.requests)
+		return r.fail(ctx, rn, k, early.cause)
 	}
 	return err
 }
 
 // runLanes runs the lanes of pass k that are not done side by side (the
-// pass's own lane when it has no scan lanes) and returns once all have
-// ended: the first lane that fails or stops ends the others (they stop
-// fetching; a batch already with the sink is let finish), and its end is
-// the pass's. It completes the pass when the last lane is done.
+// pass's own lane when it has no scan lanes), with the planner beside
+// them when the pass is still to be counted or cut into lanes, and
+// returns once all have ended: the first lane that fails or stops ends the
+// others (they stop fetching; a batch already with the sink is let
+// finish), and its end is the pass's. The lane that delivers the last
+// page of the pass completes it.
 func (r *Replayer) runLanes(ctx context.Context, rn *run, k passKind) error {
 	fetch, abort := context.WithCancel(rn.fetch)
 	defer abort()
-	var (
-		mu       sync.Mutex
-		first    error
-		requests int // what lanes that did not end the pass had not counted
-		wg       sync.WaitGroup
-	)
-	lanes := []int{own}
-	rn.gate = nil
-	if p := rn.st.pass(k); len(p.Lanes) > 0 {
-		lanes = lanes[:0]
-		for i, l := range p.Lanes {
-			if l.State != StateCompleted {
-				lanes = append(lanes, i)
-			}
-			if l.InFlight.Activities > 0 {
-				// The sink may end in what that batch left (a torn line):
-				// it is resumed before any other lane writes.
-				rn.gate = &resumeGate{resuming: i, done: make(chan struct{})}
-			}
+	// The planner ends once no lane runs: there is nothing left to plan.
+	planning, idle := context.WithCancel(fetch)
+	defer idle()
+	g := &laneGroup{r: r, rn: rn, ctx: ctx, fetch: fetch, abort: abort, idle: idle}
+	p := rn.st.pass(k)
+	if have := max(len(p.Lanes), 1); (len(p.Lanes) > 0 || p.LanesPlanned) && r.Lanes > 0 && r.Lanes != have {
+		rn.log.Warn(fmt.Sprintf("--parallel %d is not applied: this pass began in %d lane(s) and goes on in them, each from where it stands", r.Lanes, have),
+			"lanes", have)
+	}
+	var lanes []*laneRun
+	if len(p.Lanes) == 0 {
+		lanes = append(lanes, newLaneRun(k, own, p.Scope))
+	}
+	for i, l := range p.Lanes {
+		if l.State != StateCompleted {
+			lanes = append(lanes, newLaneRun(k, i, p.laneScope(i)))
 		}
 	}
-	for _, i := range lanes {
-		wg.Go(func() {
-			err := r.runLane(ctx, fetch, rn, k, i)
-			if i == rn.gate.lane() {
-				rn.gate.open()
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			var early *laneEnd
-			switch {
-			case first == nil && err != nil:
-				first = err
-				abort()
-			case errors.As(err, &early):
-				requests += early.requests
-			}
-		})
+	rn.gate = nil
+	for _, l := range lanes {
+		if p.lane(l.i).InFlight.Activities > 0 {
+			// The sink may end in what that batch left (a torn line): it
+			// is resumed before any other lane writes, or the planner cuts
+			// the pass.
+			rn.gate = &resumeGate{resuming: l, done: make(chan struct{})}
+		}
 	}
-	wg.Wait()
-	var early *laneEnd
-	if errors.As(first, &early) {
-		early.requests += requests
+	plan := r.plansBeside(rn.st, k)
+	if k == mainPass {
+		g.tail = func() { r.sweepEarly(rn) }
 	}
-	return first
+	for _, l := range lanes {
+		g.start(l)
+	}
+	if plan && len(lanes) > 0 {
+		g.wg.Go(func() { g.planned(r.planPass(planning, rn, k, lanes[0], g)) })
+	}
+	err := g.wait()
+	if err == nil && rn.requests.Load() != 0 {
+		// Made after the pass's last write (a page read ahead, a count
+		// cut short by its end): recorded all the same.
+		if err := rn.update(func(*State) error { return nil }); err != nil {
+			return fmt.Errorf("record the API requests: %w", err)
+		}
+	}
+	return err
 }
 
 // resumeGate holds lanes back until one lane, the one with the batch a
@@ -321,15 +355,15 @@ func (r *Replayer) runLanes(ctx context.Context, rn *run, k passKind) error {
 // batch left of itself (a torn line), which only its resume can tell and
 // mend. A nil gate holds nobody back.
 type resumeGate struct {
-	resuming int // the lane
+	resuming *laneRun
 	done     chan struct{}
 	once     sync.Once
 }
 
-// lane is the lane the gate waits for (none for a nil gate).
-func (g *resumeGate) lane() int {
+// lane is the lane the gate waits for (nil for a nil gate).
+func (g *resumeGate) lane() *laneRun {
 	if g == nil {
-		return none
+		return nil
 	}
 	return g.resuming
 }
@@ -352,18 +386,13 @@ func (g *resumeGate) wait(fetch context.Context) {
 	}
 }
 
-// none is no lane.
-const none = -2
-
 // own is the lane of a pass that reads its scope in one lane.
 const own = -1
 
 // laneEnd is how a lane ended before its end: its cause (nil for a
-// planned stop) and the API requests it had not counted yet. The pass
-// records it (fail).
+// planned stop). The pass records it (fail).
 type laneEnd struct {
-	cause    error
-	requests int
+	cause error
 }
 
 func (e *laneEnd) Error() string {
@@ -375,18 +404,13 @@ func (e *laneEnd) Error() string {
 
 func (e *laneEnd) Unwrap() error { return e.cause }
 
-// runLane runs lane i of pass k (own: the pass's own) from where it stands
-// to its end: fetch, deliver, advance, page after page. It fetches within
-// fetch, which ends at a planned stop or when another lane ended the pass.
-func (r *Replayer) runLane(ctx, fetch context.Context, rn *run, k passKind, i int) error {
+// runLane runs lane from where it stands to its end: fetch, deliver,
+// advance, page after page. It fetches within fetch, which ends at a
+// planned stop or when another lane ended the pass.
+func (r *Replayer) runLane(ctx, fetch context.Context, rn *run, lane *laneRun) error {
+	i, scope := lane.at()
 	st := rn.state()
-	p := st.pass(k)
-	src := Over(r.Source, p.laneScope(i))
-	// In one lane the next page is fetched while the sink takes the
-	// current one, so decoding and delivery overlap; at most one page is
-	// read ahead. Scan lanes overlap each other's fetches instead, and hold
-	// one page each: memory grows with the lanes, not twice as fast.
-	readAhead := i == own
+	p := st.pass(lane.k)
 	var next <-chan fetched
 	defer func() {
 		if next != nil {
@@ -394,90 +418,135 @@ func (r *Replayer) runLane(ctx, fetch context.Context, rn *run, k passKind, i in
 		}
 	}()
 	by := p.Scope.By
+	var spare Prepared // what the last Send's batch was prepared in, free again
+	src, read := Over(r.Source, scope), scope
+	fetchAt := func(cur Cursor, note func()) {
+		if _, now := lane.at(); now != read {
+			// The lane's slice was cut short (planning.apply): the source pages
+			// through it from the cursor it gave for the wider scope, and
+			// ends where the slice does.
+			src, read = Over(r.Source, now), now
+		}
+		ctx, counted := rn.call(fetch, note)
+		next, spare = r.prefetch(ctx, counted, src, read, by, cur, spare), nil
+	}
 	// A batch a dead run left in flight is the page at the lane's cursor:
 	// the first page this lane fetches.
 	left := p.lane(i).InFlight
-	var spare Prepared // what the last Send's batch was prepared in, free again
-	next = r.prefetch(fetch, src, by, p.lane(i).Cursor, nil)
+	if next = rn.takeEarlySweep(lane.k, scope, p.lane(i).Cursor); next == nil {
+		// Its first request tells the planner, which waits for it: a
+		// start spends its first request on a page, not on a count.
+		fetchAt(p.lane(i).Cursor, lane.markAsked)
+	}
 	for {
 		f := <-next
 		next = nil
+		lane.markAnswered()
 		page, err := f.page, f.err
 		if err != nil {
 			if fetch.Err() != nil && ctx.Err() == nil && !r.stopAsked() {
 				err = nil // another lane ended the pass: this one only stops
 			}
 			if err != nil {
-				err = fmt.Errorf("fetch the page at %s: %w", rn.position(k, i), err)
+				err = fmt.Errorf("fetch the page at %s: %w", rn.position(lane), err)
 			}
-			return &laneEnd{err, page.Requests}
+			return &laneEnd{err}
 		}
 		if r.stopAsked() || fetch.Err() != nil { // a page read before the stop is not sent after it
-			return &laneEnd{nil, page.Requests}
+			return &laneEnd{nil}
 		}
-		if !page.Last && readAhead {
-			next, spare = r.prefetch(fetch, src, by, page.Next, spare), nil
+		// In one lane the next page is fetched while the sink takes the
+		// current one, so decoding and delivery overlap; at most one page
+		// is read ahead. Scan lanes overlap each other's fetches instead,
+		// and hold one page each: memory grows with the lanes, not twice
+		// as fast. The first lane of a pass becomes a scan lane when the
+		// plan comes (planning.apply).
+		if i, _ = lane.at(); i == own && !page.Last {
+			fetchAt(page.Next, nil)
 		}
-		done, prepared, err := r.deliver(ctx, fetch, rn, k, i, f, left)
+		d, err := r.deliver(ctx, fetch, rn, lane, f, left)
 		if err != nil {
 			return err
 		}
 		left = InFlight{}
-		if prepared != nil {
-			spare = prepared
-		}
-		if !page.Last && !readAhead {
-			next, spare = r.prefetch(fetch, src, by, page.Next, spare), nil
+		if d.prepared != nil {
+			spare = d.prepared
 		}
 		if r.Progress != nil {
 			rn.mu.Lock()
 			r.Progress(rn.st)
 			rn.mu.Unlock()
 		}
-		rn.log.Debug("page delivered", "activities", len(f.batch), "skipped", f.skipped, "lane", i+1, "position", rn.position(k, i))
-		if done {
-			r.logDone(rn, k)
+		rn.log.Debug("page delivered", "activities", len(d.sent), "skipped", d.skipped, "lane", d.lane+1, "position", rn.position(lane))
+		if d.done {
+			r.logDone(rn, lane.k)
 		}
-		if page.Last {
+		if d.last {
 			return nil
+		}
+		if next == nil {
+			fetchAt(d.next, nil)
 		}
 	}
 }
 
-// deliver hands f's batch, the page of lane i of pass k, to the sink,
-// which every lane shares, and advances the lane past it: one lane at a
-// time, so that at most one batch is ever in flight (recorded, with the
-// requests the page cost, while the sink has it) and a kill -9 re-sends at
-// most what the sink lacks of that one. left is the batch a dead run left
-// in flight in this lane, if f is its first page (flight.deliver). A lane
-// that has to stop (fetch ended) while it waits for the sink sends
-// nothing. done tells that the pass is complete; prepared is the memory
-// f's batch was prepared in, free again.
-func (r *Replayer) deliver(ctx, fetch context.Context, rn *run, k passKind, i int, f fetched, left InFlight) (done bool, prepared Prepared, err error) {
-	if i == rn.gate.lane() {
+// delivered is what deliver did with a page: the lane it was delivered
+// as (own, or a scan lane), what of it the sink took and what was left
+// out, the cursor after it, whether it was the lane's last (its slice
+// ends in it) and the pass's (done), and the memory its batch was
+// prepared in, free again.
+type delivered struct {
+	lane     int
+	sent     []Activity
+	skipped  int64
+	next     Cursor
+	last     bool
+	done     bool
+	prepared Prepared
+}
+
+// deliver hands f's batch, lane's page, to the sink, which every lane
+// shares, and advances the lane past it: one lane at a time, so that at
+// most one batch is ever in flight (recorded while the sink has it) and a
+// kill -9 re-sends at most what the
+// sink lacks of that one. left is the batch a dead run left in flight in
+// this lane, if f is its first page (flight.deliver). A lane that has to
+// stop (fetch ended) while it waits for the sink sends nothing. A page
+// that reaches past the end of the lane's slice (read before the plan cut
+// the slice short) is its last, and what lies past the end is another
+// lane's: it is left out.
+func (r *Replayer) deliver(ctx, fetch context.Context, rn *run, lane *laneRun, f fetched, left InFlight) (d delivered, err error) {
+	if lane == rn.gate.lane() {
 		defer rn.gate.open()
 	} else {
 		rn.gate.wait(fetch)
 	}
 	rn.sink.Lock()
 	defer rn.sink.Unlock()
+	// The lane's place and slice only change while the sink is held
+	// (planning.apply): they stay as read here until the page is recorded.
+	k := lane.k
+	i, scope := lane.at()
+	if i != own {
+		f = f.within(scope)
+	}
 	page, batch, skipped := f.page, f.batch, f.skipped
+	d = delivered{lane: i, sent: batch, skipped: skipped, next: page.Next, last: page.Last}
 	if r.stopAsked() || fetch.Err() != nil {
-		return false, nil, &laneEnd{nil, page.Requests}
+		return d, &laneEnd{nil}
 	}
 	var sent, resent int64
 	if len(batch) > 0 {
 		fl := flight{r: r, save: rn.save, lane: func(s *State) *Lane { return s.pass(k).lane(i) },
-			batch: batch, prepared: f.prepared, requests: page.Requests}
-		delivered, again, err := fl.deliver(ctx, rn.send, left, rn.position(k, i), rn.log)
-		page.Requests = fl.requests // what the record did not count
+			batch: batch, prepared: f.prepared, requests: rn.take}
+		delivered, again, err := fl.deliver(ctx, rn.send, left, rn.position(lane), rn.log)
 		if errors.Is(err, errRecord) {
-			return false, nil, err
+			return d, err
 		}
 		if err != nil {
-			return false, nil, &laneEnd{fmt.Errorf("send %d activities at %s: %w", len(fl.sent), rn.position(k, i), err), page.Requests}
+			return d, &laneEnd{fmt.Errorf("send %d activities at %s: %w", len(fl.sent), rn.position(lane), err)}
 		}
-		sent, resent, prepared = int64(delivered), int64(again), fl.prepared
+		sent, resent, d.prepared = int64(delivered), int64(again), fl.prepared
 	}
 	rn.mu.Lock()
 	rn.res.Sent += sent
@@ -503,7 +572,6 @@ func (r *Replayer) deliver(ctx, fetch context.Context, rn *run, k passKind, i in
 		if len(batch) > 0 {
 			s.noteSink(r.SinkName)
 		}
-		s.APIRequests += int64(page.Requests)
 		if k == sweepPass {
 			// What a sweep sends, the recovery sent.
 			s.Sent += int64(len(batch))
@@ -520,7 +588,7 @@ func (r *Replayer) deliver(ctx, fetch context.Context, rn *run, k passKind, i in
 			}
 			p.Progress, p.Reached = p.lanesProgress()
 		}
-		if done = page.Last && p.lanesDone(); done {
+		if d.done = page.Last && p.lanesDone(); d.done {
 			r.complete(s, k, now)
 		} else if waited {
 			p.markRunStart(s, now)
@@ -528,9 +596,9 @@ func (r *Replayer) deliver(ctx, fetch context.Context, rn *run, k passKind, i in
 		return nil
 	})
 	if err != nil {
-		return false, nil, fmt.Errorf("advance checkpoint past %s: %w", rn.position(k, i), err)
+		return d, fmt.Errorf("advance checkpoint past %s: %w", rn.position(lane), err)
 	}
-	return done, prepared, nil
+	return d, nil
 }
 
 // complete marks pass k of s done at now, and what follows from it: the
@@ -555,12 +623,15 @@ func (r *Replayer) complete(s *State, k passKind, now time.Time) {
 
 // logDone says that pass k of the run completed, and what is next.
 func (r *Replayer) logDone(rn *run, k passKind) {
-	st, p := rn.st, rn.st.pass(k)
+	st := rn.state()
+	p := st.pass(k)
 	switch {
 	case k == topUpPass:
 		rn.log.Info("top-up completed: the window is complete again", "sent", p.Sent, "skipped", p.Skipped, "sent_again", p.Resent, "api_requests", st.APIRequests)
 	case k == sweepPass:
+		rn.mu.Lock()
 		rn.res.Sweeps++
+		rn.mu.Unlock()
 		rn.log.Info("sweep done", "saved", p.Scope.String(), "sent", p.Sent, "skipped", p.Skipped, "late_sent", st.Settle.LateSent, "sweeps", st.Settle.Sweeps)
 	case st.State == StateSettling:
 		rn.log.Info("window's pass done; what MCAS saved while it ran and after is read by sweeps", "sent", p.Sent, "skipped", p.Skipped,
@@ -627,6 +698,65 @@ func (r *Replayer) settle(ctx context.Context, rn *run, swept bool) error {
 		}
 	}
 	return nil
+}
+
+// earlySweep is the final sweep's first page, asked for early, and the
+// scope it reads.
+type earlySweep struct {
+	scope Scope
+	next  <-chan fetched
+}
+
+// sweepEarly asks for the first page of the final sweep while the pass's
+// last lane reads its last pages, when the sweep that follows the pass is
+// the final one: --settle 0 (the deadline is the pass's end) on a window
+// that is over. The final sweep reads what MCAS saved from the pass's
+// horizon on, which no lane of the pass reads: asked for now, its page
+// holds what was saved up to now, a few answer times before the pass ends
+// instead of just after, and once the pass is done the sweep delivers it
+// (takeEarlySweep) without waiting another answer time. Anything later is
+// what a later sweep would find, as ever (docs/time-semantics.md).
+func (r *Replayer) sweepEarly(rn *run) {
+	st := rn.state()
+	if r.Sweeps == nil || st.Settle == nil || st.Settle.For != 0 || st.Sweep != nil {
+		return
+	}
+	scope, final, empty := st.Settle.NextSweep(st.Pass.Scope, r.now())
+	if !final || empty {
+		return
+	}
+	ctx, counted := rn.call(rn.fetch, nil)
+	early := &earlySweep{scope: scope, next: r.prefetch(ctx, counted, Over(r.Source, scope), scope, scope.By, Cursor{}, nil)}
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	rn.early = early
+	rn.log.Debug("asked for the final sweep's first page while the last lane reads", "saved", scope.String())
+}
+
+// takeEarlySweep is the page sweepEarly asked for, when the lane about to
+// fetch at cur is the final sweep's first, of that scope; else nil.
+func (rn *run) takeEarlySweep(k passKind, scope Scope, cur Cursor) <-chan fetched {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	e := rn.early
+	if k != sweepPass || e == nil || e.scope != scope || !cur.IsZero() {
+		return nil
+	}
+	rn.early = nil
+	return e.next
+}
+
+// dropEarlySweep waits for the page sweepEarly asked for, when no sweep
+// took it (the run ended first): no fetch outlives the run. Its requests
+// are counted; the run's last write has been made.
+func (rn *run) dropEarlySweep() {
+	rn.mu.Lock()
+	e := rn.early
+	rn.early = nil
+	rn.mu.Unlock()
+	if e != nil {
+		<-e.next
+	}
 }
 
 // await ends a run that has read all it may before the final sweep: the
@@ -698,11 +828,12 @@ func (r *Replayer) stopAsked() bool {
 }
 
 // beginPass marks the start of pass k in this run (the window's own, a
-// top-up or a sweep, begun or resumed): the window's pass gets its scope,
-// its horizon and the window's count when it starts. A batch the last run
+// top-up or a sweep, begun or resumed): the window's pass gets its scope
+// and its horizon when it starts. Nothing waits here for a count: the
+// pass is counted beside its first lane (planPass). A batch the last run
 // left unconfirmed stays recorded until this run has sent what the sink
 // lacks of it.
-func (r *Replayer) beginPass(ctx context.Context, rn *run, k passKind) error {
+func (r *Replayer) beginPass(rn *run, k passKind) error {
 	var horizon *Settle
 	if k == mainPass {
 		p := &rn.st.Pass
@@ -718,26 +849,23 @@ func (r *Replayer) beginPass(ctx context.Context, rn *run, k passKind) error {
 				horizon.For = *d
 			}
 		}
-		// The count is a request like a page's: a planned stop cuts it,
-		// and its retries, at once (rn.fetch), where the run's ctx would
-		// wait for a second signal. A failure records the requests made.
-		before := rn.st.APIRequests
-		if err := r.count(rn.fetch, &rn.st, p.Scope); err != nil {
-			return r.fail(ctx, rn, k, err, int(rn.st.APIRequests-before))
-		}
 	}
+	_, sizer := r.Source.(LaneSizer)
 	return rn.update(func(s *State) error {
 		if !rn.began {
 			rn.began = true
 			s.Runs++
 		}
 		if k == mainPass {
-			s.Total, s.TotalAtLeast, s.APIRequests, s.Pass.Scope = rn.st.Total, rn.st.TotalAtLeast, rn.st.APIRequests, rn.st.Pass.Scope
+			s.Pass.Scope = rn.st.Pass.Scope
 			if horizon != nil {
 				s.Settle = horizon
 			}
 		}
 		r.begin(s, k, rn.excluded, rn.log)
+		if p := s.pass(k); sizer && k != sweepPass && len(p.Lanes) == 0 && !p.LanesPlanned && r.Lanes == 1 {
+			p.LanesPlanned = true // --parallel 1: the pass's own lane is its plan
+		}
 		return nil
 	})
 }
@@ -783,26 +911,6 @@ func (st *State) noteSink(sink string) {
 	st.Sinks = append(slices.DeleteFunc(st.Sinks, func(s string) bool { return s == sink }), sink)
 }
 
-// count asks the source for the count of scope (the window's pass) once
-// per checkpoint, when it can answer in one request: the percent done then
-// counts activities.
-func (r *Replayer) count(ctx context.Context, st *State, scope Scope) error {
-	c, ok := Over(r.Source, scope).(Counter)
-	if !ok || st.Total != nil || r.NoCount {
-		return nil
-	}
-	t, err := c.Count(ctx, scope.Window)
-	st.APIRequests += int64(t.Requests)
-	if errors.Is(err, ErrNoTotal) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("count the window's activities: %w", err)
-	}
-	st.Total, st.TotalAtLeast = &t.Activities, t.AtLeast
-	return nil
-}
-
 // fetched is the outcome of one Fetch: the page, and the batch to send
 // from it once the activities the SIEM holds are left out.
 type fetched struct {
@@ -810,18 +918,60 @@ type fetched struct {
 	batch    []Activity
 	prepared Prepared // what the sink prepared of batch, if it is a Preparer
 	skipped  int64
-	reached  int64 // the latest activity time of the page (on the pass's field), sent or not
-	err      error
+	// skippedAt are the times (on the pass's field) of the activities
+	// left out: within counts those of a shorter slice.
+	skippedAt []int64
+	reached   int64 // the latest activity time of the page (on the pass's field), sent or not
+	by        TimeField
+	scope     Scope // what the page was read for
+	err       error
 }
 
-// prefetch fetches the page at cur from src in the background, drops what
-// Exclude names, and has the sink prepare the batch if it can, in reuse's
-// memory.
-func (r *Replayer) prefetch(ctx context.Context, src Source, by TimeField, cur Cursor, reuse Prepared) <-chan fetched {
+// within is f as the page of a lane whose slice is scope: a page read for
+// a wider scope (the first lane's, before the plan cut its slice short)
+// can reach past the slice's end. What lies past it is another lane's,
+// and left out; the listing is in ascending time, so such a page is the
+// lane's last. A page read for a wider scope that stays within the slice
+// is measured against the slice.
+func (f fetched) within(scope Scope) fetched {
+	end := scope.Window.End
+	if f.reached < end {
+		if f.scope != scope && !f.page.Last {
+			f.page.Progress = scope.Window.Fraction(f.reached)
+		}
+		return f
+	}
+	kept := make([]Activity, 0, len(f.batch))
+	f.reached = 0
+	for _, a := range f.batch {
+		if t := f.by.Of(a); t < end {
+			kept = append(kept, a)
+			f.reached = max(f.reached, t)
+		}
+	}
+	if len(kept) != len(f.batch) {
+		f.batch, f.prepared = kept, nil // prepared for the whole batch
+	}
+	f.skipped = 0
+	for _, t := range f.skippedAt {
+		if t < end {
+			f.skipped++
+			f.reached = max(f.reached, t)
+		}
+	}
+	f.page.Last, f.page.Progress = true, 1
+	return f
+}
+
+// prefetch fetches the page at cur from src, which reads scope, in the
+// background, tells counted the requests it took, drops what Exclude
+// names, and has the sink prepare the batch if it can, in reuse's memory.
+func (r *Replayer) prefetch(ctx context.Context, counted func(int), src Source, scope Scope, by TimeField, cur Cursor, reuse Prepared) <-chan fetched {
 	ch := make(chan fetched, 1)
 	go func() {
 		page, err := src.Fetch(ctx, cur)
-		f := fetched{page: page, batch: page.Activities, err: err}
+		counted(page.Requests)
+		f := fetched{page: page, batch: page.Activities, by: by, scope: scope, err: err}
 		for _, a := range page.Activities {
 			f.reached = max(f.reached, by.Of(a))
 		}
@@ -830,6 +980,7 @@ func (r *Replayer) prefetch(ctx context.Context, src Source, by TimeField, cur C
 			for _, a := range f.batch {
 				if r.Exclude.Contains(a.ID) {
 					f.skipped++
+					f.skippedAt = append(f.skippedAt, by.Of(a))
 					continue
 				}
 				kept = append(kept, a)
@@ -848,11 +999,10 @@ func (r *Replayer) prefetch(ctx context.Context, src Source, by TimeField, cur C
 // ctx cancelled; cause may then be nil) or failed. A batch the sink did not
 // confirm stays in flight: the next run sends it again and counts it as
 // possibly duplicated.
-func (r *Replayer) fail(ctx context.Context, rn *run, k passKind, cause error, requests int) error {
+func (r *Replayer) fail(ctx context.Context, rn *run, k passKind, cause error) error {
 	stopped := r.stopAsked() || ctx.Err() != nil
 	var p Pass
 	err := rn.update(func(s *State) error {
-		s.APIRequests += int64(requests)
 		if k == topUpPass && s.TopUp() == nil {
 			k = mainPass // the top-up never began
 		}

@@ -93,16 +93,18 @@ type memCheckpoint struct {
 	st State
 }
 
+// Load returns a copy of the state that shares no memory with the one
+// stored, as a real checkpoint's: lanes read it while others update it.
 func (m *memCheckpoint) Load(context.Context) (State, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.st, nil
+	return m.st.withOwnLanes(), nil
 }
 
 func (m *memCheckpoint) Update(_ context.Context, fn func(*State) error) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st := m.st
+	st := m.st.withOwnLanes()
 	if err := fn(&st); err != nil {
 		return err
 	}
@@ -308,18 +310,32 @@ type countingSource struct {
 	*sliceSource
 	counts int
 	err    error
+	// counted, when set, is closed at the first count; the fetch at the
+	// sliceSource's failAt waits for it.
+	counted chan struct{}
 }
 
 func (s *countingSource) Count(context.Context, Window) (Tally, error) {
 	s.counts++
+	if s.counted != nil && s.counts == 1 {
+		close(s.counted)
+	}
 	return Tally{Activities: int64(len(s.acts)), Requests: 1}, s.err
 }
 
+func (s *countingSource) Fetch(ctx context.Context, cur Cursor) (Page, error) {
+	if s.counted != nil && offset(cur) == s.failAt {
+		<-s.counted
+	}
+	return s.sliceSource.Fetch(ctx, cur)
+}
+
 // TestReplayCountsTheWindowOnce: a source that can count is asked once per
-// checkpoint; the total is kept and its request counted. One that answers
-// without a total is paged through as before.
+// checkpoint (beside the first page, which does not wait for it); the
+// total is kept and its request counted. One that answers without a total
+// is paged through as before.
 func TestReplayCountsTheWindowOnce(t *testing.T) {
-	src := &countingSource{sliceSource: &sliceSource{acts: activities(25), n: 10, failAt: 20}}
+	src := &countingSource{sliceSource: &sliceSource{acts: activities(25), n: 10, failAt: 20}, counted: make(chan struct{})}
 	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
 	r := &Replayer{Source: src, Sink: &recordingSink{}, Checkpoint: cp}
 	if _, err := r.Run(context.Background()); err == nil {
@@ -332,8 +348,8 @@ func TestReplayCountsTheWindowOnce(t *testing.T) {
 		t.Fatalf("progress %+v, want 80%% by count", p)
 	}
 	src.failAt = -1
-	if _, err := r.Run(context.Background()); err != nil || src.counts != 1 {
-		t.Fatalf("resume: %v, %d counts", err, src.counts)
+	if _, err := r.Run(context.Background()); err != nil || src.counts != 1 || cp.st.APIRequests != 1+3+1 {
+		t.Fatalf("resume: %v, %d counts, %d requests", err, src.counts, cp.st.APIRequests)
 	}
 
 	none := &countingSource{sliceSource: &sliceSource{acts: activities(5), n: 10, failAt: -1}, err: fmt.Errorf("x: %w", ErrNoTotal)}
@@ -347,26 +363,52 @@ func TestReplayCountsTheWindowOnce(t *testing.T) {
 	}
 }
 
-// blockedCount is a source whose count waits for its context to end, as a
-// request to an API that answers in minutes (or is being retried) does.
-type blockedCount struct {
+// slowAPI is a source whose count, and whose fetch at blockAt, wait for
+// their context to end, as requests to an API that answers in minutes (or
+// is being retried) do; asked is closed once both are asked for.
+type slowAPI struct {
 	*sliceSource
-	asked chan struct{} // closed once the count is asked
+	blockAt      int
+	mu           sync.Mutex
+	count, fetch bool
+	asked        chan struct{}
 }
 
-func (s *blockedCount) Count(ctx context.Context, _ Window) (Tally, error) {
-	close(s.asked)
+func (s *slowAPI) ask(count bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if count {
+		s.count = true
+	} else {
+		s.fetch = true
+	}
+	if s.count && s.fetch {
+		close(s.asked)
+	}
+}
+
+func (s *slowAPI) Count(ctx context.Context, _ Window) (Tally, error) {
+	s.ask(true)
 	<-ctx.Done()
 	return Tally{Requests: 1}, ctx.Err()
 }
 
+func (s *slowAPI) Fetch(ctx context.Context, cur Cursor) (Page, error) {
+	if offset(cur) != s.blockAt {
+		return s.sliceSource.Fetch(ctx, cur)
+	}
+	s.ask(false)
+	<-ctx.Done()
+	return Page{Requests: 1}, ctx.Err()
+}
+
 // TestReplayPlannedStopCutsTheCount: a planned stop while the window is
-// being counted ends the count at once (issue 22: it was made with the
-// run's context, which only a second signal cuts, and the first page, or
-// a balancing round, followed it): the run stops, recording it, without
-// fetching a page.
+// being counted, and a page fetched, ends both at once (issue 22: the
+// count was made with the run's context, which only a second signal
+// cuts): the run stops, recording every request made, the first page's,
+// the count's and the one cut short.
 func TestReplayPlannedStopCutsTheCount(t *testing.T) {
-	src := &blockedCount{sliceSource: &sliceSource{acts: activities(25), n: 10, failAt: -1}, asked: make(chan struct{})}
+	src := &slowAPI{sliceSource: &sliceSource{acts: activities(25), n: 10, failAt: -1}, blockAt: 10, asked: make(chan struct{})}
 	stop := make(chan struct{})
 	go func() {
 		<-src.asked
@@ -375,9 +417,15 @@ func TestReplayPlannedStopCutsTheCount(t *testing.T) {
 	cp := &memCheckpoint{st: State{Pass: Pass{State: StatePending}}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a failure would wait for it
 	defer cancel()
-	_, err := (&Replayer{Source: src, Sink: &recordingSink{}, Checkpoint: cp, Stop: stop, Grace: time.Minute}).Run(ctx)
-	if !errors.Is(err, ErrStopped) || ctx.Err() != nil || cp.st.State != StateStopped || cp.st.APIRequests != 1 || src.fetches != 0 {
-		t.Fatalf("err %v (ctx %v), state %+v, %d fetches", err, ctx.Err(), cp.st, src.fetches)
+	sink := &recordingSink{}
+	_, err := (&Replayer{Source: src, Sink: sink, Checkpoint: cp, Stop: stop, Grace: time.Minute}).Run(ctx)
+	if !errors.Is(err, ErrStopped) || ctx.Err() != nil || cp.st.State != StateStopped || cp.st.APIRequests != 3 || cp.st.Total != nil {
+		t.Fatalf("err %v (ctx %v), state %+v", err, ctx.Err(), cp.st)
+	}
+	// The first page may have reached the sink before the stop: what did
+	// is recorded.
+	if int64(len(sink.ids)) != cp.st.Sent || cp.st.Sent > 10 || cp.st.Unconfirmed() != 0 {
+		t.Fatalf("%d delivered, %d recorded as sent, %d unconfirmed", len(sink.ids), cp.st.Sent, cp.st.Unconfirmed())
 	}
 }
 

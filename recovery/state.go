@@ -145,6 +145,14 @@ type Pass struct {
 	// batches. Nil for a pass read in one lane. The counters below are the
 	// sums over the lanes.
 	Lanes []ScanLane `json:"lanes,omitempty"`
+	// LanesPlanned tells that the pass's lanes are decided: its scan lanes
+	// (Lanes), or its own lane when one is all it needs. Until then a run
+	// reads the pass in its own lane from where it stands, while it counts
+	// and plans the lanes beside it; once the plan is recorded no run
+	// counts or plans the pass again. (A pass of a checkpoint made before
+	// the plan was recorded has scan lanes, or reads on in its own lane
+	// while a run plans the rest of it.)
+	LanesPlanned bool `json:"lanes_planned,omitempty"`
 
 	Sent    int64 `json:"sent"`    // activities the sink accepted
 	Skipped int64 `json:"skipped"` // activities not sent: already in the SIEM (--exclude-ids)

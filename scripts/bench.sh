@@ -4,20 +4,19 @@
 # Needs Go, rsyslog and rsyslog-relp (installed with apt-get when missing
 # and root).
 # Network: 127.0.0.1 only. Usage: scripts/bench.sh [N activities, default 1000000]
-# Scan lanes (section 6) run against the MCAS emulator answering in fixed
-# times: LANES_N activities (default 200000), LANES_ANSWERS (default 2s,5s),
-# LANES_RATE requests a minute (default 30); about 8 minutes. LANES_N=0
-# leaves them out. A feed (section 7, follow) runs FOLLOW_CYCLES cycles
-# (default 10000) over a live tenant in the emulator, after FOLLOW_LIVE
-# (default 60s) of the shipped build; about 5 minutes. FOLLOW_CYCLES=0
-# leaves it out.
+# Scan lanes (section 6) and the kill loop (section 7) run against the MCAS
+# emulator answering in fixed times (scripts/bench-lanes.sh, which runs
+# them alone): LANES_N activities (default 200000), LANES_ANSWERS (default
+# 2s,5s), LANES_RATE requests a minute (default 30), about 10 minutes;
+# KILL_N activities (default 40000) at KILL_ANSWER (default 250ms), about 2
+# minutes. LANES_N=0 and KILL_N=0 leave them out. A feed (section 8,
+# follow) runs FOLLOW_CYCLES cycles (default 10000) over a live tenant in
+# the emulator, after FOLLOW_LIVE (default 60s) of the shipped build; about
+# 5 minutes. FOLLOW_CYCLES=0 leaves it out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 KILLS=${KILLS:-5}
-LANES_N=${LANES_N:-200000}
-LANES_ANSWERS=${LANES_ANSWERS:-2s,5s}
-LANES_RATE=${LANES_RATE:-30}
 ROUNDS=${ROUNDS:-3}
 FOLLOW_CYCLES=${FOLLOW_CYCLES:-10000}
 FOLLOW_LIVE=${FOLLOW_LIVE:-60s}
@@ -188,28 +187,11 @@ read -r relp_twice relp_again relp_torn < <(crash_cost relp "$rs_out" --sink "re
 read -r rs_addr rs_out < <(start_rsyslog crash-tcp tcp direct)
 read -r tcp_twice tcp_again tcp_torn < <(crash_cost tcp "$rs_out" --sink "tcp://$rs_addr")
 
-lane_rows=""
-if [ "$LANES_N" -gt 0 ]; then
-  echo "6. scan lanes: $LANES_N activities, answers in $LANES_ANSWERS, $LANES_RATE requests/min..." >&2
-  SIEM_RECOVERY_BENCH_LANES=$LANES_N SIEM_RECOVERY_BENCH_ANSWERS=$LANES_ANSWERS SIEM_RECOVERY_BENCH_RATE=$LANES_RATE \
-    SIEM_RECOVERY_BENCH_PEAKRSS=$bin/peakrss \
-    go test -run '^$' -bench BenchmarkLanes -benchtime 1x -timeout 2h ./cmd/siem-recovery/ > "$work/lanes.txt"
-  # One line per answer time: "BenchmarkLanes/answer=2s-2 1 NS ns/op V unit V unit ..."
-  lane_rows=$(awk -v rate="$LANES_RATE" '
-    /^BenchmarkLanes\/answer=/ {
-      split($1, name, "[=-]"); a = name[2]
-      for (i = 5; i < NF; i += 2) m[$(i+1)] = $i
-      printf "| scan lanes, answers in %s, %d requests/min: --parallel 1 vs the quota-bound ideal (%d requests / rate) | %.0f vs %.0f s | %.2f | report |\n", a, rate, m["ideal-requests"], m["parallel1-s"], m["ideal-s"], m["parallel1/ideal"]
-      printf "| scan lanes, answers in %s: default (--parallel auto) vs the ideal | %.0f vs %.0f s | %.2f | ≥ 0.9 |\n", a, m["default-s"], m["ideal-s"], m["default/ideal"]
-      printf "| scan lanes, answers in %s: requests, --parallel 1 / default vs the ideal | %d / %d vs %d | %.2f | ≤ ideal + 1 per lane |\n", a, m["parallel1-requests"], m["default-requests"], m["ideal-requests"], m["default-requests"] / m["ideal-requests"]
-      printf "| scan lanes, answers in %s: peak RSS, default vs --parallel 1 | %d vs %d MiB | %.2f | one page a lane |\n", a, m["default-peakrss-MiB"], m["parallel1-peakrss-MiB"], m["default-peakrss-MiB"] / m["parallel1-peakrss-MiB"]
-      printf "| dry run / count-only verify of the same window: API requests | %d / %d | | 1 / ≤ 2 |\n", m["dryrun-requests"], m["verify-requests"]
-    }' "$work/lanes.txt")
-fi
+lane_rows=$(scripts/bench-lanes.sh --rows)
 
 follow_rows=""
 if [ "$FOLLOW_CYCLES" -gt 0 ]; then
-  echo "7. a feed (follow): $FOLLOW_LIVE live, then $FOLLOW_CYCLES cycles..." >&2
+  echo "8. a feed (follow): $FOLLOW_LIVE live, then $FOLLOW_CYCLES cycles..." >&2
   SIEM_RECOVERY_BENCH_FOLLOW=$FOLLOW_CYCLES SIEM_RECOVERY_BENCH_FOLLOW_LIVE=$FOLLOW_LIVE \
     go test -run '^$' -bench BenchmarkFollow -benchtime 1x -timeout 1h ./cmd/siem-recovery/ > "$work/follow.txt"
   # "BenchmarkFollow-2 1 NS ns/op V unit V unit ..."

@@ -219,16 +219,20 @@ func TestManagedIdentityRun(t *testing.T) {
 	}
 }
 
-// TestEntraTokenRefusedByAPI: the API refusing a fresh token twice (401) is
-// exit 3 after one renewal, with the Entra ID remedy.
+// TestEntraTokenRefusedByAPI: the API refusing a fresh token (401) is
+// exit 3 after one renewal, with the Entra ID remedy. The first page and
+// the window's count, asked for beside it, are each refused, and each
+// renews the token once; one request a second keeps them in that order:
+// the page (token 1), the count (token 2, after the page's renewal), the
+// page again (token 3), refused: the end.
 func TestEntraTokenRefusedByAPI(t *testing.T) {
 	e := newEntraRun(t, 10, time.Hour, 0)
-	e.api.FailNext(2, mcastest.Fault{Status: http.StatusUnauthorized})
-	r := e.run(t, "run")
+	e.api.FailEvery(1, mcastest.Fault{Status: http.StatusUnauthorized})
+	r := e.run(t, "run", "--rate-limit", "60")
 	wantCode(t, r, exitInvalidToken)
 	golden(t, "api/entra-refused-by-api/stderr", normalizeEntra(lastLine(r.stderr), e))
-	if st := e.entra.Stats(); st.Issued != 2 {
-		t.Errorf("%d tokens issued, want 2: one renewal after the first 401", st.Issued)
+	if st, api := e.entra.Stats(), e.api.Stats(); st.Issued != 3 || api.Requests != 3 {
+		t.Errorf("%d tokens issued for %d API requests, want 3 and 3: one renewal after each request's first 401", st.Issued, api.Requests)
 	}
 	wantStderr(t, r, "retrying once with a new one")
 }

@@ -205,6 +205,9 @@ func (s *Source) post(ctx context.Context, c call) (*answer, int, error) {
 		var ans *answer
 		if err == nil {
 			requests++
+			// The replay loop counts it now: a run that dies before the
+			// answer has it in its checkpoint all the same.
+			recovery.NoteRequest(ctx)
 			sent := time.Now()
 			if ans, err = s.once(ctx, header, c); err == nil {
 				s.budget.answered(time.Since(sent))

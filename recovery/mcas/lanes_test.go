@@ -2,6 +2,8 @@ package mcas_test
 
 import (
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -162,5 +164,86 @@ func TestBudgetMeasuresTheAnswerTime(t *testing.T) {
 	}
 	if got := src.Budget().PerMinute(); got != 600000 {
 		t.Errorf("PerMinute %v, want the configured 600000", got)
+	}
+}
+
+// TestNarrowedLaneEndsAtItsSlice: a lane that read the start of the whole
+// window, then had its slice cut short (the first lane of a pass, when the
+// plan comes; or resumed from a checkpoint that recorded the plan), goes
+// on from the cursor it was given for the whole window and ends at its
+// slice's end: no page past the one that reaches it, nothing of the next
+// slice listed, no warning. The lane after it reads the rest: each
+// activity once, in scan mode (continuations made for the whole window,
+// through a burst of one millisecond) and in plain paging (whose filters
+// are made for the slice at each page).
+func TestNarrowedLaneEndsAtItsSlice(t *testing.T) {
+	acts := mcastest.Generate(mcastest.GenerateOptions{Window: testWindow, Count: 6000, Burst: 700, BurstIndex: 1200})
+	ids := mcastest.IDs(acts)
+	// The cut: the time of activity 2600 (after the burst, which the
+	// first pages read), so the slice holds activities 0 to 2599.
+	first, err := recovery.ParseActivity(acts[2600])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := first.Timestamp
+	for _, tc := range []struct {
+		name   string
+		paging mcas.Paging
+		size   int
+		wide   int // pages read for the whole window
+		pages  int // pages in the slice after them: the last reaches the cut
+	}{
+		// Scan pages of 499 (the emulator drops the final millisecond's
+		// records, as the API does): the third ends before the burst
+		// (activities 998 to 1199), the fourth is the burst's first 500,
+		// the fifth its last 200 and 299 more, the sixth (2199 to 2697)
+		// reaches the cut and is the slice's last.
+		{"scan", mcas.PagingScan, 500, 3, 3},
+		// Plain pages of 100 with filters made for the slice: 2,100 left
+		// after 500, in 21 pages, the last answered "hasNext": false.
+		{"plain", mcas.PagingPlain, 100, 5, 21},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := mcastest.New(t, mcastest.Options{Activities: acts})
+			src, logs := newSource(t, srv, func(c *mcas.Config) { c.Paging, c.PageSize = tc.paging, tc.size })
+			ctx := ctxFor(t, time.Minute)
+			wide, err := drain(ctx, t, src.Over(recovery.Scope{Window: testWindow}), recovery.Cursor{}, tc.wide)
+			if err != nil || len(wide.pages) != tc.wide || wide.pages[tc.wide-1].Last {
+				t.Fatalf("the whole window's first %d pages: %v", tc.wide, err)
+			}
+			before := srv.Stats().Requests
+			slice := recovery.Window{Start: testWindow.Start, End: cut}
+			narrow, err := drain(ctx, t, src.Over(recovery.Scope{Window: slice}), wide.next, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			made := srv.Stats().Requests - before
+			if made != tc.pages || narrow.requests != made || len(narrow.pages) != tc.pages {
+				t.Errorf("the slice's rest took %d requests (%d counted) in %d pages; want %d", made, narrow.requests, len(narrow.pages), tc.pages)
+			}
+			assertExactlyOnce(t, append(wide.ids, narrow.ids...), ids[:2600])
+			if strings.Contains(logs.String(), "outside the window") {
+				t.Errorf("a slice cut short is no fault of the API's:\n%s", logs.String())
+			}
+			rest, err := drain(ctx, t, src.Over(recovery.Scope{Window: recovery.Window{Start: cut, End: testWindow.End}}), recovery.Cursor{}, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertExactlyOnce(t, slices.Concat(wide.ids, narrow.ids, rest.ids), ids)
+		})
+	}
+
+	// A plain cursor at or past the end of a slice cut short needs no
+	// request: nothing of the slice is left.
+	srv := mcastest.New(t, mcastest.Options{Activities: acts})
+	src, _ := newSource(t, srv, func(c *mcas.Config) { c.Paging, c.PageSize = mcas.PagingPlain, 100 })
+	d, err := drain(ctxFor(t, time.Minute), t, src.Over(recovery.Scope{Window: testWindow}), recovery.Cursor{}, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := srv.Stats().Requests
+	page, err := src.Over(recovery.Scope{Window: recovery.Window{Start: testWindow.Start, End: cut}}).Fetch(ctxFor(t, time.Minute), d.next)
+	if err != nil || !page.Last || len(page.Activities) != 0 || page.Requests != 0 || srv.Stats().Requests != before {
+		t.Errorf("a cursor past the slice: %+v, %v, %d requests made", page, err, srv.Stats().Requests-before)
 	}
 }

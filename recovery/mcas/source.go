@@ -499,9 +499,14 @@ func (s *Source) fetchScan(ctx context.Context, scope recovery.Scope, ch *chain,
 		return page, err
 	}
 	s.logRepeats(ans)
-	page.Activities = s.inScope(scope, ans.activities)
+	// A continuation made for a wider scope (a lane whose slice was cut
+	// short while it scanned) lists past the slice's end: that is no fault
+	// of the API's. Filters made for this scope are.
+	page.Activities = s.inScope(scope, ans.activities, len(cur.NextFilters) == 0)
 	reached := max(cur.Reached, ans.reached(scope.By))
-	if !ans.hasNext() {
+	// The answers are sorted on the scope's time, oldest first: one that
+	// reaches the scope's end lists the last of it.
+	if !ans.hasNext() || reached >= scope.Window.End {
 		page.Last, page.Progress = true, 1
 		page.Next = cur.cursor()
 		ch.advance(page.Next.Token, nil, nil, true)
@@ -521,6 +526,11 @@ func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, ch *chain
 	gte, skip := scope.Window.Start, 0
 	if cur.At != 0 || len(cur.SeenIDs) > 0 {
 		gte, skip = max(cur.At, scope.Window.Start), len(cur.SeenIDs)
+	}
+	if gte >= scope.Window.End {
+		// A cursor at or past the end of a scope narrowed since it was
+		// made: nothing of the scope is left, and no request is needed.
+		return recovery.Page{Next: c, Last: true, Progress: 1}, nil
 	}
 	limit := s.plainLimit
 	if skip+limit > PlainMaxWindow {
@@ -563,8 +573,10 @@ func (s *Source) fetchPlain(ctx context.Context, scope recovery.Scope, ch *chain
 		}
 	}
 	s.logRepeats(ans)
-	page.Activities = s.inScope(scope, ans.activities)
-	if page.Last {
+	page.Activities = s.inScope(scope, ans.activities, true)
+	// Sorted on the scope's time, oldest first: a page that reaches the
+	// scope's end lists the last of it.
+	if page.Last = page.Last || by.Of(all[len(all)-1]) >= scope.Window.End; page.Last {
 		page.Progress = 1
 		page.Next = cur.cursor()
 		ch.advance(page.Next.Token, nil, nil, true)
@@ -596,16 +608,23 @@ func (s *Source) logRepeats(ans *answer) {
 	}
 }
 
-// inScope drops what the API should not have sent: activities outside
-// the window (or the range of created) asked for.
-func (s *Source) inScope(scope recovery.Scope, acts []recovery.Activity) []recovery.Activity {
+// inScope drops what lies outside scope: activities outside the window
+// (or the range of created) asked for, which the API should not have
+// sent; and activities past the scope's end, which a continuation made
+// for a wider scope lists (asked says the request's filters were made for
+// scope: then those are the API's fault too).
+func (s *Source) inScope(scope recovery.Scope, acts []recovery.Activity, asked bool) []recovery.Activity {
 	kept := acts[:0:0]
+	past := 0
 	for _, a := range acts {
-		if scope.Contains(a) {
+		switch {
+		case scope.Contains(a):
 			kept = append(kept, a)
+		case !asked && scope.By.Of(a) >= scope.Window.End:
+			past++
 		}
 	}
-	if n := len(acts) - len(kept); n > 0 {
+	if n := len(acts) - len(kept) - past; n > 0 {
 		s.log.Warn("the API sent "+s.rec.many+" outside the window; dropped them", "count", n, "window", scope.String())
 	}
 	return kept
