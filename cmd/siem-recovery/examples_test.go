@@ -10,6 +10,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -374,19 +375,83 @@ type podSpec struct {
 	SecurityContext struct {
 		RunAsUser int `yaml:"runAsUser"`
 	} `yaml:"securityContext"`
-	RestartPolicy                 string `yaml:"restartPolicy"`
-	ServiceAccountName            string `yaml:"serviceAccountName"`
-	TerminationGracePeriodSeconds int    `yaml:"terminationGracePeriodSeconds"`
-	Containers                    []struct {
-		Image        string   `yaml:"image"`
-		Args         []string `yaml:"args"`
-		VolumeMounts []struct {
-			Name      string `yaml:"name"`
-			MountPath string `yaml:"mountPath"`
-			ReadOnly  bool   `yaml:"readOnly"`
-		} `yaml:"volumeMounts"`
-	} `yaml:"containers"`
-	Volumes []map[string]any `yaml:"volumes"`
+	RestartPolicy                 string           `yaml:"restartPolicy"`
+	ServiceAccountName            string           `yaml:"serviceAccountName"`
+	TerminationGracePeriodSeconds int              `yaml:"terminationGracePeriodSeconds"`
+	Containers                    []containerSpec  `yaml:"containers"`
+	Volumes                       []map[string]any `yaml:"volumes"`
+}
+
+// containerSpec is the part of a container the examples are checked for.
+type containerSpec struct {
+	Image        string   `yaml:"image"`
+	Args         []string `yaml:"args"`
+	VolumeMounts []struct {
+		Name      string `yaml:"name"`
+		MountPath string `yaml:"mountPath"`
+		ReadOnly  bool   `yaml:"readOnly"`
+	} `yaml:"volumeMounts"`
+	Env []struct {
+		Name  string `yaml:"name"`
+		Value string `yaml:"value"`
+	} `yaml:"env"`
+	Resources struct {
+		Limits map[string]string `yaml:"limits"`
+	} `yaml:"resources"`
+}
+
+// cronJobMemory is the memory the Kubernetes CronJob example gives a run:
+// its GOMEMLIMIT (as the environment holds it) and its container's limit,
+// in bytes.
+func cronJobMemory(t *testing.T) (goMemLimit string, limit int64) {
+	t.Helper()
+	type cronJob struct {
+		Kind string `yaml:"kind"`
+		Spec struct {
+			JobTemplate struct {
+				Spec struct {
+					Template struct {
+						Spec podSpec `yaml:"spec"`
+					} `yaml:"template"`
+				} `yaml:"spec"`
+			} `yaml:"jobTemplate"`
+		} `yaml:"spec"`
+	}
+	for _, doc := range kubernetesDocs[cronJob](t, "kubernetes/cronjob.yaml") {
+		if cs := doc.Spec.JobTemplate.Spec.Template.Spec.Containers; doc.Kind == "CronJob" && len(cs) == 1 {
+			soft := softMemoryLimit(t, "CronJob", cs[0])
+			mib, _ := strconv.ParseInt(strings.TrimSuffix(cs[0].Resources.Limits["memory"], "Mi"), 10, 64)
+			return strconv.FormatInt(soft>>20, 10) + "MiB", mib << 20
+		}
+	}
+	t.Fatal("kubernetes/cronjob.yaml holds no CronJob of one container")
+	return "", 0
+}
+
+// softMemoryLimit is the GOMEMLIMIT container c of example name sets (Go's
+// soft limit on its heap), checked to leave room under the container's
+// memory limit for what is not heap: at most 80 % of it. It fails the
+// test when c sets none: without it the heap may grow to twice what it
+// holds alive before a collection, past the limit on a busy node.
+func softMemoryLimit(t *testing.T, name string, c containerSpec) int64 {
+	t.Helper()
+	soft := ""
+	for _, e := range c.Env {
+		if e.Name == "GOMEMLIMIT" {
+			soft = e.Value
+		}
+	}
+	limit, ok := strings.CutSuffix(c.Resources.Limits["memory"], "Mi")
+	limitMiB, err := strconv.ParseInt(limit, 10, 64)
+	if !ok || err != nil {
+		t.Fatalf("%s: limits.memory %q, want a number of Mi", name, c.Resources.Limits["memory"])
+	}
+	v, ok := strings.CutSuffix(soft, "MiB")
+	softMiB, err := strconv.ParseInt(v, 10, 64)
+	if !ok || err != nil || softMiB <= 0 || softMiB*10 > limitMiB*8 {
+		t.Fatalf("%s: GOMEMLIMIT %q, want a number of MiB at most 80%% of limits.memory %dMi", name, soft, limitMiB)
+	}
+	return softMiB << 20
 }
 
 // kubernetesDocs decodes the YAML documents of an example manifest.
@@ -463,6 +528,7 @@ func TestExampleKubernetesCronJob(t *testing.T) {
 	}
 	args := pod.Containers[0].Args
 	checkCommandLine(t, "CronJob args", args)
+	softMemoryLimit(t, "CronJob", pod.Containers[0])
 	if flagValue(args, "--settle") != "24h" {
 		t.Errorf("CronJob args: --settle %q, want 24h: a day of late arrivals, then quiet", flagValue(args, "--settle"))
 	}
